@@ -1,0 +1,146 @@
+//! `summary.json`: counts, errors by kind, latency/TTFT/token percentiles and throughput for one
+//! run, overall and per dataset, computed from its records.
+
+use super::Distribution;
+use crate::run::Record;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the summary format.
+pub const SUMMARY_SCHEMA: u32 = 1;
+
+/// The summary of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Format version.
+    pub schema: u32,
+    /// Model name.
+    pub model: String,
+    /// Backend kind.
+    pub backend: String,
+    /// Queries planned for the run.
+    pub planned: usize,
+    /// Records on disk.
+    pub recorded: usize,
+    /// Records with a response.
+    pub ok: usize,
+    /// Records with an error.
+    pub errors: usize,
+    /// Error count per kind.
+    pub errors_by_kind: BTreeMap<String, usize>,
+    /// Count per finish reason (successful records).
+    pub finish_reasons: BTreeMap<String, usize>,
+    /// Successful records whose token counts are estimates.
+    pub tokens_estimated: usize,
+    /// Seconds from request to last byte (successful records).
+    pub latency_s: Option<Distribution>,
+    /// Seconds to first token.
+    pub ttft_s: Option<Distribution>,
+    /// Decode tokens per second.
+    pub decode_tps: Option<Distribution>,
+    /// Prompt tokens.
+    pub input_tokens: Option<Distribution>,
+    /// Generated tokens.
+    pub output_tokens: Option<Distribution>,
+    /// Seconds during which at least one query was in flight (union of windows).
+    pub busy_s: f64,
+    /// Recorded queries per busy second.
+    pub queries_per_s: f64,
+    /// Generated tokens per busy second.
+    pub output_tokens_per_s: f64,
+    /// The same counts and distributions per dataset.
+    pub by_dataset: BTreeMap<String, DatasetSummary>,
+}
+
+/// Per-dataset part of a summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    /// Records.
+    pub recorded: usize,
+    /// With a response.
+    pub ok: usize,
+    /// With an error.
+    pub errors: usize,
+    /// Latency of successful records.
+    pub latency_s: Option<Distribution>,
+    /// Generated tokens of successful records.
+    pub output_tokens: Option<Distribution>,
+}
+
+/// Summarise records. `planned` is the number of queries in the run's plan.
+pub fn summarize(model: &str, backend: &str, planned: usize, records: &[Record]) -> Summary {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.error.is_none()).collect();
+    let mut errors_by_kind = BTreeMap::new();
+    for r in records.iter().filter_map(|r| r.error.as_ref()) {
+        *errors_by_kind.entry(r.kind.clone()).or_insert(0) += 1;
+    }
+    let mut finish_reasons = BTreeMap::new();
+    for r in &ok {
+        *finish_reasons
+            .entry(r.finish_reason.clone().unwrap_or_else(|| "unknown".into()))
+            .or_insert(0) += 1;
+    }
+    let busy_s = busy_seconds(records);
+    let out_tokens: u64 = ok.iter().filter_map(|r| r.output_tokens).sum();
+    let mut by_dataset: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        by_dataset.entry(r.dataset.clone()).or_default().push(r);
+    }
+    Summary {
+        schema: SUMMARY_SCHEMA,
+        model: model.into(),
+        backend: backend.into(),
+        planned,
+        recorded: records.len(),
+        ok: ok.len(),
+        errors: records.len() - ok.len(),
+        errors_by_kind,
+        finish_reasons,
+        tokens_estimated: ok.iter().filter(|r| r.tokens_estimated).count(),
+        latency_s: Distribution::of(ok.iter().map(|r| r.latency_s)),
+        ttft_s: Distribution::of(ok.iter().filter_map(|r| r.ttft_s)),
+        decode_tps: Distribution::of(ok.iter().filter_map(|r| r.decode_tps)),
+        input_tokens: Distribution::of(ok.iter().filter_map(|r| r.input_tokens.map(|t| t as f64))),
+        output_tokens: Distribution::of(ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64))),
+        busy_s,
+        queries_per_s: if busy_s > 0.0 { records.len() as f64 / busy_s } else { 0.0 },
+        output_tokens_per_s: if busy_s > 0.0 { out_tokens as f64 / busy_s } else { 0.0 },
+        by_dataset: by_dataset
+            .into_iter()
+            .map(|(name, rs)| {
+                let ok: Vec<&&Record> = rs.iter().filter(|r| r.error.is_none()).collect();
+                let s = DatasetSummary {
+                    recorded: rs.len(),
+                    ok: ok.len(),
+                    errors: rs.len() - ok.len(),
+                    latency_s: Distribution::of(ok.iter().map(|r| r.latency_s)),
+                    output_tokens: Distribution::of(ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64))),
+                };
+                (name, s)
+            })
+            .collect(),
+    }
+}
+
+/// Length of the union of all query windows. Windows are on the host's monotonic clock, so
+/// this stays right across a resumed run (the gap between sessions is not counted).
+fn busy_seconds(records: &[Record]) -> f64 {
+    let mut w: Vec<(f64, f64)> = records.iter().map(|r| (r.window.start_s, r.window.end_s)).collect();
+    w.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total = 0.0;
+    let mut current: Option<(f64, f64)> = None;
+    for (s, e) in w {
+        match current {
+            Some((cs, ce)) if s <= ce => current = Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                current = Some((s, e));
+            }
+            None => current = Some((s, e)),
+        }
+    }
+    if let Some((cs, ce)) = current {
+        total += ce - cs;
+    }
+    total
+}

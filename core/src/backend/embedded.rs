@@ -1,0 +1,247 @@
+//! The embedded backend: llama.cpp in-process (via `llama-cpp-2`) from a GGUF file. The default,
+//! because it needs no server.
+//!
+//! The model is loaded once (outside any measured window). Each concurrency slot is a worker
+//! thread owning its own llama.cpp context; generation is blocking work, so workers take jobs
+//! from a channel and answer through a oneshot. The chat template comes from the GGUF.
+
+use super::{Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource};
+use crate::config::{BackendKind, ModelConfig};
+use async_trait::async_trait;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use serde_json::{json, Value};
+use std::num::NonZeroU32;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// llama.cpp's global state may be initialised once per process.
+static LLAMA: OnceLock<LlamaBackend> = OnceLock::new();
+/// Creating contexts in parallel is unsound in llama.cpp (it mutates the model); serialise it.
+static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
+
+struct Job {
+    req: GenRequest,
+    reply: tokio::sync::oneshot::Sender<Result<Generation, BackendError>>,
+}
+
+/// A GGUF model served by in-process worker threads.
+pub struct EmbeddedBackend {
+    jobs: mpsc::Sender<Job>,
+    info: Value,
+}
+
+fn llama() -> Result<&'static LlamaBackend, String> {
+    if let Some(b) = LLAMA.get() {
+        return Ok(b);
+    }
+    let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp init: {e}"))?;
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    Ok(LLAMA.get_or_init(|| backend))
+}
+
+impl EmbeddedBackend {
+    /// Load the model and start `workers` generation threads. Blocking; call off the runtime.
+    pub fn load(m: &ModelConfig, workers: usize) -> Result<Self, BackendSetupError> {
+        let setup = |message: String| BackendSetupError { model: m.name.clone(), message };
+        let path = m.path.clone().ok_or_else(|| setup("`path` is required".into()))?;
+        let backend = llama().map_err(setup)?;
+        let started = Instant::now();
+        let params = LlamaModelParams::default().with_n_gpu_layers(m.gpu_layers.unwrap_or(0));
+        let model = LlamaModel::load_from_file(backend, &path, &params)
+            .map_err(|e| setup(format!("cannot load {}: {e}", path.display())))?;
+        let load_s = started.elapsed().as_secs_f64();
+        let template = model
+            .chat_template(None)
+            .map_err(|e| setup(format!("{} has no usable chat template: {e}", path.display())))?;
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let threads = m.threads.unwrap_or(cores).max(1);
+        let workers = workers.max(1);
+        let per_worker = (threads / workers as u32).max(1) as i32;
+        let n_ctx = m.context.unwrap_or(4096).min(model.n_ctx_train().max(512));
+        let info = json!({
+            "path": path,
+            "load_s": load_s,
+            "parameters": model.n_params(),
+            "size_bytes": model.size(),
+            "context": n_ctx,
+            "threads": threads,
+            "workers": workers,
+        });
+        let model = Arc::new(model);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for w in 0..workers {
+            let (model, rx, template, ready) = (model.clone(), rx.clone(), template.clone(), ready_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("ipw-llama-{w}"))
+                .spawn(move || worker(backend, &model, &template, n_ctx, per_worker, &rx, ready))
+                .map_err(|e| setup(format!("cannot start worker thread: {e}")))?;
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(setup(e)),
+                Err(_) => return Err(setup("worker thread died while starting".into())),
+            }
+        }
+        Ok(Self { jobs: tx, info })
+    }
+}
+
+fn worker(
+    backend: &LlamaBackend,
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    n_ctx: u32,
+    threads: i32,
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_ctx)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let ctx = {
+        let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner());
+        model.new_context(backend, params)
+    };
+    let mut ctx = match ctx {
+        Ok(c) => {
+            let _ = ready.send(Ok(()));
+            c
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot create llama.cpp context: {e}")));
+            return;
+        }
+    };
+    loop {
+        // Hold the lock only while waiting for a job, not while generating.
+        let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return, // backend dropped
+        };
+        if job.reply.is_closed() {
+            continue; // the run was interrupted while this job waited
+        }
+        let result = generate(model, template, &mut ctx, &job.req, n_ctx, &job.reply);
+        let _ = job.reply.send(result);
+    }
+}
+
+fn engine_err(what: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(ErrorKind::Engine, format!("{what}: {e}"))
+}
+
+fn generate(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    req: &GenRequest,
+    n_ctx: u32,
+    reply: &tokio::sync::oneshot::Sender<Result<Generation, BackendError>>,
+) -> Result<Generation, BackendError> {
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| engine_err("chat message", e))?;
+    let prompt = model
+        .apply_chat_template(template, &messages, true)
+        .map_err(|e| engine_err("chat template", e))?;
+    let vocab = model.vocab();
+    let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
+    if tokens.len() + 1 >= n_ctx as usize {
+        return Err(BackendError::new(
+            ErrorKind::PromptTooLong,
+            format!("prompt is {} tokens; the context holds {n_ctx}", tokens.len()),
+        ));
+    }
+    ctx.clear_kv_cache();
+    let mut batch = LlamaBatch::new(n_ctx as usize, 1);
+    let last = tokens.len() - 1;
+    for (i, t) in tokens.iter().enumerate() {
+        batch.add(*t, i as i32, &[0], i == last).map_err(|e| engine_err("batch", e))?;
+    }
+    ctx.decode(&mut batch).map_err(|e| engine_err("prompt decode", e))?;
+    let mut sampler = if req.temperature <= 0.0 {
+        LlamaSampler::greedy()
+    } else {
+        LlamaSampler::chain_simple([LlamaSampler::temp(req.temperature), LlamaSampler::dist(req.seed as u32)])
+    };
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut first_token_at = None;
+    let mut output_tokens = 0u64;
+    let mut pos = tokens.len() as i32;
+    let mut cut: Option<usize> = None;
+    let finish_reason = loop {
+        let token = sampler.sample(ctx, batch.n_tokens() - 1);
+        first_token_at.get_or_insert_with(Instant::now);
+        if vocab.is_eog(token) {
+            break "stop";
+        }
+        output_tokens += 1;
+        bytes.extend(vocab.token_to_piece(token, false, None));
+        if !req.stop.is_empty() {
+            if let Some(at) = super::find_stop(&String::from_utf8_lossy(&bytes), &req.stop) {
+                cut = Some(at);
+                break "stop";
+            }
+        }
+        if output_tokens >= req.max_tokens as u64 || pos + 1 >= n_ctx as i32 {
+            break "length";
+        }
+        if reply.is_closed() {
+            return Err(BackendError::new(ErrorKind::Cancelled, "run interrupted"));
+        }
+        batch.clear();
+        batch.add(token, pos, &[0], true).map_err(|e| engine_err("batch", e))?;
+        pos += 1;
+        ctx.decode(&mut batch).map_err(|e| engine_err("decode", e))?;
+    };
+    let finished_at = Instant::now();
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if let Some(at) = cut {
+        text.truncate(at);
+    }
+    Ok(Generation {
+        text,
+        first_token_at,
+        finished_at,
+        input_tokens: Some(tokens.len() as u64),
+        output_tokens: Some(output_tokens),
+        token_source: TokenSource::Engine,
+        finish_reason: Some(finish_reason.to_string()),
+        attempts: 1,
+    })
+}
+
+#[async_trait]
+impl Backend for EmbeddedBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Embedded
+    }
+
+    async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job { req: req.clone(), reply })
+            .map_err(|_| BackendError::new(ErrorKind::Engine, "embedded workers have stopped"))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(BackendError::new(ErrorKind::Engine, "embedded worker died")))
+    }
+
+    fn describe(&self) -> Value {
+        self.info.clone()
+    }
+}

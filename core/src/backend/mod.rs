@@ -1,0 +1,197 @@
+//! Backends: the code that talks to a model. One trait, [`Backend`]; built-ins are the
+//! embedded llama.cpp ([`embedded`], default), OpenAI-compatible HTTP ([`openai`]) and Ollama's
+//! native API ([`ollama`]). HTTP plumbing shared by the remote ones lives in [`http`].
+
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod http;
+pub mod ollama;
+pub mod openai;
+mod sse;
+
+use crate::config::{BackendKind, ModelConfig};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// Text.
+    pub content: String,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenRequest {
+    /// The conversation (an optional system message and the user prompt).
+    pub messages: Vec<Message>,
+    /// Maximum new tokens.
+    pub max_tokens: u32,
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// Sampling seed.
+    pub seed: u64,
+    /// Stop strings.
+    pub stop: Vec<String>,
+}
+
+/// Where token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenSource {
+    /// Counted by the engine that generated them (embedded llama.cpp, Ollama eval counts).
+    Engine,
+    /// The server's `usage` in the stream.
+    ServerUsage,
+    /// Re-tokenized with the server's tokenizer endpoint (estimated: chat template not counted).
+    Tokenizer,
+    /// Output: streamed content chunks; input: characters / 4 (estimated).
+    Heuristic,
+}
+
+impl TokenSource {
+    /// Whether counts from this source are estimates.
+    pub fn is_estimate(self) -> bool {
+        matches!(self, TokenSource::Tokenizer | TokenSource::Heuristic)
+    }
+}
+
+/// A finished generation, with the instants the runner turns into a window and TTFT.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Response text (stop string removed).
+    pub text: String,
+    /// When the first generated token arrived.
+    pub first_token_at: Option<Instant>,
+    /// When the last byte of the response arrived (before any post-processing).
+    pub finished_at: Instant,
+    /// Prompt tokens.
+    pub input_tokens: Option<u64>,
+    /// Generated tokens.
+    pub output_tokens: Option<u64>,
+    /// Where the counts came from.
+    pub token_source: TokenSource,
+    /// `stop`, `length`, ... as the engine reported it.
+    pub finish_reason: Option<String>,
+    /// HTTP attempts (1 = no retry).
+    pub attempts: u32,
+}
+
+/// Why a query failed, as recorded in `error.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Could not connect.
+    Connect,
+    /// No data within the read timeout.
+    Timeout,
+    /// HTTP 429 after every retry.
+    RateLimited,
+    /// Another non-success HTTP status.
+    HttpStatus,
+    /// The connection closed before the response was complete.
+    StreamClosed,
+    /// The stream could not be parsed.
+    MalformedStream,
+    /// The server reported an error inside the stream.
+    ServerError,
+    /// The prompt does not fit the context.
+    PromptTooLong,
+    /// The in-process engine failed.
+    Engine,
+    /// The run was interrupted while this query was in flight.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Snake-case name, as in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::HttpStatus => "http_status",
+            Self::StreamClosed => "stream_closed",
+            Self::MalformedStream => "malformed_stream",
+            Self::ServerError => "server_error",
+            Self::PromptTooLong => "prompt_too_long",
+            Self::Engine => "engine",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A failed query.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", kind.as_str())]
+pub struct BackendError {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Human-readable detail.
+    pub message: String,
+    /// HTTP attempts made.
+    pub attempts: u32,
+}
+
+impl BackendError {
+    /// An error after one attempt.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), attempts: 1 }
+    }
+}
+
+/// A backend that cannot be set up (model file unreadable, bad URL, missing API key variable).
+#[derive(Debug, thiserror::Error)]
+#[error("model `{model}`: {message}")]
+pub struct BackendSetupError {
+    /// Model name from the experiment.
+    pub model: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Talks to one model. Implementations must be cheap to call concurrently.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// `embedded`, `openai` or `ollama`.
+    fn kind(&self) -> BackendKind;
+    /// Generate a response. Timing instants are taken as close to the wire/engine as possible.
+    async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError>;
+    /// Facts about the model for the manifest (file hash, load time, server model id).
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// Build the backend a model config asks for. `concurrency` sizes the embedded worker pool.
+pub async fn connect(model: &ModelConfig, concurrency: usize) -> Result<Arc<dyn Backend>, BackendSetupError> {
+    match model.backend {
+        BackendKind::Embedded => {
+            #[cfg(feature = "embedded")]
+            {
+                let model = model.clone();
+                let b = tokio::task::spawn_blocking(move || embedded::EmbeddedBackend::load(&model, concurrency))
+                    .await
+                    .map_err(|e| BackendSetupError { model: String::new(), message: e.to_string() })??;
+                Ok(Arc::new(b))
+            }
+            #[cfg(not(feature = "embedded"))]
+            {
+                let _ = concurrency;
+                Err(BackendSetupError {
+                    model: model.name.clone(),
+                    message: "this ipw was built without the `embedded` feature".into(),
+                })
+            }
+        }
+        BackendKind::Openai => Ok(Arc::new(openai::OpenAiBackend::new(model)?)),
+        BackendKind::Ollama => Ok(Arc::new(ollama::OllamaBackend::new(model)?)),
+    }
+}
+
+/// Apply stop strings to accumulated text: returns the cut position of the earliest stop.
+pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+}

@@ -1,0 +1,192 @@
+//! OpenAI-compatible streaming chat completions (vLLM, llama.cpp server, SGLang, LM Studio,
+//! Ollama /v1, cloud endpoints).
+//!
+//! Token counts come from the stream's `usage` when the server sends it (we ask with
+//! `stream_options.include_usage`). Otherwise they are counted another way and flagged as
+//! estimated: with the server's tokenizer endpoint when it has one (llama.cpp `/tokenize`), else
+//! output = streamed content chunks and input = characters / 4.
+
+use super::http::{for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy};
+use super::{Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource};
+use crate::config::{BackendKind, ModelConfig};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+/// An OpenAI-compatible server.
+pub struct OpenAiBackend {
+    client: reqwest::Client,
+    policy: HttpPolicy,
+    chat_url: String,
+    tokenize_url: String,
+    model: String,
+    api_key_env: Option<String>,
+    /// Read from the environment once; never serialized, logged or written anywhere.
+    api_key: Option<String>,
+    include_usage: bool,
+    /// 0 = untried, 1 = works, 2 = unavailable.
+    tokenizer_state: AtomicU8,
+}
+
+impl OpenAiBackend {
+    /// Set up a client for a model config (reads the API key variable, if any).
+    pub fn new(m: &ModelConfig) -> Result<Self, BackendSetupError> {
+        let setup = |message: String| BackendSetupError { model: m.name.clone(), message };
+        let base = m.base_url.as_deref().ok_or_else(|| setup("`base_url` is required".into()))?;
+        let base = base.trim_end_matches('/');
+        let api_key = match &m.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                setup(format!("api_key_env names `{var}`, but that environment variable is not set"))
+            })?),
+            None => None,
+        };
+        let policy = HttpPolicy::from_model(m);
+        let root = base.strip_suffix("/v1").unwrap_or(base);
+        Ok(Self {
+            client: policy.client(&m.name)?,
+            policy,
+            chat_url: format!("{base}/chat/completions"),
+            tokenize_url: m.tokenize_url.clone().unwrap_or_else(|| format!("{root}/tokenize")),
+            model: m.server_model().to_string(),
+            api_key_env: m.api_key_env.clone(),
+            api_key,
+            include_usage: m.include_usage.unwrap_or(true),
+            tokenizer_state: AtomicU8::new(0),
+        })
+    }
+
+    fn request_body(&self, req: &GenRequest) -> Value {
+        let mut body = json!({
+            "model": self.model,
+            "messages": req.messages,
+            "stream": true,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "seed": req.seed,
+        });
+        if !req.stop.is_empty() {
+            body["stop"] = json!(req.stop);
+        }
+        if self.include_usage {
+            body["stream_options"] = json!({ "include_usage": true });
+        }
+        body
+    }
+
+    /// Count tokens of `text` with the server's tokenizer endpoint, remembering if it is missing.
+    async fn tokenize(&self, text: &str) -> Option<u64> {
+        if self.tokenizer_state.load(Ordering::Relaxed) == 2 {
+            return None;
+        }
+        let mut rb = self.client.post(&self.tokenize_url).json(&json!({ "content": text }));
+        if let Some(key) = &self.api_key {
+            rb = rb.bearer_auth(key);
+        }
+        let counted = async {
+            let resp = rb.timeout(self.policy.read_timeout).send().await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let v: Value = resp.json().await.ok()?;
+            v.get("tokens")?.as_array().map(|t| t.len() as u64)
+        }
+        .await;
+        self.tokenizer_state.store(if counted.is_some() { 1 } else { 2 }, Ordering::Relaxed);
+        counted
+    }
+}
+
+#[async_trait]
+impl Backend for OpenAiBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Openai
+    }
+
+    async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError> {
+        let body = self.request_body(req);
+        let (resp, attempts) = send_with_retry(&self.policy, || {
+            let rb = self.client.post(&self.chat_url).json(&body);
+            match &self.api_key {
+                Some(key) => rb.bearer_auth(key),
+                None => rb,
+            }
+        })
+        .await?;
+        let mut text = String::new();
+        let mut first_token_at = None;
+        let mut finish_reason: Option<String> = None;
+        let mut usage: Option<(u64, u64)> = None;
+        let mut content_chunks = 0u64;
+        let completed = for_each_frame(ChunkReader::new(resp, self.policy.read_timeout), Framing::Sse, |frame| {
+            if frame.trim() == "[DONE]" {
+                return Ok(Flow::Done);
+            }
+            let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
+            if let Some(err) = v.get("error") {
+                return Err(BackendError::new(ErrorKind::ServerError, format!("server error in stream: {err}")));
+            }
+            if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+                if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                    if !piece.is_empty() {
+                        first_token_at.get_or_insert_with(Instant::now);
+                        content_chunks += 1;
+                        text.push_str(piece);
+                    }
+                }
+                if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+                    finish_reason = Some(r.to_string());
+                }
+            }
+            if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+                let get = |k: &str| u.get(k).and_then(Value::as_u64);
+                if let (Some(p), Some(c)) = (get("prompt_tokens"), get("completion_tokens")) {
+                    usage = Some((p, c));
+                }
+            }
+            Ok(Flow::Continue)
+        })
+        .await
+        .map_err(|e| BackendError { attempts, ..e })?;
+        let finished_at = Instant::now();
+        if !completed && finish_reason.is_none() {
+            return Err(BackendError {
+                kind: ErrorKind::StreamClosed,
+                message: format!(
+                    "stream ended before the response was complete (no finish_reason, no [DONE]; {} chars received)",
+                    text.len()
+                ),
+                attempts,
+            });
+        }
+        let (input_tokens, output_tokens, token_source) = match usage {
+            Some((p, c)) => (p, c, TokenSource::ServerUsage),
+            None => {
+                let prompt: String = req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+                match (self.tokenize(&prompt).await, self.tokenize(&text).await) {
+                    (Some(p), Some(c)) => (p, c, TokenSource::Tokenizer),
+                    _ => ((prompt.chars().count() as u64).div_ceil(4), content_chunks, TokenSource::Heuristic),
+                }
+            }
+        };
+        Ok(Generation {
+            text,
+            first_token_at,
+            finished_at,
+            input_tokens: Some(input_tokens),
+            output_tokens: Some(output_tokens),
+            token_source,
+            finish_reason,
+            attempts,
+        })
+    }
+
+    fn describe(&self) -> Value {
+        json!({
+            "chat_url": self.chat_url,
+            "server_model": self.model,
+            "api_key_env": self.api_key_env,
+            "include_usage": self.include_usage,
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! Reading an experiment file: parse (serde + toml, unknown fields rejected), then check the
+//! values that serde cannot (which fields a backend needs, files that must exist).
+
+use super::expand::expand_path;
+use super::location::{field_path_at, ConfigError};
+use super::{BackendKind, LoadedExperiment};
+use std::path::{Path, PathBuf};
+
+/// Read, parse and validate an experiment file.
+pub fn load_experiment(file: &Path) -> Result<LoadedExperiment, ConfigError> {
+    let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    parse_experiment(file, source)
+}
+
+/// Parse and validate experiment text that came from `file`.
+pub fn parse_experiment(file: &Path, source: String) -> Result<LoadedExperiment, ConfigError> {
+    let experiment = toml::from_str(&source).map_err(|e: toml::de::Error| {
+        let span = e.span().unwrap_or(0..0);
+        let field = field_path_at(&source, span.start);
+        ConfigError::at(file, &source, span, &field, e.message().trim().to_string())
+    })?;
+    let mut loaded = LoadedExperiment {
+        file: file.to_path_buf(),
+        source,
+        experiment,
+    };
+    validate(&mut loaded)?;
+    Ok(loaded)
+}
+
+/// Checks across fields, path expansion and resolution, and existence of input files.
+fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
+    let base = loaded.base_dir().to_path_buf();
+    let exp = &loaded.experiment;
+    let whole = 0..0;
+    if exp.name.trim().is_empty() {
+        return Err(loaded.error_at(whole, "name", "must not be empty"));
+    }
+    if exp.run.concurrency == 0 {
+        let span = span_of_key(&loaded.source, "concurrency");
+        return Err(loaded.error_at(span, "run.concurrency", "must be at least 1"));
+    }
+    if !(0.0..=5.0).contains(&exp.generation.temperature) {
+        let span = span_of_key(&loaded.source, "temperature");
+        return Err(loaded.error_at(
+            span,
+            "generation.temperature",
+            "must be between 0 and 5",
+        ));
+    }
+    if exp.models.is_empty() {
+        return Err(loaded.error_at(
+            whole.clone(),
+            "models",
+            "no [[models]] given; add at least one",
+        ));
+    }
+    if exp.datasets.is_empty() {
+        return Err(loaded.error_at(
+            whole,
+            "datasets",
+            "no [[datasets]] given; add at least one",
+        ));
+    }
+
+    let mut resolved_models = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, spanned) in exp.models.iter().enumerate() {
+        let span = spanned.span();
+        let m = spanned.get_ref();
+        let at = |field: &str, msg: String| loaded.error_at(span.clone(), &format!("models[{i}].{field}"), msg);
+        if !names.insert(m.name.clone()) {
+            return Err(at("name", format!("duplicate model name `{}`", m.name)));
+        }
+        let embedded_only = [
+            ("path", m.path.is_some()),
+            ("threads", m.threads.is_some()),
+            ("context", m.context.is_some()),
+            ("gpu_layers", m.gpu_layers.is_some()),
+        ];
+        let http_only = [
+            ("base_url", m.base_url.is_some()),
+            ("model", m.model.is_some()),
+            ("connect_timeout_s", m.connect_timeout_s.is_some()),
+            ("read_timeout_s", m.read_timeout_s.is_some()),
+            ("max_retries", m.max_retries.is_some()),
+            ("retry_backoff_s", m.retry_backoff_s.is_some()),
+        ];
+        let openai_only = [
+            ("api_key_env", m.api_key_env.is_some()),
+            ("include_usage", m.include_usage.is_some()),
+            ("tokenize_url", m.tokenize_url.is_some()),
+        ];
+        let backend = m.backend.as_str();
+        let reject = |fields: &[(&str, bool)]| -> Result<(), ConfigError> {
+            match fields.iter().find(|(_, set)| *set) {
+                Some((f, _)) => Err(at(f, format!("not used by backend `{backend}`; remove it"))),
+                None => Ok(()),
+            }
+        };
+        let mut model = m.clone();
+        match m.backend {
+            BackendKind::Embedded => {
+                reject(&http_only)?;
+                reject(&openai_only)?;
+                let raw = m.path.as_ref().ok_or_else(|| {
+                    at("path", "backend `embedded` needs `path` to a GGUF file".into())
+                })?;
+                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
+                let path = resolve(&base, Path::new(&expanded));
+                if !path.is_file() {
+                    return Err(at(
+                        "path",
+                        format!(
+                            "model file not found: {} (fetch the test model with scripts/fetch-model.sh)",
+                            path.display()
+                        ),
+                    ));
+                }
+                model.path = Some(path);
+            }
+            BackendKind::Openai | BackendKind::Ollama => {
+                reject(&embedded_only)?;
+                if m.backend == BackendKind::Ollama {
+                    reject(&openai_only)?;
+                }
+                let raw = m.base_url.as_deref().ok_or_else(|| {
+                    at("base_url", format!("backend `{backend}` needs `base_url`"))
+                })?;
+                let url = expand_path(raw).map_err(|e| at("base_url", e))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(at("base_url", format!("`{url}` is not an http(s) URL")));
+                }
+                model.base_url = Some(url);
+                if let Some(var) = &m.api_key_env {
+                    if var.is_empty() || var.contains(char::is_whitespace) || var.len() > 100 {
+                        return Err(at(
+                            "api_key_env",
+                            "must be the NAME of an environment variable, never the key itself".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        resolved_models.push(model);
+    }
+
+    let mut resolved_datasets = Vec::new();
+    let mut labels = std::collections::HashSet::new();
+    for (i, spanned) in exp.datasets.iter().enumerate() {
+        let span = spanned.span();
+        let d = spanned.get_ref();
+        let at = |field: &str, msg: String| loaded.error_at(span.clone(), &format!("datasets[{i}].{field}"), msg);
+        if !labels.insert(d.label()) {
+            return Err(at("name", format!("duplicate dataset name `{}`; set `name`", d.label())));
+        }
+        let mut dataset = d.clone();
+        match (&d.builtin, &d.path) {
+            (Some(_), Some(_)) => return Err(at("path", "give either `builtin` or `path`, not both".into())),
+            (None, None) => return Err(at("path", "give `builtin = \"gsm8k\"|\"mmlu\"` or `path`".into())),
+            (Some(_), None) => {
+                if d.format.is_some() || d.header.is_some() {
+                    return Err(at("format", "built-in datasets have a fixed format; remove it".into()));
+                }
+            }
+            (None, Some(raw)) => {
+                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
+                let path = resolve(&base, Path::new(&expanded));
+                if !path.is_file() {
+                    return Err(at("path", format!("dataset file not found: {}", path.display())));
+                }
+                dataset.path = Some(path);
+            }
+        }
+        if d.max_queries == Some(0) {
+            return Err(at("max_queries", "must be at least 1 (leave it out for all rows)".into()));
+        }
+        resolved_datasets.push(dataset);
+    }
+
+    let exp = &mut loaded.experiment;
+    for (slot, model) in exp.models.iter_mut().zip(resolved_models) {
+        *slot.get_mut() = model;
+    }
+    for (slot, dataset) in exp.datasets.iter_mut().zip(resolved_datasets) {
+        *slot.get_mut() = dataset;
+    }
+    exp.plugin_dirs = exp.plugin_dirs.iter().map(|p| resolve(&base, p)).collect();
+    Ok(())
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Span of the first `key =` in the file, for errors about scalar settings.
+fn span_of_key(source: &str, key: &str) -> std::ops::Range<usize> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+            let start = offset + (line.len() - t.len());
+            return start..start + key.len();
+        }
+        offset += line.len();
+    }
+    0..0
+}

@@ -1,0 +1,397 @@
+//! The experiment file: one TOML that names models, datasets and run settings.
+//!
+//! Every field has a documented default (see `examples/annotated.toml`); unknown fields are
+//! errors; every error names the file, line, column and field. Secrets are never written in the
+//! file: a backend names the environment variable that holds its key (`api_key_env`).
+
+mod expand;
+mod load;
+mod location;
+
+pub use load::{load_experiment, parse_experiment};
+pub use location::ConfigError;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed, validated experiment, with relative paths resolved against the file's directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Name of the experiment; names the output directory.
+    pub name: String,
+    /// Free text for humans.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Seed for dataset shuffling/sampling and, unless `generation.seed` is set, for sampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where run directories go.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Scheduling settings.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// Generation settings shared by every model.
+    #[serde(default)]
+    pub generation: GenerationConfig,
+    /// Extra directories searched for plugins (besides the binary's directory and `IPW_PLUGIN_PATH`).
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The models to profile: one run per model.
+    pub models: Vec<Spanned<ModelConfig>>,
+    /// The datasets every model answers.
+    pub datasets: Vec<Spanned<DatasetConfig>>,
+}
+
+/// `[output]`: where results are written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Root directory for run directories, relative to the working directory. Default `runs`.
+    #[serde(default = "default_output_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_output_dir(),
+        }
+    }
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// `[run]`: how queries are scheduled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Queries in flight at once. Default 1 (clean per-query energy windows).
+    #[serde(default = "one")]
+    pub concurrency: usize,
+    /// Queries sent before measurement starts and not recorded (caches, clocks). Default 1.
+    #[serde(default = "one")]
+    pub warmup_queries: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            warmup_queries: 1,
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `[generation]`: decoding settings shared by every model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// Maximum new tokens per query. Default 256.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 means greedy. Default 0.
+    #[serde(default)]
+    pub temperature: f32,
+    /// Sampling seed; defaults to the experiment seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Generation stops at the first of these strings (not included in the response).
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Optional system message sent before every prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: default_max_tokens(),
+            temperature: 0.0,
+            seed: None,
+            stop: Vec::new(),
+            system_prompt: None,
+        }
+    }
+}
+
+fn default_max_tokens() -> u32 {
+    256
+}
+
+/// Which code talks to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// llama.cpp in-process (GGUF file); needs no server. The default.
+    #[default]
+    Embedded,
+    /// Any OpenAI-compatible chat completions server (vLLM, llama.cpp, SGLang, Ollama /v1, cloud).
+    Openai,
+    /// Ollama's native `/api/chat`.
+    Ollama,
+}
+
+impl BackendKind {
+    /// Every backend, for `ipw list`.
+    pub const ALL: [BackendKind; 3] = [Self::Embedded, Self::Openai, Self::Ollama];
+
+    /// The name used in experiment files and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Openai => "openai",
+            Self::Ollama => "ollama",
+        }
+    }
+
+    /// One line for `ipw list`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Embedded => "llama.cpp in-process from a GGUF file (default; no server)",
+            Self::Openai => "OpenAI-compatible streaming chat: vLLM, llama.cpp server, SGLang, Ollama /v1, cloud",
+            Self::Ollama => "Ollama native /api/chat streaming (NDJSON, eval counts)",
+        }
+    }
+}
+
+/// `[[models]]`: one model to profile. Fields that a backend does not use are rejected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Label used in records and directory names.
+    pub name: String,
+    /// Default `embedded`.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// embedded: path to the GGUF file (`~` and `${VAR}` / `${VAR:-default}` are expanded).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// embedded: CPU threads. Default: all cores.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// embedded: context length in tokens. Default 4096.
+    #[serde(default)]
+    pub context: Option<u32>,
+    /// embedded: layers offloaded to a GPU. Default 0.
+    #[serde(default)]
+    pub gpu_layers: Option<u32>,
+    /// openai/ollama: server base URL, e.g. `http://127.0.0.1:8080/v1` or `http://127.0.0.1:11434`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// openai/ollama: model id sent to the server. Default: `name`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// openai: name of the environment variable that holds the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// openai: ask for usage in the stream (`stream_options.include_usage`). Default true.
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+    /// openai: when the stream carries no usage, count tokens with this tokenizer endpoint
+    /// (llama.cpp's `/tokenize`). Default: `<server root>/tokenize`, tried once.
+    #[serde(default)]
+    pub tokenize_url: Option<String>,
+    /// HTTP: seconds to establish a connection. Default 10.
+    #[serde(default)]
+    pub connect_timeout_s: Option<f64>,
+    /// HTTP: longest silence between two stream chunks, in seconds. Default 120.
+    #[serde(default)]
+    pub read_timeout_s: Option<f64>,
+    /// HTTP: retries on connect errors, 429 and 5xx (before any data arrived). Default 3.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// HTTP: first backoff in seconds, doubled per retry (a Retry-After header wins). Default 0.5.
+    #[serde(default)]
+    pub retry_backoff_s: Option<f64>,
+}
+
+impl ModelConfig {
+    /// The model id sent to a server.
+    pub fn server_model(&self) -> &str {
+        self.model.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A dataset that ships inside the `ipw` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuiltinDataset {
+    /// GSM8K test split (1,319 grade-school maths problems; MIT).
+    Gsm8k,
+    /// MMLU test split, 51 subjects (13,116 multiple-choice questions; MIT).
+    Mmlu,
+}
+
+/// File format of a user dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values, with or without a header row.
+    Csv,
+}
+
+/// A built-in prompt template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateName {
+    /// The question as-is.
+    Raw,
+    /// Step-by-step maths with a final `#### <number>` line (GSM8K style).
+    Gsm8k,
+    /// Multiple choice with lettered options and `Answer: <letter>` (MMLU style).
+    Mmlu,
+}
+
+/// `[[datasets]]`: where queries come from and how they are turned into prompts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Label in records. Default: the built-in name or the file stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A dataset shipped in the binary (`gsm8k`, `mmlu`); exclusive with `path`.
+    #[serde(default)]
+    pub builtin: Option<BuiltinDataset>,
+    /// A JSONL or CSV file, relative to the experiment file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Default: from the file extension.
+    #[serde(default)]
+    pub format: Option<DatasetFormat>,
+    /// CSV: whether the first row names the columns. Default true.
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// Which fields (JSONL keys, CSV column names or 0-based indexes) hold what.
+    #[serde(default)]
+    pub fields: FieldMap,
+    /// Prompt template. Default: the built-in dataset's own, else `raw`.
+    #[serde(default)]
+    pub template: Option<TemplateName>,
+    /// A custom template with `{question}`, `{choices}`, `{subject}` placeholders; wins over `template`.
+    #[serde(default)]
+    pub template_text: Option<String>,
+    /// Keep only these subjects.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// subject -> category, for per-category breakdowns of user datasets.
+    #[serde(default)]
+    pub categories: BTreeMap<String, String>,
+    /// Take at most this many queries (after shuffling/stratifying). Default: all.
+    #[serde(default)]
+    pub max_queries: Option<usize>,
+    /// Shuffle with the experiment seed before taking `max_queries`. Default false.
+    #[serde(default)]
+    pub shuffle: bool,
+    /// Sample `max_queries` proportionally from each subject (seeded). Default false.
+    #[serde(default)]
+    pub stratify: bool,
+}
+
+impl DatasetConfig {
+    /// The label records carry.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match (self.builtin, &self.path) {
+            (Some(BuiltinDataset::Gsm8k), _) => "gsm8k".into(),
+            (Some(BuiltinDataset::Mmlu), _) => "mmlu".into(),
+            (None, Some(p)) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into()),
+            (None, None) => "dataset".into(),
+        }
+    }
+}
+
+/// Where a record field comes from: a JSONL key / CSV column name, or a 0-based CSV column index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldRef {
+    /// Column index (CSV without header).
+    Index(usize),
+    /// Key or column name.
+    Name(String),
+}
+
+impl std::fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldRef::Index(i) => write!(f, "column {i}"),
+            FieldRef::Name(n) => write!(f, "`{n}`"),
+        }
+    }
+}
+
+/// Choices live either in one field holding a list, or in several columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChoicesRef {
+    /// One column per option (CSV), in order A, B, C, ...
+    Columns(Vec<FieldRef>),
+    /// One field holding a JSON list of options.
+    Field(FieldRef),
+}
+
+/// `fields = { ... }`: the mapping from dataset columns to query parts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMap {
+    /// Query id. Default: `id` when present, else the row number.
+    #[serde(default)]
+    pub id: Option<FieldRef>,
+    /// The question text. Default `question`, then `prompt`.
+    #[serde(default)]
+    pub prompt: Option<FieldRef>,
+    /// Reference answer; a JSON list means several acceptable answers. Default `answer`.
+    #[serde(default)]
+    pub answer: Option<FieldRef>,
+    /// Multiple-choice options.
+    #[serde(default)]
+    pub choices: Option<ChoicesRef>,
+    /// Subject label for per-domain breakdowns.
+    #[serde(default)]
+    pub subject: Option<FieldRef>,
+}
+
+/// Everything `ipw validate` and `ipw profile` need from one experiment file.
+#[derive(Debug, Clone)]
+pub struct LoadedExperiment {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its raw text (for error locations and hashing).
+    pub source: String,
+    /// The parsed experiment, with paths resolved.
+    pub experiment: Experiment,
+}
+
+impl LoadedExperiment {
+    /// The directory relative paths in the experiment are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// An error pointing at `span` in this file, about `field`.
+    pub fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::at(&self.file, &self.source, span, field, message)
+    }
+}

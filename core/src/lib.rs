@@ -1,0 +1,22 @@
+//! ipw-core: the engine behind the `ipw` CLI.
+//!
+//! Data flows one way: an experiment TOML ([`config`]) becomes a plan of queries
+//! ([`dataset`]), the [`run`] module sends them to a model through a [`backend`] and appends one
+//! [`run::Record`] per query to disk, and [`analysis`] turns records on disk into summaries.
+//! Nothing in analysis reaches back into a live run.
+
+pub mod analysis;
+pub mod backend;
+pub mod config;
+pub mod dataset;
+pub mod host;
+pub mod plugins;
+pub mod rng;
+pub mod run;
+
+/// The version of ipw that produced a run, stamped into every manifest.
+pub const IPW_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit ipw was built from (`unknown` outside a git checkout), with `-dirty` when the
+/// working tree had uncommitted changes at build time.
+pub const GIT_COMMIT: &str = env!("IPW_GIT_COMMIT");

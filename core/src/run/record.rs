@@ -1,0 +1,93 @@
+//! The per-query record: one JSON line in `records.jsonl`, everything measured about a query.
+
+use crate::backend::TokenSource;
+use serde::{Deserialize, Serialize};
+
+/// Version of the record format; every line carries it.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// A query's `[start, end]` on the run's monotonic clock (seconds since the run clock started).
+/// Energy attribution joins these windows with sampler readings on the same clock.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Window {
+    /// When the request was issued.
+    pub start_s: f64,
+    /// When the last byte of the response arrived.
+    pub end_s: f64,
+}
+
+/// Why a query has no response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueryError {
+    /// Category, e.g. `timeout`, `http_status`, `malformed_stream`.
+    pub kind: String,
+    /// Detail for humans.
+    pub message: String,
+}
+
+/// Everything measured about one query.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Record format version ([`RECORD_SCHEMA`]).
+    pub schema: u32,
+    /// `<dataset>/<row id>`, unique within a run.
+    pub query_id: String,
+    /// Position of the query in the run's plan.
+    pub index: usize,
+    /// Dataset label.
+    pub dataset: String,
+    /// Subject, if known.
+    pub subject: Option<String>,
+    /// Category of the subject, if known.
+    pub category: Option<String>,
+    /// sha256 of the prompt.
+    pub prompt_hash: String,
+    /// The prompt sent (user message).
+    pub prompt: String,
+    /// Reference answers, for graders.
+    pub answers: Vec<String>,
+    /// Multiple-choice options, for graders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// Model name from the experiment.
+    pub model: String,
+    /// `embedded`, `openai` or `ollama`.
+    pub backend: String,
+    /// Response text; `None` when the query failed.
+    pub response: Option<String>,
+    /// Prompt tokens.
+    pub input_tokens: Option<u64>,
+    /// Generated tokens.
+    pub output_tokens: Option<u64>,
+    /// True when token counts are estimates (see `token_source`).
+    pub tokens_estimated: bool,
+    /// Where token counts came from.
+    pub token_source: Option<TokenSource>,
+    /// Seconds from request to first generated token.
+    pub ttft_s: Option<f64>,
+    /// Seconds from request to last byte (the window length).
+    pub latency_s: f64,
+    /// Generated tokens after the first, per second of decode time.
+    pub decode_tps: Option<f64>,
+    /// `stop`, `length`, ...
+    pub finish_reason: Option<String>,
+    /// HTTP attempts (1 = no retry).
+    pub attempts: u32,
+    /// Wall-clock time the query started (RFC 3339, UTC).
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The query's window on the run clock.
+    pub window: Window,
+    /// Set when the query failed.
+    pub error: Option<QueryError>,
+    /// Filled by a grader (a later step); empty here.
+    pub grade: Option<serde_json::Value>,
+    /// Filled by energy attribution (a later step); empty here.
+    pub energy: Option<serde_json::Value>,
+}
+
+/// Decode throughput: tokens after the first over the time after the first.
+pub fn decode_tps(output_tokens: Option<u64>, ttft_s: Option<f64>, latency_s: f64) -> Option<f64> {
+    let (n, ttft) = (output_tokens?, ttft_s?);
+    let decode = latency_s - ttft;
+    (n > 1 && decode > 0.0).then(|| (n - 1) as f64 / decode)
+}

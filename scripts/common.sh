@@ -1,0 +1,12 @@
+# Shared paths for ipw's scripts. Everything cached lives outside the clone so that a fresh
+# clone (CI) reuses what an earlier run on the same machine already built or fetched.
+IPW_CACHE="${IPW_CACHE:-$HOME/.cache/ipw}"
+export IPW_CACHE
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$IPW_CACHE/target}"
+export IPW_MODELS_DIR="${IPW_MODELS_DIR:-$IPW_CACHE/models}"
+export IPW_TEST_MODEL="${IPW_TEST_MODEL:-$IPW_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf}"
+export IPW_LLAMA_SERVER="${IPW_LLAMA_SERVER:-$IPW_CACHE/llama-server/bin/llama-server}"
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$IPW_CACHE/pip}"
+
+# Run a command as root when we are not root (CI machines run as root; laptops do not).
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

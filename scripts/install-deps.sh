@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System packages and Rust targets the build and tests need: cmake and libclang (bindgen) for
+# the embedded llama.cpp backend, the wasm32-wasip2 target for plugins.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
+command -v c++ >/dev/null || need+=(g++)
+if [ ${#need[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}"
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test suite on a fresh machine: install what the build and tests need (apt packages, the
+# test model, upstream llama-server built from source), then run every test in release mode
+# (the embedded llama.cpp is unusably slow unoptimised). Cached under $IPW_CACHE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+./scripts/install-deps.sh
+./scripts/fetch-model.sh
+./scripts/build-llama-server.sh
+cargo fmt --all -- --check
+cargo clippy --release --locked --all-targets -- -D warnings
+cargo test --release --locked --workspace -- --test-threads=1 "$@"

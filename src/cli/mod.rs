@@ -1,0 +1,76 @@
+//! Argument parsing and the subcommands.
+
+mod list;
+mod profile;
+mod progress;
+mod table;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// ipw measures intelligence per watt: how much correct work a language model does per joule.
+///
+/// Start with `ipw profile examples/quickstart.toml`.
+#[derive(Debug, Parser)]
+#[command(name = "ipw", version, about, long_about)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an experiment: every model answers every dataset query; writes one run directory
+    /// per model with manifest.json, records.jsonl and summary.json.
+    Profile {
+        /// The experiment TOML.
+        experiment: PathBuf,
+        /// Experiment output directory (default: <output.dir>/<name>-<timestamp>).
+        #[arg(long, conflicts_with = "resume")]
+        out: Option<PathBuf>,
+        /// Continue an interrupted experiment directory: queries already recorded are not redone.
+        #[arg(long, value_name = "EXPERIMENT_DIR")]
+        resume: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check an experiment without running it: parse, resolve paths, load datasets.
+    Validate {
+        /// The experiment TOML.
+        experiment: PathBuf,
+    },
+    /// List backends, built-in datasets and the plugins found on the search path.
+    List {
+        /// Also search these plugin directories.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+    },
+}
+
+/// Route `RUST_LOG` / `-v` to stderr through tracing.
+pub fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,llama_cpp_2=off",
+        1 => "info,llama_cpp_2=warn",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Run the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Profile { experiment, out, resume, quiet } => profile::run(&experiment, out, resume, quiet),
+        Command::Validate { experiment } => validate::run(&experiment),
+        Command::List { plugin_dirs } => list::run(&plugin_dirs),
+    }
+}

@@ -1,0 +1,33 @@
+//! The summary table printed after a profile.
+
+use ipw_core::analysis::Distribution;
+use ipw_core::run::RunOutcome;
+
+fn p50(d: &Option<Distribution>, scale: f64, digits: usize) -> String {
+    d.as_ref().map(|d| format!("{:.digits$}", d.p50 * scale)).unwrap_or_else(|| "-".into())
+}
+
+pub fn print(outcomes: &[RunOutcome]) {
+    println!(
+        "{:<24} {:>8} {:>6} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8}",
+        "model", "queries", "errors", "q/s", "p50 lat s", "p50 TTFT", "decode t/s", "out tok", "est tok"
+    );
+    for o in outcomes {
+        let s = &o.summary;
+        println!(
+            "{:<24} {:>8} {:>6} {:>7.2} {:>10} {:>10} {:>10} {:>9} {:>8}",
+            s.model,
+            format!("{}/{}", s.recorded, s.planned),
+            s.errors,
+            s.queries_per_s,
+            p50(&s.latency_s, 1.0, 3),
+            p50(&s.ttft_s, 1.0, 3),
+            p50(&s.decode_tps, 1.0, 1),
+            s.output_tokens.as_ref().map(|d| format!("{:.0}", d.mean * d.n as f64)).unwrap_or_else(|| "-".into()),
+            s.tokens_estimated,
+        );
+        for (kind, n) in &s.errors_by_kind {
+            println!("    {n} x {kind}");
+        }
+    }
+}

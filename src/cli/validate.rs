@@ -1,0 +1,34 @@
+//! `ipw validate`: everything `profile` checks before it sends a query.
+
+use anyhow::Context;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = ipw_core::config::load_experiment(file)?;
+    let (queries, datasets) = ipw_core::run::plan_queries(&loaded)
+        .with_context(|| format!("{}: loading datasets", file.display()))?;
+    let exp = &loaded.experiment;
+    println!("{}: ok", file.display());
+    println!("  experiment  {}", exp.name);
+    for m in &exp.models {
+        let m = m.get_ref();
+        let target = match (&m.path, &m.base_url) {
+            (Some(p), _) => p.display().to_string(),
+            (_, Some(u)) => u.clone(),
+            _ => String::new(),
+        };
+        println!("  model       {} ({}) {target}", m.name, m.backend.as_str());
+    }
+    for d in &datasets {
+        println!("  dataset     {}: {} of {} rows ({})", d.name, d.selected, d.rows, d.source);
+    }
+    println!(
+        "  plan        {} queries x {} models, concurrency {}, {} warm-up",
+        queries.len(),
+        exp.models.len(),
+        exp.run.concurrency,
+        exp.run.warmup_queries
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,70 @@
+//! End to end on the OpenAI-compatible backend against a real upstream llama.cpp `llama-server`
+//! serving the same GGUF on 127.0.0.1 (started here; built by scripts/build-llama-server.sh).
+//! Covers a stream that carries usage (`include_usage`) and one that does not.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn profile_against_real_llama_server_with_and_without_usage() {
+    let server = LlamaServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/v1", server.url);
+    let toml = format!(
+        r#"name = "server-e2e"
+[generation]
+max_tokens = 40
+[[models]]
+name = "with-usage"
+backend = "openai"
+base_url = "{url}"
+model = "smollm2"
+[[models]]
+name = "without-usage"
+backend = "openai"
+base_url = "{url}"
+model = "smollm2"
+include_usage = false
+[[datasets]]
+builtin = "gsm8k"
+max_queries = 4
+[[datasets]]
+builtin = "mmlu"
+max_queries = 4
+stratify = true
+"#
+    );
+    let exp = write_experiment(dir.path(), "server.toml", &toml);
+    let out = dir.path().join("out");
+    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    for (model, source, estimated) in [("with-usage", "server-usage", false), ("without-usage", "tokenizer", true)] {
+        let recs = records(&out.join(model));
+        assert_eq!(recs.len(), 8, "{model}");
+        for r in &recs {
+            assert!(r["error"].is_null(), "{model}: {r}");
+            assert!(!r["response"].as_str().unwrap().trim().is_empty());
+            assert_eq!(r["token_source"], source, "{model}");
+            assert_eq!(r["tokens_estimated"], estimated, "{model}");
+            assert!(r["input_tokens"].as_u64().unwrap() > 0 && r["output_tokens"].as_u64().unwrap() > 0);
+            let (ttft, latency) = (r["ttft_s"].as_f64().unwrap(), r["latency_s"].as_f64().unwrap());
+            assert!(ttft > 0.0 && ttft <= latency, "{ttft} {latency}");
+            assert!(["stop", "length"].contains(&r["finish_reason"].as_str().unwrap()));
+            if r["finish_reason"] == "length" && !estimated {
+                assert_eq!(r["output_tokens"], 40, "server usage counts every generated token");
+            }
+        }
+        let s = json(&out.join(model).join("summary.json"));
+        assert_eq!(s["ok"], 8);
+        assert_eq!(s["tokens_estimated"], if estimated { 8 } else { 0 });
+        let m = json(&out.join(model).join("manifest.json"));
+        assert!(m["model_file"].is_null(), "remote model: no file hash");
+        assert_eq!(m["backend"]["server_model"], "smollm2");
+    }
+    // Greedy decoding through the server is deterministic too.
+    let a: Vec<_> = records(&out.join("with-usage")).iter().map(|r| r["response"].clone()).collect();
+    let b: Vec<_> = records(&out.join("without-usage")).iter().map(|r| r["response"].clone()).collect();
+    assert_eq!(a, b, "same server, same prompts, temperature 0");
+}

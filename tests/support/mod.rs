@@ -1,0 +1,143 @@
+//! Helpers shared by the end-to-end tests: run the `ipw` binary like a user does, find the real
+//! test model and llama-server, read run directories.
+#![allow(dead_code)]
+
+pub mod fault_server;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `ipw` binary under test.
+pub fn ipw() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ipw"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// Run `ipw` with arguments, returning its output.
+pub fn run_ipw(args: &[&str], cwd: &Path) -> Output {
+    ipw().args(args).current_dir(cwd).output().expect("ipw runs")
+}
+
+/// stdout + stderr as text.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("IPW_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/ipw"))
+}
+
+/// The real SmolLM2-135M GGUF (fetched by scripts/fetch-model.sh). Missing = test failure.
+pub fn model_path() -> PathBuf {
+    let p = std::env::var_os("IPW_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(p.is_file(), "test model missing at {}: run scripts/fetch-model.sh", p.display());
+    p
+}
+
+/// The real llama-server (built by scripts/build-llama-server.sh). Missing = test failure.
+pub fn llama_server_path() -> PathBuf {
+    let p = std::env::var_os("IPW_LLAMA_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("llama-server/bin/llama-server"));
+    assert!(p.is_file(), "llama-server missing at {}: run scripts/build-llama-server.sh", p.display());
+    p
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A llama-server child process, killed on drop.
+pub struct LlamaServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl LlamaServer {
+    /// Start upstream llama-server on the test model and wait until `/health` says ok.
+    pub fn start() -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("ipw-llama-server-{port}.log"))).unwrap();
+        let child = Command::new(llama_server_path())
+            .args(["-m", model_path().to_str().unwrap(), "-c", "4096", "-t", "2", "--host", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "-a", "smollm2"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("llama-server starts");
+        let server = Self { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if http_get(port, "/health").is_some_and(|b| b.contains("ok")) {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("llama-server did not become healthy on port {port}");
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare HTTP GET on loopback; the body when the status is 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then_some(out)
+}
+
+/// Write an experiment file into `dir` and return its path.
+pub fn write_experiment(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Every record of a run directory, asserting that every line is complete JSON.
+pub fn records(run_dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "records.jsonl ends with a cut-off line");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l:?}: {e}")))
+        .collect()
+}
+
+/// A JSON file of a run directory.
+pub fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+/// Model run directories of an experiment output directory.
+pub fn run_dirs(exp_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(exp_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// TOML-quote a path.
+pub fn q(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
