@@ -19,7 +19,12 @@ fn main() {
     for f in &files {
         let stem = f.file_stem().unwrap().to_string_lossy();
         let subject = stem.strip_suffix("_test").unwrap_or(&stem);
-        writeln!(code, "    ({subject:?}, include_bytes!({:?})),", f.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({subject:?}, include_bytes!({:?})),",
+            f.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("mmlu_files.rs");
@@ -27,8 +32,13 @@ fn main() {
     println!("cargo:rerun-if-changed=data");
 
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    let stamp = if dirty { format!("{commit}-dirty") } else { commit };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let stamp = if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    };
     println!("cargo:rustc-env=IPW_GIT_COMMIT={stamp}");
     // Re-stamp when HEAD moves or the index changes (a commit, a checkout).
     let git_dir = git(&["rev-parse", "--absolute-git-dir"]);

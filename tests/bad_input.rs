@@ -19,7 +19,11 @@ fn good_model() -> String {
 #[test]
 fn malformed_toml_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let msg = validate(dir.path(), "broken.toml", "name = \"x\"\n[run]\nconcurrency = = 2\n");
+    let msg = validate(
+        dir.path(),
+        "broken.toml",
+        "name = \"x\"\n[run]\nconcurrency = = 2\n",
+    );
     assert!(msg.contains("broken.toml:3:"), "{msg}");
     assert!(msg.contains("run.concurrency"), "{msg}");
 }
@@ -27,36 +31,71 @@ fn malformed_toml_names_file_line_and_column() {
 #[test]
 fn unknown_field_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("name = \"x\"\n[run]\nconcurency = 2\n{}[[datasets]]\nbuiltin = \"gsm8k\"\n", good_model());
+    let body = format!(
+        "name = \"x\"\n[run]\nconcurency = 2\n{}[[datasets]]\nbuiltin = \"gsm8k\"\n",
+        good_model()
+    );
     let msg = validate(dir.path(), "typo.toml", &body);
-    assert!(msg.contains("typo.toml:3:1: run.concurency: unknown field `concurency`"), "{msg}");
+    assert!(
+        msg.contains("typo.toml:3:1: run.concurency: unknown field `concurency`"),
+        "{msg}"
+    );
     assert!(msg.contains("concurrency"), "lists the valid fields: {msg}");
 
-    let body = format!("name = \"x\"\n{}pathh = \"a\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n", good_model());
+    let body = format!(
+        "name = \"x\"\n{}pathh = \"a\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n",
+        good_model()
+    );
     let msg = validate(dir.path(), "typo2.toml", &body);
-    assert!(msg.contains("typo2.toml:5:1: models[0].pathh: unknown field `pathh`"), "{msg}");
+    assert!(
+        msg.contains("typo2.toml:5:1: models[0].pathh: unknown field `pathh`"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn missing_dataset_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("name = \"x\"\n{}[[datasets]]\npath = \"nope.jsonl\"\n", good_model());
+    let body = format!(
+        "name = \"x\"\n{}[[datasets]]\npath = \"nope.jsonl\"\n",
+        good_model()
+    );
     let msg = validate(dir.path(), "nodata.toml", &body);
     assert!(msg.contains("nodata.toml:5:"), "{msg}");
-    assert!(msg.contains("datasets[0].path: dataset file not found"), "{msg}");
+    assert!(
+        msg.contains("datasets[0].path: dataset file not found"),
+        "{msg}"
+    );
     assert!(msg.contains("nope.jsonl"), "{msg}");
 }
 
 #[test]
 fn bad_csv_row_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("qa.csv"), "question,answer\nWhat is 2+3?,5\nbroken row with no comma\n").unwrap();
-    let body = format!("name = \"x\"\n{}[[datasets]]\npath = \"qa.csv\"\n", good_model());
+    std::fs::write(
+        dir.path().join("qa.csv"),
+        "question,answer\nWhat is 2+3?,5\nbroken row with no comma\n",
+    )
+    .unwrap();
+    let body = format!(
+        "name = \"x\"\n{}[[datasets]]\npath = \"qa.csv\"\n",
+        good_model()
+    );
     let msg = validate(dir.path(), "csv.toml", &body);
-    assert!(msg.contains("qa.csv:3: expected 2 fields, found 1"), "{msg}");
+    assert!(
+        msg.contains("qa.csv:3: expected 2 fields, found 1"),
+        "{msg}"
+    );
 
-    std::fs::write(dir.path().join("qa.jsonl"), "{\"question\":\"a\",\"answer\":\"b\"}\n{\"question\": oops}\n").unwrap();
-    let body = format!("name = \"x\"\n{}[[datasets]]\npath = \"qa.jsonl\"\n", good_model());
+    std::fs::write(
+        dir.path().join("qa.jsonl"),
+        "{\"question\":\"a\",\"answer\":\"b\"}\n{\"question\": oops}\n",
+    )
+    .unwrap();
+    let body = format!(
+        "name = \"x\"\n{}[[datasets]]\npath = \"qa.jsonl\"\n",
+        good_model()
+    );
     let msg = validate(dir.path(), "jsonl.toml", &body);
     assert!(msg.contains("qa.jsonl:2: invalid JSON object"), "{msg}");
 }
@@ -66,7 +105,10 @@ fn missing_model_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let body = "name = \"x\"\n[[models]]\nname = \"m\"\npath = \"/no/such/model.gguf\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n";
     let msg = validate(dir.path(), "nomodel.toml", body);
-    assert!(msg.contains("nomodel.toml:2:1: models[0].path: model file not found: /no/such/model.gguf"), "{msg}");
+    assert!(
+        msg.contains("nomodel.toml:2:1: models[0].path: model file not found: /no/such/model.gguf"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -74,24 +116,51 @@ fn backend_fields_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let body = "name = \"x\"\n[[models]]\nname = \"m\"\nbackend = \"openai\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n";
     let msg = validate(dir.path(), "nourl.toml", body);
-    assert!(msg.contains("models[0].base_url: backend `openai` needs `base_url`"), "{msg}");
+    assert!(
+        msg.contains("models[0].base_url: backend `openai` needs `base_url`"),
+        "{msg}"
+    );
     let body = "name = \"x\"\n[[models]]\nname = \"m\"\nbackend = \"vllm\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n";
     let msg = validate(dir.path(), "badkind.toml", body);
-    assert!(msg.contains("badkind.toml:4:") && msg.contains("models[0].backend"), "{msg}");
+    assert!(
+        msg.contains("badkind.toml:4:") && msg.contains("models[0].backend"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn valid_experiments_validate() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for ex in ["examples/quickstart.toml", "examples/annotated.toml", "examples/server.toml"] {
+    for ex in [
+        "examples/quickstart.toml",
+        "examples/annotated.toml",
+        "examples/server.toml",
+    ] {
         let o = run_ipw(&["validate", root.join(ex).to_str().unwrap()], root);
         assert!(o.status.success(), "{ex}: {}", text(&o));
     }
-    let o = run_ipw(&["validate", root.join("examples/annotated.toml").to_str().unwrap()], root);
+    let o = run_ipw(
+        &[
+            "validate",
+            root.join("examples/annotated.toml").to_str().unwrap(),
+        ],
+        root,
+    );
     assert!(text(&o).contains("capitals: 4 of 4 rows"), "{}", text(&o));
     let o = run_ipw(&["list"], root);
     assert!(o.status.success());
-    for needle in ["embedded", "openai", "ollama", "gsm8k", "mmlu", "plugin search path"] {
-        assert!(text(&o).contains(needle), "list shows {needle}: {}", text(&o));
+    for needle in [
+        "embedded",
+        "openai",
+        "ollama",
+        "gsm8k",
+        "mmlu",
+        "plugin search path",
+    ] {
+        assert!(
+            text(&o).contains(needle),
+            "list shows {needle}: {}",
+            text(&o)
+        );
     }
 }

@@ -20,13 +20,19 @@ fn experiment(model: &std::path::Path) -> String {
 }
 
 fn lines(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
 
 fn wait_for_records(path: &std::path::Path, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while lines(path) < at_least {
-        assert!(Instant::now() < deadline, "no progress in {}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "no progress in {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -38,7 +44,13 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
     let out = dir.path().join("out");
     let records_path = out.join("smollm2/records.jsonl");
     let mut child = ipw()
-        .args(["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"])
+        .args([
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -47,7 +59,11 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let before = records(&out.join("smollm2"));
-    assert!(before.len() >= 3 && before.len() < N, "killed mid-run: {}", before.len());
+    assert!(
+        before.len() >= 3 && before.len() < N,
+        "killed mid-run: {}",
+        before.len()
+    );
 
     // Simulate the worst a crash can leave: a record cut off mid-line.
     std::fs::OpenOptions::new()
@@ -57,23 +73,59 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
         .write_all(br#"{"schema":1,"query_id":"gsm8k/99","ind"#)
         .unwrap();
 
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--resume", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--resume",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let after = records(&out.join("smollm2"));
     assert_eq!(after.len(), N, "exactly N records");
-    let ids: std::collections::HashSet<_> = after.iter().map(|r| r["query_id"].as_str().unwrap().to_string()).collect();
+    let ids: std::collections::HashSet<_> = after
+        .iter()
+        .map(|r| r["query_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), N, "no duplicates");
-    assert_eq!(&after[..before.len()], &before[..], "records from before the crash are untouched");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "records from before the crash are untouched"
+    );
     let m = json(&out.join("smollm2/manifest.json"));
     assert_eq!(m["status"], "completed");
     let sessions = m["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
-    assert_eq!(sessions[1]["resumed_from"].as_u64().unwrap() as usize, before.len());
-    assert!(sessions[1]["truncated_bytes"].as_u64().unwrap() > 0, "the cut-off line was removed");
-    assert_eq!(json(&out.join("smollm2/summary.json"))["recorded"].as_u64().unwrap() as usize, N);
+    assert_eq!(
+        sessions[1]["resumed_from"].as_u64().unwrap() as usize,
+        before.len()
+    );
+    assert!(
+        sessions[1]["truncated_bytes"].as_u64().unwrap() > 0,
+        "the cut-off line was removed"
+    );
+    assert_eq!(
+        json(&out.join("smollm2/summary.json"))["recorded"]
+            .as_u64()
+            .unwrap() as usize,
+        N
+    );
 
     // Resuming a finished run does nothing and duplicates nothing.
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--resume", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--resume",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(records(&out.join("smollm2")).len(), N);
 }
@@ -85,24 +137,52 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
     let out = dir.path().join("out");
     let records_path = out.join("smollm2/records.jsonl");
     let child = ipw()
-        .args(["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"])
+        .args([
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_for_records(&records_path, 2);
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    assert!(text(&o).contains("--resume"), "tells how to continue: {}", text(&o));
+    assert!(
+        text(&o).contains("--resume"),
+        "tells how to continue: {}",
+        text(&o)
+    );
     let partial = records(&out.join("smollm2"));
     assert!(!partial.is_empty() && partial.len() < N);
     let m = json(&out.join("smollm2/manifest.json"));
     assert_eq!(m["status"], "interrupted");
-    assert_eq!(json(&out.join("smollm2/summary.json"))["recorded"].as_u64().unwrap() as usize, partial.len());
+    assert_eq!(
+        json(&out.join("smollm2/summary.json"))["recorded"]
+            .as_u64()
+            .unwrap() as usize,
+        partial.len()
+    );
 
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--resume", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--resume",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(records(&out.join("smollm2")).len(), N);
 }

@@ -35,48 +35,97 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
     let dir = tempfile::tempdir().unwrap();
     let exp = write_experiment(dir.path(), "e2e.toml", &experiment(&model_path(), 6, 6, 48));
     let out = dir.path().join("out");
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("smollm2"), "summary table printed: {}", text(&o));
+    assert!(
+        text(&o).contains("smollm2"),
+        "summary table printed: {}",
+        text(&o)
+    );
 
     let run = out.join("smollm2");
     let recs = records(&run);
     assert_eq!(recs.len(), 12);
     let mut ids = std::collections::HashSet::new();
     for r in &recs {
-        assert!(ids.insert(r["query_id"].as_str().unwrap().to_string()), "duplicate id");
+        assert!(
+            ids.insert(r["query_id"].as_str().unwrap().to_string()),
+            "duplicate id"
+        );
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["schema"], 1);
         assert_eq!(r["backend"], "embedded");
-        assert!(!r["response"].as_str().unwrap().trim().is_empty(), "empty response: {r}");
+        assert!(
+            !r["response"].as_str().unwrap().trim().is_empty(),
+            "empty response: {r}"
+        );
         assert!(r["input_tokens"].as_u64().unwrap() > 10);
         let out_tokens = r["output_tokens"].as_u64().unwrap();
         assert!(out_tokens > 0 && out_tokens <= 48);
         assert_eq!(r["tokens_estimated"], false);
-        let (ttft, latency) = (r["ttft_s"].as_f64().unwrap(), r["latency_s"].as_f64().unwrap());
-        assert!(ttft > 0.0 && ttft <= latency, "ttft {ttft} latency {latency}");
+        let (ttft, latency) = (
+            r["ttft_s"].as_f64().unwrap(),
+            r["latency_s"].as_f64().unwrap(),
+        );
+        assert!(
+            ttft > 0.0 && ttft <= latency,
+            "ttft {ttft} latency {latency}"
+        );
         let w = &r["window"];
         let span = w["end_s"].as_f64().unwrap() - w["start_s"].as_f64().unwrap();
-        assert!((span - latency).abs() < 1e-3, "window {span} vs latency {latency}");
+        assert!(
+            (span - latency).abs() < 1e-3,
+            "window {span} vs latency {latency}"
+        );
         assert!(["stop", "length"].contains(&r["finish_reason"].as_str().unwrap()));
         if r["finish_reason"] == "length" {
             assert_eq!(out_tokens, 48);
         }
         assert_eq!(r["prompt_hash"].as_str().unwrap().len(), 64);
-        assert!(r["grade"].is_null() && r["energy"].is_null(), "slots for later steps are empty");
+        assert!(
+            r["grade"].is_null() && r["energy"].is_null(),
+            "slots for later steps are empty"
+        );
     }
     let mmlu: Vec<_> = recs.iter().filter(|r| r["dataset"] == "mmlu").collect();
     assert_eq!(mmlu.len(), 6);
-    assert!(mmlu.iter().all(|r| r["subject"].is_string() && r["category"].is_string() && r["choices"].as_array().unwrap().len() == 4));
+    assert!(mmlu.iter().all(|r| r["subject"].is_string()
+        && r["category"].is_string()
+        && r["choices"].as_array().unwrap().len() == 4));
 
     let s = json(&run.join("summary.json"));
-    assert_eq!((s["planned"].as_u64(), s["recorded"].as_u64(), s["ok"].as_u64()), (Some(12), Some(12), Some(12)));
+    assert_eq!(
+        (
+            s["planned"].as_u64(),
+            s["recorded"].as_u64(),
+            s["ok"].as_u64()
+        ),
+        (Some(12), Some(12), Some(12))
+    );
     assert_eq!(s["errors"], 0);
-    let mean_latency = recs.iter().map(|r| r["latency_s"].as_f64().unwrap()).sum::<f64>() / 12.0;
+    let mean_latency = recs
+        .iter()
+        .map(|r| r["latency_s"].as_f64().unwrap())
+        .sum::<f64>()
+        / 12.0;
     assert!((s["latency_s"]["mean"].as_f64().unwrap() - mean_latency).abs() < 1e-9);
-    let total_out: u64 = recs.iter().map(|r| r["output_tokens"].as_u64().unwrap()).sum();
+    let total_out: u64 = recs
+        .iter()
+        .map(|r| r["output_tokens"].as_u64().unwrap())
+        .sum();
     let d = &s["output_tokens"];
-    assert!((d["mean"].as_f64().unwrap() * d["n"].as_f64().unwrap() - total_out as f64).abs() < 1e-6);
+    assert!(
+        (d["mean"].as_f64().unwrap() * d["n"].as_f64().unwrap() - total_out as f64).abs() < 1e-6
+    );
     assert_eq!(s["by_dataset"]["gsm8k"]["recorded"], 6);
     assert_eq!(s["by_dataset"]["mmlu"]["recorded"], 6);
     assert!(s["decode_tps"]["p50"].as_f64().unwrap() > 1.0);
@@ -84,7 +133,10 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
     let m = json(&run.join("manifest.json"));
     assert_eq!(m["status"], "completed");
     assert_eq!(m["model_file"]["sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(m["model_file"]["size_bytes"].as_u64().unwrap(), std::fs::metadata(model_path()).unwrap().len());
+    assert_eq!(
+        m["model_file"]["size_bytes"].as_u64().unwrap(),
+        std::fs::metadata(model_path()).unwrap().len()
+    );
     assert!(m["host"]["logical_cores"].as_u64().unwrap() >= 1);
     assert!(m["host"]["memory_bytes"].as_u64().unwrap() > 0);
     assert!(m["host"]["kernel"].is_string());
@@ -98,12 +150,28 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
 #[test]
 fn greedy_decoding_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = write_experiment(dir.path(), "repeat.toml", &experiment(&model_path(), 2, 1, 24));
+    let exp = write_experiment(
+        dir.path(),
+        "repeat.toml",
+        &experiment(&model_path(), 2, 1, 24),
+    );
     let responses = |out: &str| -> Vec<String> {
         let out = dir.path().join(out);
-        let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+        let o = run_ipw(
+            &[
+                "profile",
+                exp.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "-q",
+            ],
+            dir.path(),
+        );
         assert!(o.status.success(), "{}", text(&o));
-        records(&out.join("smollm2")).iter().map(|r| r["response"].as_str().unwrap().to_string()).collect()
+        records(&out.join("smollm2"))
+            .iter()
+            .map(|r| r["response"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(responses("a"), responses("b"));
 }

@@ -25,13 +25,30 @@ fn faults_become_error_records_or_retries_and_runs_complete() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{}/v1", server.url);
     let mut toml = String::from("name = \"faults\"\n[run]\nwarmup_queries = 0\n");
-    for m in ["ok", "status-500", "rate-limit-once", "stall", "close-mid-stream", "malformed", "no-usage"] {
+    for m in [
+        "ok",
+        "status-500",
+        "rate-limit-once",
+        "stall",
+        "close-mid-stream",
+        "malformed",
+        "no-usage",
+    ] {
         toml.push_str(&remote_model(m, "openai", &url, ""));
     }
     toml.push_str(DATASET);
     let exp = write_experiment(dir.path(), "faults.toml", &toml);
     let out = dir.path().join("out");
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
 
     let by_model = |m: &str| {
@@ -43,7 +60,10 @@ fn faults_become_error_records_or_retries_and_runs_complete() {
         recs
     };
     let kinds = |m: &str| -> Vec<String> {
-        by_model(m).iter().map(|r| r["error"]["kind"].as_str().unwrap_or("none").to_string()).collect()
+        by_model(m)
+            .iter()
+            .map(|r| r["error"]["kind"].as_str().unwrap_or("none").to_string())
+            .collect()
     };
 
     let ok = by_model("ok");
@@ -51,7 +71,10 @@ fn faults_become_error_records_or_retries_and_runs_complete() {
         assert_eq!(r["response"], "The answer is 5.");
         assert_eq!(r["token_source"], "server-usage");
         assert_eq!(r["tokens_estimated"], false);
-        assert_eq!((r["input_tokens"].as_u64(), r["output_tokens"].as_u64()), (Some(11), Some(3)));
+        assert_eq!(
+            (r["input_tokens"].as_u64(), r["output_tokens"].as_u64()),
+            (Some(11), Some(3))
+        );
         assert_eq!(r["finish_reason"], "stop");
         assert!(r["ttft_s"].as_f64().unwrap() <= r["latency_s"].as_f64().unwrap());
     }
@@ -75,15 +98,24 @@ fn faults_become_error_records_or_retries_and_runs_complete() {
     assert_eq!(kinds("stall"), ["timeout"; 3]);
     for r in by_model("stall") {
         let latency = r["latency_s"].as_f64().unwrap();
-        assert!(latency < 4.0, "a stall is cut at the read timeout, not waited out: {latency}");
+        assert!(
+            latency < 4.0,
+            "a stall is cut at the read timeout, not waited out: {latency}"
+        );
     }
     assert_eq!(kinds("close-mid-stream"), ["stream_closed"; 3]);
     assert_eq!(kinds("malformed"), ["malformed_stream"; 3]);
 
     for r in by_model("no-usage") {
         assert_eq!(r["response"], "Paris.");
-        assert_eq!(r["tokens_estimated"], true, "no usage in the stream: counts are estimates");
-        assert_eq!(r["token_source"], "heuristic", "this server has no /tokenize");
+        assert_eq!(
+            r["tokens_estimated"], true,
+            "no usage in the stream: counts are estimates"
+        );
+        assert_eq!(
+            r["token_source"], "heuristic",
+            "this server has no /tokenize"
+        );
         assert_eq!(r["output_tokens"], 2, "two content chunks");
     }
     let errors = json(&out.join("stall/summary.json"))["errors_by_kind"].clone();
@@ -94,10 +126,22 @@ fn faults_become_error_records_or_retries_and_runs_complete() {
 fn connection_refused_is_retried_then_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}/v1", free_port());
-    let toml = format!("name = \"refused\"\n[run]\nwarmup_queries = 0\n{}{DATASET}", remote_model("gone", "openai", &url, ""));
+    let toml = format!(
+        "name = \"refused\"\n[run]\nwarmup_queries = 0\n{}{DATASET}",
+        remote_model("gone", "openai", &url, "")
+    );
     let exp = write_experiment(dir.path(), "refused.toml", &toml);
     let out = dir.path().join("out");
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     for r in records(&out.join("gone")) {
         assert_eq!(r["error"]["kind"], "connect");
@@ -115,12 +159,24 @@ fn ollama_native_stream_uses_eval_counts() {
     );
     let exp = write_experiment(dir.path(), "ollama.toml", &toml);
     let out = dir.path().join("out");
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     for r in records(&out.join("ollama")) {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["response"], "The sky is blue.");
-        assert_eq!((r["input_tokens"].as_u64(), r["output_tokens"].as_u64()), (Some(26), Some(282)));
+        assert_eq!(
+            (r["input_tokens"].as_u64(), r["output_tokens"].as_u64()),
+            (Some(26), Some(282))
+        );
         assert_eq!(r["token_source"], "engine");
         assert_eq!(r["tokens_estimated"], false);
         assert_eq!(r["finish_reason"], "stop");
@@ -141,20 +197,42 @@ fn api_key_is_sent_but_never_written() {
     let secret = "sk-ipw-test-7f3a9c1e5b2d4f6a8c0e";
     let toml = format!(
         "name = \"secret\"\n[run]\nwarmup_queries = 0\n{}{DATASET}",
-        remote_model("ok", "openai", &format!("{}/v1", server.url), "api_key_env = \"IPW_TEST_SECRET_KEY\"")
+        remote_model(
+            "ok",
+            "openai",
+            &format!("{}/v1", server.url),
+            "api_key_env = \"IPW_TEST_SECRET_KEY\""
+        )
     );
     let exp = write_experiment(dir.path(), "secret.toml", &toml);
     let out = dir.path().join("out");
     let o = ipw()
-        .args(["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q", "-vvv"])
+        .args([
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+            "-vvv",
+        ])
         .env("IPW_TEST_SECRET_KEY", secret)
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(!text(&o).contains(secret), "the key leaked into the terminal output");
-    let auth = server.requests_for("ok")[0].headers.get("authorization").cloned();
-    assert_eq!(auth.as_deref(), Some(format!("Bearer {secret}").as_str()), "the key is used");
+    assert!(
+        !text(&o).contains(secret),
+        "the key leaked into the terminal output"
+    );
+    let auth = server.requests_for("ok")[0]
+        .headers
+        .get("authorization")
+        .cloned();
+    assert_eq!(
+        auth.as_deref(),
+        Some(format!("Bearer {secret}").as_str()),
+        "the key is used"
+    );
     let mut files = 0;
     for entry in walk(&out) {
         files += 1;
@@ -167,11 +245,20 @@ fn api_key_is_sent_but_never_written() {
     }
     assert!(files >= 4, "manifest, records, summary, experiment copy");
     let manifest = json(&out.join("ok/manifest.json"));
-    assert_eq!(manifest["model"]["api_key_env"], "IPW_TEST_SECRET_KEY", "only the variable name is kept");
+    assert_eq!(
+        manifest["model"]["api_key_env"], "IPW_TEST_SECRET_KEY",
+        "only the variable name is kept"
+    );
 
     // A missing variable is a clear setup error naming it.
     let o = ipw()
-        .args(["profile", exp.to_str().unwrap(), "--out", dir.path().join("out2").to_str().unwrap(), "-q"])
+        .args([
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            dir.path().join("out2").to_str().unwrap(),
+            "-q",
+        ])
         .env_remove("IPW_TEST_SECRET_KEY")
         .output()
         .unwrap();

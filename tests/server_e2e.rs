@@ -37,10 +37,22 @@ stratify = true
     );
     let exp = write_experiment(dir.path(), "server.toml", &toml);
     let out = dir.path().join("out");
-    let o = run_ipw(&["profile", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"], dir.path());
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
 
-    for (model, source, estimated) in [("with-usage", "server-usage", false), ("without-usage", "tokenizer", true)] {
+    for (model, source, estimated) in [
+        ("with-usage", "server-usage", false),
+        ("without-usage", "tokenizer", true),
+    ] {
         let recs = records(&out.join(model));
         assert_eq!(recs.len(), 8, "{model}");
         for r in &recs {
@@ -48,12 +60,20 @@ stratify = true
             assert!(!r["response"].as_str().unwrap().trim().is_empty());
             assert_eq!(r["token_source"], source, "{model}");
             assert_eq!(r["tokens_estimated"], estimated, "{model}");
-            assert!(r["input_tokens"].as_u64().unwrap() > 0 && r["output_tokens"].as_u64().unwrap() > 0);
-            let (ttft, latency) = (r["ttft_s"].as_f64().unwrap(), r["latency_s"].as_f64().unwrap());
+            assert!(
+                r["input_tokens"].as_u64().unwrap() > 0 && r["output_tokens"].as_u64().unwrap() > 0
+            );
+            let (ttft, latency) = (
+                r["ttft_s"].as_f64().unwrap(),
+                r["latency_s"].as_f64().unwrap(),
+            );
             assert!(ttft > 0.0 && ttft <= latency, "{ttft} {latency}");
             assert!(["stop", "length"].contains(&r["finish_reason"].as_str().unwrap()));
             if r["finish_reason"] == "length" && !estimated {
-                assert_eq!(r["output_tokens"], 40, "server usage counts every generated token");
+                assert_eq!(
+                    r["output_tokens"], 40,
+                    "server usage counts every generated token"
+                );
             }
         }
         let s = json(&out.join(model).join("summary.json"));
@@ -64,7 +84,13 @@ stratify = true
         assert_eq!(m["backend"]["server_model"], "smollm2");
     }
     // Greedy decoding through the server is deterministic too.
-    let a: Vec<_> = records(&out.join("with-usage")).iter().map(|r| r["response"].clone()).collect();
-    let b: Vec<_> = records(&out.join("without-usage")).iter().map(|r| r["response"].clone()).collect();
+    let a: Vec<_> = records(&out.join("with-usage"))
+        .iter()
+        .map(|r| r["response"].clone())
+        .collect();
+    let b: Vec<_> = records(&out.join("without-usage"))
+        .iter()
+        .map(|r| r["response"].clone())
+        .collect();
     assert_eq!(a, b, "same server, same prompts, temperature 0");
 }

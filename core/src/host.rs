@@ -30,7 +30,9 @@ impl HostInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
-            .find(|l| l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware"))
+            .find(|l| {
+                l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware")
+            })
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string());
         let mut cores = std::collections::HashSet::new();
@@ -61,11 +63,17 @@ impl HostInfo {
                     .map(|l| l["PRETTY_NAME=".len()..].trim_matches('"').to_string())
             })
             .unwrap_or_else(|| std::env::consts::OS.to_string());
-        let read_trim = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+        let read_trim = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
         HostInfo {
             hostname: read_trim("/proc/sys/kernel/hostname"),
             cpu_model,
-            logical_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            logical_cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             physical_cores: (!cores.is_empty()).then_some(cores.len()),
             memory_bytes,
             os,
@@ -82,6 +90,10 @@ pub fn self_usage() -> (f64, u64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let max_rss = if cfg!(target_os = "macos") { ru.ru_maxrss as u64 } else { ru.ru_maxrss as u64 * 1024 };
+    let max_rss = if cfg!(target_os = "macos") {
+        ru.ru_maxrss as u64
+    } else {
+        ru.ru_maxrss as u64 * 1024
+    };
     (secs(ru.ru_utime) + secs(ru.ru_stime), max_rss)
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataset;
 pub mod host;
 pub mod plugins;
+pub mod power;
 pub mod rng;
 pub mod run;
 

@@ -16,7 +16,10 @@ pub struct FoundPlugin {
 /// The plugin search path, in order, without duplicates.
 pub fn search_path(extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         dirs.push(dir.join("plugins"));
         dirs.push(dir);
     }
@@ -34,11 +37,16 @@ pub fn search_path(extra: &[PathBuf]) -> Vec<PathBuf> {
 pub fn discover(extra: &[PathBuf]) -> Vec<FoundPlugin> {
     let mut found = Vec::new();
     for dir in search_path(extra) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         paths.sort();
         for path in paths {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             let kind = match ext {
                 "so" | "dylib" | "dll" if name.contains("ipw_sampler") => "sampler",

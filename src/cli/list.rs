@@ -7,7 +7,11 @@ use std::process::ExitCode;
 pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
     println!("backends:");
     for b in BackendKind::ALL {
-        let note = if b == BackendKind::Embedded && !cfg!(feature = "embedded") { " [not built in]" } else { "" };
+        let note = if b == BackendKind::Embedded && !cfg!(feature = "embedded") {
+            " [not built in]"
+        } else {
+            ""
+        };
         println!("  {:<10} {}{note}", b.as_str(), b.describe());
     }
     println!("datasets (built in):");
@@ -19,7 +23,10 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
         println!("  {}", dir.display());
     }
     let found = ipw_core::plugins::discover(extra);
-    println!("plugins found: {}", if found.is_empty() { "none" } else { "" });
+    println!(
+        "plugins found: {}",
+        if found.is_empty() { "none" } else { "" }
+    );
     for p in found {
         println!("  {:<8} {}", p.kind, p.path.display());
     }

@@ -1,5 +1,7 @@
 //! Argument parsing and the subcommands.
 
+mod bench;
+mod doctor;
 mod list;
 mod profile;
 mod progress;
@@ -45,6 +47,18 @@ enum Command {
         /// The experiment TOML.
         experiment: PathBuf,
     },
+    /// Show what this machine can measure: every sampler plugin found, opened with default
+    /// settings, with its channels, kinds and update periods (or why it cannot work here).
+    Doctor {
+        /// Also search these plugin directories.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
     /// List backends, built-in datasets and the plugins found on the search path.
     List {
         /// Also search these plugin directories.
@@ -63,14 +77,24 @@ pub fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Run the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Profile { experiment, out, resume, quiet } => profile::run(&experiment, out, resume, quiet),
+        Command::Profile {
+            experiment,
+            out,
+            resume,
+            quiet,
+        } => profile::run(&experiment, out, resume, quiet),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
+        Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),
+        Command::Bench { what } => bench::run(what),
     }
 }

@@ -6,7 +6,12 @@ use ipw_core::run::{Cancel, ProfileOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(file: &Path, out: Option<PathBuf>, resume: Option<PathBuf>, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    file: &Path,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
     let loaded = ipw_core::config::load_experiment(file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -15,7 +20,10 @@ pub fn run(file: &Path, out: Option<PathBuf>, resume: Option<PathBuf>, quiet: bo
         .context("starting the async runtime")?;
     let cancel = Cancel::default();
     let progress = Progress::new(quiet);
-    let options = ProfileOptions { out_dir: out, resume };
+    let options = ProfileOptions {
+        out_dir: out,
+        resume,
+    };
     let (dir, outcomes) = runtime.block_on(async {
         let watcher = cancel.clone();
         tokio::spawn(async move {
@@ -32,7 +40,11 @@ pub fn run(file: &Path, out: Option<PathBuf>, resume: Option<PathBuf>, quiet: bo
     table::print(&outcomes);
     println!("results: {}", dir.display());
     if cancel.is_cancelled() {
-        println!("interrupted; continue with: ipw profile {} --resume {}", file.display(), dir.display());
+        println!(
+            "interrupted; continue with: ipw profile {} --resume {}",
+            file.display(),
+            dir.display()
+        );
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)

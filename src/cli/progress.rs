@@ -14,7 +14,11 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Self { bar: Mutex::new(None), errors: AtomicUsize::new(0), quiet }
+        Self {
+            bar: Mutex::new(None),
+            errors: AtomicUsize::new(0),
+            quiet,
+        }
     }
 
     fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
@@ -26,16 +30,21 @@ impl Progress {
 
 impl RunObserver for Progress {
     fn run_started(&self, model: &str, dir: &Path, total: usize, done: usize) {
-        eprintln!("model {model}: {total} queries ({done} already recorded) -> {}", dir.display());
+        eprintln!(
+            "model {model}: {total} queries ({done} already recorded) -> {}",
+            dir.display()
+        );
         let bar = if self.quiet {
             ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden())
         } else {
             ProgressBar::new(total as u64)
         };
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} {msg} (eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {per_sec} {msg} (eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(model.to_string());
         bar.set_position(done as u64);

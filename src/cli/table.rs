@@ -4,13 +4,29 @@ use ipw_core::analysis::Distribution;
 use ipw_core::run::RunOutcome;
 
 fn p50(d: &Option<Distribution>, scale: f64, digits: usize) -> String {
-    d.as_ref().map(|d| format!("{:.digits$}", d.p50 * scale)).unwrap_or_else(|| "-".into())
+    d.as_ref()
+        .map(|d| format!("{:.digits$}", d.p50 * scale))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn d4(d: &Option<Distribution>) -> String {
+    d.as_ref()
+        .map(|d| format!("{:.4}", d.p50))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn print(outcomes: &[RunOutcome]) {
     println!(
         "{:<24} {:>8} {:>6} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8}",
-        "model", "queries", "errors", "q/s", "p50 lat s", "p50 TTFT", "decode t/s", "out tok", "est tok"
+        "model",
+        "queries",
+        "errors",
+        "q/s",
+        "p50 lat s",
+        "p50 TTFT",
+        "decode t/s",
+        "out tok",
+        "est tok"
     );
     for o in outcomes {
         let s = &o.summary;
@@ -23,11 +39,43 @@ pub fn print(outcomes: &[RunOutcome]) {
             p50(&s.latency_s, 1.0, 3),
             p50(&s.ttft_s, 1.0, 3),
             p50(&s.decode_tps, 1.0, 1),
-            s.output_tokens.as_ref().map(|d| format!("{:.0}", d.mean * d.n as f64)).unwrap_or_else(|| "-".into()),
+            s.output_tokens
+                .as_ref()
+                .map(|d| format!("{:.0}", d.mean * d.n as f64))
+                .unwrap_or_else(|| "-".into()),
             s.tokens_estimated,
         );
         for (kind, n) in &s.errors_by_kind {
             println!("    {n} x {kind}");
+        }
+        if let Some(e) = &s.energy {
+            let label = if e.estimated {
+                " (ESTIMATED: modelled power, not measured)"
+            } else {
+                ""
+            };
+            let p50 = |d: &Option<Distribution>| {
+                d.as_ref()
+                    .map(|d| format!("{:.2}", d.p50))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let mean = |d: &Option<Distribution>| {
+                d.as_ref()
+                    .map(|d| format!("{:.2}", d.mean))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!("    energy{label}: {} queries", e.queries);
+            println!(
+                "      gross J/query mean {}  net J/query mean {}  p50 power {} W  net J/output token p50 {}",
+                mean(&e.gross_j),
+                mean(&e.net_j),
+                p50(&e.mean_power_w),
+                d4(&e.j_per_output_token)
+            );
+            if !e.flags.is_empty() {
+                let flags: Vec<String> = e.flags.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                println!("      flags: {}", flags.join(", "));
+            }
         }
     }
 }

@@ -21,7 +21,10 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         println!("  model       {} ({}) {target}", m.name, m.backend.as_str());
     }
     for d in &datasets {
-        println!("  dataset     {}: {} of {} rows ({})", d.name, d.selected, d.rows, d.source);
+        println!(
+            "  dataset     {}: {} of {} rows ({})",
+            d.name, d.selected, d.rows, d.source
+        );
     }
     println!(
         "  plan        {} queries x {} models, concurrency {}, {} warm-up",

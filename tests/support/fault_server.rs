@@ -50,15 +50,29 @@ impl FaultServer {
 
     /// Requests seen for a model id.
     pub fn requests_for(&self, model: &str) -> Vec<Seen> {
-        self.seen.lock().unwrap().iter().filter(|s| s.body["model"] == model).cloned().collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.body["model"] == model)
+            .cloned()
+            .collect()
     }
 }
 
-fn handle(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, counters: &Mutex<HashMap<String, usize>>) -> std::io::Result<()> {
+fn handle(
+    mut stream: TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    counters: &Mutex<HashMap<String, usize>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
     let mut headers = HashMap::new();
     loop {
         let mut line = String::new();
@@ -71,11 +85,18 @@ fn handle(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, counters: &Mutex<HashM
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    seen.lock().unwrap().push(Seen { path: path.clone(), headers, body: body.clone() });
+    seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        headers,
+        body: body.clone(),
+    });
     if path == "/tokenize" {
         return status(&mut stream, 404, "not found", None);
     }
@@ -87,15 +108,39 @@ fn handle(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, counters: &Mutex<HashM
         *n
     };
     let chunk = |content: &str| {
-        format!(r#"{{"choices":[{{"index":0,"delta":{{"content":{content:?}}},"finish_reason":null}}]}}"#)
+        format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"content":{content:?}}},"finish_reason":null}}]}}"#
+        )
     };
     let finish = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.to_string();
-    let usage = r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}"#.to_string();
+    let usage =
+        r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}}"#
+            .to_string();
     match model.as_str() {
-        "ok" => sse(&mut stream, &[chunk("The"), chunk(" answer"), chunk(" is 5."), finish, usage, "[DONE]".into()]),
-        "no-usage" => sse(&mut stream, &[chunk("Paris"), chunk("."), finish, "[DONE]".into()]),
+        "ok" => sse(
+            &mut stream,
+            &[
+                chunk("The"),
+                chunk(" answer"),
+                chunk(" is 5."),
+                finish,
+                usage,
+                "[DONE]".into(),
+            ],
+        ),
+        "slow" => {
+            let mut events: Vec<String> = (0..10).map(|i| chunk(&format!("w{i} "))).collect();
+            events.extend([finish, usage, "[DONE]".into()]);
+            sse_paced(&mut stream, &events, Duration::from_millis(50))
+        }
+        "no-usage" => sse(
+            &mut stream,
+            &[chunk("Paris"), chunk("."), finish, "[DONE]".into()],
+        ),
         "status-500" => status(&mut stream, 500, r#"{"error":"boom"}"#, None),
-        "rate-limit-once" if n % 2 == 1 => status(&mut stream, 429, r#"{"error":"slow down"}"#, Some("0")),
+        "rate-limit-once" if n % 2 == 1 => {
+            status(&mut stream, 429, r#"{"error":"slow down"}"#, Some("0"))
+        }
         "rate-limit-once" => sse(&mut stream, &[chunk("ok"), finish, usage, "[DONE]".into()]),
         "stall" => {
             start_sse(&mut stream)?;
@@ -111,9 +156,17 @@ fn handle(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, counters: &Mutex<HashM
             stream.flush()?;
             stream.shutdown(std::net::Shutdown::Both)
         }
-        "malformed" => sse(&mut stream, &[chunk("fine"), "{this is not json".into(), "[DONE]".into()]),
+        "malformed" => sse(
+            &mut stream,
+            &[chunk("fine"), "{this is not json".into(), "[DONE]".into()],
+        ),
         "ollama" => ndjson(&mut stream, &ollama_replay()),
-        other => status(&mut stream, 404, &format!(r#"{{"error":"unknown model {other}"}}"#), None),
+        other => status(
+            &mut stream,
+            404,
+            &format!(r#"{{"error":"unknown model {other}"}}"#),
+            None,
+        ),
     }
 }
 
@@ -132,8 +185,15 @@ fn ollama_replay() -> Vec<String> {
     ]
 }
 
-fn status(stream: &mut TcpStream, code: u16, body: &str, retry_after: Option<&str>) -> std::io::Result<()> {
-    let extra = retry_after.map(|r| format!("Retry-After: {r}\r\n")).unwrap_or_default();
+fn status(
+    stream: &mut TcpStream,
+    code: u16,
+    body: &str,
+    retry_after: Option<&str>,
+) -> std::io::Result<()> {
+    let extra = retry_after
+        .map(|r| format!("Retry-After: {r}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
@@ -153,10 +213,14 @@ fn write_chunk(stream: &mut TcpStream, data: &str) -> std::io::Result<()> {
 }
 
 fn sse(stream: &mut TcpStream, events: &[String]) -> std::io::Result<()> {
+    sse_paced(stream, events, Duration::from_millis(5))
+}
+
+fn sse_paced(stream: &mut TcpStream, events: &[String], pause: Duration) -> std::io::Result<()> {
     start_sse(stream)?;
     for e in events {
         write_chunk(stream, &format!("data: {e}\n\n"))?;
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(pause);
     }
     stream.write_all(b"0\r\n\r\n")?;
     stream.flush()

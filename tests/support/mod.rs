@@ -17,12 +17,20 @@ pub fn ipw() -> Command {
 
 /// Run `ipw` with arguments, returning its output.
 pub fn run_ipw(args: &[&str], cwd: &Path) -> Output {
-    ipw().args(args).current_dir(cwd).output().expect("ipw runs")
+    ipw()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("ipw runs")
 }
 
 /// stdout + stderr as text.
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn cache_dir() -> PathBuf {
@@ -36,7 +44,11 @@ pub fn model_path() -> PathBuf {
     let p = std::env::var_os("IPW_TEST_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(p.is_file(), "test model missing at {}: run scripts/fetch-model.sh", p.display());
+    assert!(
+        p.is_file(),
+        "test model missing at {}: run scripts/fetch-model.sh",
+        p.display()
+    );
     p
 }
 
@@ -45,13 +57,21 @@ pub fn llama_server_path() -> PathBuf {
     let p = std::env::var_os("IPW_LLAMA_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("llama-server/bin/llama-server"));
-    assert!(p.is_file(), "llama-server missing at {}: run scripts/build-llama-server.sh", p.display());
+    assert!(
+        p.is_file(),
+        "llama-server missing at {}: run scripts/build-llama-server.sh",
+        p.display()
+    );
     p
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A llama-server child process, killed on drop.
@@ -65,15 +85,30 @@ impl LlamaServer {
     /// Start upstream llama-server on the test model and wait until `/health` says ok.
     pub fn start() -> Self {
         let port = free_port();
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("ipw-llama-server-{port}.log"))).unwrap();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("ipw-llama-server-{port}.log")),
+        )
+        .unwrap();
         let child = Command::new(llama_server_path())
-            .args(["-m", model_path().to_str().unwrap(), "-c", "4096", "-t", "2", "--host", "127.0.0.1"])
+            .args([
+                "-m",
+                model_path().to_str().unwrap(),
+                "-c",
+                "4096",
+                "-t",
+                "2",
+                "--host",
+                "127.0.0.1",
+            ])
             .args(["--port", &port.to_string(), "-a", "smollm2"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("llama-server starts");
-        let server = Self { child, url: format!("http://127.0.0.1:{port}") };
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
             if http_get(port, "/health").is_some_and(|b| b.contains("ok")) {
@@ -96,8 +131,13 @@ impl Drop for LlamaServer {
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.starts_with("HTTP/1.1 200").then_some(out)
@@ -113,7 +153,10 @@ pub fn write_experiment(dir: &Path, name: &str, body: &str) -> PathBuf {
 /// Every record of a run directory, asserting that every line is complete JSON.
 pub fn records(run_dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
-    assert!(text.is_empty() || text.ends_with('\n'), "records.jsonl ends with a cut-off line");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "records.jsonl ends with a cut-off line"
+    );
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record line {l:?}: {e}")))
         .collect()
@@ -121,8 +164,10 @@ pub fn records(run_dir: &Path) -> Vec<Value> {
 
 /// A JSON file of a run directory.
 pub fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// Model run directories of an experiment output directory.
@@ -140,4 +185,27 @@ pub fn run_dirs(exp_dir: &Path) -> Vec<PathBuf> {
 /// TOML-quote a path.
 pub fn q(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
+}
+
+/// Where the sampler plugins were built (beside the `ipw` binary).
+pub fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_ipw"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A sampler library built in this workspace, by file stem (`ipw_sampler_replay`).
+pub fn plugin_lib(stem: &str) -> PathBuf {
+    let p = plugin_dir().join(format!(
+        "{}{stem}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(
+        p.is_file(),
+        "{} not built: run cargo build --workspace",
+        p.display()
+    );
+    p
 }

@@ -5,4 +5,4 @@ mod stats;
 mod summary;
 
 pub use stats::Distribution;
-pub use summary::{summarize, DatasetSummary, Summary, SUMMARY_SCHEMA};
+pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

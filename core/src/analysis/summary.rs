@@ -2,6 +2,7 @@
 //! run, overall and per dataset, computed from its records.
 
 use super::Distribution;
+use crate::power::attribution::QueryEnergy;
 use crate::run::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +51,70 @@ pub struct Summary {
     pub output_tokens_per_s: f64,
     /// The same counts and distributions per dataset.
     pub by_dataset: BTreeMap<String, DatasetSummary>,
+    /// Energy, when the run had samplers.
+    pub energy: Option<EnergySummary>,
+}
+
+/// Energy over the successful records that have it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnergySummary {
+    /// Records with a gross energy figure.
+    pub queries: usize,
+    /// True when any channel's power is modelled, not measured: label every figure "estimated".
+    pub estimated: bool,
+    /// Gross joules per query.
+    pub gross_j: Option<Distribution>,
+    /// Net (idle-subtracted) joules per query.
+    pub net_j: Option<Distribution>,
+    /// Mean power over each query window, watts.
+    pub mean_power_w: Option<Distribution>,
+    /// Joules per generated token (net where available).
+    pub j_per_output_token: Option<Distribution>,
+    /// Sum of gross joules.
+    pub total_gross_j: f64,
+    /// Sum of net joules (records with net only).
+    pub total_net_j: f64,
+    /// How many records carry each quality flag.
+    pub flags: BTreeMap<String, usize>,
+    /// Sum of gross joules per channel.
+    pub channels: BTreeMap<String, f64>,
+}
+
+fn energy_summary(ok: &[&Record]) -> Option<EnergySummary> {
+    let energies: Vec<QueryEnergy> = ok
+        .iter()
+        .filter_map(|r| r.energy.clone())
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    if energies.is_empty() {
+        return None;
+    }
+    let mut flags = BTreeMap::new();
+    let mut channels = BTreeMap::new();
+    for e in &energies {
+        for f in &e.flags {
+            let name = serde_json::to_value(f)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *flags.entry(name).or_insert(0) += 1;
+        }
+        for (name, c) in &e.channels {
+            *channels.entry(name.clone()).or_insert(0.0) += c.gross_j.unwrap_or(0.0);
+        }
+    }
+    Some(EnergySummary {
+        queries: energies.iter().filter(|e| e.gross_j.is_some()).count(),
+        estimated: energies.iter().any(|e| e.estimated),
+        gross_j: Distribution::of(energies.iter().filter_map(|e| e.gross_j)),
+        net_j: Distribution::of(energies.iter().filter_map(|e| e.net_j)),
+        mean_power_w: Distribution::of(energies.iter().filter_map(|e| e.mean_power_w)),
+        j_per_output_token: Distribution::of(energies.iter().filter_map(|e| e.j_per_output_token)),
+        total_gross_j: energies.iter().filter_map(|e| e.gross_j).sum(),
+        total_net_j: energies.iter().filter_map(|e| e.net_j).sum(),
+        flags,
+        channels,
+    })
 }
 
 /// Per-dataset part of a summary.
@@ -101,10 +166,21 @@ pub fn summarize(model: &str, backend: &str, planned: usize, records: &[Record])
         ttft_s: Distribution::of(ok.iter().filter_map(|r| r.ttft_s)),
         decode_tps: Distribution::of(ok.iter().filter_map(|r| r.decode_tps)),
         input_tokens: Distribution::of(ok.iter().filter_map(|r| r.input_tokens.map(|t| t as f64))),
-        output_tokens: Distribution::of(ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64))),
+        output_tokens: Distribution::of(
+            ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64)),
+        ),
         busy_s,
-        queries_per_s: if busy_s > 0.0 { records.len() as f64 / busy_s } else { 0.0 },
-        output_tokens_per_s: if busy_s > 0.0 { out_tokens as f64 / busy_s } else { 0.0 },
+        queries_per_s: if busy_s > 0.0 {
+            records.len() as f64 / busy_s
+        } else {
+            0.0
+        },
+        output_tokens_per_s: if busy_s > 0.0 {
+            out_tokens as f64 / busy_s
+        } else {
+            0.0
+        },
+        energy: energy_summary(&ok),
         by_dataset: by_dataset
             .into_iter()
             .map(|(name, rs)| {
@@ -114,7 +190,9 @@ pub fn summarize(model: &str, backend: &str, planned: usize, records: &[Record])
                     ok: ok.len(),
                     errors: rs.len() - ok.len(),
                     latency_s: Distribution::of(ok.iter().map(|r| r.latency_s)),
-                    output_tokens: Distribution::of(ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64))),
+                    output_tokens: Distribution::of(
+                        ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64)),
+                    ),
                 };
                 (name, s)
             })
@@ -125,7 +203,10 @@ pub fn summarize(model: &str, backend: &str, planned: usize, records: &[Record])
 /// Length of the union of all query windows. Windows are on the host's monotonic clock, so
 /// this stays right across a resumed run (the gap between sessions is not counted).
 fn busy_seconds(records: &[Record]) -> f64 {
-    let mut w: Vec<(f64, f64)> = records.iter().map(|r| (r.window.start_s, r.window.end_s)).collect();
+    let mut w: Vec<(f64, f64)> = records
+        .iter()
+        .map(|r| (r.window.start_s, r.window.end_s))
+        .collect();
     w.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut total = 0.0;
     let mut current: Option<(f64, f64)> = None;

@@ -5,7 +5,9 @@
 //! thread owning its own llama.cpp context; generation is blocking work, so workers take jobs
 //! from a channel and answer through a oneshot. The chat template comes from the GGUF.
 
-use super::{Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource};
+use super::{
+    Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource,
+};
 use crate::config::{BackendKind, ModelConfig};
 use async_trait::async_trait;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -47,18 +49,29 @@ fn llama() -> Result<&'static LlamaBackend, String> {
 impl EmbeddedBackend {
     /// Load the model and start `workers` generation threads. Blocking; call off the runtime.
     pub fn load(m: &ModelConfig, workers: usize) -> Result<Self, BackendSetupError> {
-        let setup = |message: String| BackendSetupError { model: m.name.clone(), message };
-        let path = m.path.clone().ok_or_else(|| setup("`path` is required".into()))?;
+        let setup = |message: String| BackendSetupError {
+            model: m.name.clone(),
+            message,
+        };
+        let path = m
+            .path
+            .clone()
+            .ok_or_else(|| setup("`path` is required".into()))?;
         let backend = llama().map_err(setup)?;
         let started = Instant::now();
         let params = LlamaModelParams::default().with_n_gpu_layers(m.gpu_layers.unwrap_or(0));
         let model = LlamaModel::load_from_file(backend, &path, &params)
             .map_err(|e| setup(format!("cannot load {}: {e}", path.display())))?;
         let load_s = started.elapsed().as_secs_f64();
-        let template = model
-            .chat_template(None)
-            .map_err(|e| setup(format!("{} has no usable chat template: {e}", path.display())))?;
-        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let template = model.chat_template(None).map_err(|e| {
+            setup(format!(
+                "{} has no usable chat template: {e}",
+                path.display()
+            ))
+        })?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
         let threads = m.threads.unwrap_or(cores).max(1);
         let workers = workers.max(1);
         let per_worker = (threads / workers as u32).max(1) as i32;
@@ -77,7 +90,12 @@ impl EmbeddedBackend {
         let rx = Arc::new(Mutex::new(rx));
         let (ready_tx, ready_rx) = mpsc::channel();
         for w in 0..workers {
-            let (model, rx, template, ready) = (model.clone(), rx.clone(), template.clone(), ready_tx.clone());
+            let (model, rx, template, ready) = (
+                model.clone(),
+                rx.clone(),
+                template.clone(),
+                ready_tx.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("ipw-llama-{w}"))
                 .spawn(move || worker(backend, &model, &template, n_ctx, per_worker, &rx, ready))
@@ -163,20 +181,29 @@ fn generate(
     if tokens.len() + 1 >= n_ctx as usize {
         return Err(BackendError::new(
             ErrorKind::PromptTooLong,
-            format!("prompt is {} tokens; the context holds {n_ctx}", tokens.len()),
+            format!(
+                "prompt is {} tokens; the context holds {n_ctx}",
+                tokens.len()
+            ),
         ));
     }
     ctx.clear_kv_cache();
     let mut batch = LlamaBatch::new(n_ctx as usize, 1);
     let last = tokens.len() - 1;
     for (i, t) in tokens.iter().enumerate() {
-        batch.add(*t, i as i32, &[0], i == last).map_err(|e| engine_err("batch", e))?;
+        batch
+            .add(*t, i as i32, &[0], i == last)
+            .map_err(|e| engine_err("batch", e))?;
     }
-    ctx.decode(&mut batch).map_err(|e| engine_err("prompt decode", e))?;
+    ctx.decode(&mut batch)
+        .map_err(|e| engine_err("prompt decode", e))?;
     let mut sampler = if req.temperature <= 0.0 {
         LlamaSampler::greedy()
     } else {
-        LlamaSampler::chain_simple([LlamaSampler::temp(req.temperature), LlamaSampler::dist(req.seed as u32)])
+        LlamaSampler::chain_simple([
+            LlamaSampler::temp(req.temperature),
+            LlamaSampler::dist(req.seed as u32),
+        ])
     };
     let mut bytes: Vec<u8> = Vec::new();
     let mut first_token_at = None;
@@ -204,9 +231,12 @@ fn generate(
             return Err(BackendError::new(ErrorKind::Cancelled, "run interrupted"));
         }
         batch.clear();
-        batch.add(token, pos, &[0], true).map_err(|e| engine_err("batch", e))?;
+        batch
+            .add(token, pos, &[0], true)
+            .map_err(|e| engine_err("batch", e))?;
         pos += 1;
-        ctx.decode(&mut batch).map_err(|e| engine_err("decode", e))?;
+        ctx.decode(&mut batch)
+            .map_err(|e| engine_err("decode", e))?;
     };
     let finished_at = Instant::now();
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
@@ -234,7 +264,10 @@ impl Backend for EmbeddedBackend {
     async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job { req: req.clone(), reply })
+            .send(Job {
+                req: req.clone(),
+                reply,
+            })
             .map_err(|_| BackendError::new(ErrorKind::Engine, "embedded workers have stopped"))?;
         answer
             .await

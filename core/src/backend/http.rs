@@ -40,7 +40,10 @@ impl HttpPolicy {
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| BackendSetupError { model: model.into(), message: format!("HTTP client: {e}") })
+            .map_err(|e| BackendSetupError {
+                model: model.into(),
+                message: format!("HTTP client: {e}"),
+            })
     }
 }
 
@@ -57,11 +60,27 @@ pub async fn send_with_retry(
         let last = attempt > policy.max_retries;
         let result = tokio::time::timeout(policy.read_timeout, build().send()).await;
         let (kind, message, retry_after) = match result {
-            Err(_) => (ErrorKind::Timeout, format!("no response head within {:?}", policy.read_timeout), None),
-            Ok(Err(e)) if e.is_connect() => (ErrorKind::Connect, format!("cannot connect: {}", root_cause(&e)), None),
-            Ok(Err(e)) if e.is_timeout() => (ErrorKind::Timeout, format!("timed out: {}", root_cause(&e)), None),
+            Err(_) => (
+                ErrorKind::Timeout,
+                format!("no response head within {:?}", policy.read_timeout),
+                None,
+            ),
+            Ok(Err(e)) if e.is_connect() => (
+                ErrorKind::Connect,
+                format!("cannot connect: {}", root_cause(&e)),
+                None,
+            ),
+            Ok(Err(e)) if e.is_timeout() => (
+                ErrorKind::Timeout,
+                format!("timed out: {}", root_cause(&e)),
+                None,
+            ),
             Ok(Err(e)) => {
-                return Err(BackendError { kind: ErrorKind::StreamClosed, message: root_cause(&e), attempts: attempt })
+                return Err(BackendError {
+                    kind: ErrorKind::StreamClosed,
+                    message: root_cause(&e),
+                    attempts: attempt,
+                })
             }
             Ok(Ok(resp)) if resp.status().is_success() => return Ok((resp, attempt)),
             Ok(Ok(resp)) => {
@@ -73,11 +92,19 @@ pub async fn send_with_retry(
                     .and_then(|v| v.trim().parse::<f64>().ok())
                     .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)));
                 let body = read_capped(resp, 512).await;
-                let kind = if status.as_u16() == 429 { ErrorKind::RateLimited } else { ErrorKind::HttpStatus };
+                let kind = if status.as_u16() == 429 {
+                    ErrorKind::RateLimited
+                } else {
+                    ErrorKind::HttpStatus
+                };
                 let retryable = status.as_u16() == 429 || status.is_server_error();
                 let message = format!("HTTP {status}: {body}");
                 if !retryable {
-                    return Err(BackendError { kind, message, attempts: attempt });
+                    return Err(BackendError {
+                        kind,
+                        message,
+                        attempts: attempt,
+                    });
                 }
                 (kind, message, retry_after)
             }
@@ -99,7 +126,9 @@ pub async fn send_with_retry(
 async fn read_capped(resp: reqwest::Response, cap: usize) -> String {
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
-    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
+    while let Ok(Some(Ok(chunk))) =
+        tokio::time::timeout(Duration::from_secs(2), stream.next()).await
+    {
         out.extend_from_slice(&chunk);
         if out.len() >= cap {
             out.truncate(cap);
@@ -122,14 +151,18 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Body chunks of a response, each awaited with the read timeout.
 pub struct ChunkReader {
-    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     idle: Duration,
 }
 
 impl ChunkReader {
     /// Wrap a response.
     pub fn new(resp: reqwest::Response, idle: Duration) -> Self {
-        Self { stream: Box::pin(resp.bytes_stream()), idle }
+        Self {
+            stream: Box::pin(resp.bytes_stream()),
+            idle,
+        }
     }
 
     /// The next chunk; `Ok(None)` at a clean end of body.
@@ -177,7 +210,11 @@ pub async fn for_each_frame(
     let mut lines = super::sse::LineBuffer::default();
     let mut frames = |chunk: &[u8]| match framing {
         Framing::Sse => sse.push(chunk),
-        Framing::Lines => lines.push(chunk).into_iter().filter(|l| !l.trim().is_empty()).collect(),
+        Framing::Lines => lines
+            .push(chunk)
+            .into_iter()
+            .filter(|l| !l.trim().is_empty())
+            .collect(),
     };
     while let Some(chunk) = reader.next().await? {
         for frame in frames(&chunk) {
@@ -190,7 +227,9 @@ pub async fn for_each_frame(
     let tail = match framing {
         Framing::Sse => sse.finish(),
         Framing::Lines => {
-            let rest = String::from_utf8_lossy(lines.remainder()).trim().to_string();
+            let rest = String::from_utf8_lossy(lines.remainder())
+                .trim()
+                .to_string();
             (!rest.is_empty()).then_some(rest)
         }
     };
@@ -205,5 +244,8 @@ pub async fn for_each_frame(
 /// A `malformed_stream` error quoting the start of the bad frame.
 pub fn malformed(frame: &str, e: impl std::fmt::Display) -> BackendError {
     let snippet: String = frame.chars().take(120).collect();
-    BackendError::new(ErrorKind::MalformedStream, format!("cannot parse stream frame `{snippet}`: {e}"))
+    BackendError::new(
+        ErrorKind::MalformedStream,
+        format!("cannot parse stream frame `{snippet}`: {e}"),
+    )
 }

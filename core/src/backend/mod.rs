@@ -140,7 +140,11 @@ pub struct BackendError {
 impl BackendError {
     /// An error after one attempt.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), attempts: 1 }
+        Self {
+            kind,
+            message: message.into(),
+            attempts: 1,
+        }
     }
 }
 
@@ -166,15 +170,23 @@ pub trait Backend: Send + Sync {
 }
 
 /// Build the backend a model config asks for. `concurrency` sizes the embedded worker pool.
-pub async fn connect(model: &ModelConfig, concurrency: usize) -> Result<Arc<dyn Backend>, BackendSetupError> {
+pub async fn connect(
+    model: &ModelConfig,
+    concurrency: usize,
+) -> Result<Arc<dyn Backend>, BackendSetupError> {
     match model.backend {
         BackendKind::Embedded => {
             #[cfg(feature = "embedded")]
             {
                 let model = model.clone();
-                let b = tokio::task::spawn_blocking(move || embedded::EmbeddedBackend::load(&model, concurrency))
-                    .await
-                    .map_err(|e| BackendSetupError { model: String::new(), message: e.to_string() })??;
+                let b = tokio::task::spawn_blocking(move || {
+                    embedded::EmbeddedBackend::load(&model, concurrency)
+                })
+                .await
+                .map_err(|e| BackendSetupError {
+                    model: String::new(),
+                    message: e.to_string(),
+                })??;
                 Ok(Arc::new(b))
             }
             #[cfg(not(feature = "embedded"))]
@@ -193,5 +205,9 @@ pub async fn connect(model: &ModelConfig, concurrency: usize) -> Result<Arc<dyn 
 
 /// Apply stop strings to accumulated text: returns the cut position of the earliest stop.
 pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
 }

@@ -1,8 +1,12 @@
 //! Ollama's native `/api/chat` streaming API (NDJSON). Token counts are Ollama's own
 //! `prompt_eval_count` / `eval_count` from the final `done` message.
 
-use super::http::{for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy};
-use super::{Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource};
+use super::http::{
+    for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy,
+};
+use super::{
+    Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource,
+};
 use crate::config::{BackendKind, ModelConfig};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -49,34 +53,45 @@ impl Backend for OllamaBackend {
             options["stop"] = json!(req.stop);
         }
         let body = json!({ "model": self.model, "messages": req.messages, "stream": true, "options": options });
-        let (resp, attempts) = send_with_retry(&self.policy, || self.client.post(&self.url).json(&body)).await?;
+        let (resp, attempts) =
+            send_with_retry(&self.policy, || self.client.post(&self.url).json(&body)).await?;
         let mut text = String::new();
         let mut first_token_at = None;
         let mut done: Option<Value> = None;
-        for_each_frame(ChunkReader::new(resp, self.policy.read_timeout), Framing::Lines, |frame| {
-            let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
-            if let Some(err) = v.get("error").and_then(Value::as_str) {
-                return Err(BackendError::new(ErrorKind::ServerError, format!("ollama: {err}")));
-            }
-            if let Some(piece) = v.pointer("/message/content").and_then(Value::as_str) {
-                if !piece.is_empty() {
-                    first_token_at.get_or_insert_with(Instant::now);
-                    text.push_str(piece);
+        for_each_frame(
+            ChunkReader::new(resp, self.policy.read_timeout),
+            Framing::Lines,
+            |frame| {
+                let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
+                if let Some(err) = v.get("error").and_then(Value::as_str) {
+                    return Err(BackendError::new(
+                        ErrorKind::ServerError,
+                        format!("ollama: {err}"),
+                    ));
                 }
-            }
-            if v.get("done").and_then(Value::as_bool) == Some(true) {
-                done = Some(v);
-                return Ok(Flow::Done);
-            }
-            Ok(Flow::Continue)
-        })
+                if let Some(piece) = v.pointer("/message/content").and_then(Value::as_str) {
+                    if !piece.is_empty() {
+                        first_token_at.get_or_insert_with(Instant::now);
+                        text.push_str(piece);
+                    }
+                }
+                if v.get("done").and_then(Value::as_bool) == Some(true) {
+                    done = Some(v);
+                    return Ok(Flow::Done);
+                }
+                Ok(Flow::Continue)
+            },
+        )
         .await
         .map_err(|e| BackendError { attempts, ..e })?;
         let finished_at = Instant::now();
         let Some(done) = done else {
             return Err(BackendError {
                 kind: ErrorKind::StreamClosed,
-                message: format!("stream ended without a `done` message ({} chars received)", text.len()),
+                message: format!(
+                    "stream ended without a `done` message ({} chars received)",
+                    text.len()
+                ),
                 attempts,
             });
         };
@@ -87,7 +102,10 @@ impl Backend for OllamaBackend {
             input_tokens: done.get("prompt_eval_count").and_then(Value::as_u64),
             output_tokens: done.get("eval_count").and_then(Value::as_u64),
             token_source: TokenSource::Engine,
-            finish_reason: done.get("done_reason").and_then(Value::as_str).map(str::to_string),
+            finish_reason: done
+                .get("done_reason")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             attempts,
         })
     }

@@ -6,8 +6,12 @@
 //! estimated: with the server's tokenizer endpoint when it has one (llama.cpp `/tokenize`), else
 //! output = streamed content chunks and input = characters / 4.
 
-use super::http::{for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy};
-use super::{Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource};
+use super::http::{
+    for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy,
+};
+use super::{
+    Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource,
+};
 use crate::config::{BackendKind, ModelConfig};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -32,12 +36,20 @@ pub struct OpenAiBackend {
 impl OpenAiBackend {
     /// Set up a client for a model config (reads the API key variable, if any).
     pub fn new(m: &ModelConfig) -> Result<Self, BackendSetupError> {
-        let setup = |message: String| BackendSetupError { model: m.name.clone(), message };
-        let base = m.base_url.as_deref().ok_or_else(|| setup("`base_url` is required".into()))?;
+        let setup = |message: String| BackendSetupError {
+            model: m.name.clone(),
+            message,
+        };
+        let base = m
+            .base_url
+            .as_deref()
+            .ok_or_else(|| setup("`base_url` is required".into()))?;
         let base = base.trim_end_matches('/');
         let api_key = match &m.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
-                setup(format!("api_key_env names `{var}`, but that environment variable is not set"))
+                setup(format!(
+                    "api_key_env names `{var}`, but that environment variable is not set"
+                ))
             })?),
             None => None,
         };
@@ -47,7 +59,10 @@ impl OpenAiBackend {
             client: policy.client(&m.name)?,
             policy,
             chat_url: format!("{base}/chat/completions"),
-            tokenize_url: m.tokenize_url.clone().unwrap_or_else(|| format!("{root}/tokenize")),
+            tokenize_url: m
+                .tokenize_url
+                .clone()
+                .unwrap_or_else(|| format!("{root}/tokenize")),
             model: m.server_model().to_string(),
             api_key_env: m.api_key_env.clone(),
             api_key,
@@ -79,7 +94,10 @@ impl OpenAiBackend {
         if self.tokenizer_state.load(Ordering::Relaxed) == 2 {
             return None;
         }
-        let mut rb = self.client.post(&self.tokenize_url).json(&json!({ "content": text }));
+        let mut rb = self
+            .client
+            .post(&self.tokenize_url)
+            .json(&json!({ "content": text }));
         if let Some(key) = &self.api_key {
             rb = rb.bearer_auth(key);
         }
@@ -92,7 +110,8 @@ impl OpenAiBackend {
             v.get("tokens")?.as_array().map(|t| t.len() as u64)
         }
         .await;
-        self.tokenizer_state.store(if counted.is_some() { 1 } else { 2 }, Ordering::Relaxed);
+        self.tokenizer_state
+            .store(if counted.is_some() { 1 } else { 2 }, Ordering::Relaxed);
         counted
     }
 }
@@ -118,34 +137,41 @@ impl Backend for OpenAiBackend {
         let mut finish_reason: Option<String> = None;
         let mut usage: Option<(u64, u64)> = None;
         let mut content_chunks = 0u64;
-        let completed = for_each_frame(ChunkReader::new(resp, self.policy.read_timeout), Framing::Sse, |frame| {
-            if frame.trim() == "[DONE]" {
-                return Ok(Flow::Done);
-            }
-            let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
-            if let Some(err) = v.get("error") {
-                return Err(BackendError::new(ErrorKind::ServerError, format!("server error in stream: {err}")));
-            }
-            if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
-                if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
-                    if !piece.is_empty() {
-                        first_token_at.get_or_insert_with(Instant::now);
-                        content_chunks += 1;
-                        text.push_str(piece);
+        let completed = for_each_frame(
+            ChunkReader::new(resp, self.policy.read_timeout),
+            Framing::Sse,
+            |frame| {
+                if frame.trim() == "[DONE]" {
+                    return Ok(Flow::Done);
+                }
+                let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
+                if let Some(err) = v.get("error") {
+                    return Err(BackendError::new(
+                        ErrorKind::ServerError,
+                        format!("server error in stream: {err}"),
+                    ));
+                }
+                if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
+                    if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                        if !piece.is_empty() {
+                            first_token_at.get_or_insert_with(Instant::now);
+                            content_chunks += 1;
+                            text.push_str(piece);
+                        }
+                    }
+                    if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+                        finish_reason = Some(r.to_string());
                     }
                 }
-                if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
-                    finish_reason = Some(r.to_string());
+                if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+                    let get = |k: &str| u.get(k).and_then(Value::as_u64);
+                    if let (Some(p), Some(c)) = (get("prompt_tokens"), get("completion_tokens")) {
+                        usage = Some((p, c));
+                    }
                 }
-            }
-            if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                let get = |k: &str| u.get(k).and_then(Value::as_u64);
-                if let (Some(p), Some(c)) = (get("prompt_tokens"), get("completion_tokens")) {
-                    usage = Some((p, c));
-                }
-            }
-            Ok(Flow::Continue)
-        })
+                Ok(Flow::Continue)
+            },
+        )
         .await
         .map_err(|e| BackendError { attempts, ..e })?;
         let finished_at = Instant::now();
@@ -162,10 +188,19 @@ impl Backend for OpenAiBackend {
         let (input_tokens, output_tokens, token_source) = match usage {
             Some((p, c)) => (p, c, TokenSource::ServerUsage),
             None => {
-                let prompt: String = req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+                let prompt: String = req
+                    .messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 match (self.tokenize(&prompt).await, self.tokenize(&text).await) {
                     (Some(p), Some(c)) => (p, c, TokenSource::Tokenizer),
-                    _ => ((prompt.chars().count() as u64).div_ceil(4), content_chunks, TokenSource::Heuristic),
+                    _ => (
+                        (prompt.chars().count() as u64).div_ceil(4),
+                        content_chunks,
+                        TokenSource::Heuristic,
+                    ),
                 }
             }
         };

@@ -47,7 +47,8 @@ impl SseDecoder {
                     self.data.clear();
                 }
             } else if let Some(rest) = line.strip_prefix("data:") {
-                self.data.push(rest.strip_prefix(' ').unwrap_or(rest).to_string());
+                self.data
+                    .push(rest.strip_prefix(' ').unwrap_or(rest).to_string());
             }
             // `event:`, `id:`, `retry:` and `:` comments carry nothing we use.
         }

@@ -45,11 +45,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     }
     if !(0.0..=5.0).contains(&exp.generation.temperature) {
         let span = span_of_key(&loaded.source, "temperature");
-        return Err(loaded.error_at(
-            span,
-            "generation.temperature",
-            "must be between 0 and 5",
-        ));
+        return Err(loaded.error_at(span, "generation.temperature", "must be between 0 and 5"));
     }
     if exp.models.is_empty() {
         return Err(loaded.error_at(
@@ -59,11 +55,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         ));
     }
     if exp.datasets.is_empty() {
-        return Err(loaded.error_at(
-            whole,
-            "datasets",
-            "no [[datasets]] given; add at least one",
-        ));
+        return Err(loaded.error_at(whole, "datasets", "no [[datasets]] given; add at least one"));
     }
 
     let mut resolved_models = Vec::new();
@@ -71,7 +63,9 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     for (i, spanned) in exp.models.iter().enumerate() {
         let span = spanned.span();
         let m = spanned.get_ref();
-        let at = |field: &str, msg: String| loaded.error_at(span.clone(), &format!("models[{i}].{field}"), msg);
+        let at = |field: &str, msg: String| {
+            loaded.error_at(span.clone(), &format!("models[{i}].{field}"), msg)
+        };
         if !names.insert(m.name.clone()) {
             return Err(at("name", format!("duplicate model name `{}`", m.name)));
         }
@@ -107,7 +101,10 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 reject(&http_only)?;
                 reject(&openai_only)?;
                 let raw = m.path.as_ref().ok_or_else(|| {
-                    at("path", "backend `embedded` needs `path` to a GGUF file".into())
+                    at(
+                        "path",
+                        "backend `embedded` needs `path` to a GGUF file".into(),
+                    )
                 })?;
                 let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
                 let path = resolve(&base, Path::new(&expanded));
@@ -139,7 +136,8 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                     if var.is_empty() || var.contains(char::is_whitespace) || var.len() > 100 {
                         return Err(at(
                             "api_key_env",
-                            "must be the NAME of an environment variable, never the key itself".into(),
+                            "must be the NAME of an environment variable, never the key itself"
+                                .into(),
                         ));
                     }
                 }
@@ -153,35 +151,115 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     for (i, spanned) in exp.datasets.iter().enumerate() {
         let span = spanned.span();
         let d = spanned.get_ref();
-        let at = |field: &str, msg: String| loaded.error_at(span.clone(), &format!("datasets[{i}].{field}"), msg);
+        let at = |field: &str, msg: String| {
+            loaded.error_at(span.clone(), &format!("datasets[{i}].{field}"), msg)
+        };
         if !labels.insert(d.label()) {
-            return Err(at("name", format!("duplicate dataset name `{}`; set `name`", d.label())));
+            return Err(at(
+                "name",
+                format!("duplicate dataset name `{}`; set `name`", d.label()),
+            ));
         }
         let mut dataset = d.clone();
         match (&d.builtin, &d.path) {
-            (Some(_), Some(_)) => return Err(at("path", "give either `builtin` or `path`, not both".into())),
-            (None, None) => return Err(at("path", "give `builtin = \"gsm8k\"|\"mmlu\"` or `path`".into())),
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    "path",
+                    "give either `builtin` or `path`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(at(
+                    "path",
+                    "give `builtin = \"gsm8k\"|\"mmlu\"` or `path`".into(),
+                ))
+            }
             (Some(_), None) => {
                 if d.format.is_some() || d.header.is_some() {
-                    return Err(at("format", "built-in datasets have a fixed format; remove it".into()));
+                    return Err(at(
+                        "format",
+                        "built-in datasets have a fixed format; remove it".into(),
+                    ));
                 }
             }
             (None, Some(raw)) => {
                 let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
                 let path = resolve(&base, Path::new(&expanded));
                 if !path.is_file() {
-                    return Err(at("path", format!("dataset file not found: {}", path.display())));
+                    return Err(at(
+                        "path",
+                        format!("dataset file not found: {}", path.display()),
+                    ));
                 }
                 dataset.path = Some(path);
             }
         }
         if d.max_queries == Some(0) {
-            return Err(at("max_queries", "must be at least 1 (leave it out for all rows)".into()));
+            return Err(at(
+                "max_queries",
+                "must be at least 1 (leave it out for all rows)".into(),
+            ));
         }
         resolved_datasets.push(dataset);
     }
 
+    let mut resolved_samplers = Vec::new();
+    for (i, spanned) in exp.samplers.iter().enumerate() {
+        let span = spanned.span();
+        let c = spanned.get_ref();
+        let at = |field: &str, msg: String| {
+            loaded.error_at(span.clone(), &format!("samplers[{i}].{field}"), msg)
+        };
+        let mut sampler = c.clone();
+        match (&c.plugin, &c.path) {
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    "path",
+                    "give either `plugin` or `path`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(at(
+                    "plugin",
+                    "give `plugin = \"cpu-estimate\"` (or rapl, nvml, replay) or `path`".into(),
+                ))
+            }
+            (None, Some(raw)) => {
+                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
+                let path = resolve(&base, Path::new(&expanded));
+                if !path.is_file() {
+                    return Err(at(
+                        "path",
+                        format!("sampler library not found: {}", path.display()),
+                    ));
+                }
+                sampler.path = Some(path);
+            }
+            (Some(_), None) => {}
+        }
+        if let Some(r) = c.rate_hz {
+            if !(r > 0.0 && r <= 1000.0) {
+                return Err(at("rate_hz", "must be in (0, 1000]".into()));
+            }
+        }
+        if !c.config.is_object() {
+            return Err(at("config", "must be a table".into()));
+        }
+        resolved_samplers.push(sampler);
+    }
+    if !(exp.energy.baseline_s >= 0.0 && exp.energy.baseline_s <= 3600.0) {
+        let span = span_of_key(&loaded.source, "baseline_s");
+        return Err(loaded.error_at(
+            span,
+            "energy.baseline_s",
+            "must be between 0 and 3600 seconds",
+        ));
+    }
+
     let exp = &mut loaded.experiment;
+    for (slot, sampler) in exp.samplers.iter_mut().zip(resolved_samplers) {
+        *slot.get_mut() = sampler;
+    }
     for (slot, model) in exp.models.iter_mut().zip(resolved_models) {
         *slot.get_mut() = model;
     }
@@ -205,7 +283,9 @@ fn span_of_key(source: &str, key: &str) -> std::ops::Range<usize> {
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
         let t = line.trim_start();
-        if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+        if t.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+        {
             let start = offset + (line.len() - t.len());
             return start..start + key.len();
         }

@@ -44,6 +44,61 @@ pub struct Experiment {
     pub models: Vec<Spanned<ModelConfig>>,
     /// The datasets every model answers.
     pub datasets: Vec<Spanned<DatasetConfig>>,
+    /// Power samplers (native plugins) recording during the run.
+    #[serde(default)]
+    pub samplers: Vec<Spanned<SamplerConfig>>,
+    /// How energy is attributed to queries.
+    #[serde(default)]
+    pub energy: EnergyConfig,
+}
+
+/// `[[samplers]]`: a power sampler plugin and its settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Plugin name, found on the plugin search path as `libipw_sampler_<name>.so`
+    /// (e.g. `cpu-estimate`, `rapl`, `nvml`, `replay`).
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// Or an explicit library path, relative to the experiment file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Background sampling rate. Default 20 Hz; never faster than the channels update.
+    #[serde(default)]
+    pub rate_hz: Option<f64>,
+    /// Settings passed to the plugin as JSON (see each plugin's documentation).
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// `[energy]`: idle baseline and how overlapping queries share energy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyConfig {
+    /// Seconds of idle measured before the queries, per session (0 = skip; no net energy).
+    /// Default 10.
+    #[serde(default = "default_baseline_s")]
+    pub baseline_s: f64,
+    /// `tokens` (default) or `equal`: how concurrent queries share an interval's energy.
+    #[serde(default)]
+    pub split: crate::power::attribution::SplitRule,
+}
+
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        Self {
+            baseline_s: default_baseline_s(),
+            split: Default::default(),
+        }
+    }
+}
+
+fn default_baseline_s() -> f64 {
+    10.0
 }
 
 /// `[output]`: where results are written.

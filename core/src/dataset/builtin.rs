@@ -34,8 +34,20 @@ pub fn load(which: BuiltinDataset) -> Builtin {
 /// Names and sizes for `ipw list`.
 pub fn describe() -> Vec<(&'static str, String)> {
     vec![
-        ("gsm8k", format!("GSM8K test split, {} grade-school maths problems (MIT)", GSM8K.lines().count())),
-        ("mmlu", format!("MMLU test split, {} subjects, multiple choice (MIT)", MMLU_FILES.len())),
+        (
+            "gsm8k",
+            format!(
+                "GSM8K test split, {} grade-school maths problems (MIT)",
+                GSM8K.lines().count()
+            ),
+        ),
+        (
+            "mmlu",
+            format!(
+                "MMLU test split, {} subjects, multiple choice (MIT)",
+                MMLU_FILES.len()
+            ),
+        ),
     ]
 }
 
@@ -81,13 +93,16 @@ fn mmlu() -> Builtin {
     struct Meta {
         category: String,
     }
-    let meta: BTreeMap<String, Meta> = serde_json::from_str(MMLU_SUBJECTS).expect("embedded subjects.json");
+    let meta: BTreeMap<String, Meta> =
+        serde_json::from_str(MMLU_SUBJECTS).expect("embedded subjects.json");
     let mut hasher = Sha256::new();
     let mut rows = Vec::new();
     for (subject, bytes) in MMLU_FILES {
         hasher.update(subject.as_bytes());
         hasher.update(bytes);
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(*bytes);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(*bytes);
         for (i, rec) in reader.records().enumerate() {
             let rec = rec.expect("embedded MMLU CSV is valid");
             rows.push(Row {
@@ -117,8 +132,14 @@ mod tests {
         assert_eq!(g.rows[0].answers, vec!["18"]);
         let m = load(BuiltinDataset::Mmlu);
         assert_eq!(m.rows.len(), 13116);
-        assert!(m.rows.iter().all(|r| ["A", "B", "C", "D"].contains(&r.answers[0].as_str())));
-        assert!(m.rows.iter().all(|r| m.categories.contains_key(r.subject.as_deref().unwrap())));
+        assert!(m
+            .rows
+            .iter()
+            .all(|r| ["A", "B", "C", "D"].contains(&r.answers[0].as_str())));
+        assert!(m
+            .rows
+            .iter()
+            .all(|r| m.categories.contains_key(r.subject.as_deref().unwrap())));
     }
 
     #[test]

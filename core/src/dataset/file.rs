@@ -23,7 +23,12 @@ pub fn load(path: &Path, cfg: &DatasetConfig) -> Result<Loaded, DatasetError> {
     })?;
     let sha256 = hex(&Sha256::digest(&bytes));
     let format = cfg.format.unwrap_or_else(|| {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("csv") => DatasetFormat::Csv,
             _ => DatasetFormat::Jsonl,
         }
@@ -44,7 +49,8 @@ fn row_error(path: &Path, line: u64, message: impl Into<String>) -> DatasetError
 }
 
 fn jsonl(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, DatasetError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| row_error(path, 0, format!("not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| row_error(path, 0, format!("not UTF-8: {e}")))?;
     let f = &cfg.fields;
     let name_of = |r: &Option<FieldRef>, field: &str| -> Result<Option<String>, DatasetError> {
         match r {
@@ -66,24 +72,37 @@ fn jsonl(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, Dat
         if line.trim().is_empty() {
             continue;
         }
-        let obj: serde_json::Map<String, Value> =
-            serde_json::from_str(line).map_err(|e| row_error(path, n, format!("invalid JSON object: {e}")))?;
+        let obj: serde_json::Map<String, Value> = serde_json::from_str(line)
+            .map_err(|e| row_error(path, n, format!("invalid JSON object: {e}")))?;
         let get_text = |key: &str| obj.get(key).and_then(value_text);
         let question = match &prompt_key {
-            Some(k) => get_text(k).ok_or_else(|| row_error(path, n, format!("missing text field `{k}` (fields.prompt)")))?,
+            Some(k) => get_text(k).ok_or_else(|| {
+                row_error(path, n, format!("missing text field `{k}` (fields.prompt)"))
+            })?,
             None => get_text("question")
                 .or_else(|| get_text("prompt"))
-                .ok_or_else(|| row_error(path, n, "no `question` or `prompt` field; set fields.prompt"))?,
+                .ok_or_else(|| {
+                    row_error(
+                        path,
+                        n,
+                        "no `question` or `prompt` field; set fields.prompt",
+                    )
+                })?,
         };
         let id = match &id_key {
-            Some(k) => get_text(k).ok_or_else(|| row_error(path, n, format!("missing id field `{k}` (fields.id)")))?,
+            Some(k) => get_text(k)
+                .ok_or_else(|| row_error(path, n, format!("missing id field `{k}` (fields.id)")))?,
             None => get_text("id").unwrap_or_else(|| (rows.len()).to_string()),
         };
         let answers = match obj.get(&answer_key) {
             Some(Value::Array(items)) => items.iter().filter_map(value_text).collect(),
             Some(v) => value_text(v).into_iter().collect(),
             None if f.answer.is_some() => {
-                return Err(row_error(path, n, format!("missing answer field `{answer_key}` (fields.answer)")))
+                return Err(row_error(
+                    path,
+                    n,
+                    format!("missing answer field `{answer_key}` (fields.answer)"),
+                ))
             }
             None => Vec::new(),
         };
@@ -91,24 +110,46 @@ fn jsonl(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, Dat
             None => Vec::new(),
             Some(ChoicesRef::Field(FieldRef::Name(k))) => match obj.get(k) {
                 Some(Value::Array(items)) => items.iter().filter_map(value_text).collect(),
-                _ => return Err(row_error(path, n, format!("`{k}` (fields.choices) is not a list"))),
+                _ => {
+                    return Err(row_error(
+                        path,
+                        n,
+                        format!("`{k}` (fields.choices) is not a list"),
+                    ))
+                }
             },
             Some(ChoicesRef::Columns(keys)) => {
                 let mut out = Vec::new();
                 for k in keys {
                     let FieldRef::Name(k) = k else {
-                        return Err(row_error(path, n, "fields.choices: JSONL fields are keys, not column numbers"));
+                        return Err(row_error(
+                            path,
+                            n,
+                            "fields.choices: JSONL fields are keys, not column numbers",
+                        ));
                     };
-                    out.push(get_text(k).ok_or_else(|| row_error(path, n, format!("missing choice field `{k}`")))?);
+                    out.push(get_text(k).ok_or_else(|| {
+                        row_error(path, n, format!("missing choice field `{k}`"))
+                    })?);
                 }
                 out
             }
             Some(ChoicesRef::Field(FieldRef::Index(_))) => {
-                return Err(row_error(path, n, "fields.choices: JSONL fields are keys, not column numbers"))
+                return Err(row_error(
+                    path,
+                    n,
+                    "fields.choices: JSONL fields are keys, not column numbers",
+                ))
             }
         };
         let subject = subject_key.as_ref().and_then(|k| get_text(k));
-        rows.push(Row { id, question, answers, choices, subject });
+        rows.push(Row {
+            id,
+            question,
+            answers,
+            choices,
+            subject,
+        });
     }
     Ok(rows)
 }
@@ -124,7 +165,9 @@ fn value_text(v: &Value) -> Option<String> {
 
 fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, DatasetError> {
     let has_header = cfg.header.unwrap_or(true);
-    let mut reader = csv::ReaderBuilder::new().has_headers(has_header).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(has_header)
+        .from_reader(bytes);
     let headers: Vec<String> = if has_header {
         reader
             .headers()
@@ -135,7 +178,10 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
     } else {
         Vec::new()
     };
-    let setting = |message: String| DatasetError::Setting { dataset: cfg.label(), message };
+    let setting = |message: String| DatasetError::Setting {
+        dataset: cfg.label(),
+        message,
+    };
     let column = |r: &FieldRef, field: &str| -> Result<usize, DatasetError> {
         match r {
             FieldRef::Index(i) => Ok(*i),
@@ -163,12 +209,21 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
         Some(r) => Some(column(r, "answer")?),
         None => named("answer"),
     };
-    let subject_col = f.subject.as_ref().map(|r| column(r, "subject")).transpose()?;
+    let subject_col = f
+        .subject
+        .as_ref()
+        .map(|r| column(r, "subject"))
+        .transpose()?;
     let choice_cols: Vec<usize> = match &f.choices {
         None => Vec::new(),
-        Some(ChoicesRef::Columns(cols)) => cols.iter().map(|c| column(c, "choices")).collect::<Result<_, _>>()?,
+        Some(ChoicesRef::Columns(cols)) => cols
+            .iter()
+            .map(|c| column(c, "choices"))
+            .collect::<Result<_, _>>()?,
         Some(ChoicesRef::Field(_)) => {
-            return Err(setting("fields.choices: in CSV, list one column per option, e.g. [1, 2, 3, 4]".into()))
+            return Err(setting(
+                "fields.choices: in CSV, list one column per option, e.g. [1, 2, 3, 4]".into(),
+            ))
         }
     };
     let mut rows = Vec::new();
@@ -176,7 +231,9 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
         let rec = rec.map_err(|e| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
             let message = match e.kind() {
-                csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => {
                     format!("expected {expected_len} fields, found {len}")
                 }
                 _ => e.to_string(),
@@ -185,9 +242,13 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
         })?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         let cell = |c: usize, what: &str| -> Result<String, DatasetError> {
-            rec.get(c)
-                .map(str::to_string)
-                .ok_or_else(|| row_error(path, line, format!("no column {c} ({what}); the row has {} fields", rec.len())))
+            rec.get(c).map(str::to_string).ok_or_else(|| {
+                row_error(
+                    path,
+                    line,
+                    format!("no column {c} ({what}); the row has {} fields", rec.len()),
+                )
+            })
         };
         let question = cell(prompt_col, "prompt")?;
         if question.trim().is_empty() {
@@ -199,8 +260,15 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
                 None => rows.len().to_string(),
             },
             question,
-            answers: answer_col.map(|c| cell(c, "answer")).transpose()?.into_iter().collect(),
-            choices: choice_cols.iter().map(|&c| cell(c, "choices")).collect::<Result<_, _>>()?,
+            answers: answer_col
+                .map(|c| cell(c, "answer"))
+                .transpose()?
+                .into_iter()
+                .collect(),
+            choices: choice_cols
+                .iter()
+                .map(|&c| cell(c, "choices"))
+                .collect::<Result<_, _>>()?,
             subject: subject_col.map(|c| cell(c, "subject")).transpose()?,
         });
     }

@@ -102,16 +102,29 @@ pub struct DatasetInfo {
 }
 
 /// Load, filter, sample and render one dataset.
-pub fn load_dataset(cfg: &DatasetConfig, seed: u64) -> Result<(Vec<Query>, DatasetInfo), DatasetError> {
+pub fn load_dataset(
+    cfg: &DatasetConfig,
+    seed: u64,
+) -> Result<(Vec<Query>, DatasetInfo), DatasetError> {
     let label = cfg.label();
     let (rows, source, sha256, categories) = match (cfg.builtin, &cfg.path) {
         (Some(which), _) => {
             let b = builtin::load(which);
-            (b.rows, format!("builtin:{}", label_of(which)), b.sha256, b.categories)
+            (
+                b.rows,
+                format!("builtin:{}", label_of(which)),
+                b.sha256,
+                b.categories,
+            )
         }
         (None, Some(path)) => {
             let loaded = file::load(path, cfg)?;
-            (loaded.rows, path.display().to_string(), loaded.sha256, cfg.categories.clone())
+            (
+                loaded.rows,
+                path.display().to_string(),
+                loaded.sha256,
+                cfg.categories.clone(),
+            )
         }
         (None, None) => {
             return Err(DatasetError::Setting {
@@ -120,27 +133,37 @@ pub fn load_dataset(cfg: &DatasetConfig, seed: u64) -> Result<(Vec<Query>, Datas
             })
         }
     };
-    let rows = select::filter_subjects(rows, &cfg.subjects).map_err(|message| DatasetError::Setting {
-        dataset: label.clone(),
-        message,
-    })?;
+    let rows =
+        select::filter_subjects(rows, &cfg.subjects).map_err(|message| DatasetError::Setting {
+            dataset: label.clone(),
+            message,
+        })?;
     let total = rows.len();
     let chosen = select::sample(rows, cfg.max_queries, cfg.shuffle, cfg.stratify, seed);
-    let template = template::Template::from_config(cfg.template.or(match cfg.builtin {
-        Some(BuiltinDataset::Gsm8k) => Some(TemplateName::Gsm8k),
-        Some(BuiltinDataset::Mmlu) => Some(TemplateName::Mmlu),
-        None => None,
-    }), cfg.template_text.as_deref());
+    let template = template::Template::from_config(
+        cfg.template.or(match cfg.builtin {
+            Some(BuiltinDataset::Gsm8k) => Some(TemplateName::Gsm8k),
+            Some(BuiltinDataset::Mmlu) => Some(TemplateName::Mmlu),
+            None => None,
+        }),
+        cfg.template_text.as_deref(),
+    );
     let mut queries = Vec::with_capacity(chosen.len());
     let mut seen = std::collections::HashSet::new();
     for row in chosen {
         if !seen.insert(row.id.clone()) {
             return Err(DatasetError::Setting {
                 dataset: label.clone(),
-                message: format!("duplicate id `{}`; map `fields.id` to a unique column", row.id),
+                message: format!(
+                    "duplicate id `{}`; map `fields.id` to a unique column",
+                    row.id
+                ),
             });
         }
-        let category = row.subject.as_ref().and_then(|s| categories.get(s).cloned());
+        let category = row
+            .subject
+            .as_ref()
+            .and_then(|s| categories.get(s).cloned());
         queries.push(Query {
             id: format!("{label}/{}", row.id),
             dataset: label.clone(),
@@ -171,8 +194,10 @@ fn label_of(which: BuiltinDataset) -> &'static str {
 /// Lower-case hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -10,10 +10,14 @@ pub fn filter_subjects(rows: Vec<Row>, subjects: &[String]) -> Result<Vec<Row>, 
     if subjects.is_empty() {
         return Ok(rows);
     }
-    let known: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r.subject.as_deref()).collect();
+    let known: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r.subject.as_deref()).collect();
     if let Some(missing) = subjects.iter().find(|s| !known.contains(s.as_str())) {
         let list: Vec<&str> = known.into_iter().collect();
-        return Err(format!("unknown subject `{missing}` (known: {})", list.join(", ")));
+        return Err(format!(
+            "unknown subject `{missing}` (known: {})",
+            list.join(", ")
+        ));
     }
     Ok(rows
         .into_iter()
@@ -29,7 +33,13 @@ pub fn filter_subjects(rows: Vec<Row>, subjects: &[String]) -> Result<Vec<Row>, 
 ///   the result is interleaved in seeded random order;
 /// - `shuffle`: a seeded random sample;
 /// - otherwise: the first `max_queries` rows in file order.
-pub fn sample(mut rows: Vec<Row>, max: Option<usize>, shuffle: bool, stratify: bool, seed: u64) -> Vec<Row> {
+pub fn sample(
+    mut rows: Vec<Row>,
+    max: Option<usize>,
+    shuffle: bool,
+    stratify: bool,
+    seed: u64,
+) -> Vec<Row> {
     let mut rng = SplitMix64::new(seed);
     let n = max.unwrap_or(rows.len()).min(rows.len());
     if stratify {
@@ -46,14 +56,20 @@ fn stratified(rows: Vec<Row>, n: usize, rng: &mut SplitMix64) -> Vec<Row> {
     let total = rows.len();
     let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for r in rows {
-        groups.entry(r.subject.clone().unwrap_or_default()).or_default().push(r);
+        groups
+            .entry(r.subject.clone().unwrap_or_default())
+            .or_default()
+            .push(r);
     }
     let mut groups: Vec<(String, Vec<Row>)> = groups.into_iter().collect();
     for (_, g) in &mut groups {
         rng.shuffle(g);
     }
     // Largest-remainder apportionment of n over the groups.
-    let mut quota: Vec<usize> = groups.iter().map(|(_, g)| g.len() * n / total.max(1)).collect();
+    let mut quota: Vec<usize> = groups
+        .iter()
+        .map(|(_, g)| g.len() * n / total.max(1))
+        .collect();
     let mut order: Vec<usize> = (0..groups.len()).collect();
     rng.shuffle(&mut order);
     order.sort_by_key(|&i| std::cmp::Reverse((groups[i].1.len() * n) % total.max(1)));
@@ -101,7 +117,12 @@ mod tests {
     fn stratified_is_proportional_and_reproducible() {
         let data = rows(&[("a", 60), ("b", 30), ("c", 10)]);
         let picked = sample(data.clone(), Some(10), false, true, 3);
-        let count = |s: &str| picked.iter().filter(|r| r.subject.as_deref() == Some(s)).count();
+        let count = |s: &str| {
+            picked
+                .iter()
+                .filter(|r| r.subject.as_deref() == Some(s))
+                .count()
+        };
         assert_eq!((count("a"), count("b"), count("c")), (6, 3, 1));
         assert_eq!(picked, sample(data, Some(10), false, true, 3));
     }
@@ -110,7 +131,10 @@ mod tests {
     fn first_rows_without_shuffle_and_seeded_with() {
         let data = rows(&[("a", 20)]);
         let first = sample(data.clone(), Some(3), false, false, 1);
-        assert_eq!(first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a-0", "a-1", "a-2"]);
+        assert_eq!(
+            first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["a-0", "a-1", "a-2"]
+        );
         let s1 = sample(data.clone(), Some(5), true, false, 1);
         let s2 = sample(data.clone(), Some(5), true, false, 2);
         assert_eq!(s1, sample(data, Some(5), true, false, 1));

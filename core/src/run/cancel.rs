@@ -12,7 +12,10 @@ pub struct Cancel {
 impl Default for Cancel {
     fn default() -> Self {
         let (tx, rx) = watch::channel(false);
-        Self { tx: std::sync::Arc::new(tx), rx }
+        Self {
+            tx: std::sync::Arc::new(tx),
+            rx,
+        }
     }
 }
 

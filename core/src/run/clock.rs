@@ -26,7 +26,10 @@ pub struct RunClock {
 impl RunClock {
     /// Pair the clocks now.
     pub fn start() -> Self {
-        Self { anchor: Instant::now(), anchor_s: now_s() }
+        Self {
+            anchor: Instant::now(),
+            anchor_s: now_s(),
+        }
     }
 
     /// Run-clock seconds of an instant.

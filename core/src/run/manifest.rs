@@ -85,6 +85,12 @@ pub struct Session {
     pub cpu_per_query_ms: Option<f64>,
     /// Peak resident memory of the profiler process, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Idle-baseline interval measured before the queries.
+    #[serde(default)]
+    pub baseline: Option<crate::power::Baseline>,
+    /// Samplers that recorded during the session.
+    #[serde(default)]
+    pub samplers: Vec<crate::power::SamplerInfo>,
 }
 
 impl Manifest {
@@ -96,7 +102,8 @@ impl Manifest {
     /// Read a manifest.
     pub fn read(path: &Path) -> std::io::Result<Self> {
         let text = std::fs::read_to_string(path)?;
-        serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
     }
 }
 

@@ -23,6 +23,7 @@ use crate::backend::{self, Backend, BackendError, GenRequest, Generation, Messag
 use crate::config::{BackendKind, LoadedExperiment, ModelConfig};
 use crate::dataset::{hex, load_dataset, DatasetError, DatasetInfo, Query};
 use crate::host::{self_usage, HostInfo};
+use crate::power::{attribute_records, Baseline, EdgeMarker, PowerSession, SessionPower};
 use clock::RunClock;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A power sampler could not be used.
+    #[error(transparent)]
+    Sampler(#[from] crate::power::loader::SamplerError),
     /// `--resume` on a directory that does not match this experiment.
     #[error("cannot resume {}: {message}", dir.display())]
     Resume {
@@ -58,7 +62,10 @@ pub enum RunError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io { path: path.to_path_buf(), source }
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Where an experiment's results go, and whether to continue an earlier run.
@@ -100,7 +107,9 @@ pub struct RunOutcome {
 }
 
 /// The queries of an experiment, in order, and what each dataset contributed.
-pub fn plan_queries(loaded: &LoadedExperiment) -> Result<(Vec<Query>, Vec<DatasetInfo>), DatasetError> {
+pub fn plan_queries(
+    loaded: &LoadedExperiment,
+) -> Result<(Vec<Query>, Vec<DatasetInfo>), DatasetError> {
     let exp = &loaded.experiment;
     let mut queries = Vec::new();
     let mut infos = Vec::new();
@@ -132,10 +141,11 @@ pub async fn profile(
             dir.clone()
         }
         (None, Some(dir)) => dir.clone(),
-        (None, None) => exp
-            .output
-            .dir
-            .join(format!("{}-{}", sanitize(&exp.name), chrono::Utc::now().format("%Y%m%d-%H%M%S"))),
+        (None, None) => exp.output.dir.join(format!(
+            "{}-{}",
+            sanitize(&exp.name),
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        )),
     };
     std::fs::create_dir_all(&exp_dir).map_err(io_err(&exp_dir))?;
     if options.resume.is_none() {
@@ -150,7 +160,17 @@ pub async fn profile(
         }
         let model = model.get_ref();
         let dir = exp_dir.join(sanitize(&model.name));
-        let outcome = run_model(loaded, model, &queries, &datasets, &dir, options.resume.is_some(), observer, cancel).await?;
+        let outcome = run_model(
+            loaded,
+            model,
+            &queries,
+            &datasets,
+            &dir,
+            options.resume.is_some(),
+            observer,
+            cancel,
+        )
+        .await?;
         observer.run_finished(&outcome);
         let interrupted = outcome.interrupted;
         outcomes.push(outcome);
@@ -164,7 +184,13 @@ pub async fn profile(
 /// A file-system-safe version of a name.
 pub fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -187,7 +213,11 @@ async fn model_file(model: &ModelConfig) -> Result<Option<ModelFile>, RunError> 
         let mut file = std::fs::File::open(&path).map_err(io_err(&path))?;
         let mut h = Sha256::new();
         let size = std::io::copy(&mut file, &mut h).map_err(io_err(&path))?;
-        Ok(Some(ModelFile { path: path.display().to_string(), size_bytes: size, sha256: hex(&h.finalize()) }))
+        Ok(Some(ModelFile {
+            path: path.display().to_string(),
+            size_bytes: size,
+            sha256: hex(&h.finalize()),
+        }))
     })
     .await
     .expect("hashing task does not panic")
@@ -224,10 +254,14 @@ async fn run_model(
         if manifest.model_file.as_ref().map(|f| &f.sha256) != file.as_ref().map(|f| &f.sha256) {
             return Err(RunError::Resume {
                 dir: dir.to_path_buf(),
-                message: format!("the model file of `{}` changed since the run started", model.name),
+                message: format!(
+                    "the model file of `{}` changed since the run started",
+                    model.name
+                ),
             });
         }
-        let (records, existing) = RecordsFile::resume(&records_path).map_err(io_err(&records_path))?;
+        let (records, existing) =
+            RecordsFile::resume(&records_path).map_err(io_err(&records_path))?;
         (records, existing, manifest)
     } else {
         if records_path.exists() {
@@ -261,8 +295,11 @@ async fn run_model(
         };
         (records, Default::default(), manifest)
     };
-    let todo: Vec<(usize, &Query)> =
-        queries.iter().enumerate().filter(|(_, q)| !existing.done.contains(&q.id)).collect();
+    let todo: Vec<(usize, &Query)> = queries
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| !existing.done.contains(&q.id))
+        .collect();
     manifest.sessions.push(Session {
         started_at: chrono::Utc::now(),
         ended_at: None,
@@ -274,9 +311,14 @@ async fn run_model(
         cpu_s: None,
         cpu_per_query_ms: None,
         peak_rss_bytes: None,
+        baseline: None,
+        samplers: Vec::new(),
     });
+    let session_idx = manifest.sessions.len() - 1;
     manifest.status = "running".into();
-    manifest.write(&manifest_path).map_err(io_err(&manifest_path))?;
+    manifest
+        .write(&manifest_path)
+        .map_err(io_err(&manifest_path))?;
     observer.run_started(&model.name, dir, queries.len(), existing.done.len());
 
     let mut interrupted = false;
@@ -304,9 +346,57 @@ async fn run_model(
                 tracing::warn!(model = %model.name, "warm-up query failed: {e}");
             }
         }
+        let samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
+        let power = if samplers.is_empty() {
+            None
+        } else {
+            observer.phase(&model.name, "starting samplers");
+            Some(PowerSession::start(
+                &samplers,
+                &exp.plugin_dirs,
+                dir,
+                session_idx,
+            )?)
+        };
+        if let Some(p) = &power {
+            if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
+                observer.phase(&model.name, "measuring idle baseline");
+                let from_s = clock::now_s();
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs_f64(exp.energy.baseline_s)) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                manifest.sessions[session_idx].baseline = Some(Baseline {
+                    from_s,
+                    to_s: clock::now_s(),
+                });
+            }
+            // Let every channel take a reading inside the baseline's end before queries start.
+            tokio::time::sleep(p.max_interval().min(std::time::Duration::from_millis(200))).await;
+        }
+        let marker = power.as_ref().map(PowerSession::marker).unwrap_or_default();
         let (cpu_before, _) = self_usage();
-        let (n, first) = dispatch(&backend, exp, model, &todo, seed, &mut records, observer, cancel).await?;
+        let (n, first) = dispatch(
+            &backend,
+            exp,
+            model,
+            &todo,
+            seed,
+            session_idx,
+            &marker,
+            &mut records,
+            observer,
+            cancel,
+        )
+        .await?;
         let (cpu_after, peak_rss) = self_usage();
+        if let Some(p) = power {
+            // One more background reading after the last window ends, then stop.
+            tokio::time::sleep(p.max_interval()).await;
+            manifest.sessions[session_idx].samplers = tokio::task::spawn_blocking(move || p.stop())
+                .await
+                .expect("stopping samplers does not panic");
+        }
         let first_request = first_request.or(first);
         let session = manifest.sessions.last_mut().expect("pushed above");
         session.recorded = n;
@@ -318,26 +408,78 @@ async fn run_model(
         interrupted = cancel.is_cancelled();
     }
 
-    let all = read_records(&records_path).map_err(io_err(&records_path))?;
+    drop(records);
+    let mut all = read_records(&records_path).map_err(io_err(&records_path))?;
+    if manifest.sessions.iter().any(|s| !s.samplers.is_empty()) {
+        let sessions: Vec<SessionPower> = manifest
+            .sessions
+            .iter()
+            .map(|s| SessionPower {
+                samplers: &s.samplers,
+                baseline: s.baseline,
+            })
+            .collect();
+        let power_log = dir.join("power.jsonl");
+        attribute_records(&mut all, &power_log, &sessions, exp.energy.split)
+            .map_err(io_err(&power_log))?;
+        rewrite_records(&records_path, &all).map_err(io_err(&records_path))?;
+    }
     let summary = summarize(&model.name, model.backend.as_str(), queries.len(), &all);
     let summary_path = dir.join("summary.json");
     write_json_atomic(&summary_path, &summary).map_err(io_err(&summary_path))?;
     let now = chrono::Utc::now();
     manifest.ended_at = Some(now);
-    manifest.status = if interrupted || all.len() < queries.len() { "interrupted" } else { "completed" }.into();
+    manifest.status = if interrupted || all.len() < queries.len() {
+        "interrupted"
+    } else {
+        "completed"
+    }
+    .into();
     manifest.sessions.last_mut().expect("pushed above").ended_at = Some(now);
-    manifest.write(&manifest_path).map_err(io_err(&manifest_path))?;
-    Ok(RunOutcome { dir: dir.to_path_buf(), summary, manifest, interrupted })
+    manifest
+        .write(&manifest_path)
+        .map_err(io_err(&manifest_path))?;
+    Ok(RunOutcome {
+        dir: dir.to_path_buf(),
+        summary,
+        manifest,
+        interrupted,
+    })
+}
+
+/// Replace `records.jsonl` with `records` (temp file + rename: never half a file).
+fn rewrite_records(path: &Path, records: &[Record]) -> std::io::Result<()> {
+    let tmp = path.with_extension("jsonl.part");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for r in records {
+        serde_json::to_writer(&mut out, r).map_err(std::io::Error::other)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    std::io::Write::flush(&mut out)?;
+    out.get_ref().sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn request_for(exp: &crate::config::Experiment, q: &Query, seed: u64) -> GenRequest {
     let g = &exp.generation;
     let mut messages = Vec::with_capacity(2);
     if let Some(system) = &g.system_prompt {
-        messages.push(Message { role: "system".into(), content: system.clone() });
+        messages.push(Message {
+            role: "system".into(),
+            content: system.clone(),
+        });
     }
-    messages.push(Message { role: "user".into(), content: q.prompt.clone() });
-    GenRequest { messages, max_tokens: g.max_tokens, temperature: g.temperature, seed, stop: g.stop.clone() }
+    messages.push(Message {
+        role: "user".into(),
+        content: q.prompt.clone(),
+    });
+    GenRequest {
+        messages,
+        max_tokens: g.max_tokens,
+        temperature: g.temperature,
+        seed,
+        stop: g.stop.clone(),
+    }
 }
 
 /// Send the queries with at most `run.concurrency` in flight; write each record as it finishes.
@@ -349,6 +491,8 @@ async fn dispatch(
     model: &ModelConfig,
     todo: &[(usize, &Query)],
     seed: u64,
+    session: usize,
+    marker: &EdgeMarker,
     records: &mut RecordsFile,
     observer: &dyn RunObserver,
     cancel: &Cancel,
@@ -360,14 +504,34 @@ async fn dispatch(
     let mut first_request = None;
     loop {
         while tasks.len() < exp.run.concurrency && !cancel.is_cancelled() {
-            let Some(&(index, q)) = pending.next() else { break };
-            let (backend, req, q, name) = (backend.clone(), request_for(exp, q, seed), q.clone(), model.name.clone());
+            let Some(&(index, q)) = pending.next() else {
+                break;
+            };
+            let (backend, req, q, name) = (
+                backend.clone(),
+                request_for(exp, q, seed),
+                q.clone(),
+                model.name.clone(),
+            );
+            let marker = marker.clone();
             first_request.get_or_insert_with(Instant::now);
             tasks.spawn(async move {
                 let started_at = chrono::Utc::now();
+                marker.mark();
                 let start = Instant::now();
                 let result = backend.generate(&req).await;
-                build_record(&q, index, &name, backend.kind(), started_at, start, clock, result)
+                marker.mark();
+                build_record(
+                    &q,
+                    index,
+                    session,
+                    &name,
+                    backend.kind(),
+                    started_at,
+                    start,
+                    clock,
+                    result,
+                )
             });
         }
         if tasks.is_empty() {
@@ -400,6 +564,7 @@ async fn dispatch(
 fn build_record(
     q: &Query,
     index: usize,
+    session: usize,
     model: &str,
     backend: BackendKind,
     started_at: chrono::DateTime<chrono::Utc>,
@@ -411,6 +576,7 @@ fn build_record(
         schema: RECORD_SCHEMA,
         query_id: q.id.clone(),
         index,
+        session,
         dataset: q.dataset.clone(),
         subject: q.subject.clone(),
         category: q.category.clone(),
@@ -431,7 +597,10 @@ fn build_record(
         finish_reason: None,
         attempts: 1,
         started_at,
-        window: Window { start_s: clock.at(start), end_s: clock.at(start) },
+        window: Window {
+            start_s: clock.at(start),
+            end_s: clock.at(start),
+        },
         error: None,
         grade: None,
         energy: None,
@@ -457,7 +626,10 @@ fn build_record(
             r.window.end_s = clock.at(end);
             r.latency_s = (end - start).as_secs_f64();
             r.attempts = e.attempts;
-            r.error = Some(QueryError { kind: e.kind.as_str().into(), message: e.message });
+            r.error = Some(QueryError {
+                kind: e.kind.as_str().into(),
+                message: e.message,
+            });
         }
     }
     r

@@ -34,6 +34,9 @@ pub struct Record {
     pub query_id: String,
     /// Position of the query in the run's plan.
     pub index: usize,
+    /// The session (manifest `sessions` index) that measured it.
+    #[serde(default)]
+    pub session: usize,
     /// Dataset label.
     pub dataset: String,
     /// Subject, if known.

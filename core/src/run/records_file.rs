@@ -26,8 +26,14 @@ pub struct Existing {
 impl RecordsFile {
     /// Create a fresh file; refuses to overwrite records.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().append(true).create_new(true).open(path)?;
-        Ok(Self { path: path.to_path_buf(), file })
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// Open an existing file for appending, after removing a cut-off last line.
@@ -58,11 +64,20 @@ impl RecordsFile {
             let len = std::fs::metadata(path)?.len();
             if len > good_len {
                 existing.truncated_bytes = len - good_len;
-                OpenOptions::new().write(true).open(path)?.set_len(good_len)?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)?
+                    .set_len(good_len)?;
             }
         }
         let file = OpenOptions::new().append(true).create(true).open(path)?;
-        Ok((Self { path: path.to_path_buf(), file }, existing))
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                file,
+            },
+            existing,
+        ))
     }
 
     /// Append one record as one line with one `write` call, then flush it to the OS.

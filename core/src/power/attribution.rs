@@ -1,0 +1,316 @@
+//! Attribution: energy per query window, per channel, gross and net of idle, with quality
+//! flags. Pure functions of channel curves and windows, so they are tested once, exactly.
+//!
+//! **Overlapping windows** (concurrency > 1): time is cut at every window edge and at every
+//! query's first token, so inside each piece the set of active queries is fixed. A piece's energy
+//! is split between its active queries in proportion to the tokens each processes per second in
+//! that piece (`split = "tokens"`, the default): a query's prompt tokens are spread evenly over
+//! its time to first token and its generated tokens over the rest of its window. With
+//! `split = "equal"` (or when any active query lacks token counts, e.g. a failed one) a piece is
+//! split equally. Energy in pieces with no active query is not attributed to any query. With
+//! one query at a time, a query's energy is exactly E(end) - E(start).
+//!
+//! **Net** energy subtracts idle power x the query's share of time (split by the same weights),
+//! so net energies of overlapping queries also add up to the window total minus idle.
+
+use super::curve::{Anomaly, EnergyCurve};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How overlapping windows share energy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitRule {
+    /// In proportion to tokens processed per second (prompt during TTFT, output after).
+    #[default]
+    Tokens,
+    /// Equally between the queries in flight.
+    Equal,
+}
+
+/// A quality flag on a query's energy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// A counter wrapped inside the window (handled).
+    Wrap,
+    /// A counter went backwards inside the window (treated as a restart from 0).
+    CounterReset,
+    /// Readings are missing: the window is not fully covered, or a gap is too long.
+    MissingSamples,
+    /// The window is shorter than the channel's update period.
+    ShortWindow,
+    /// Power is modelled, not measured.
+    EstimatedPower,
+    /// The sampler reported an error or an invalid value during the window.
+    SamplerError,
+    /// No idle baseline: net energy unavailable.
+    NoBaseline,
+}
+
+/// One channel ready for attribution.
+pub struct ChannelInput<'a> {
+    /// Channel name (unique across samplers: `sampler/channel`).
+    pub name: String,
+    /// Its energy curve.
+    pub curve: &'a EnergyCurve,
+    /// How often the underlying value changes.
+    pub update_period_s: f64,
+    /// The host's sampling interval for this channel.
+    pub sample_interval_s: f64,
+    /// Power is modelled.
+    pub estimated: bool,
+    /// Idle power measured before the run, if any.
+    pub idle_w: Option<f64>,
+    /// Times the sampler failed to read.
+    pub errors: &'a [f64],
+}
+
+/// One query window.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryWindow {
+    /// Start, run clock seconds.
+    pub start: f64,
+    /// End.
+    pub end: f64,
+    /// Seconds to first token, if known.
+    pub ttft: Option<f64>,
+    /// Prompt tokens, if known.
+    pub input_tokens: Option<u64>,
+    /// Generated tokens, if known.
+    pub output_tokens: Option<u64>,
+}
+
+/// Energy of one query on one channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChannelEnergy {
+    /// Joules attributed to the query; `null` when the readings do not cover it.
+    pub gross_j: Option<f64>,
+    /// Gross minus the query's share of idle energy.
+    pub net_j: Option<f64>,
+    /// Idle power used for net, watts.
+    pub idle_w: Option<f64>,
+    /// Quality flags.
+    pub flags: Vec<Flag>,
+}
+
+/// Energy of one query over all channels.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueryEnergy {
+    /// Sum of channel gross energies; `null` if any channel is uncovered.
+    pub gross_j: Option<f64>,
+    /// Sum of channel net energies; `null` if any is unavailable.
+    pub net_j: Option<f64>,
+    /// Gross energy over the window length, watts.
+    pub mean_power_w: Option<f64>,
+    /// Net (else gross) joules per generated token.
+    pub j_per_output_token: Option<f64>,
+    /// Whether any channel's power is modelled rather than measured.
+    pub estimated: bool,
+    /// Union of channel flags.
+    pub flags: Vec<Flag>,
+    /// Per channel.
+    pub channels: BTreeMap<String, ChannelEnergy>,
+}
+
+/// Per-window shares of every channel, for all windows at once.
+pub fn attribute(
+    channels: &[ChannelInput],
+    windows: &[QueryWindow],
+    split: SplitRule,
+) -> Vec<QueryEnergy> {
+    let pieces = pieces(windows, split);
+    let mut per_query: Vec<BTreeMap<String, ChannelEnergy>> = vec![BTreeMap::new(); windows.len()];
+    for ch in channels {
+        let shares = channel_shares(ch, windows, &pieces);
+        for (q, share) in shares.into_iter().enumerate() {
+            per_query[q].insert(ch.name.clone(), share);
+        }
+    }
+    per_query
+        .into_iter()
+        .zip(windows)
+        .map(|(channels, w)| combine(channels, w))
+        .collect()
+}
+
+/// A piece of time with fixed active queries and their weights.
+struct Piece {
+    from: f64,
+    to: f64,
+    /// (query index, weight share in [0,1])
+    shares: Vec<(usize, f64)>,
+}
+
+fn token_rate(w: &QueryWindow, at: f64) -> Option<f64> {
+    let (ttft, input, output) = (w.ttft?, w.input_tokens?, w.output_tokens?);
+    let first = w.start + ttft;
+    if at < first {
+        (ttft > 0.0).then(|| input as f64 / ttft)
+    } else {
+        let decode = w.end - first;
+        (decode > 0.0).then(|| output as f64 / decode)
+    }
+}
+
+fn pieces(windows: &[QueryWindow], split: SplitRule) -> Vec<Piece> {
+    let mut edges: Vec<f64> = Vec::with_capacity(windows.len() * 3);
+    for w in windows {
+        edges.push(w.start);
+        edges.push(w.end);
+        if let Some(t) = w.ttft {
+            if t > 0.0 && w.start + t < w.end {
+                edges.push(w.start + t);
+            }
+        }
+    }
+    edges.sort_by(f64::total_cmp);
+    edges.dedup();
+    // Sweep: windows sorted by start; active set updated per piece.
+    let mut order: Vec<usize> = (0..windows.len()).collect();
+    order.sort_by(|&a, &b| windows[a].start.total_cmp(&windows[b].start));
+    let mut next = 0;
+    let mut active: Vec<usize> = Vec::new();
+    let mut out = Vec::new();
+    for pair in edges.windows(2) {
+        let (from, to) = (pair[0], pair[1]);
+        let mid = (from + to) / 2.0;
+        while next < order.len() && windows[order[next]].start <= mid {
+            active.push(order[next]);
+            next += 1;
+        }
+        active.retain(|&q| windows[q].end > mid);
+        let live: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&q| windows[q].start <= mid)
+            .collect();
+        if live.is_empty() {
+            continue;
+        }
+        let rates: Option<Vec<f64>> = match split {
+            SplitRule::Tokens => live.iter().map(|&q| token_rate(&windows[q], mid)).collect(),
+            SplitRule::Equal => None,
+        };
+        let weights = match rates {
+            Some(r) if r.iter().sum::<f64>() > 0.0 => r,
+            _ => vec![1.0; live.len()],
+        };
+        let total: f64 = weights.iter().sum();
+        out.push(Piece {
+            from,
+            to,
+            shares: live
+                .into_iter()
+                .zip(weights)
+                .map(|(q, w)| (q, w / total))
+                .collect(),
+        });
+    }
+    out
+}
+
+fn channel_shares(
+    ch: &ChannelInput,
+    windows: &[QueryWindow],
+    pieces: &[Piece],
+) -> Vec<ChannelEnergy> {
+    let mut gross: Vec<Option<f64>> = vec![Some(0.0); windows.len()];
+    let mut idle_time = vec![0.0; windows.len()];
+    for p in pieces {
+        let e = ch.curve.between(p.from, p.to);
+        for &(q, share) in &p.shares {
+            gross[q] = match (gross[q], e) {
+                (Some(g), Some(e)) => Some(g + e * share),
+                _ => None,
+            };
+            idle_time[q] += (p.to - p.from) * share;
+        }
+    }
+    let gap_limit = (3.0 * ch.sample_interval_s).max(2.0 * ch.update_period_s);
+    windows
+        .iter()
+        .enumerate()
+        .map(|(q, w)| {
+            let mut flags = Vec::new();
+            let margin = ch.sample_interval_s.max(ch.update_period_s);
+            let (lo, hi) = (w.start - margin, w.end + margin);
+            if gross[q].is_none() || ch.curve.largest_gap_in(w.start, w.end) > gap_limit {
+                flags.push(Flag::MissingSamples);
+            }
+            if w.end - w.start < ch.update_period_s {
+                flags.push(Flag::ShortWindow);
+            }
+            if ch.estimated {
+                flags.push(Flag::EstimatedPower);
+            }
+            for a in ch
+                .curve
+                .anomalies
+                .iter()
+                .filter(|a| a.time() >= lo && a.time() <= hi)
+            {
+                flags.push(match a {
+                    Anomaly::Wrap(_) => Flag::Wrap,
+                    Anomaly::Reset(_) => Flag::CounterReset,
+                    Anomaly::Invalid(_) => Flag::SamplerError,
+                });
+            }
+            if ch.errors.iter().any(|&t| t >= lo && t <= hi) {
+                flags.push(Flag::SamplerError);
+            }
+            if ch.idle_w.is_none() {
+                flags.push(Flag::NoBaseline);
+            }
+            flags.sort();
+            flags.dedup();
+            let net = match (gross[q], ch.idle_w) {
+                (Some(g), Some(idle)) => Some(g - idle * idle_time[q]),
+                _ => None,
+            };
+            ChannelEnergy {
+                gross_j: gross[q],
+                net_j: net,
+                idle_w: ch.idle_w,
+                flags,
+            }
+        })
+        .collect()
+}
+
+fn combine(channels: BTreeMap<String, ChannelEnergy>, w: &QueryWindow) -> QueryEnergy {
+    let sum = |f: fn(&ChannelEnergy) -> Option<f64>| -> Option<f64> {
+        if channels.is_empty() {
+            return None;
+        }
+        channels.values().map(f).sum()
+    };
+    let gross = sum(|c| c.gross_j);
+    let net = sum(|c| c.net_j);
+    let mut flags: Vec<Flag> = channels
+        .values()
+        .flat_map(|c| c.flags.iter().copied())
+        .collect();
+    flags.sort();
+    flags.dedup();
+    let duration = w.end - w.start;
+    QueryEnergy {
+        gross_j: gross,
+        net_j: net,
+        mean_power_w: gross.filter(|_| duration > 0.0).map(|g| g / duration),
+        j_per_output_token: match w.output_tokens {
+            Some(n) if n > 0 => net.or(gross).map(|e| e / n as f64),
+            _ => None,
+        },
+        estimated: flags.contains(&Flag::EstimatedPower),
+        flags,
+        channels,
+    }
+}
+
+/// Idle power of a channel over `[from, to]`: energy / time, if covered.
+pub fn idle_power(curve: &EnergyCurve, from: f64, to: f64) -> Option<f64> {
+    (to > from)
+        .then(|| curve.between(from, to).map(|e| e / (to - from)))
+        .flatten()
+}

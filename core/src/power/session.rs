@@ -1,0 +1,264 @@
+//! A run's power measurement: open the experiment's samplers, record for the whole session,
+//! measure the idle baseline, read at window edges, and afterwards attribute energy to every
+//! record of the run from what is on disk (`power.jsonl` + manifest).
+
+use super::attribution::{attribute, idle_power, ChannelInput, QueryWindow, SplitRule};
+use super::curve::EnergyCurve;
+use super::loader::{find, SamplerError, SamplerLibrary};
+use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder, RecorderStats};
+use crate::config::SamplerConfig;
+use crate::dataset::hex;
+use ipw_sampler_sdk::{Channel, ChannelKind, Domain};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Windows edges are read on demand only for samplers whose energy channels update at least
+/// this often; a slower counter read at an edge would carry a stale value with a fresh timestamp.
+const EDGE_READ_MAX_PERIOD_S: f64 = 0.005;
+
+/// What the manifest keeps about a sampler in a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamplerInfo {
+    /// Declared name.
+    pub name: String,
+    /// Library file.
+    pub path: PathBuf,
+    /// sha256 of the library file.
+    pub sha256: String,
+    /// SDK version the plugin was built with.
+    pub sdk_version: String,
+    /// Configured rate.
+    pub rate_hz: f64,
+    /// Actual background interval (never faster than the channels update).
+    pub interval_s: f64,
+    /// Whether window edges were read on demand.
+    pub edge_reads: bool,
+    /// The channels it described.
+    pub channels: Vec<Channel>,
+    /// What the sampling thread did (after the session).
+    pub stats: Option<RecorderStats>,
+}
+
+/// The idle-baseline interval of a session, on the run clock.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    /// Start.
+    pub from_s: f64,
+    /// End.
+    pub to_s: f64,
+}
+
+/// Samplers recording during a session.
+pub struct PowerSession {
+    recorders: Vec<Recorder>,
+    infos: Vec<SamplerInfo>,
+    log: PowerLog,
+}
+
+fn file_sha256(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| hex(&Sha256::digest(&b)))
+        .unwrap_or_default()
+}
+
+/// Load and open one configured sampler.
+pub fn open_sampler(
+    cfg: &SamplerConfig,
+    plugin_dirs: &[PathBuf],
+) -> Result<(SamplerLibrary, super::loader::SamplerHandle), SamplerError> {
+    let path = match (&cfg.path, &cfg.plugin) {
+        (Some(p), _) => p.clone(),
+        (None, Some(name)) => find(name, &crate::plugins::search_path(plugin_dirs))?,
+        (None, None) => unreachable!("validated: plugin or path"),
+    };
+    let lib = SamplerLibrary::load(&path)?;
+    let handle = lib.open(&cfg.config)?;
+    Ok((lib, handle))
+}
+
+impl PowerSession {
+    /// Open every sampler and start recording into `<dir>/power.jsonl`. A sampler that cannot
+    /// be opened fails the start (a run without the energy it asked for is not the run asked for).
+    pub fn start(
+        samplers: &[SamplerConfig],
+        plugin_dirs: &[PathBuf],
+        dir: &Path,
+        session: usize,
+    ) -> Result<Self, SamplerError> {
+        let path = dir.join("power.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| SamplerError::Library {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let log: PowerLog =
+            std::sync::Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(file)));
+        let mut recorders = Vec::new();
+        let mut infos = Vec::new();
+        for cfg in samplers {
+            let (lib, handle) = open_sampler(cfg, plugin_dirs)?;
+            let slowest = handle
+                .channels
+                .iter()
+                .filter(|c| !matches!(c.kind, ChannelKind::Telemetry { .. }))
+                .map(|c| c.update_period_s)
+                .fold(0.0, f64::max);
+            let rate_hz = cfg.rate_hz.unwrap_or(20.0);
+            let interval_s = (1.0 / rate_hz).max(slowest);
+            let edge_reads = slowest <= EDGE_READ_MAX_PERIOD_S;
+            infos.push(SamplerInfo {
+                name: lib.name.clone(),
+                sha256: file_sha256(&lib.path),
+                path: lib.path.clone(),
+                sdk_version: lib.sdk_version.clone(),
+                rate_hz,
+                interval_s,
+                edge_reads,
+                channels: handle.channels.clone(),
+                stats: None,
+            });
+            recorders.push(Recorder::start(
+                handle,
+                Duration::from_secs_f64(interval_s),
+                edge_reads,
+                session,
+                log.clone(),
+            ));
+        }
+        Ok(Self {
+            recorders,
+            infos,
+            log,
+        })
+    }
+
+    /// A handle the runner uses to read edge-capable samplers when a window starts or ends.
+    pub fn marker(&self) -> EdgeMarker {
+        let mut m = EdgeMarker::default();
+        for r in self.recorders.iter().filter_map(Recorder::marker) {
+            m.extend(r);
+        }
+        m
+    }
+
+    /// Stop every thread (each takes a final reading) and return what the manifest keeps.
+    pub fn stop(self) -> Vec<SamplerInfo> {
+        let mut infos = self.infos;
+        for (info, r) in infos.iter_mut().zip(self.recorders) {
+            info.stats = Some(r.stop());
+        }
+        if let Ok(mut w) = self.log.lock() {
+            let _ = std::io::Write::flush(&mut *w);
+        }
+        infos
+    }
+
+    /// The longest background interval, for waiting until every channel has a reading past a
+    /// window edge.
+    pub fn max_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.infos.iter().map(|i| i.interval_s).fold(0.0, f64::max))
+    }
+}
+
+/// What attribution needs to know about one session of a run.
+pub struct SessionPower<'a> {
+    /// Samplers of the session.
+    pub samplers: &'a [SamplerInfo],
+    /// Its baseline, if measured.
+    pub baseline: Option<Baseline>,
+}
+
+/// Fill `energy` for every record of a run, from `power.jsonl` and the sessions' sampler
+/// descriptions. Records of a session without samplers keep `energy: null`.
+pub fn attribute_records(
+    records: &mut [crate::run::Record],
+    power_log: &Path,
+    sessions: &[SessionPower],
+    split: SplitRule,
+) -> std::io::Result<()> {
+    let lines = read_power_log(power_log)?;
+    // (session, channel) -> readings / error times
+    let mut readings: HashMap<(usize, &str), Vec<(f64, f64)>> = HashMap::new();
+    let mut errors: HashMap<(usize, &str), Vec<f64>> = HashMap::new();
+    for l in &lines {
+        match l.v {
+            Some(v) => readings
+                .entry((l.session, &l.channel))
+                .or_default()
+                .push((l.t, v)),
+            None => errors.entry((l.session, &l.channel)).or_default().push(l.t),
+        }
+    }
+    for (s, sp) in sessions.iter().enumerate() {
+        let idx: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].session == s)
+            .collect();
+        if idx.is_empty() || sp.samplers.is_empty() {
+            continue;
+        }
+        let mut curves = Vec::new();
+        for info in sp.samplers {
+            for ch in &info.channels {
+                if matches!(ch.kind, ChannelKind::Telemetry { .. })
+                    || ch.domain == Domain::Telemetry
+                {
+                    continue;
+                }
+                let name = format!("{}/{}", info.name, ch.name);
+                let curve = EnergyCurve::build(
+                    &ch.kind,
+                    readings
+                        .get(&(s, name.as_str()))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]),
+                );
+                let estimated = matches!(
+                    ch.kind,
+                    ChannelKind::PowerGauge {
+                        estimated: true,
+                        ..
+                    }
+                );
+                curves.push((name, curve, ch.update_period_s, info.interval_s, estimated));
+            }
+        }
+        let empty = Vec::new();
+        let inputs: Vec<ChannelInput> = curves
+            .iter()
+            .map(|(name, curve, period, interval, estimated)| ChannelInput {
+                name: name.clone(),
+                curve,
+                update_period_s: *period,
+                sample_interval_s: *interval,
+                estimated: *estimated,
+                idle_w: sp
+                    .baseline
+                    .and_then(|b| idle_power(curve, b.from_s, b.to_s)),
+                errors: errors.get(&(s, name.as_str())).unwrap_or(&empty),
+            })
+            .collect();
+        let windows: Vec<QueryWindow> = idx
+            .iter()
+            .map(|&i| {
+                let r = &records[i];
+                QueryWindow {
+                    start: r.window.start_s,
+                    end: r.window.end_s,
+                    ttft: r.ttft_s,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                }
+            })
+            .collect();
+        for (&i, e) in idx.iter().zip(attribute(&inputs, &windows, split)) {
+            records[i].energy = Some(serde_json::to_value(e).expect("energy serialises"));
+        }
+    }
+    Ok(())
+}

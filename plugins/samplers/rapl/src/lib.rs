@@ -1,0 +1,160 @@
+//! `rapl`: Intel/AMD RAPL energy counters through Linux powercap.
+//!
+//! Channels: `package-N` and `dram-N` per socket (energy counters in joules, 1 uJ resolution,
+//! wrapping at `max_energy_range_uj`). `core`, `uncore` and `psys` zones are left out: they
+//! overlap the package (or the whole platform) and would double count. Zones exposed twice (the
+//! MMIO interface `intel-rapl-mmio:N` mirrors `intel-rapl:N`) are read once. Settings: `root`
+//! (default `/sys/class/powercap`).
+
+use ipw_sampler_sdk::{
+    export_sampler, monotonic_now, Channel, ChannelKind, Domain, Reading, Sampler,
+};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_root")]
+    root: PathBuf,
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from("/sys/class/powercap")
+}
+
+struct Zone {
+    energy_file: PathBuf,
+    channel: Channel,
+}
+
+struct Rapl {
+    zones: Vec<Zone>,
+}
+
+fn read_text(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(
+                "cannot read {}: permission denied (RAPL energy is root-only since Linux 5.10; run as root, \
+                 or grant read access: sudo chmod a+r /sys/class/powercap/*/energy_uj)",
+                p.display()
+            )
+        } else {
+            format!("cannot read {}: {e}", p.display())
+        }
+    })
+}
+
+fn read_uj(p: &Path) -> Result<f64, String> {
+    let t = read_text(p)?;
+    t.parse::<u64>()
+        .map(|v| v as f64)
+        .map_err(|_| format!("{}: not a number: `{t}`", p.display()))
+}
+
+/// Socket number from a package zone directory name `intel-rapl:N` / `intel-rapl-mmio:N`.
+fn socket_of(dir_name: &str) -> Option<String> {
+    dir_name.split(':').nth(1).map(str::to_string)
+}
+
+impl Sampler for Rapl {
+    fn open(config: &serde_json::Value) -> Result<Self, String> {
+        let cfg: Config =
+            serde_json::from_value(config.clone()).map_err(|e| format!("rapl config: {e}"))?;
+        let entries = std::fs::read_dir(&cfg.root).map_err(|e| {
+            format!(
+                "no powercap at {}: {e} (no RAPL on this machine?)",
+                cfg.root.display()
+            )
+        })?;
+        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        // intel-rapl before intel-rapl-mmio, so the MSR zone wins over its MMIO mirror.
+        dirs.sort_by_key(|p| (p.to_string_lossy().contains("mmio"), p.clone()));
+        let mut zones: Vec<Zone> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for dir in dirs {
+            let dname = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if !dname.starts_with("intel-rapl") || dname.matches(':').count() != 1 {
+                continue; // top-level package zones only; their dram subzones are found below
+            }
+            let Ok(name) = read_text(&dir.join("name")) else {
+                continue;
+            };
+            if !name.starts_with("package") {
+                continue; // psys: whole platform, overlaps everything
+            }
+            let socket = socket_of(&dname).unwrap_or_default();
+            let mut candidates =
+                vec![(dir.clone(), Domain::CpuPackage, format!("package-{socket}"))];
+            if let Ok(sub) = std::fs::read_dir(&dir) {
+                let mut subs: Vec<PathBuf> = sub.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+                subs.sort();
+                for s in subs {
+                    let sname = s
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    if sname.starts_with(&format!("{dname}:"))
+                        && read_text(&s.join("name")).is_ok_and(|n| n == "dram")
+                    {
+                        candidates.push((s, Domain::Dram, format!("dram-{socket}")));
+                    }
+                }
+            }
+            for (path, domain, channel_name) in candidates {
+                if !seen.insert(channel_name.clone()) {
+                    continue; // mirrored zone
+                }
+                let energy_file = path.join("energy_uj");
+                read_uj(&energy_file)?; // fail at open, with the reason, not at every read
+                let wrap = read_uj(&path.join("max_energy_range_uj"))
+                    .ok()
+                    .map(|uj| uj * 1e-6);
+                zones.push(Zone {
+                    energy_file,
+                    channel: Channel {
+                        name: channel_name,
+                        domain,
+                        device: Some(format!("socket {socket}")),
+                        kind: ChannelKind::EnergyCounter {
+                            resolution_j: 1e-6,
+                            wrap_j: wrap,
+                        },
+                        update_period_s: 0.001,
+                    },
+                });
+            }
+        }
+        if zones.is_empty() {
+            return Err(format!(
+                "no RAPL package zones under {}",
+                cfg.root.display()
+            ));
+        }
+        Ok(Self { zones })
+    }
+
+    fn channels(&self) -> Vec<Channel> {
+        self.zones.iter().map(|z| z.channel.clone()).collect()
+    }
+
+    fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
+        for (i, z) in self.zones.iter().enumerate() {
+            let v = read_uj(&z.energy_file)?;
+            out.push(Reading {
+                channel: i as u32,
+                timestamp_s: monotonic_now(),
+                value: v * 1e-6,
+            });
+        }
+        Ok(())
+    }
+}
+
+export_sampler!(Rapl, "rapl");

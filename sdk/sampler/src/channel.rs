@@ -1,0 +1,80 @@
+//! Channel descriptions: what a channel measures and how its values must be interpreted.
+//! Sent to the host as JSON by `describe`.
+
+use serde::{Deserialize, Serialize};
+
+/// The power domain a channel covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Domain {
+    /// A whole GPU board.
+    Gpu,
+    /// GPU memory only.
+    GpuMemory,
+    /// A CPU package (socket).
+    CpuPackage,
+    /// DRAM attached to a socket.
+    Dram,
+    /// A system on chip (Apple silicon, mobile).
+    Soc,
+    /// The whole machine (wall meter).
+    System,
+    /// Not an energy domain: temperature, clocks, memory use, limits.
+    Telemetry,
+}
+
+/// How a power gauge's values relate to time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "timing", rename_all = "kebab-case")]
+pub enum GaugeTiming {
+    /// The power at the timestamp.
+    Instant,
+    /// The mean power over the `window_s` seconds before the timestamp.
+    Averaged {
+        /// Averaging window in seconds.
+        window_s: f64,
+    },
+    /// The mean power since the previous reading of this channel.
+    IntervalMean,
+}
+
+/// How to interpret a channel's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ChannelKind {
+    /// A cumulative energy counter, in joules.
+    EnergyCounter {
+        /// Smallest step of the counter, joules.
+        resolution_j: f64,
+        /// The counter wraps to 0 after this many joules, if it wraps.
+        wrap_j: Option<f64>,
+    },
+    /// A power reading, in watts.
+    PowerGauge {
+        /// How the value relates to time.
+        #[serde(flatten)]
+        timing: GaugeTiming,
+        /// True when the value is modelled, not measured (e.g. from CPU utilisation).
+        estimated: bool,
+    },
+    /// Context that is not energy (temperature, clock, memory, power limit).
+    Telemetry {
+        /// Unit, e.g. `celsius`, `MHz`, `bytes`, `W`.
+        unit: String,
+    },
+}
+
+/// One channel of a sampler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Channel {
+    /// Unique within the sampler, e.g. `gpu0`, `cpu-package0`, `dram0`.
+    pub name: String,
+    /// What it covers.
+    pub domain: Domain,
+    /// Device identity (GPU UUID, PCI bus id, socket number) where known.
+    pub device: Option<String>,
+    /// How to read it.
+    pub kind: ChannelKind,
+    /// How often the underlying value changes, seconds. The host never samples faster.
+    pub update_period_s: f64,
+}

@@ -1,0 +1,63 @@
+//! The ipw sampler SDK: what a power-sampler plugin author depends on, and nothing else.
+//!
+//! A sampler is a native dynamic library (`cdylib`) that reads power or energy. An author
+//! implements one trait, [`Sampler`], and calls [`export_sampler!`] once with the sampler's name; the macro exports the
+//! single C symbol the host looks for ([`ENTRY_SYMBOL`]) and wraps every call in
+//! `catch_unwind`, so a panic becomes an error message, never an abort of the profiler.
+//!
+//! Samplers report raw, timestamped readings (on [`monotonic_now`], the host's run clock). All
+//! interpolation, integration and attribution happen in the host, once.
+//!
+//! ```ignore
+//! struct Wall { meter: MyMeter }
+//! impl ipw_sampler_sdk::Sampler for Wall {
+//!     fn open(config: &serde_json::Value) -> Result<Self, String> { ... }
+//!     fn channels(&self) -> Vec<Channel> { ... }
+//!     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> { ... }
+//! }
+//! ipw_sampler_sdk::export_sampler!(Wall, "wall-meter");
+//! ```
+
+pub mod abi;
+mod channel;
+#[doc(hidden)]
+pub mod export;
+
+pub use channel::{Channel, ChannelKind, Domain, GaugeTiming};
+pub use serde_json;
+
+/// The C symbol every sampler library exports; it returns a pointer to an [`abi::SamplerApiV1`].
+pub const ENTRY_SYMBOL: &str = "ipw_sampler_api";
+
+/// The version of this SDK, stamped into every plugin built with it.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One reading of one channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// Index of the channel in [`Sampler::channels`].
+    pub channel: u32,
+    /// When the value was read, seconds on [`monotonic_now`]'s clock.
+    pub timestamp_s: f64,
+    /// Joules for an energy counter, watts for a power gauge, the channel's unit for telemetry.
+    pub value: f64,
+}
+
+/// A power or energy source.
+pub trait Sampler: Sized + Send + 'static {
+    /// Open the source with the experiment's settings for this sampler (a JSON object).
+    fn open(config: &serde_json::Value) -> Result<Self, String>;
+    /// The channels this source provides; indexes are the `channel` of each [`Reading`].
+    fn channels(&self) -> Vec<Channel>;
+    /// Append the readings available now (usually one per channel; a replayed trace may
+    /// return several). A channel with nothing to report this time is simply left out.
+    fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String>;
+}
+
+/// Seconds on the monotonic clock the host uses for query windows (`CLOCK_MONOTONIC`).
+pub fn monotonic_now() -> f64 {
+    // SAFETY: clock_gettime writes only into `ts`.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}

@@ -1,0 +1,404 @@
+//! Power samplers through the whole pipeline (`ipw profile` with real plugin libraries):
+//! ground truth from a replayed trace, the CPU estimator on the embedded model, a fake RAPL
+//! powercap tree (wrap + mirrored zone), and misbehaving plugins. Queries go to the loopback
+//! fault server's paced scenario where the point is energy, not the model.
+
+mod support;
+
+use serde_json::Value;
+use std::io::Write;
+use support::fault_server::FaultServer;
+use support::*;
+
+fn remote(server: &FaultServer, model: &str) -> String {
+    format!(
+        "[[models]]\nname = {model:?}\nbackend = \"openai\"\nbase_url = \"{}/v1\"\nmodel = {model:?}\n",
+        server.url
+    )
+}
+
+fn profile(
+    dir: &std::path::Path,
+    name: &str,
+    toml: &str,
+) -> (std::process::Output, std::path::PathBuf) {
+    let exp = write_experiment(dir, &format!("{name}.toml"), toml);
+    let out = dir.join(format!("out-{name}"));
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir,
+    );
+    (o, out)
+}
+
+fn energy(r: &Value) -> &Value {
+    assert!(r["energy"].is_object(), "record without energy: {r}");
+    &r["energy"]
+}
+
+fn flags(r: &Value) -> Vec<String> {
+    energy(r)["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn replayed_energy_trace_gives_exact_energy_per_query() {
+    // A cumulative-energy trace at a constant 80 W (10 ms steps, 120 s) whose energy in any
+    // window is known: 80 W x window length. Idle is the same 80 W, so net energy is 0.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("meter.csv");
+    let mut f = std::fs::File::create(&trace).unwrap();
+    writeln!(f, "t,value").unwrap();
+    for i in 0..=12_000 {
+        let t = i as f64 * 0.01;
+        writeln!(f, "{t:.2},{:.3}", 80.0 * t).unwrap();
+    }
+    let server = FaultServer::start();
+    let toml = format!(
+        "name = \"replay\"\n[run]\nwarmup_queries = 0\nconcurrency = 2\n[energy]\nbaseline_s = 1\n{}\
+         [[samplers]]\npath = {}\nconfig = {{ file = {}, kind = \"energy\" }}\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 6\n",
+        remote(&server, "slow"),
+        q(&plugin_lib("ipw_sampler_replay")),
+        q(&trace)
+    );
+    let (o, out) = profile(dir.path(), "replay", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("slow");
+    let recs = records(&run);
+    assert_eq!(recs.len(), 6);
+    let mut total = 0.0;
+    for r in &recs {
+        let e = energy(r);
+        let latency = r["latency_s"].as_f64().unwrap();
+        assert!(latency > 0.4, "paced scenario: {latency}");
+        let gross = e["gross_j"].as_f64().unwrap();
+        total += gross;
+        assert!(
+            e["mean_power_w"].as_f64().unwrap() <= 80.0 + 1e-6,
+            "never more than the meter read"
+        );
+        assert!(
+            e["net_j"].as_f64().unwrap().abs() < 1e-6 * gross.max(1.0) + 1e-6,
+            "idle = busy: net 0, got {}",
+            e["net_j"]
+        );
+        assert_eq!(e["estimated"], false);
+        assert!(e["channels"]["replay/trace"]["idle_w"].as_f64().unwrap() - 80.0 < 1e-9);
+    }
+    // Two at a time: shares add up to the meter's energy over the union of the windows.
+    let s = json(&run.join("summary.json"));
+    let busy = s["busy_s"].as_f64().unwrap();
+    assert!(
+        (total - 80.0 * busy).abs() / (80.0 * busy) < 1e-6,
+        "{total} vs {}",
+        80.0 * busy
+    );
+    assert!((s["energy"]["total_gross_j"].as_f64().unwrap() - total).abs() < 1e-6);
+    let m = json(&run.join("manifest.json"));
+    let sampler = &m["sessions"][0]["samplers"][0];
+    assert_eq!(sampler["name"], "replay");
+    assert_eq!(sampler["sha256"].as_str().unwrap().len(), 64);
+    assert!(sampler["stats"]["readings"].as_u64().unwrap() > 50);
+    assert!(
+        m["sessions"][0]["baseline"]["to_s"].as_f64().unwrap()
+            > m["sessions"][0]["baseline"]["from_s"].as_f64().unwrap()
+    );
+    let power_lines = std::fs::read_to_string(run.join("power.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(power_lines > 50, "raw readings kept: {power_lines}");
+}
+
+#[test]
+fn cpu_estimate_labels_embedded_energy_as_estimated() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "name = \"est\"\n[generation]\nmax_tokens = 32\n[energy]\nbaseline_s = 1\n\
+         [[models]]\nname = \"smollm2\"\npath = {}\nthreads = 2\n\
+         [[samplers]]\nplugin = \"cpu-estimate\"\nconfig = {{ tdp_w = 100, idle_fraction = 0.2 }}\n\
+         [[datasets]]\nbuiltin = \"mmlu\"\nmax_queries = 4\nstratify = true\n",
+        q(&model_path())
+    );
+    let (o, out) = profile(dir.path(), "est", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ESTIMATED"),
+        "the terminal says so: {}",
+        text(&o)
+    );
+    for r in records(&out.join("smollm2")) {
+        let e = energy(&r);
+        assert_eq!(e["estimated"], true);
+        assert!(flags(&r).contains(&"estimated_power".to_string()));
+        let p = e["mean_power_w"].as_f64().unwrap();
+        assert!(
+            (20.0..=100.0 + 1e-9).contains(&p),
+            "between idle and full TDP: {p}"
+        );
+        assert!(e["gross_j"].as_f64().unwrap() > 0.0);
+        assert!(e["j_per_output_token"].is_number());
+    }
+    let s = json(&out.join("smollm2/summary.json"));
+    assert_eq!(s["energy"]["estimated"], true);
+    assert_eq!(s["energy"]["queries"], 4);
+}
+
+/// Writes a fake powercap tree and keeps its counters running at 40 W (package) and 5 W (dram)
+/// with a 20 J wrap, the way the kernel would, until dropped.
+struct FakePowercap {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakePowercap {
+    fn start(root: &std::path::Path) -> Self {
+        let zones = [
+            ("intel-rapl:0", "package-0", 40.0),
+            ("intel-rapl:0/intel-rapl:0:0", "dram", 5.0),
+            ("intel-rapl:0/intel-rapl:0:1", "core", 30.0), // overlaps the package: must be ignored
+            ("intel-rapl-mmio:0", "package-0", 40.0),      // the MMIO mirror of package 0
+            ("intel-rapl:1", "psys", 90.0),                // whole platform: must be ignored
+        ];
+        let range_uj: u64 = 20_000_000;
+        for (path, name, _) in zones {
+            let d = root.join(path);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("name"), format!("{name}\n")).unwrap();
+            std::fs::write(d.join("max_energy_range_uj"), format!("{range_uj}\n")).unwrap();
+            std::fs::write(d.join("energy_uj"), "0\n").unwrap();
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (root, flag) = (root.to_path_buf(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = t0.elapsed().as_secs_f64();
+                for (path, _, watts) in zones {
+                    let uj = (watts * 1e6 * t) as u64 % range_uj;
+                    let file = root.join(path).join("energy_uj");
+                    let tmp = file.with_extension("tmp");
+                    std::fs::write(&tmp, format!("{uj}\n")).unwrap();
+                    std::fs::rename(&tmp, &file).unwrap(); // atomic, like a sysfs read
+                }
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakePowercap {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn rapl_on_a_fake_powercap_tree_handles_wrap_and_mirrors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("powercap");
+    let _fake = FakePowercap::start(&root);
+    let server = FaultServer::start();
+    let toml = format!(
+        "name = \"rapl\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0\n{}\
+         [[samplers]]\nplugin = \"rapl\"\nconfig = {{ root = {} }}\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 8\n",
+        remote(&server, "slow"),
+        q(&root)
+    );
+    let (o, out) = profile(dir.path(), "rapl", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("slow");
+    let m = json(&run.join("manifest.json"));
+    let channels: Vec<&str> = m["sessions"][0]["samplers"][0]["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        channels,
+        ["package-0", "dram-0"],
+        "core/psys left out, MMIO mirror read once"
+    );
+    assert_eq!(
+        m["sessions"][0]["samplers"][0]["edge_reads"], true,
+        "1 ms counters are read at window edges"
+    );
+    let recs = records(&run);
+    let mut wraps = 0;
+    for r in &recs {
+        let e = energy(r);
+        let latency = r["latency_s"].as_f64().unwrap();
+        let pkg = e["channels"]["rapl/package-0"]["gross_j"].as_f64().unwrap();
+        let dram = e["channels"]["rapl/dram-0"]["gross_j"].as_f64().unwrap();
+        // The fake counters tick every ~0.5 ms (plus file-write jitter): allow 3%.
+        assert!(
+            (pkg / latency - 40.0).abs() < 1.2,
+            "package {} W",
+            pkg / latency
+        );
+        assert!(
+            (dram / latency - 5.0).abs() < 0.3,
+            "dram {} W",
+            dram / latency
+        );
+        assert!(e["net_j"].is_null(), "no baseline, no net");
+        assert!(flags(r).contains(&"no_baseline".to_string()));
+        if flags(r).contains(&"wrap".to_string()) {
+            wraps += 1;
+        }
+    }
+    assert!(
+        wraps >= 1,
+        "the 20 J package counter wraps every 0.5 s: some window sees it"
+    );
+}
+
+#[test]
+fn misbehaving_samplers_are_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let faulty = plugin_lib("ipw_sampler_fixture_faulty_sampler");
+    let exp = |mode: &str| {
+        format!(
+            "name = \"faulty\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0\n{}\
+             [[samplers]]\npath = {}\nconfig = {{ mode = {mode:?} }}\n\
+             [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 4\n",
+            remote(&server, "slow"),
+            q(&faulty)
+        )
+    };
+    // A panic inside read: caught at the boundary; the run completes; affected records flagged.
+    let (o, out) = profile(dir.path(), "panic", &exp("panic-read"));
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out.join("slow"));
+    assert_eq!(recs.len(), 4);
+    let m = json(&out.join("slow/manifest.json"));
+    assert_eq!(
+        m["sessions"][0]["samplers"][0]["stats"]["errors"], 1,
+        "one panicking read"
+    );
+    let power = std::fs::read_to_string(out.join("slow/power.jsonl")).unwrap();
+    assert!(
+        power.contains("sampler panicked: fixture: panic in read"),
+        "the panic message is kept"
+    );
+    assert!(recs
+        .iter()
+        .any(|r| flags(r).contains(&"sampler_error".to_string())));
+
+    // Every read failing: no energy, never 0; the queries themselves are fine.
+    let (o, out) = profile(dir.path(), "error", &exp("error-read"));
+    assert!(o.status.success(), "{}", text(&o));
+    for r in records(&out.join("slow")) {
+        assert!(r["error"].is_null());
+        assert!(
+            energy(&r)["gross_j"].is_null(),
+            "no readings is unknown energy, not 0: {r}"
+        );
+        assert!(flags(&r).contains(&"missing_samples".to_string()));
+    }
+
+    // NaN readings are dropped and flagged, the rest still integrates (25 W).
+    let (o, out) = profile(dir.path(), "nan", &exp("nan"));
+    assert!(o.status.success(), "{}", text(&o));
+    for r in records(&out.join("slow")) {
+        let p = energy(&r)["mean_power_w"].as_f64().unwrap();
+        assert!((p - 25.0).abs() < 1e-6, "{p}");
+        assert!(flags(&r).contains(&"sampler_error".to_string()));
+    }
+
+    // A counter that goes backwards is flagged as a reset.
+    let (o, out) = profile(dir.path(), "decreasing", &exp("decreasing"));
+    assert!(o.status.success(), "{}", text(&o));
+    let s = json(&out.join("slow/summary.json"));
+    assert!(
+        s["energy"]["flags"]["counter_reset"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        s["energy"]
+    );
+
+    // A panic in open fails the start with the message, before any query.
+    let (o, _) = profile(dir.path(), "panic-open", &exp("panic-open"));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("sampler panicked: fixture: panic in open"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn wrong_abi_short_table_and_missing_symbol_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let exp = |lib: &std::path::Path| {
+        format!(
+            "name = \"abi\"\n[run]\nwarmup_queries = 0\n{}[[samplers]]\npath = {}\n[[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 1\n",
+            remote(&server, "ok"),
+            q(lib)
+        )
+    };
+    let wrong = plugin_lib("ipw_sampler_fixture_wrong_abi_sampler");
+    let run = |name: &str, lib: &std::path::Path, env: &[(&str, &str)]| {
+        let e = write_experiment(dir.path(), &format!("{name}.toml"), &exp(lib));
+        let mut c = ipw();
+        c.args([
+            "profile",
+            e.to_str().unwrap(),
+            "--out",
+            dir.path().join(name).to_str().unwrap(),
+            "-q",
+        ]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(!o.status.success(), "{name} must be refused");
+        text(&o)
+    };
+    let msg = run("version", &wrong, &[]);
+    assert!(
+        msg.contains(wrong.to_str().unwrap()) && msg.contains("sampler ABI version 99"),
+        "{msg}"
+    );
+    let msg = run(
+        "short",
+        &wrong,
+        &[("IPW_FIXTURE_ABI", "1"), ("IPW_FIXTURE_SIZE", "8")],
+    );
+    assert!(msg.contains("function table is 8 bytes"), "{msg}");
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists())
+    .expect("libm");
+    let msg = run("symbol", &libm, &[]);
+    assert!(
+        msg.contains("libm.so.6") && msg.contains("no `ipw_sampler_api` symbol"),
+        "{msg}"
+    );
+}
