@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 ./scripts/install-deps.sh
 ./scripts/fetch-model.sh
-cargo build --release --locked
+cargo build --release --locked --workspace   # ipw and its sampler plugins
 "$CARGO_TARGET_DIR/release/ipw" profile examples/quickstart.toml "$@"

@@ -9,5 +9,7 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-model.sh
 ./scripts/build-llama-server.sh
 cargo fmt --all -- --check
-cargo clippy --release --locked --all-targets -- -D warnings
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+# The sampler plugins and test fixtures are cdylibs the tests load from beside the binary.
+cargo build --release --locked --workspace
 cargo test --release --locked --workspace -- --test-threads=1 "$@"

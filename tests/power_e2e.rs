@@ -402,3 +402,127 @@ fn wrong_abi_short_table_and_missing_symbol_are_refused_by_name() {
         "{msg}"
     );
 }
+
+#[test]
+fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
+    // A test NVML library (tests/fixtures/fake-nvml) stands in for the driver; the real
+    // nvml-wrapper loads it via `lib_path` and the real plugin reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("gpus.json");
+    std::fs::write(
+        &script,
+        r#"{"devices": [
+            {"uuid": "GPU-aaaaaaaa-1111", "name": "Fake A", "power_w": [[0, 120], [1000, 120]]},
+            {"uuid": "GPU-bbbbbbbb-2222", "name": "Fake B", "power_w": [[0, 250], [1000, 250]]}
+        ]}"#,
+    )
+    .unwrap();
+    let fake = plugin_lib("fake_nvml");
+    let server = FaultServer::start();
+    let exp = |name: &str, sampler_config: &str| {
+        format!(
+            "name = {name:?}\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0.5\n{}\
+             [[samplers]]\nplugin = \"nvml\"\nconfig = {sampler_config}\n\
+             [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 3\n",
+            remote(&server, "slow")
+        )
+    };
+    let run = |name: &str, config: String, cuda: Option<&str>| {
+        let e = write_experiment(dir.path(), &format!("{name}.toml"), &exp(name, &config));
+        let out = dir.path().join(name);
+        let mut c = ipw();
+        c.args([
+            "profile",
+            e.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .env("IPW_FAKE_NVML_SCRIPT", &script);
+        match cuda {
+            Some(v) => c.env("CUDA_VISIBLE_DEVICES", v),
+            None => c.env_remove("CUDA_VISIBLE_DEVICES"),
+        };
+        let o = c.output().unwrap();
+        (o, out.join("slow"))
+    };
+    let check = |run_dir: &std::path::Path, channel: &str, watts: f64| {
+        let m = json(&run_dir.join("manifest.json"));
+        let chans = m["sessions"][0]["samplers"][0]["channels"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            chans.len(),
+            6,
+            "one GPU selected: energy + 5 telemetry channels"
+        );
+        assert_eq!(chans[0]["name"], channel);
+        for r in records(run_dir) {
+            let e = energy(&r);
+            let latency = r["latency_s"].as_f64().unwrap();
+            let gross = e["gross_j"].as_f64().unwrap();
+            // Counter resolution is 1 mJ at each edge; power is constant, so that is the error.
+            assert!(
+                (gross - watts * latency).abs() <= 0.002 + 1e-9,
+                "{gross} J vs {} J",
+                watts * latency
+            );
+            assert!(
+                e["net_j"].as_f64().unwrap().abs() <= 0.004,
+                "constant power: net 0"
+            );
+            assert_eq!(
+                e["channels"].as_object().unwrap().len(),
+                1,
+                "telemetry is not energy"
+            );
+        }
+        let power = std::fs::read_to_string(run_dir.join("power.jsonl")).unwrap();
+        assert!(
+            power.contains(&format!("nvml/{channel}-power")),
+            "instant power kept for timelines"
+        );
+        assert!(power.contains(&format!("nvml/{channel}-temp")));
+    };
+    let lib = q(&fake);
+    let (o, run_dir) = run(
+        "by-uuid",
+        format!("{{ lib_path = {lib}, gpus = [\"GPU-bbbbbbbb-2222\"] }}"),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    check(&run_dir, "gpu1", 250.0);
+
+    let (o, run_dir) = run(
+        "cuda-visible",
+        format!("{{ lib_path = {lib} }}"),
+        Some("GPU-aaaaaaaa-1111"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    check(&run_dir, "gpu0", 120.0);
+
+    let (o, _) = run(
+        "no-driver",
+        "{ lib_path = \"/nonexistent/libnvidia-ml.so.1\" }".into(),
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot initialise NVML") && text(&o).contains("NVIDIA driver"),
+        "{}",
+        text(&o)
+    );
+
+    let (o, _) = run(
+        "bad-gpu",
+        format!("{{ lib_path = {lib}, gpus = [\"GPU-nope\"] }}"),
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("no GPU `GPU-nope`") && text(&o).contains("GPU-aaaaaaaa-1111"),
+        "{}",
+        text(&o)
+    );
+}

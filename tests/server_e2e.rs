@@ -48,6 +48,9 @@ stratify = true
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
+    if std::env::var("IPW_TEST_LOG").is_ok() {
+        eprintln!("{}", text(&o));
+    }
 
     for (model, source, estimated) in [
         ("with-usage", "server-usage", false),
@@ -83,14 +86,6 @@ stratify = true
         assert!(m["model_file"].is_null(), "remote model: no file hash");
         assert_eq!(m["backend"]["server_model"], "smollm2");
     }
-    // Greedy decoding through the server is deterministic too.
-    let a: Vec<_> = records(&out.join("with-usage"))
-        .iter()
-        .map(|r| r["response"].clone())
-        .collect();
-    let b: Vec<_> = records(&out.join("without-usage"))
-        .iter()
-        .map(|r| r["response"].clone())
-        .collect();
-    assert_eq!(a, b, "same server, same prompts, temperature 0");
+    // No cross-run equality here: llama-server reuses cached prompt prefixes between requests,
+    // which changes the arithmetic slightly, so greedy text can differ late in a response.
 }

@@ -11,7 +11,11 @@ use std::process::{Command, Output};
 /// The `ipw` binary under test.
 pub fn ipw() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ipw"));
-    c.env_remove("RUST_LOG");
+    // Tests read the binary's output; logs only when asked for (IPW_TEST_LOG=debug).
+    match std::env::var("IPW_TEST_LOG") {
+        Ok(level) => c.env("RUST_LOG", level),
+        Err(_) => c.env_remove("RUST_LOG"),
+    };
     c
 }
 

@@ -75,13 +75,13 @@ pub async fn send_with_retry(
                 format!("timed out: {}", root_cause(&e)),
                 None,
             ),
-            Ok(Err(e)) => {
-                return Err(BackendError {
-                    kind: ErrorKind::StreamClosed,
-                    message: root_cause(&e),
-                    attempts: attempt,
-                })
-            }
+            // E.g. a pooled keep-alive connection the server had closed ("connection closed
+            // before message completed"): no response arrived, so trying again is safe.
+            Ok(Err(e)) => (
+                ErrorKind::Connect,
+                format!("request failed: {}", root_cause(&e)),
+                None,
+            ),
             Ok(Ok(resp)) if resp.status().is_success() => return Ok((resp, attempt)),
             Ok(Ok(resp)) => {
                 let status = resp.status();

@@ -21,6 +21,7 @@ use std::time::Instant;
 /// An OpenAI-compatible server.
 pub struct OpenAiBackend {
     client: reqwest::Client,
+    tokenizer_client: reqwest::Client,
     policy: HttpPolicy,
     chat_url: String,
     tokenize_url: String,
@@ -29,7 +30,7 @@ pub struct OpenAiBackend {
     /// Read from the environment once; never serialized, logged or written anywhere.
     api_key: Option<String>,
     include_usage: bool,
-    /// 0 = untried, 1 = works, 2 = unavailable.
+    /// 2 once the server answered that it has no tokenizer endpoint.
     tokenizer_state: AtomicU8,
 }
 
@@ -57,6 +58,13 @@ impl OpenAiBackend {
         let root = base.strip_suffix("/v1").unwrap_or(base);
         Ok(Self {
             client: policy.client(&m.name)?,
+            // Token counting is rare and off the measured path; a fresh connection each time
+            // avoids keep-alive connections the server has already closed.
+            tokenizer_client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .connect_timeout(policy.connect_timeout)
+                .build()
+                .map_err(|e| setup(format!("HTTP client: {e}")))?,
             policy,
             chat_url: format!("{base}/chat/completions"),
             tokenize_url: m
@@ -95,24 +103,33 @@ impl OpenAiBackend {
             return None;
         }
         let mut rb = self
-            .client
+            .tokenizer_client
             .post(&self.tokenize_url)
-            .json(&json!({ "content": text }));
+            .json(&json!({ "content": text }))
+            .timeout(self.policy.read_timeout);
         if let Some(key) = &self.api_key {
             rb = rb.bearer_auth(key);
         }
-        let counted = async {
-            let resp = rb.timeout(self.policy.read_timeout).send().await.ok()?;
-            if !resp.status().is_success() {
-                return None;
+        let counted: Result<u64, String> = async {
+            let resp = rb.send().await.map_err(|e| super::http::root_cause(&e))?;
+            let status = resp.status();
+            if matches!(status.as_u16(), 404 | 405 | 501) {
+                // No tokenizer endpoint on this server: stop asking.
+                self.tokenizer_state.store(2, Ordering::Relaxed);
             }
-            let v: Value = resp.json().await.ok()?;
-            v.get("tokens")?.as_array().map(|t| t.len() as u64)
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+            v.get("tokens")
+                .and_then(Value::as_array)
+                .map(|t| t.len() as u64)
+                .ok_or_else(|| "no `tokens` list".into())
         }
         .await;
-        self.tokenizer_state
-            .store(if counted.is_some() { 1 } else { 2 }, Ordering::Relaxed);
         counted
+            .map_err(|e| tracing::debug!(url = %self.tokenize_url, "token count failed: {e}"))
+            .ok()
     }
 }
 

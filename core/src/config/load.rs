@@ -238,7 +238,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
             (Some(_), None) => {}
         }
         if let Some(r) = c.rate_hz {
-            if !(r > 0.0 && r <= 1000.0) {
+            if !r.is_finite() || r <= 0.0 || r > 1000.0 {
                 return Err(at("rate_hz", "must be in (0, 1000]".into()));
             }
         }
@@ -247,7 +247,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         }
         resolved_samplers.push(sampler);
     }
-    if !(exp.energy.baseline_s >= 0.0 && exp.energy.baseline_s <= 3600.0) {
+    if !(0.0..=3600.0).contains(&exp.energy.baseline_s) {
         let span = span_of_key(&loaded.source, "baseline_s");
         return Err(loaded.error_at(
             span,

@@ -85,7 +85,7 @@ fn thread_cpu_s() -> f64 {
 }
 
 impl Recorder {
-    /// Start sampling `handle` every `interval` (and on [`Recorder::poke`] if `edge_reads`).
+    /// Start sampling `handle` every `interval` (and on [`EdgeMarker::mark`] if `edge_reads`).
     pub fn start(
         mut handle: SamplerHandle,
         interval: Duration,
@@ -104,6 +104,7 @@ impl Recorder {
             .iter()
             .map(|c| format!("{}/{}", handle.name, c.name))
             .collect();
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("ipw-sampler-{}", handle.name))
             .spawn(move || {
@@ -149,6 +150,7 @@ impl Recorder {
                             let _ = w.write_all(b"\n");
                         }
                     }
+                    let _ = first_tx.send(());
                     if stopping {
                         break;
                     }
@@ -175,6 +177,9 @@ impl Recorder {
                 stats
             })
             .expect("spawn sampler thread");
+        // Return once the first reading is on record, so anything measured from now on (the
+        // baseline, the first window) is covered from its start.
+        let _ = first_rx.recv_timeout(Duration::from_secs(5));
         Self {
             signal,
             thread: Some(thread),

@@ -2,7 +2,7 @@
 //! (status `running`) and rewritten when a session ends, so an interrupted run still says what
 //! it was.
 
-use crate::config::{Experiment, ModelConfig};
+use crate::config::ModelConfig;
 use crate::dataset::DatasetInfo;
 use crate::host::HostInfo;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ pub struct Manifest {
     /// sha256 of the experiment file's text.
     pub experiment_sha256: String,
     /// The resolved experiment (paths expanded; API keys appear only as variable names).
-    pub experiment: Experiment,
+    pub experiment: serde_json::Value,
     /// This run's model.
     pub model: ModelConfig,
     /// The model file, for in-process backends.

@@ -280,7 +280,7 @@ async fn run_model(
             git_commit: crate::GIT_COMMIT.into(),
             experiment_file: loaded.file.display().to_string(),
             experiment_sha256: hex(&Sha256::digest(loaded.source.as_bytes())),
-            experiment: exp.clone(),
+            experiment: serde_json::to_value(exp).expect("experiment serialises"),
             model: model.clone(),
             model_file: file,
             backend: serde_json::Value::Null,

@@ -78,7 +78,7 @@ impl Sampler for CpuEstimate {
     fn open(config: &serde_json::Value) -> Result<Self, String> {
         let cfg: Config = serde_json::from_value(config.clone())
             .map_err(|e| format!("cpu-estimate config: {e}"))?;
-        if !(cfg.tdp_w > 0.0) || !(0.0..=1.0).contains(&cfg.idle_fraction) {
+        if !cfg.tdp_w.is_finite() || cfg.tdp_w <= 0.0 || !(0.0..=1.0).contains(&cfg.idle_fraction) {
             return Err("cpu-estimate: tdp_w must be > 0 and idle_fraction in [0, 1]".into());
         }
         let sockets = cfg.sockets.unwrap_or_else(|| {

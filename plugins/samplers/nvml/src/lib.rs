@@ -1,0 +1,191 @@
+//! `nvml`: NVIDIA GPUs through NVML (nvml-wrapper).
+//!
+//! Per selected GPU: `gpuN` is the board's total-energy counter (millijoules since driver load,
+//! the figure energy is computed from), and telemetry for timelines and context:
+//! `gpuN-power` (the instant-power field, not `power_usage`, which is a 1 s average on recent
+//! GPUs), `gpuN-temp`, `gpuN-mem-used`, `gpuN-sm-clock`, `gpuN-power-limit`.
+//!
+//! Settings: `gpus` (indexes or UUIDs; default: every GPU visible to CUDA, honouring
+//! `CUDA_VISIBLE_DEVICES` by index or UUID), `lib_path` (default: the driver's
+//! `libnvidia-ml.so.1`).
+
+use ipw_sampler_sdk::{
+    export_sampler, monotonic_now, Channel, ChannelKind, Domain, Reading, Sampler,
+};
+use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::enums::device::SampleValue;
+use nvml_wrapper::struct_wrappers::device::FieldValueSample;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::Nvml;
+use serde::Deserialize;
+
+/// `NVML_FI_DEV_POWER_INSTANT`.
+const FIELD_POWER_INSTANT: u32 = 186;
+/// Channels per GPU, in this order.
+const PER_GPU: usize = 6;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    gpus: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    lib_path: Option<String>,
+}
+
+struct NvmlSampler {
+    // Devices borrow the Nvml handle; keep indexes and look devices up per read (cheap).
+    nvml: Nvml,
+    gpus: Vec<(u32, String)>,
+}
+
+fn select(nvml: &Nvml, wanted: Option<Vec<String>>) -> Result<Vec<(u32, String)>, String> {
+    let count = nvml
+        .device_count()
+        .map_err(|e| format!("nvml: cannot count GPUs: {e}"))?;
+    let mut all = Vec::new();
+    for i in 0..count {
+        let uuid = nvml
+            .device_by_index(i)
+            .and_then(|d| d.uuid())
+            .map_err(|e| format!("nvml: GPU {i}: {e}"))?;
+        all.push((i, uuid));
+    }
+    let Some(wanted) = wanted else { return Ok(all) };
+    wanted
+        .iter()
+        .map(|w| {
+            let w = w.trim();
+            let hit = match w.parse::<u32>() {
+                Ok(i) => all.iter().find(|(idx, _)| *idx == i),
+                Err(_) => all
+                    .iter()
+                    .find(|(_, uuid)| uuid == w || uuid.starts_with(w)),
+            };
+            hit.cloned().ok_or_else(|| {
+                format!(
+                    "nvml: no GPU `{w}` (found: {})",
+                    all.iter()
+                        .map(|(i, u)| format!("{i}={u}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+impl Sampler for NvmlSampler {
+    fn open(config: &serde_json::Value) -> Result<Self, String> {
+        let cfg: Config =
+            serde_json::from_value(config.clone()).map_err(|e| format!("nvml config: {e}"))?;
+        let mut builder = Nvml::builder();
+        if let Some(p) = &cfg.lib_path {
+            builder.lib_path(std::ffi::OsStr::new(p));
+        }
+        let nvml = builder.init().map_err(|e| {
+            format!("nvml: cannot initialise NVML ({e}); is an NVIDIA driver installed and loaded? (`nvidia-smi` should work)")
+        })?;
+        let wanted = match cfg.gpus {
+            Some(list) => Some(
+                list.iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .collect(),
+            ),
+            None => std::env::var("CUDA_VISIBLE_DEVICES")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(',').map(str::to_string).collect()),
+        };
+        let gpus = select(&nvml, wanted)?;
+        if gpus.is_empty() {
+            return Err("nvml: no GPUs selected".into());
+        }
+        Ok(Self { nvml, gpus })
+    }
+
+    fn channels(&self) -> Vec<Channel> {
+        let mut out = Vec::new();
+        for (i, uuid) in &self.gpus {
+            let ch = |suffix: &str, domain, kind, period| Channel {
+                name: format!("gpu{i}{suffix}"),
+                domain,
+                device: Some(uuid.clone()),
+                kind,
+                update_period_s: period,
+            };
+            let telemetry = |unit: &str| ChannelKind::Telemetry { unit: unit.into() };
+            out.push(ch(
+                "",
+                Domain::Gpu,
+                ChannelKind::EnergyCounter {
+                    resolution_j: 1e-3,
+                    wrap_j: None,
+                },
+                0.02,
+            ));
+            out.push(ch("-power", Domain::Telemetry, telemetry("W"), 0.02));
+            out.push(ch("-temp", Domain::Telemetry, telemetry("celsius"), 0.1));
+            out.push(ch("-mem-used", Domain::Telemetry, telemetry("bytes"), 0.1));
+            out.push(ch("-sm-clock", Domain::Telemetry, telemetry("MHz"), 0.1));
+            out.push(ch("-power-limit", Domain::Telemetry, telemetry("W"), 1.0));
+        }
+        out
+    }
+
+    fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
+        for (g, (index, _)) in self.gpus.iter().enumerate() {
+            let base = (g * PER_GPU) as u32;
+            let d = self
+                .nvml
+                .device_by_index(*index)
+                .map_err(|e| format!("nvml: GPU {index}: {e}"))?;
+            let t = monotonic_now();
+            let mj = d
+                .total_energy_consumption()
+                .map_err(|e| format!("nvml: GPU {index} energy: {e}"))?;
+            out.push(Reading {
+                channel: base,
+                timestamp_s: t,
+                value: mj as f64 * 1e-3,
+            });
+            // Telemetry is best effort: a field a GPU does not support is left out, not zero.
+            let mut push = |offset: u32, value: Option<f64>| {
+                if let Some(v) = value {
+                    out.push(Reading {
+                        channel: base + offset,
+                        timestamp_s: monotonic_now(),
+                        value: v,
+                    });
+                }
+            };
+            let instant = d
+                .field_values_for(&[FieldId(FIELD_POWER_INSTANT)])
+                .ok()
+                .and_then(|v| v.into_iter().next());
+            push(
+                1,
+                instant
+                    .and_then(|s: Result<FieldValueSample, _>| s.ok())
+                    .and_then(|s| s.value.ok())
+                    .and_then(|v| match v {
+                        SampleValue::U32(mw) => Some(mw as f64 * 1e-3),
+                        SampleValue::U64(mw) => Some(mw as f64 * 1e-3),
+                        SampleValue::F64(w) => Some(w),
+                        _ => None,
+                    }),
+            );
+            push(2, d.temperature(TemperatureSensor::Gpu).ok().map(f64::from));
+            push(3, d.memory_info().ok().map(|m| m.used as f64));
+            push(4, d.clock_info(Clock::SM).ok().map(f64::from));
+            push(5, d.enforced_power_limit().ok().map(|mw| mw as f64 * 1e-3));
+        }
+        Ok(())
+    }
+}
+
+export_sampler!(NvmlSampler, "nvml");
