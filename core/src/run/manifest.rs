@@ -44,8 +44,11 @@ pub struct Manifest {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// When the last session ended.
     pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// `running`, `completed` or `interrupted`.
+    /// `running`, `completed`, `interrupted` or `failed`.
     pub status: String,
+    /// Why the last session failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// One entry per session (the first run and each `--resume`).
     pub sessions: Vec<Session>,
 }

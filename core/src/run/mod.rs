@@ -291,6 +291,7 @@ async fn run_model(
             started_at: chrono::Utc::now(),
             ended_at: None,
             status: "running".into(),
+            error: None,
             sessions: Vec::new(),
         };
         (records, Default::default(), manifest)
@@ -321,93 +322,34 @@ async fn run_model(
         .map_err(io_err(&manifest_path))?;
     observer.run_started(&model.name, dir, queries.len(), existing.done.len());
 
-    let mut interrupted = false;
-    if !todo.is_empty() {
-        observer.phase(&model.name, "loading model");
-        let load_started = Instant::now();
-        let backend = backend::connect(model, exp.run.concurrency).await?;
-        let session = manifest.sessions.last_mut().expect("pushed above");
-        if model.backend == BackendKind::Embedded {
-            session.model_load_s = Some(load_started.elapsed().as_secs_f64());
-        }
-        manifest.backend = backend.describe();
-        let seed = exp.generation.seed.unwrap_or(exp.seed);
-        let warmups = exp.run.warmup_queries.min(queries.len());
-        if warmups > 0 {
-            observer.phase(&model.name, "warming up");
-        }
-        let mut first_request: Option<Instant> = None;
-        for q in queries.iter().take(warmups) {
-            if cancel.is_cancelled() {
-                break;
-            }
-            first_request.get_or_insert_with(Instant::now);
-            if let Err(e) = backend.generate(&request_for(exp, q, seed)).await {
-                tracing::warn!(model = %model.name, "warm-up query failed: {e}");
-            }
-        }
-        let samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
-        let power = if samplers.is_empty() {
-            None
-        } else {
-            observer.phase(&model.name, "starting samplers");
-            Some(PowerSession::start(
-                &samplers,
-                &exp.plugin_dirs,
-                dir,
-                session_idx,
-            )?)
-        };
-        if let Some(p) = &power {
-            if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
-                observer.phase(&model.name, "measuring idle baseline");
-                let from_s = clock::now_s();
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs_f64(exp.energy.baseline_s)) => {}
-                    _ = cancel.cancelled() => {}
-                }
-                manifest.sessions[session_idx].baseline = Some(Baseline {
-                    from_s,
-                    to_s: clock::now_s(),
-                });
-            }
-            // Let every channel take a reading inside the baseline's end before queries start.
-            tokio::time::sleep(p.max_interval().min(std::time::Duration::from_millis(200))).await;
-        }
-        let marker = power.as_ref().map(PowerSession::marker).unwrap_or_default();
-        let (cpu_before, _) = self_usage();
-        let (n, first) = dispatch(
-            &backend,
-            exp,
+    let interrupted = if todo.is_empty() {
+        false
+    } else {
+        let measured = measure_session(
+            loaded,
             model,
+            queries,
             &todo,
-            seed,
+            dir,
             session_idx,
-            &marker,
+            &mut manifest,
             &mut records,
             observer,
             cancel,
         )
-        .await?;
-        let (cpu_after, peak_rss) = self_usage();
-        if let Some(p) = power {
-            // One more background reading after the last window ends, then stop.
-            tokio::time::sleep(p.max_interval()).await;
-            manifest.sessions[session_idx].samplers = tokio::task::spawn_blocking(move || p.stop())
-                .await
-                .expect("stopping samplers does not panic");
+        .await;
+        match measured {
+            Ok(interrupted) => interrupted,
+            Err(e) => {
+                // Leave a manifest that says what happened, not a run forever "running".
+                manifest.status = "failed".into();
+                manifest.error = Some(e.to_string());
+                manifest.ended_at = Some(chrono::Utc::now());
+                let _ = manifest.write(&manifest_path);
+                return Err(e);
+            }
         }
-        let first_request = first_request.or(first);
-        let session = manifest.sessions.last_mut().expect("pushed above");
-        session.recorded = n;
-        session.startup_to_first_request_s =
-            first_request.map(|t| (t - clock::process_start()).as_secs_f64());
-        session.cpu_s = Some(cpu_after - cpu_before);
-        session.cpu_per_query_ms = (n > 0).then(|| (cpu_after - cpu_before) * 1000.0 / n as f64);
-        session.peak_rss_bytes = Some(peak_rss);
-        interrupted = cancel.is_cancelled();
-    }
-
+    };
     drop(records);
     let mut all = read_records(&records_path).map_err(io_err(&records_path))?;
     if manifest.sessions.iter().any(|s| !s.samplers.is_empty()) {
@@ -445,6 +387,109 @@ async fn run_model(
         manifest,
         interrupted,
     })
+}
+
+/// One session's measurement: samplers, model load, warm-up, idle baseline, the queries.
+/// Returns whether it was interrupted.
+#[allow(clippy::too_many_arguments)]
+async fn measure_session(
+    loaded: &LoadedExperiment,
+    model: &ModelConfig,
+    queries: &[Query],
+    todo: &[(usize, &Query)],
+    dir: &Path,
+    session_idx: usize,
+    manifest: &mut Manifest,
+    records: &mut RecordsFile,
+    observer: &dyn RunObserver,
+    cancel: &Cancel,
+) -> Result<bool, RunError> {
+    let exp = &loaded.experiment;
+    // Samplers first: a sampler that cannot open fails the run before a model is loaded, and
+    // the timeline then covers model load and warm-up too.
+    let samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
+    let power = if samplers.is_empty() {
+        None
+    } else {
+        observer.phase(&model.name, "starting samplers");
+        Some(PowerSession::start(
+            &samplers,
+            &exp.plugin_dirs,
+            dir,
+            session_idx,
+        )?)
+    };
+    observer.phase(&model.name, "loading model");
+    let load_started = Instant::now();
+    let backend = backend::connect(model, exp.run.concurrency).await?;
+    let session = manifest.sessions.last_mut().expect("pushed above");
+    if model.backend == BackendKind::Embedded {
+        session.model_load_s = Some(load_started.elapsed().as_secs_f64());
+    }
+    manifest.backend = backend.describe();
+    let seed = exp.generation.seed.unwrap_or(exp.seed);
+    let warmups = exp.run.warmup_queries.min(queries.len());
+    if warmups > 0 {
+        observer.phase(&model.name, "warming up");
+    }
+    let mut first_request: Option<Instant> = None;
+    for q in queries.iter().take(warmups) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        first_request.get_or_insert_with(Instant::now);
+        if let Err(e) = backend.generate(&request_for(exp, q, seed)).await {
+            tracing::warn!(model = %model.name, "warm-up query failed: {e}");
+        }
+    }
+    if let Some(p) = &power {
+        if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
+            observer.phase(&model.name, "measuring idle baseline");
+            let from_s = clock::now_s();
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs_f64(exp.energy.baseline_s)) => {}
+                _ = cancel.cancelled() => {}
+            }
+            manifest.sessions[session_idx].baseline = Some(Baseline {
+                from_s,
+                to_s: clock::now_s(),
+            });
+        }
+        // Let every channel take a reading inside the baseline's end before queries start.
+        tokio::time::sleep(p.max_interval().min(std::time::Duration::from_millis(200))).await;
+    }
+    let marker = power.as_ref().map(PowerSession::marker).unwrap_or_default();
+    let (cpu_before, _) = self_usage();
+    let (n, first) = dispatch(
+        &backend,
+        exp,
+        model,
+        todo,
+        seed,
+        session_idx,
+        &marker,
+        records,
+        observer,
+        cancel,
+    )
+    .await?;
+    let (cpu_after, peak_rss) = self_usage();
+    if let Some(p) = power {
+        // One more background reading after the last window ends, then stop.
+        tokio::time::sleep(p.max_interval()).await;
+        manifest.sessions[session_idx].samplers = tokio::task::spawn_blocking(move || p.stop())
+            .await
+            .expect("stopping samplers does not panic");
+    }
+    let first_request = first_request.or(first);
+    let session = manifest.sessions.last_mut().expect("pushed above");
+    session.recorded = n;
+    session.startup_to_first_request_s =
+        first_request.map(|t| (t - clock::process_start()).as_secs_f64());
+    session.cpu_s = Some(cpu_after - cpu_before);
+    session.cpu_per_query_ms = (n > 0).then(|| (cpu_after - cpu_before) * 1000.0 / n as f64);
+    session.peak_rss_bytes = Some(peak_rss);
+    Ok(cancel.is_cancelled())
 }
 
 /// Replace `records.jsonl` with `records` (temp file + rename: never half a file).
