@@ -117,6 +117,7 @@ fn with_edge_reads(mut times: Vec<f64>) -> Vec<f64> {
 #[test]
 fn energy_counters_are_within_half_a_percent_for_any_shape() {
     for (name, p) in shapes() {
+        let mut worst: f64 = 0.0;
         for seed in 0..3 {
             let times = with_edge_reads(sample_times(seed, 12.0));
             let curve = EnergyCurve::build(
@@ -132,6 +133,7 @@ fn energy_counters_are_within_half_a_percent_for_any_shape() {
                     .unwrap();
                 let want = true_energy(&*p, w.start, w.end);
                 let err = (got - want).abs() / want;
+                worst = worst.max(err);
                 assert!(
                     err < 0.005,
                     "{name} seed {seed} [{:.3},{:.3}]: {got} vs {want} ({:.3}%)",
@@ -141,6 +143,7 @@ fn energy_counters_are_within_half_a_percent_for_any_shape() {
                 );
             }
         }
+        println!("counter, {name}: worst error {:.4}%", worst * 100.0);
     }
 }
 
@@ -154,6 +157,7 @@ fn instant_gauges_are_within_half_a_percent_for_smooth_power() {
         .into_iter()
         .filter(|(n, _)| ["ramp", "wave"].contains(n))
     {
+        let mut worst: f64 = 0.0;
         for seed in 0..3 {
             let readings: Vec<(f64, f64)> = with_edge_reads(sample_times(seed, 12.0))
                 .into_iter()
@@ -165,9 +169,11 @@ fn instant_gauges_are_within_half_a_percent_for_smooth_power() {
                     .gross_j
                     .unwrap();
                 let want = true_energy(&*p, w.start, w.end);
+                worst = worst.max((got - want).abs() / want);
                 assert!((got - want).abs() / want < 0.005, "{name}: {got} vs {want}");
             }
         }
+        println!("instant gauge, {name}: worst error {:.4}%", worst * 100.0);
     }
 }
 
