@@ -25,6 +25,22 @@ fn lines(path: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Start `ipw profile` in the background with its output captured.
+fn spawn_profile(exp: &std::path::Path, out: &std::path::Path) -> std::process::Child {
+    ipw()
+        .args([
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn wait_for_records(path: &std::path::Path, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while lines(path) < at_least {
@@ -43,18 +59,7 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
     let exp = write_experiment(dir.path(), "crash.toml", &experiment(&model_path()));
     let out = dir.path().join("out");
     let records_path = out.join("smollm2/records.jsonl");
-    let mut child = ipw()
-        .args([
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_profile(&exp, &out);
     wait_for_records(&records_path, 3);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
@@ -136,18 +141,7 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
     let exp = write_experiment(dir.path(), "int.toml", &experiment(&model_path()));
     let out = dir.path().join("out");
     let records_path = out.join("smollm2/records.jsonl");
-    let child = ipw()
-        .args([
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_profile(&exp, &out);
     wait_for_records(&records_path, 2);
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")

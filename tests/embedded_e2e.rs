@@ -33,18 +33,7 @@ stratify = true
 #[test]
 fn profile_embedded_model_over_gsm8k_and_mmlu() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = write_experiment(dir.path(), "e2e.toml", &experiment(&model_path(), 6, 6, 48));
-    let out = dir.path().join("out");
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
+    let (o, out) = profile(dir.path(), "e2e", &experiment(&model_path(), 6, 6, 48));
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("smollm2"),
@@ -150,24 +139,9 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
 #[test]
 fn greedy_decoding_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = write_experiment(
-        dir.path(),
-        "repeat.toml",
-        &experiment(&model_path(), 2, 1, 24),
-    );
-    let responses = |out: &str| -> Vec<String> {
-        let out = dir.path().join(out);
-        let o = run_ipw(
-            &[
-                "profile",
-                exp.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "-q",
-            ],
-            dir.path(),
-        );
-        assert!(o.status.success(), "{}", text(&o));
+    let toml = experiment(&model_path(), 2, 1, 24);
+    let responses = |name: &str| -> Vec<String> {
+        let out = profile_ok(dir.path(), name, &toml);
         records(&out.join("smollm2"))
             .iter()
             .map(|r| r["response"].as_str().unwrap().to_string())

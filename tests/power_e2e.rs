@@ -17,26 +17,6 @@ fn remote(server: &FaultServer, model: &str) -> String {
     )
 }
 
-fn profile(
-    dir: &std::path::Path,
-    name: &str,
-    toml: &str,
-) -> (std::process::Output, std::path::PathBuf) {
-    let exp = write_experiment(dir, &format!("{name}.toml"), toml);
-    let out = dir.join(format!("out-{name}"));
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir,
-    );
-    (o, out)
-}
-
 fn energy(r: &Value) -> &Value {
     assert!(r["energy"].is_object(), "record without energy: {r}");
     &r["energy"]

@@ -37,19 +37,7 @@ fn faults_become_error_records_or_retries_and_runs_complete() {
         toml.push_str(&remote_model(m, "openai", &url, ""));
     }
     toml.push_str(DATASET);
-    let exp = write_experiment(dir.path(), "faults.toml", &toml);
-    let out = dir.path().join("out");
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let out = profile_ok(dir.path(), "faults", &toml);
 
     let by_model = |m: &str| {
         let run = out.join(m);
@@ -130,19 +118,7 @@ fn connection_refused_is_retried_then_recorded() {
         "name = \"refused\"\n[run]\nwarmup_queries = 0\n{}{DATASET}",
         remote_model("gone", "openai", &url, "")
     );
-    let exp = write_experiment(dir.path(), "refused.toml", &toml);
-    let out = dir.path().join("out");
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let out = profile_ok(dir.path(), "refused", &toml);
     for r in records(&out.join("gone")) {
         assert_eq!(r["error"]["kind"], "connect");
         assert_eq!(r["attempts"], 3);
@@ -157,19 +133,7 @@ fn ollama_native_stream_uses_eval_counts() {
         "name = \"ollama\"\n[run]\nwarmup_queries = 0\n[generation]\nmax_tokens = 33\nstop = [\"###\"]\n{}{DATASET}",
         remote_model("ollama", "ollama", &server.url, "")
     );
-    let exp = write_experiment(dir.path(), "ollama.toml", &toml);
-    let out = dir.path().join("out");
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let out = profile_ok(dir.path(), "ollama", &toml);
     for r in records(&out.join("ollama")) {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["response"], "The sky is blue.");

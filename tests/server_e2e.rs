@@ -35,22 +35,7 @@ max_queries = 4
 stratify = true
 "#
     );
-    let exp = write_experiment(dir.path(), "server.toml", &toml);
-    let out = dir.path().join("out");
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    if std::env::var("IPW_TEST_LOG").is_ok() {
-        eprintln!("{}", text(&o));
-    }
+    let out = profile_ok(dir.path(), "server", &toml);
 
     for (model, source, estimated) in [
         ("with-usage", "server-usage", false),

@@ -213,3 +213,28 @@ pub fn plugin_lib(stem: &str) -> PathBuf {
     );
     p
 }
+
+/// Write `toml` as `<name>.toml` in `dir` and run `ipw profile` on it into `dir/out-<name>`,
+/// quietly. Returns the output and the experiment output directory.
+pub fn profile(dir: &Path, name: &str, toml: &str) -> (Output, PathBuf) {
+    let exp = write_experiment(dir, &format!("{name}.toml"), toml);
+    let out = dir.join(format!("out-{name}"));
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir,
+    );
+    (o, out)
+}
+
+/// [`profile`], asserting success.
+pub fn profile_ok(dir: &Path, name: &str, toml: &str) -> PathBuf {
+    let (o, out) = profile(dir, name, toml);
+    assert!(o.status.success(), "{}", text(&o));
+    out
+}

@@ -106,17 +106,12 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                         "backend `embedded` needs `path` to a GGUF file".into(),
                     )
                 })?;
-                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
-                let path = resolve(&base, Path::new(&expanded));
-                if !path.is_file() {
-                    return Err(at(
+                let path = existing_file(&base, raw, "model file").map_err(|e| {
+                    at(
                         "path",
-                        format!(
-                            "model file not found: {} (fetch the test model with scripts/fetch-model.sh)",
-                            path.display()
-                        ),
-                    ));
-                }
+                        format!("{e} (fetch the test model with scripts/fetch-model.sh)"),
+                    )
+                })?;
                 model.path = Some(path);
             }
             BackendKind::Openai | BackendKind::Ollama => {
@@ -183,15 +178,8 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 }
             }
             (None, Some(raw)) => {
-                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
-                let path = resolve(&base, Path::new(&expanded));
-                if !path.is_file() {
-                    return Err(at(
-                        "path",
-                        format!("dataset file not found: {}", path.display()),
-                    ));
-                }
-                dataset.path = Some(path);
+                dataset.path =
+                    Some(existing_file(&base, raw, "dataset file").map_err(|e| at("path", e))?);
             }
         }
         if d.max_queries == Some(0) {
@@ -225,15 +213,8 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 ))
             }
             (None, Some(raw)) => {
-                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
-                let path = resolve(&base, Path::new(&expanded));
-                if !path.is_file() {
-                    return Err(at(
-                        "path",
-                        format!("sampler library not found: {}", path.display()),
-                    ));
-                }
-                sampler.path = Some(path);
+                sampler.path =
+                    Some(existing_file(&base, raw, "sampler library").map_err(|e| at("path", e))?);
             }
             (Some(_), None) => {}
         }
@@ -268,6 +249,18 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     }
     exp.plugin_dirs = exp.plugin_dirs.iter().map(|p| resolve(&base, p)).collect();
     Ok(())
+}
+
+/// Expand and resolve a configured file path and check the file exists; the error says what
+/// kind of file was missing (`what`) and where it was looked for.
+fn existing_file(base: &Path, raw: &Path, what: &str) -> Result<PathBuf, String> {
+    let expanded = expand_path(&raw.to_string_lossy())?;
+    let path = resolve(base, Path::new(&expanded));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{what} not found: {}", path.display()))
+    }
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
