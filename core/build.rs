@@ -31,6 +31,12 @@ fn main() {
     std::fs::write(out, code).unwrap();
     println!("cargo:rerun-if-changed=data");
 
+    build_wasm_guests(
+        Path::new(&manifest_dir)
+            .parent()
+            .expect("core has a parent"),
+    );
+
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
@@ -53,4 +59,109 @@ fn git(args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Build the WASM guests with a nested cargo for wasm32-wasip2 (its own target dir, so it never
+/// waits on the outer build's lock): the built-in graders, embedded in the binary, and the test
+/// fixture graders (hostile ones, and the third-party example), whose paths tests load.
+fn build_wasm_guests(root: &Path) {
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let target_root = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            out_dir
+                .ancestors()
+                .nth(4)
+                .expect("OUT_DIR is inside a target dir")
+                .to_path_buf()
+        });
+    let wasm_target = target_root.join("wasm-guests");
+    for watched in [
+        "sdk/wit",
+        "sdk/guest/src",
+        "sdk/guest/Cargo.toml",
+        "plugins/graders",
+        "tests/fixtures/graders",
+        "examples/grader-contains-all",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let builds = [
+        (
+            "plugins/graders/Cargo.toml",
+            "builtin_graders.rs",
+            "BUILTIN_GRADERS",
+            true,
+        ),
+        (
+            "tests/fixtures/graders/Cargo.toml",
+            "fixture_graders.rs",
+            "FIXTURE_GRADERS",
+            false,
+        ),
+    ];
+    for (manifest, generated, constant, embed) in builds {
+        let manifest = root.join(manifest);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&wasm_target)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .expect("run cargo for the wasm guests");
+        if !output.status.success() {
+            panic!(
+                "building the WASM graders ({}) failed. Is the target installed? `rustup target add wasm32-wasip2`\n{}",
+                manifest.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let dir = wasm_target.join("wasm32-wasip2/release");
+        let mut entries: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&dir)
+            .expect("wasm output dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .filter_map(|p| {
+                let stem = p.file_stem()?.to_string_lossy().into_owned();
+                let name = stem
+                    .strip_prefix("ipw_grader_")
+                    .or_else(|| stem.strip_prefix("ipw_fixture_grader_"))
+                    .map(|n| n.replace('_', "-"))?;
+                let is_fixture = stem.starts_with("ipw_fixture_grader_");
+                (is_fixture != embed).then_some((name, p))
+            })
+            .collect();
+        entries.sort();
+        let mut code = String::new();
+        if embed {
+            writeln!(code, "/// (name, component bytes) of every built-in grader.\npub(crate) static {constant}: &[(&str, &[u8])] = &[").unwrap();
+            for (name, path) in &entries {
+                writeln!(
+                    code,
+                    "    ({name:?}, include_bytes!({:?})),",
+                    path.display().to_string()
+                )
+                .unwrap();
+            }
+        } else {
+            writeln!(code, "/// (name, component path) of every test fixture grader.\npub static {constant}: &[(&str, &str)] = &[").unwrap();
+            for (name, path) in &entries {
+                writeln!(code, "    ({name:?}, {:?}),", path.display().to_string()).unwrap();
+            }
+        }
+        code.push_str("];\n");
+        std::fs::write(out_dir.join(generated), code).unwrap();
+    }
 }

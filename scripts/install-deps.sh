@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages and Rust targets the build and tests need: cmake and libclang (bindgen) for
-# the embedded llama.cpp backend, the wasm32-wasip2 target for plugins.
+# the embedded llama.cpp backend, the wasm32-wasip2 target for the WASM graders.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 need=()
@@ -10,4 +10,8 @@ command -v c++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}"
+fi
+# The graders are WASM components built for wasm32-wasip2 by ipw-core's build script.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
 fi

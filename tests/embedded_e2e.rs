@@ -80,10 +80,19 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
             assert_eq!(out_tokens, 48);
         }
         assert_eq!(r["prompt_hash"].as_str().unwrap().len(), 64);
-        assert!(
-            r["grade"].is_null() && r["energy"].is_null(),
-            "slots for later steps are empty"
-        );
+        assert!(r["energy"].is_null(), "no sampler, no energy");
+        let g = &r["grade"];
+        let want = if r["dataset"] == "gsm8k" {
+            "numeric"
+        } else {
+            "choice"
+        };
+        assert_eq!(g["grader"], want, "{g}");
+        assert_eq!(g["wasm_sha256"].as_str().unwrap().len(), 64);
+        assert!(g["error"].is_null(), "{g}");
+        let score = g["score"].as_f64().unwrap();
+        assert!(score == 0.0 || score == 1.0);
+        assert!(g["parsed"].is_boolean());
     }
     let mmlu: Vec<_> = recs.iter().filter(|r| r["dataset"] == "mmlu").collect();
     assert_eq!(mmlu.len(), 6);

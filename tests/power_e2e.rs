@@ -102,7 +102,7 @@ fn replayed_energy_trace_gives_exact_energy_per_query() {
 }
 
 #[test]
-fn cpu_estimate_labels_embedded_energy_as_estimated() {
+fn cpu_estimate_labels_embedded_energy_as_estimated_and_graded_runs_get_apj_and_apw() {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         "name = \"est\"\n[generation]\nmax_tokens = 32\n[energy]\nbaseline_s = 1\n\
@@ -133,6 +133,32 @@ fn cpu_estimate_labels_embedded_energy_as_estimated() {
     let s = json(&out.join("smollm2/summary.json"));
     assert_eq!(s["energy"]["estimated"], true);
     assert_eq!(s["energy"]["queries"], 4);
+    // Graded with `choice` (the MMLU default): accuracy, APJ and APW, each with an interval.
+    let q = &s["quality"]["overall"];
+    assert_eq!(q["scored"], 4);
+    assert_eq!(s["quality"]["graders"][0], "choice");
+    assert_eq!(q["energy_estimated"], true);
+    assert_eq!(q["apj_energy"], "net");
+    for key in ["accuracy", "apj", "apw"] {
+        let e = &q[key];
+        let (v, lo, hi) = (
+            e["value"].as_f64().unwrap(),
+            e["ci95"][0].as_f64().unwrap(),
+            e["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(lo <= v && v <= hi, "{key}: {e}");
+    }
+    let acc = q["accuracy"]["value"].as_f64().unwrap();
+    let net_mean = s["energy"]["net_j"]["mean"].as_f64().unwrap();
+    if acc > 0.0 && net_mean > 0.0 {
+        let apj = q["apj"]["value"].as_f64().unwrap();
+        assert!(
+            (apj - acc / net_mean).abs() / apj < 1e-9,
+            "APJ = accuracy / mean net J"
+        );
+    }
+    assert!(!s["quality"]["by_subject"].as_object().unwrap().is_empty());
+    assert!(!s["quality"]["by_category"].as_object().unwrap().is_empty());
 }
 
 /// Writes a fake powercap tree and keeps its counters running at 40 W (package) and 5 W (dram)

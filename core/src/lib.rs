@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod backend;
 pub mod config;
 pub mod dataset;
+pub mod grade;
 pub mod host;
 pub mod plugins;
 pub mod power;

@@ -48,6 +48,9 @@ pub fn print(outcomes: &[RunOutcome]) {
         for (kind, n) in &s.errors_by_kind {
             println!("    {n} x {kind}");
         }
+        if let Some(q) = &s.quality {
+            print_quality(q);
+        }
         if let Some(e) = &s.energy {
             let label = if e.estimated {
                 " (ESTIMATED: modelled power, not measured)"
@@ -77,5 +80,48 @@ pub fn print(outcomes: &[RunOutcome]) {
                 println!("      flags: {}", flags.join(", "));
             }
         }
+    }
+}
+
+fn est(e: &Option<ipw_core::analysis::Estimate>, digits: usize) -> String {
+    e.as_ref()
+        .map(|e| {
+            format!(
+                "{:.digits$} [{:.digits$}, {:.digits$}]",
+                e.value, e.ci95[0], e.ci95[1]
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_quality(q: &ipw_core::analysis::QualitySummary) {
+    let o = &q.overall;
+    let label = if o.energy_estimated {
+        " (energy ESTIMATED)"
+    } else {
+        ""
+    };
+    println!(
+        "    accuracy {} (95% CI), {} scored, {:.0}% unparsed, {} grader errors; graders: {}",
+        est(&o.accuracy, 3),
+        o.scored,
+        o.unparsed_rate * 100.0,
+        o.grader_errors,
+        q.graders.join(", ")
+    );
+    if o.apj.is_some() || o.apw.is_some() {
+        println!(
+            "    APJ {} per {} J   APW {} per W{label}",
+            est(&o.apj, 5),
+            o.apj_energy.as_deref().unwrap_or("-"),
+            est(&o.apw, 5)
+        );
+    }
+    for (name, d) in &q.by_dataset {
+        println!(
+            "      {name:<10} accuracy {}  ({} scored)",
+            est(&d.accuracy, 3),
+            d.scored
+        );
     }
 }

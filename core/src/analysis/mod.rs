@@ -1,8 +1,11 @@
 //! Analysis of records on disk. Reads records only, never a live run, so a run can be
 //! re-analysed at any time.
 
+mod quality;
 mod stats;
 mod summary;
+
+pub use quality::{quality_summary, Estimate, Quality, QualitySummary};
 
 pub use stats::Distribution;
 pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

@@ -53,6 +53,8 @@ pub struct Summary {
     pub by_dataset: BTreeMap<String, DatasetSummary>,
     /// Energy, when the run had samplers.
     pub energy: Option<EnergySummary>,
+    /// Accuracy, APJ and APW with 95% intervals, when responses were graded.
+    pub quality: Option<super::QualitySummary>,
 }
 
 /// Energy over the successful records that have it.
@@ -132,8 +134,15 @@ pub struct DatasetSummary {
     pub output_tokens: Option<Distribution>,
 }
 
-/// Summarise records. `planned` is the number of queries in the run's plan.
-pub fn summarize(model: &str, backend: &str, planned: usize, records: &[Record]) -> Summary {
+/// Summarise records. `planned` is the number of queries in the run's plan; `seed` drives the
+/// bootstrap intervals.
+pub fn summarize(
+    model: &str,
+    backend: &str,
+    planned: usize,
+    records: &[Record],
+    seed: u64,
+) -> Summary {
     let ok: Vec<&Record> = records.iter().filter(|r| r.error.is_none()).collect();
     let mut errors_by_kind = BTreeMap::new();
     for r in records.iter().filter_map(|r| r.error.as_ref()) {
@@ -181,6 +190,7 @@ pub fn summarize(model: &str, backend: &str, planned: usize, records: &[Record])
             0.0
         },
         energy: energy_summary(&ok),
+        quality: super::quality_summary(records, seed),
         by_dataset: by_dataset
             .into_iter()
             .map(|(name, rs)| {

@@ -50,6 +50,30 @@ pub struct Experiment {
     /// How energy is attributed to queries.
     #[serde(default)]
     pub energy: EnergyConfig,
+    /// Grader limits and the judge model.
+    #[serde(default)]
+    pub grading: GradingConfig,
+}
+
+/// `[grading]`: limits for every grader call, and the model the `judge` grader asks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradingConfig {
+    /// Instruction budget per grader call (wasmtime fuel). Default 1e9.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Wall-clock limit per grader call, milliseconds. Default 1000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Memory cap per grader instance, MiB. Default 64.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Most judge calls in flight at once. Default 1.
+    #[serde(default)]
+    pub judge_concurrency: Option<usize>,
+    /// The judge model (same fields as a `[[models]]` entry), for `grader = "judge"`.
+    #[serde(default)]
+    pub judge: Option<ModelConfig>,
 }
 
 /// `[[samplers]]`: a power sampler plugin and its settings.
@@ -353,6 +377,37 @@ pub struct DatasetConfig {
     /// Sample `max_queries` proportionally from each subject (seeded). Default false.
     #[serde(default)]
     pub stratify: bool,
+    /// Grader: a built-in name (`exact`, `choice`, `numeric`, `regex`, `includes`, `f1`,
+    /// `judge`) or a path to a `.wasm` component. Default: `numeric` for gsm8k, `choice` for
+    /// mmlu, none otherwise.
+    #[serde(default)]
+    pub grader: Option<String>,
+    /// Parameters passed to the grader as a JSON object.
+    #[serde(default)]
+    pub grader_params: Option<serde_json::Value>,
+}
+
+impl GradingConfig {
+    /// The per-call limits, defaults filled in.
+    pub fn limits(&self) -> crate::grade::GraderLimits {
+        let d = crate::grade::GraderLimits::default();
+        crate::grade::GraderLimits {
+            fuel: self.fuel.unwrap_or(d.fuel),
+            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
+            memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
+        }
+    }
+}
+
+impl DatasetConfig {
+    /// The grader this dataset uses, if any.
+    pub fn grader_name(&self) -> Option<String> {
+        self.grader.clone().or(match self.builtin {
+            Some(BuiltinDataset::Gsm8k) => Some("numeric".into()),
+            Some(BuiltinDataset::Mmlu) => Some("choice".into()),
+            None => None,
+        })
+    }
 }
 
 impl DatasetConfig {

@@ -22,6 +22,7 @@ use crate::analysis::{summarize, Summary};
 use crate::backend::{self, Backend, BackendError, GenRequest, Generation, Message};
 use crate::config::{BackendKind, LoadedExperiment, ModelConfig};
 use crate::dataset::{hex, load_dataset, DatasetError, DatasetInfo, Query};
+use crate::grade::{judge_fn, DatasetGraders};
 use crate::host::{self_usage, HostInfo};
 use crate::power::{attribute_records, Baseline, EdgeMarker, PowerSession, SessionPower};
 use clock::RunClock;
@@ -48,6 +49,9 @@ pub enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A grader could not be loaded.
+    #[error(transparent)]
+    Grader(#[from] crate::grade::GraderError),
     /// A power sampler could not be used.
     #[error(transparent)]
     Sampler(#[from] crate::power::loader::SamplerError),
@@ -153,6 +157,7 @@ pub async fn profile(
         std::fs::write(&copy, &loaded.source).map_err(io_err(&copy))?;
     }
     let (queries, datasets) = plan_queries(loaded)?;
+    let graders = Arc::new(load_graders(loaded).await?);
     let mut outcomes = Vec::new();
     for model in &exp.models {
         if cancel.is_cancelled() {
@@ -167,6 +172,7 @@ pub async fn profile(
             &datasets,
             &dir,
             options.resume.is_some(),
+            &graders,
             observer,
             cancel,
         )
@@ -179,6 +185,28 @@ pub async fn profile(
         }
     }
     Ok((exp_dir, outcomes))
+}
+
+/// The experiment's graders (and the judge model, if one is configured).
+async fn load_graders(loaded: &LoadedExperiment) -> Result<DatasetGraders, RunError> {
+    let exp = &loaded.experiment;
+    let judge = match &exp.grading.judge {
+        Some(m) => {
+            let backend = backend::connect(m, 1).await?;
+            let concurrency = exp.grading.judge_concurrency.unwrap_or(1);
+            Some(judge_fn(
+                backend,
+                concurrency,
+                tokio::runtime::Handle::current(),
+            ))
+        }
+        None => None,
+    };
+    let (exp, base) = (exp.clone(), loaded.base_dir().to_path_buf());
+    let graders = tokio::task::spawn_blocking(move || DatasetGraders::load(&exp, &base, judge))
+        .await
+        .expect("loading graders does not panic")?;
+    Ok(graders)
 }
 
 /// A file-system-safe version of a name.
@@ -231,6 +259,7 @@ async fn run_model(
     datasets: &[DatasetInfo],
     dir: &Path,
     resume: bool,
+    graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
 ) -> Result<RunOutcome, RunError> {
@@ -334,6 +363,7 @@ async fn run_model(
             session_idx,
             &mut manifest,
             &mut records,
+            graders,
             observer,
             cancel,
         )
@@ -366,7 +396,13 @@ async fn run_model(
             .map_err(io_err(&power_log))?;
         rewrite_records(&records_path, &all).map_err(io_err(&records_path))?;
     }
-    let summary = summarize(&model.name, model.backend.as_str(), queries.len(), &all);
+    let summary = summarize(
+        &model.name,
+        model.backend.as_str(),
+        queries.len(),
+        &all,
+        exp.seed,
+    );
     let summary_path = dir.join("summary.json");
     write_json_atomic(&summary_path, &summary).map_err(io_err(&summary_path))?;
     let now = chrono::Utc::now();
@@ -401,6 +437,7 @@ async fn measure_session(
     session_idx: usize,
     manifest: &mut Manifest,
     records: &mut RecordsFile,
+    graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
 ) -> Result<bool, RunError> {
@@ -469,6 +506,7 @@ async fn measure_session(
         session_idx,
         &marker,
         records,
+        graders,
         observer,
         cancel,
     )
@@ -539,6 +577,7 @@ async fn dispatch(
     session: usize,
     marker: &EdgeMarker,
     records: &mut RecordsFile,
+    graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
 ) -> Result<(usize, Option<Instant>), RunError> {
@@ -559,6 +598,7 @@ async fn dispatch(
                 model.name.clone(),
             );
             let marker = marker.clone();
+            let graders = graders.clone();
             first_request.get_or_insert_with(Instant::now);
             tasks.spawn(async move {
                 let started_at = chrono::Utc::now();
@@ -566,7 +606,7 @@ async fn dispatch(
                 let start = Instant::now();
                 let result = backend.generate(&req).await;
                 marker.mark();
-                build_record(
+                let mut record = build_record(
                     &q,
                     index,
                     session,
@@ -576,7 +616,18 @@ async fn dispatch(
                     start,
                     clock,
                     result,
-                )
+                );
+                // Grading is outside the window (it ended with the last byte) and off the
+                // async workers: a grader call may take up to its deadline.
+                if !graders.is_empty() {
+                    record = tokio::task::spawn_blocking(move || {
+                        graders.grade_record(&mut record);
+                        record
+                    })
+                    .await
+                    .expect("grading never panics: traps are errors");
+                }
+                record
             });
         }
         if tasks.is_empty() {

@@ -1,0 +1,167 @@
+//! Graders for a run: one per dataset (its `grader`, or the built-in default), loaded once,
+//! and the `judge` host call backed by a configured model.
+
+use super::host::Query;
+use super::{builtin, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
+use crate::backend::{Backend, GenRequest, Message};
+use crate::config::Experiment;
+use crate::run::Record;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What a record's `grade` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GradeRecord {
+    /// Grader id: a built-in name or the component's file name.
+    pub grader: String,
+    /// sha256 of the grader component.
+    pub wasm_sha256: String,
+    /// In [0, 1]; `null` = unscored (not counted in accuracy).
+    pub score: Option<f64>,
+    /// Whether an answer could be extracted.
+    pub parsed: bool,
+    /// The extracted answer.
+    pub extracted: Option<String>,
+    /// The grader's explanation.
+    pub explanation: Option<String>,
+    /// Set when the grader failed (trap, limit, error): the record is unscored.
+    pub error: Option<String>,
+}
+
+/// The graders of an experiment, by dataset label.
+#[derive(Clone, Default)]
+pub struct DatasetGraders {
+    by_dataset: HashMap<String, (WasmGrader, String)>,
+}
+
+impl DatasetGraders {
+    /// Load every dataset's grader (built-in name or `.wasm` path relative to `base_dir`).
+    pub fn load(
+        exp: &Experiment,
+        base_dir: &Path,
+        judge: Option<JudgeFn>,
+    ) -> Result<Self, GraderError> {
+        let host = GraderHost::new(GraderHost::default_cache_dir())?;
+        let limits: GraderLimits = exp.grading.limits();
+        let mut by_dataset = HashMap::new();
+        let mut loaded: HashMap<String, WasmGrader> = HashMap::new();
+        for d in &exp.datasets {
+            let d = d.get_ref();
+            let Some(name) = d.grader_name() else {
+                continue;
+            };
+            let grader = match loaded.get(&name) {
+                Some(g) => g.clone(),
+                None => {
+                    let g = match builtin::wasm(&name) {
+                        Some(bytes) => host.load(&name, bytes, limits, judge.clone())?,
+                        None => {
+                            let path = base_dir.join(&name);
+                            let bytes = std::fs::read(&path).map_err(|e| GraderError::Load {
+                                id: name.clone(),
+                                message: format!(
+                                    "not a built-in grader ({}) and cannot read {}: {e}",
+                                    builtin::names().join(", "),
+                                    path.display()
+                                ),
+                            })?;
+                            let id = path
+                                .file_name()
+                                .map(|f| f.to_string_lossy().into_owned())
+                                .unwrap_or(name.clone());
+                            host.load(&id, &bytes, limits, judge.clone())?
+                        }
+                    };
+                    loaded.insert(name.clone(), g.clone());
+                    g
+                }
+            };
+            let params = d
+                .grader_params
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({}))
+                .to_string();
+            by_dataset.insert(d.label(), (grader, params));
+        }
+        Ok(Self { by_dataset })
+    }
+
+    /// Whether any dataset is graded.
+    pub fn is_empty(&self) -> bool {
+        self.by_dataset.is_empty()
+    }
+
+    /// Grade a record in place (records without a response are not graded). Blocking: call
+    /// off the async runtime.
+    pub fn grade_record(&self, r: &mut Record) {
+        let (Some((grader, params)), Some(response)) =
+            (self.by_dataset.get(&r.dataset), r.response.as_ref())
+        else {
+            return;
+        };
+        let query = Query {
+            id: r.query_id.clone(),
+            prompt: r.prompt.clone(),
+            answers: r.answers.clone(),
+            choices: r.choices.clone(),
+            subject: r.subject.clone(),
+        };
+        let g = grader.grade(&query, response, params);
+        let record = match g {
+            Ok(o) => GradeRecord {
+                grader: grader.id.clone(),
+                wasm_sha256: grader.sha256.clone(),
+                score: o.score,
+                parsed: o.parsed,
+                extracted: o.extracted,
+                explanation: o.explanation,
+                error: None,
+            },
+            Err(e) => GradeRecord {
+                grader: grader.id.clone(),
+                wasm_sha256: grader.sha256.clone(),
+                score: None,
+                parsed: false,
+                extracted: None,
+                explanation: None,
+                error: Some(e.to_string()),
+            },
+        };
+        r.grade = Some(serde_json::to_value(record).expect("grade serialises"));
+    }
+}
+
+/// The `judge` host call: ask `backend` (greedy, up to 512 tokens), at most `concurrency` at
+/// once, retrying a failed call twice. Must be called from a thread where blocking is allowed.
+pub fn judge_fn(
+    backend: Arc<dyn Backend>,
+    concurrency: usize,
+    runtime: tokio::runtime::Handle,
+) -> JudgeFn {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    Arc::new(move |prompt: &str| {
+        let req = GenRequest {
+            messages: vec![Message {
+                role: "user".into(),
+                content: prompt.to_string(),
+            }],
+            max_tokens: 512,
+            temperature: 0.0,
+            seed: 0,
+            stop: Vec::new(),
+        };
+        runtime.block_on(async {
+            let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+            let mut last = String::new();
+            for _ in 0..3 {
+                match backend.generate(&req).await {
+                    Ok(g) => return Ok(g.text),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(format!("judge model failed: {last}"))
+        })
+    })
+}
