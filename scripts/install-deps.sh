@@ -5,7 +5,9 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 need=()
 command -v cmake >/dev/null || need+=(cmake)
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ] || need+=(libclang-dev)
+# bindgen needs libclang itself (libclang.so / libclang-N.so), not libclang-cpp, which other
+# packages pull in on their own.
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* 2>/dev/null)" ] || need+=(libclang-dev)
 command -v c++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
