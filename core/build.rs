@@ -82,7 +82,6 @@ fn build_wasm_guests(root: &Path) {
         "sdk/guest/Cargo.toml",
         "plugins/graders",
         "tests/fixtures/graders",
-        "examples/grader-contains-all",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -164,3 +164,39 @@ fn valid_experiments_validate() {
         );
     }
 }
+
+#[test]
+fn bad_grader_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "name = \"x\"\n{}[[datasets]]\nbuiltin = \"gsm8k\"\ngrader = \"mine.wasm\"\n",
+        good_model()
+    );
+    let msg = validate(dir.path(), "nograder.toml", &body);
+    assert!(msg.contains("nograder.toml:5:"), "{msg}");
+    assert!(
+        msg.contains("datasets[0].grader: not a built-in grader"),
+        "{msg}"
+    );
+    assert!(msg.contains("mine.wasm"), "{msg}");
+
+    let body = format!(
+        "name = \"x\"\n{}[[datasets]]\nbuiltin = \"gsm8k\"\ngrader_params = 3\n",
+        good_model()
+    );
+    let msg = validate(dir.path(), "params.toml", &body);
+    assert!(
+        msg.contains("datasets[0].grader_params: must be a table"),
+        "{msg}"
+    );
+
+    // The judge model is checked like any model, and named as `grading.judge`.
+    let body = format!(
+        "name = \"x\"\n{}[grading.judge]\nname = \"j\"\nbackend = \"openai\"\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\ngrader = \"judge\"\n",
+        good_model()
+    );
+    let msg = validate(dir.path(), "judge.toml", &body);
+    assert!(msg.contains("judge.toml:5:"), "{msg}");
+    assert!(msg.contains("grading.judge.base_url"), "{msg}");
+}

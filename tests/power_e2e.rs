@@ -108,7 +108,8 @@ fn cpu_estimate_labels_embedded_energy_as_estimated_and_graded_runs_get_apj_and_
         "name = \"est\"\n[generation]\nmax_tokens = 32\n[energy]\nbaseline_s = 1\n\
          [[models]]\nname = \"smollm2\"\npath = {}\nthreads = 2\n\
          [[samplers]]\nplugin = \"cpu-estimate\"\nconfig = {{ tdp_w = 100, idle_fraction = 0.2 }}\n\
-         [[datasets]]\nbuiltin = \"mmlu\"\nmax_queries = 4\nstratify = true\n",
+         [[datasets]]\nbuiltin = \"mmlu\"\nmax_queries = 4\nstratify = true\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 2\n",
         q(&model_path())
     );
     let (o, out) = profile(dir.path(), "est", &toml);
@@ -132,11 +133,21 @@ fn cpu_estimate_labels_embedded_energy_as_estimated_and_graded_runs_get_apj_and_
     }
     let s = json(&out.join("smollm2/summary.json"));
     assert_eq!(s["energy"]["estimated"], true);
-    assert_eq!(s["energy"]["queries"], 4);
-    // Graded with `choice` (the MMLU default): accuracy, APJ and APW, each with an interval.
+    assert_eq!(s["energy"]["queries"], 6);
+    // Graded with `choice` (the MMLU default) and `numeric` (GSM8K's): accuracy, APJ and APW,
+    // each with an interval, overall and per dataset.
     let q = &s["quality"]["overall"];
-    assert_eq!(q["scored"], 4);
-    assert_eq!(s["quality"]["graders"][0], "choice");
+    assert_eq!(q["scored"], 6);
+    assert_eq!(
+        s["quality"]["graders"],
+        serde_json::json!(["choice", "numeric"])
+    );
+    for d in ["mmlu", "gsm8k"] {
+        assert!(
+            s["quality"]["by_dataset"][d]["apj"]["value"].is_number(),
+            "{d}"
+        );
+    }
     assert_eq!(q["energy_estimated"], true);
     assert_eq!(q["apj_energy"], "net");
     for key in ["accuracy", "apj", "apw"] {

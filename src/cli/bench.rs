@@ -27,6 +27,13 @@ pub enum BenchCommand {
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Grader costs: compile, cache-hit load, instantiation, and grades/s on one core for
+    /// every built-in grader.
+    Graders {
+        /// Seconds of grading per grader.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -69,6 +76,31 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             let _ = std::fs::remove_dir_all(&dir);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Graders { seconds } => {
+            let rows = ipw_core::grade::bench::bench_builtin_graders(seconds)?;
+            println!(
+                "{:<10} {:>9} {:>11} {:>14} {:>15} {:>13}",
+                "grader",
+                "wasm KiB",
+                "compile ms",
+                "cache load ms",
+                "instantiate us",
+                "grades/s/core"
+            );
+            for r in rows {
+                println!(
+                    "{:<10} {:>9.0} {:>11.1} {:>14.2} {:>15.1} {:>13.0}",
+                    r.grader,
+                    r.wasm_bytes as f64 / 1024.0,
+                    r.compile_ms,
+                    r.cache_load_ms,
+                    r.instantiate_us,
+                    r.grades_per_s
+                );
+            }
+            println!("(one thread; every grade is a fresh sandboxed instance; judge timed with an instant in-process judge)");
             Ok(ExitCode::SUCCESS)
         }
     }

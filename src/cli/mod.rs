@@ -2,6 +2,7 @@
 
 mod bench;
 mod doctor;
+mod grade;
 mod list;
 mod profile;
 mod progress;
@@ -41,6 +42,18 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Re-grade a finished run's saved responses without running the model again: the new
+    /// grade is added beside the old ones (`grade_history`) and summary.json is refreshed.
+    Grade {
+        /// A run directory (one model) or an experiment directory (every model in it).
+        run_dir: PathBuf,
+        /// A built-in grader (exact, choice, numeric, regex, includes, f1, judge) or a .wasm path.
+        #[arg(long)]
+        grader: String,
+        /// Grader parameters as a JSON object, e.g. '{"rel_tol": 0.01}'.
+        #[arg(long)]
+        params: Option<String>,
     },
     /// Check an experiment without running it: parse, resolve paths, load datasets.
     Validate {
@@ -92,6 +105,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             resume,
             quiet,
         } => profile::run(&experiment, out, resume, quiet),
+        Command::Grade {
+            run_dir,
+            grader,
+            params,
+        } => grade::run(&run_dir, grader, params),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
         Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),

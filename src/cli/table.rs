@@ -94,7 +94,7 @@ fn est(e: &Option<ipw_core::analysis::Estimate>, digits: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn print_quality(q: &ipw_core::analysis::QualitySummary) {
+pub fn print_quality(q: &ipw_core::analysis::QualitySummary) {
     let o = &q.overall;
     let label = if o.energy_estimated {
         " (energy ESTIMATED)"

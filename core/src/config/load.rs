@@ -69,75 +69,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         if !names.insert(m.name.clone()) {
             return Err(at("name", format!("duplicate model name `{}`", m.name)));
         }
-        let embedded_only = [
-            ("path", m.path.is_some()),
-            ("threads", m.threads.is_some()),
-            ("context", m.context.is_some()),
-            ("gpu_layers", m.gpu_layers.is_some()),
-        ];
-        let http_only = [
-            ("base_url", m.base_url.is_some()),
-            ("model", m.model.is_some()),
-            ("connect_timeout_s", m.connect_timeout_s.is_some()),
-            ("read_timeout_s", m.read_timeout_s.is_some()),
-            ("max_retries", m.max_retries.is_some()),
-            ("retry_backoff_s", m.retry_backoff_s.is_some()),
-        ];
-        let openai_only = [
-            ("api_key_env", m.api_key_env.is_some()),
-            ("include_usage", m.include_usage.is_some()),
-            ("tokenize_url", m.tokenize_url.is_some()),
-        ];
-        let backend = m.backend.as_str();
-        let reject = |fields: &[(&str, bool)]| -> Result<(), ConfigError> {
-            match fields.iter().find(|(_, set)| *set) {
-                Some((f, _)) => Err(at(f, format!("not used by backend `{backend}`; remove it"))),
-                None => Ok(()),
-            }
-        };
-        let mut model = m.clone();
-        match m.backend {
-            BackendKind::Embedded => {
-                reject(&http_only)?;
-                reject(&openai_only)?;
-                let raw = m.path.as_ref().ok_or_else(|| {
-                    at(
-                        "path",
-                        "backend `embedded` needs `path` to a GGUF file".into(),
-                    )
-                })?;
-                let path = existing_file(&base, raw, "model file").map_err(|e| {
-                    at(
-                        "path",
-                        format!("{e} (fetch the test model with scripts/fetch-model.sh)"),
-                    )
-                })?;
-                model.path = Some(path);
-            }
-            BackendKind::Openai | BackendKind::Ollama => {
-                reject(&embedded_only)?;
-                if m.backend == BackendKind::Ollama {
-                    reject(&openai_only)?;
-                }
-                let raw = m.base_url.as_deref().ok_or_else(|| {
-                    at("base_url", format!("backend `{backend}` needs `base_url`"))
-                })?;
-                let url = expand_path(raw).map_err(|e| at("base_url", e))?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(at("base_url", format!("`{url}` is not an http(s) URL")));
-                }
-                model.base_url = Some(url);
-                if let Some(var) = &m.api_key_env {
-                    if var.is_empty() || var.contains(char::is_whitespace) || var.len() > 100 {
-                        return Err(at(
-                            "api_key_env",
-                            "must be the NAME of an environment variable, never the key itself"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-        }
+        let model = check_model(m, &base, &at)?;
         resolved_models.push(model);
     }
 
@@ -188,6 +120,28 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 "must be at least 1 (leave it out for all rows)".into(),
             ));
         }
+        if let Some(g) = &d.grader {
+            if crate::grade::builtin::wasm(g).is_none() {
+                let path = existing_file(&base, Path::new(g), "grader component").map_err(|e| {
+                    at(
+                        "grader",
+                        format!(
+                            "not a built-in grader ({}) and {e}",
+                            crate::grade::builtin::names().join(", ")
+                        ),
+                    )
+                })?;
+                // Absolute, so the manifest names the component wherever `ipw grade` runs.
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                dataset.grader = Some(path.display().to_string());
+            }
+        }
+        if d.grader_params.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(at(
+                "grader_params",
+                "must be a table, e.g. { rel_tol = 0.01 }".into(),
+            ));
+        }
         resolved_datasets.push(dataset);
     }
 
@@ -228,6 +182,16 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         }
         resolved_samplers.push(sampler);
     }
+    let judge = match &exp.grading.judge {
+        Some(m) => {
+            let span = span_of_table(&loaded.source, "grading.judge");
+            let at = |field: &str, msg: String| {
+                loaded.error_at(span.clone(), &format!("grading.judge.{field}"), msg)
+            };
+            Some(check_model(m, &base, &at)?)
+        }
+        None => None,
+    };
     if !(0.0..=3600.0).contains(&exp.energy.baseline_s) {
         let span = span_of_key(&loaded.source, "baseline_s");
         return Err(loaded.error_at(
@@ -238,6 +202,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     }
 
     let exp = &mut loaded.experiment;
+    exp.grading.judge = judge;
     for (slot, sampler) in exp.samplers.iter_mut().zip(resolved_samplers) {
         *slot.get_mut() = sampler;
     }
@@ -249,6 +214,85 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     }
     exp.plugin_dirs = exp.plugin_dirs.iter().map(|p| resolve(&base, p)).collect();
     Ok(())
+}
+
+/// Check one model's fields against its backend and resolve its file path. Used for
+/// `[[models]]` and `[grading.judge]`; `at` builds an error for a field of that table.
+fn check_model(
+    m: &super::ModelConfig,
+    base: &Path,
+    at: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<super::ModelConfig, ConfigError> {
+    let embedded_only = [
+        ("path", m.path.is_some()),
+        ("threads", m.threads.is_some()),
+        ("context", m.context.is_some()),
+        ("gpu_layers", m.gpu_layers.is_some()),
+    ];
+    let http_only = [
+        ("base_url", m.base_url.is_some()),
+        ("model", m.model.is_some()),
+        ("connect_timeout_s", m.connect_timeout_s.is_some()),
+        ("read_timeout_s", m.read_timeout_s.is_some()),
+        ("max_retries", m.max_retries.is_some()),
+        ("retry_backoff_s", m.retry_backoff_s.is_some()),
+    ];
+    let openai_only = [
+        ("api_key_env", m.api_key_env.is_some()),
+        ("include_usage", m.include_usage.is_some()),
+        ("tokenize_url", m.tokenize_url.is_some()),
+    ];
+    let backend = m.backend.as_str();
+    let reject = |fields: &[(&str, bool)]| -> Result<(), ConfigError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((f, _)) => Err(at(f, format!("not used by backend `{backend}`; remove it"))),
+            None => Ok(()),
+        }
+    };
+    let mut model = m.clone();
+    match m.backend {
+        BackendKind::Embedded => {
+            reject(&http_only)?;
+            reject(&openai_only)?;
+            let raw = m.path.as_ref().ok_or_else(|| {
+                at(
+                    "path",
+                    "backend `embedded` needs `path` to a GGUF file".into(),
+                )
+            })?;
+            let path = existing_file(base, raw, "model file").map_err(|e| {
+                at(
+                    "path",
+                    format!("{e} (fetch the test model with scripts/fetch-model.sh)"),
+                )
+            })?;
+            model.path = Some(path);
+        }
+        BackendKind::Openai | BackendKind::Ollama => {
+            reject(&embedded_only)?;
+            if m.backend == BackendKind::Ollama {
+                reject(&openai_only)?;
+            }
+            let raw = m
+                .base_url
+                .as_deref()
+                .ok_or_else(|| at("base_url", format!("backend `{backend}` needs `base_url`")))?;
+            let url = expand_path(raw).map_err(|e| at("base_url", e))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(at("base_url", format!("`{url}` is not an http(s) URL")));
+            }
+            model.base_url = Some(url);
+            if let Some(var) = &m.api_key_env {
+                if var.is_empty() || var.contains(char::is_whitespace) || var.len() > 100 {
+                    return Err(at(
+                        "api_key_env",
+                        "must be the NAME of an environment variable, never the key itself".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(model)
 }
 
 /// Expand and resolve a configured file path and check the file exists; the error says what
@@ -269,6 +313,15 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+/// Span of a `[table]` header, for errors about a table that serde does not span.
+fn span_of_table(source: &str, table: &str) -> std::ops::Range<usize> {
+    let header = format!("[{table}]");
+    source
+        .find(&header)
+        .map(|i| i..i + header.len())
+        .unwrap_or(0..0)
 }
 
 /// Span of the first `key =` in the file, for errors about scalar settings.

@@ -112,7 +112,9 @@ impl bindings::ipw::plugins::host::Host for CallState {
     fn judge(&mut self, prompt: String) -> Result<String, String> {
         match &self.judge {
             Some(j) => j(&prompt),
-            None => Err("no judge model configured (set [grading] judge_model)".into()),
+            None => Err(
+                "no judge model configured (add a [grading.judge] table to the experiment)".into(),
+            ),
         }
     }
 }
@@ -288,13 +290,9 @@ pub struct WasmGrader {
 }
 
 impl WasmGrader {
-    /// Grade one response in a fresh instance under the limits.
-    pub fn grade(
-        &self,
-        query: &Query,
-        response: &str,
-        params: &str,
-    ) -> Result<GradeOutcome, GraderError> {
+    /// A store for one call: its own WASI context (nothing in it), memory cap, fuel and
+    /// deadline.
+    fn new_store(&self) -> Result<Store<CallState>, GraderError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_mib as usize * 1024 * 1024)
             .instances(64)
@@ -317,12 +315,35 @@ impl WasmGrader {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let call = |e: wasmtime::Error| GraderError::Call(describe_trap(&e, &self.limits));
-        store.set_fuel(self.limits.fuel).map_err(call)?;
+        store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| GraderError::Call(describe_trap(&e, &self.limits)))?;
         let ticks = (self.limits.timeout_ms as u128)
             .div_ceil(EPOCH_TICK.as_millis())
             .max(1) as u64;
         store.set_epoch_deadline(ticks);
+        Ok(store)
+    }
+
+    /// Create a fresh instance and drop it without calling it: what every call pays before
+    /// grading (benchmarks measure it with this).
+    pub fn instantiate(&self) -> Result<(), GraderError> {
+        let mut store = self.new_store()?;
+        self.pre
+            .instantiate(&mut store)
+            .map(drop)
+            .map_err(|e| GraderError::Call(describe_trap(&e, &self.limits)))
+    }
+
+    /// Grade one response in a fresh instance under the limits.
+    pub fn grade(
+        &self,
+        query: &Query,
+        response: &str,
+        params: &str,
+    ) -> Result<GradeOutcome, GraderError> {
+        let mut store = self.new_store()?;
+        let call = |e: wasmtime::Error| GraderError::Call(describe_trap(&e, &self.limits));
         let instance = self.pre.instantiate(&mut store).map_err(call)?;
         match instance
             .call_grade(&mut store, query, response, params)

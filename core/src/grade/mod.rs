@@ -6,12 +6,15 @@
 //! cap; guests get no filesystem, network or environment, only `log` and `judge`.
 //! [`builtin`] holds the first-party graders embedded in the binary.
 
+pub mod bench;
 pub mod builtin;
 pub mod host;
+mod regrade;
 mod setup;
 
 pub use host::{GradeOutcome, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
-pub use setup::{judge_fn, DatasetGraders, GradeRecord};
+pub use regrade::{regrade_run, run_dirs, RegradeError, RegradeSpec};
+pub use setup::{judge_fn, load_grader, DatasetGraders, GradeRecord};
 
 /// Paths of the test fixture graders (hostile ones) built with the project, for tests.
 #[doc(hidden)]

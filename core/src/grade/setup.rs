@@ -28,6 +28,9 @@ pub struct GradeRecord {
     pub explanation: Option<String>,
     /// Set when the grader failed (trap, limit, error): the record is unscored.
     pub error: Option<String>,
+    /// The params the grader was called with, when not `{}` (so a re-grade says what changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
 }
 
 /// The graders of an experiment, by dataset label.
@@ -55,37 +58,28 @@ impl DatasetGraders {
             let grader = match loaded.get(&name) {
                 Some(g) => g.clone(),
                 None => {
-                    let g = match builtin::wasm(&name) {
-                        Some(bytes) => host.load(&name, bytes, limits, judge.clone())?,
-                        None => {
-                            let path = base_dir.join(&name);
-                            let bytes = std::fs::read(&path).map_err(|e| GraderError::Load {
-                                id: name.clone(),
-                                message: format!(
-                                    "not a built-in grader ({}) and cannot read {}: {e}",
-                                    builtin::names().join(", "),
-                                    path.display()
-                                ),
-                            })?;
-                            let id = path
-                                .file_name()
-                                .map(|f| f.to_string_lossy().into_owned())
-                                .unwrap_or(name.clone());
-                            host.load(&id, &bytes, limits, judge.clone())?
-                        }
-                    };
+                    let g = load_grader(&host, &name, base_dir, limits, judge.clone())?;
                     loaded.insert(name.clone(), g.clone());
                     g
                 }
             };
-            let params = d
-                .grader_params
-                .clone()
-                .unwrap_or_else(|| serde_json::json!({}))
-                .to_string();
-            by_dataset.insert(d.label(), (grader, params));
+            by_dataset.insert(d.label(), (grader, params_json(&d.grader_params)));
         }
         Ok(Self { by_dataset })
+    }
+
+    /// One grader with the same `params` for every dataset in `labels` (what `ipw grade` uses).
+    pub fn uniform(
+        labels: impl IntoIterator<Item = String>,
+        grader: WasmGrader,
+        params: &Option<serde_json::Value>,
+    ) -> Self {
+        let params = params_json(params);
+        let by_dataset = labels
+            .into_iter()
+            .map(|l| (l, (grader.clone(), params.clone())))
+            .collect();
+        Self { by_dataset }
     }
 
     /// Whether any dataset is graded.
@@ -108,25 +102,30 @@ impl DatasetGraders {
             choices: r.choices.clone(),
             subject: r.subject.clone(),
         };
-        let g = grader.grade(&query, response, params);
-        let record = match g {
+        let params_used = serde_json::from_str::<serde_json::Value>(params)
+            .ok()
+            .filter(|p| p.as_object().is_some_and(|o| !o.is_empty()));
+        let blank = GradeRecord {
+            grader: grader.id.clone(),
+            wasm_sha256: grader.sha256.clone(),
+            score: None,
+            parsed: false,
+            extracted: None,
+            explanation: None,
+            error: None,
+            params: params_used,
+        };
+        let record = match grader.grade(&query, response, params) {
             Ok(o) => GradeRecord {
-                grader: grader.id.clone(),
-                wasm_sha256: grader.sha256.clone(),
                 score: o.score,
                 parsed: o.parsed,
                 extracted: o.extracted,
                 explanation: o.explanation,
-                error: None,
+                ..blank
             },
             Err(e) => GradeRecord {
-                grader: grader.id.clone(),
-                wasm_sha256: grader.sha256.clone(),
-                score: None,
-                parsed: false,
-                extracted: None,
-                explanation: None,
                 error: Some(e.to_string()),
+                ..blank
             },
         };
         r.grade = Some(serde_json::to_value(record).expect("grade serialises"));
@@ -164,4 +163,39 @@ pub fn judge_fn(
             Err(format!("judge model failed: {last}"))
         })
     })
+}
+
+/// Load grader `name`: a built-in, else a `.wasm` file (relative paths from `base_dir`). The
+/// id a record carries is the built-in name or the file name.
+pub fn load_grader(
+    host: &GraderHost,
+    name: &str,
+    base_dir: &Path,
+    limits: GraderLimits,
+    judge: Option<JudgeFn>,
+) -> Result<WasmGrader, GraderError> {
+    if let Some(bytes) = builtin::wasm(name) {
+        return host.load(name, bytes, limits, judge);
+    }
+    let path = base_dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| GraderError::Load {
+        id: name.to_string(),
+        message: format!(
+            "not a built-in grader ({}) and cannot read {}: {e}",
+            builtin::names().join(", "),
+            path.display()
+        ),
+    })?;
+    let id = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string());
+    host.load(&id, &bytes, limits, judge)
+}
+
+fn params_json(params: &Option<serde_json::Value>) -> String {
+    params
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({}))
+        .to_string()
 }

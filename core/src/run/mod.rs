@@ -531,7 +531,7 @@ async fn measure_session(
 }
 
 /// Replace `records.jsonl` with `records` (temp file + rename: never half a file).
-fn rewrite_records(path: &Path, records: &[Record]) -> std::io::Result<()> {
+pub fn rewrite_records(path: &Path, records: &[Record]) -> std::io::Result<()> {
     let tmp = path.with_extension("jsonl.part");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     for r in records {
@@ -699,6 +699,7 @@ fn build_record(
         },
         error: None,
         grade: None,
+        grade_history: Vec::new(),
         energy: None,
     };
     match result {

@@ -82,9 +82,13 @@ pub struct Record {
     pub window: Window,
     /// Set when the query failed.
     pub error: Option<QueryError>,
-    /// Filled by a grader (a later step); empty here.
+    /// The grade (see `grade::GradeRecord`); `null` when ungraded or the query failed.
     pub grade: Option<serde_json::Value>,
-    /// Filled by energy attribution (a later step); empty here.
+    /// Earlier grades, oldest first, kept when `ipw grade` re-grades the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grade_history: Vec<serde_json::Value>,
+    /// Energy attributed to the query (see `power::attribution::QueryEnergy`); `null` without
+    /// samplers.
     pub energy: Option<serde_json::Value>,
 }
 

@@ -1,0 +1,136 @@
+//! `ipw grade`: score a finished run's saved responses again with another grader (or other
+//! params) without running the model. Each record's previous grade moves to its
+//! `grade_history` (the new grade sits beside the old ones), records are rewritten atomically
+//! and the summary is refreshed. The run's own `[grading]` limits and judge model apply.
+
+use super::setup::{judge_fn, load_grader, DatasetGraders};
+use super::{GraderHost, JudgeFn};
+use crate::analysis::{summarize, Summary};
+use crate::config::GradingConfig;
+use crate::run::{read_records, rewrite_records, write_json_atomic, Manifest};
+use std::path::{Path, PathBuf};
+
+/// Why a run could not be re-graded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegradeError {
+    /// Reading or writing the run directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The manifest's `[grading]` section cannot be read back.
+    #[error("{}: experiment.grading: {message}", path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The grader could not be loaded.
+    #[error(transparent)]
+    Grader(#[from] super::GraderError),
+    /// The judge model could not be set up.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendSetupError),
+}
+
+/// What to grade with.
+#[derive(Debug, Clone)]
+pub struct RegradeSpec {
+    /// A built-in grader name or a `.wasm` path (relative to the current directory).
+    pub grader: String,
+    /// Parameters for the grader (a JSON object); `None` = `{}`.
+    pub params: Option<serde_json::Value>,
+}
+
+/// Re-grade every record of the run (one model) in `dir`; returns the refreshed summary.
+pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, RegradeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RegradeError::Io { path, source }
+    };
+    let manifest_path = dir.join("manifest.json");
+    let manifest = Manifest::read(&manifest_path).map_err(io(&manifest_path))?;
+    let records_path = dir.join("records.jsonl");
+    let mut records = read_records(&records_path).map_err(io(&records_path))?;
+    let seed = manifest
+        .experiment
+        .get("seed")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let grading: GradingConfig = match manifest.experiment.get("grading") {
+        Some(g) if !g.is_null() => {
+            serde_json::from_value(g.clone()).map_err(|e| RegradeError::Manifest {
+                path: manifest_path.clone(),
+                message: e.to_string(),
+            })?
+        }
+        _ => GradingConfig::default(),
+    };
+
+    // The judge is only connected when the grader might ask it (a built-in `judge` or any
+    // third-party component: the host cannot know whether it imports `judge` until it calls).
+    let may_judge = spec.grader == "judge" || super::builtin::wasm(&spec.grader).is_none();
+    let judge: Option<JudgeFn> = match (&grading.judge, may_judge) {
+        (Some(m), true) => Some(judge_fn(
+            crate::backend::connect(m, 1).await?,
+            grading.judge_concurrency.unwrap_or(1),
+            tokio::runtime::Handle::current(),
+        )),
+        _ => None,
+    };
+    let mut labels: Vec<String> = records.iter().map(|r| r.dataset.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let (name, params, limits) = (spec.grader.clone(), spec.params.clone(), grading.limits());
+    let graders = tokio::task::spawn_blocking(move || {
+        let host = GraderHost::new(GraderHost::default_cache_dir())?;
+        let grader = load_grader(&host, &name, Path::new("."), limits, judge)?;
+        Ok::<_, super::GraderError>(DatasetGraders::uniform(labels, grader, &params))
+    })
+    .await
+    .expect("loading a grader does not panic")?;
+    records = tokio::task::spawn_blocking(move || {
+        for r in &mut records {
+            if r.response.is_none() {
+                continue;
+            }
+            if let Some(old) = r.grade.take() {
+                r.grade_history.push(old);
+            }
+            graders.grade_record(r);
+        }
+        records
+    })
+    .await
+    .expect("grading does not panic: traps are errors");
+    rewrite_records(&records_path, &records).map_err(io(&records_path))?;
+    let summary = summarize(
+        &manifest.model.name,
+        manifest.model.backend.as_str(),
+        manifest.planned,
+        &records,
+        seed,
+    );
+    let summary_path = dir.join("summary.json");
+    write_json_atomic(&summary_path, &summary).map_err(io(&summary_path))?;
+    Ok(summary)
+}
+
+/// The run directories under `dir`: `dir` itself when it holds a `manifest.json` (one model's
+/// run), else every subdirectory that does (an experiment directory), in name order.
+pub fn run_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if dir.join("manifest.json").is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
