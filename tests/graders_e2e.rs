@@ -27,9 +27,10 @@ fn judge_replies_from_the_real_model_are_parsed_or_left_unscored() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{}/v1", server.url);
     let csv = q(&repo().join("examples/data/capitals.csv"));
-    // Two rubrics for the same real judge. The first tells it to answer in the grading format;
-    // the second tells it not to, so its reply cannot be read: that query must be unscored
-    // (score null), not counted as wrong.
+    // Two prompts for the same real judge. The first asks for the grading format and ends
+    // with `GRADE:` (SmolLM2-135M follows that one most of the time; whether its verdicts are
+    // right is not the point here); the second asks for something else, so the reply cannot
+    // be read and those queries must be unscored (score null), not counted as wrong.
     let toml = format!(
         r#"name = "judge-e2e"
 [generation]
@@ -51,13 +52,13 @@ path = {csv}
 name = "judged"
 fields = {{ id = "id", prompt = "question", answer = "answer" }}
 grader = "judge"
-grader_params = {{ template = "Question: {{question}}\nReference: {{reference}}\nResponse: {{response}}\n\nReply with exactly this text and nothing else: GRADE: C" }}
+grader_params = {{ template = "Question: {{question}}\nReference answer: {{reference}}\nStudent response: {{response}}\n\nIs the student response correct? Reply in the format 'GRADE: C' (correct) or 'GRADE: I' (incorrect).\nGRADE:" }}
 [[datasets]]
 path = {csv}
 name = "unreadable"
 fields = {{ id = "id", prompt = "question", answer = "answer" }}
 grader = "judge"
-grader_params = {{ template = "Write one short sentence about the weather. Do not use capital letters." }}
+grader_params = {{ template = "Write one short sentence about the weather." }}
 "#
     );
     let out = profile_ok(dir.path(), "judge", &toml);
@@ -65,17 +66,33 @@ grader_params = {{ template = "Write one short sentence about the weather. Do no
     let recs = records(&run);
     assert_eq!(recs.len(), 8);
 
+    let mut parsed_scores = Vec::new();
     for g in graded(&recs, "judged") {
         assert_eq!(g["grader"], "judge", "{g}");
         assert!(g["error"].is_null(), "{g}");
-        assert_eq!(g["parsed"], true, "the judge's reply is read: {g}");
-        assert_eq!(g["extracted"], "C", "{g}");
-        assert_eq!(g["score"], 1.0, "{g}");
-        assert!(
-            g["explanation"].as_str().unwrap().contains("GRADE"),
-            "the reply is kept: {g}"
-        );
+        let reply = g["explanation"].as_str().unwrap();
+        if g["parsed"] == true {
+            let want = match g["extracted"].as_str().unwrap() {
+                "C" => 1.0,
+                "P" => 0.5,
+                "I" => 0.0,
+                other => panic!("extracted {other}"),
+            };
+            assert_eq!(g["score"], want, "{g}");
+            assert!(
+                reply.to_uppercase().contains("GRADE"),
+                "the reply is kept: {g}"
+            );
+            parsed_scores.push(want);
+        } else {
+            assert!(g["score"].is_null(), "{g}");
+            assert!(reply.contains("judge reply has no GRADE"), "{g}");
+        }
     }
+    assert!(
+        !parsed_scores.is_empty(),
+        "the real judge's replies are read: {recs:?}"
+    );
     for g in graded(&recs, "unreadable") {
         assert!(g["error"].is_null(), "{g}");
         assert!(g["score"].is_null(), "unreadable reply = unscored: {g}");
@@ -91,10 +108,13 @@ grader_params = {{ template = "Write one short sentence about the weather. Do no
     let s = json(&run.join("summary.json"));
     let quality = &s["quality"];
     assert_eq!(
-        quality["overall"]["scored"], 4,
+        quality["overall"]["scored"],
+        parsed_scores.len(),
         "unscored queries are not counted"
     );
-    assert_eq!(quality["overall"]["accuracy"]["value"], 1.0);
+    let mean = parsed_scores.iter().sum::<f64>() / parsed_scores.len() as f64;
+    let acc = quality["overall"]["accuracy"]["value"].as_f64().unwrap();
+    assert!((acc - mean).abs() < 1e-12, "{acc} vs {mean}");
     assert_eq!(quality["by_dataset"]["unreadable"]["scored"], 0);
 }
 

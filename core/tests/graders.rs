@@ -286,3 +286,83 @@ fn compiled_components_are_cached_on_disk() {
             .from_cache
     );
 }
+
+#[test]
+fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
+    // The model is replaced by a closure here so every reply shape is covered exactly; the
+    // real model behind llama-server is tested in tests/graders_e2e.rs.
+    let judge_with = |reply: &'static str| {
+        let judge: ipw_core::grade::JudgeFn = std::sync::Arc::new(move |_| Ok(reply.to_string()));
+        host()
+            .load(
+                "judge",
+                builtin::wasm("judge").unwrap(),
+                GraderLimits::default(),
+                Some(judge),
+            )
+            .unwrap()
+    };
+    let q = query(&["Paris"], &[]);
+    let ends_in_grade = r#"{"template": "Q: {question}\nR: {response}\nGRADE:"}"#;
+    // (reply, params, score, extracted)
+    let table: &[(&str, &str, Option<f64>, Option<&str>)] = &[
+        ("GRADE: C", "{}", Some(1.0), Some("C")),
+        (
+            "The response is wrong.\nGRADE: I",
+            "{}",
+            Some(0.0),
+            Some("I"),
+        ),
+        ("**Grade: P**", "{}", Some(0.5), Some("P")),
+        (
+            "GRADE: I ... on reflection GRADE: C",
+            "{}",
+            Some(1.0),
+            Some("C"),
+        ),
+        ("It looks correct to me.", "{}", None, None),
+        ("GRADE: X", "{}", None, None),
+        // A prompt that ends in `GRADE:` may get the bare letter back.
+        (" C", ends_in_grade, Some(1.0), Some("C")),
+        ("I.", ends_in_grade, Some(0.0), Some("I")),
+        ("Correct!", ends_in_grade, None, None),
+        ("I think it is right.", ends_in_grade, None, None),
+        (
+            "C\nThe response names Paris.",
+            ends_in_grade,
+            Some(1.0),
+            Some("C"),
+        ),
+        ("C", "{}", None, None), // without the cue a lone letter is not a grade
+    ];
+    for (reply, params, score, extracted) in table {
+        let g = judge_with(reply).grade(&q, "Paris", params).unwrap();
+        assert_eq!(g.score, *score, "{reply:?} {params}");
+        assert_eq!(g.extracted.as_deref(), *extracted, "{reply:?}");
+        assert_eq!(g.parsed, score.is_some(), "{reply:?}");
+    }
+    // The judge's own failure (model down) is a grader error, not a wrong answer.
+    let failing: ipw_core::grade::JudgeFn =
+        std::sync::Arc::new(|_| Err("connection refused".into()));
+    let g = host()
+        .load(
+            "judge",
+            builtin::wasm("judge").unwrap(),
+            GraderLimits::default(),
+            Some(failing),
+        )
+        .unwrap();
+    let err = g.grade(&q, "Paris", "{}").unwrap_err().to_string();
+    assert!(err.contains("connection refused"), "{err}");
+    // No judge configured: the error says how to configure one.
+    let none = host()
+        .load(
+            "judge",
+            builtin::wasm("judge").unwrap(),
+            GraderLimits::default(),
+            None,
+        )
+        .unwrap();
+    let err = none.grade(&q, "Paris", "{}").unwrap_err().to_string();
+    assert!(err.contains("[grading.judge]"), "{err}");
+}
