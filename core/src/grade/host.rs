@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
@@ -119,10 +119,57 @@ impl bindings::ipw::plugins::host::Host for CallState {
     }
 }
 
+/// Advances the engine's epoch every [`EPOCH_TICK`] while a grader call runs and sleeps
+/// otherwise, so deadlines cost nothing while the profiler waits on a model (a free-running
+/// 100 Hz ticker was a fifth of the profiler's own CPU).
+struct EpochTicker {
+    running: Mutex<usize>,
+    wake: Condvar,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Arc<Self>> {
+        let ticker = Arc::new(Self {
+            running: Mutex::new(0),
+            wake: Condvar::new(),
+        });
+        let t = ticker.clone();
+        std::thread::Builder::new()
+            .name("ipw-wasm-epoch".into())
+            .spawn(move || loop {
+                {
+                    let mut running = t.running.lock().unwrap_or_else(|p| p.into_inner());
+                    while *running == 0 {
+                        running = t.wake.wait(running).unwrap_or_else(|p| p.into_inner());
+                    }
+                }
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            })?;
+        Ok(ticker)
+    }
+
+    /// Keep the epoch advancing until the guard drops.
+    fn enter(self: &Arc<Self>) -> TickGuard {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.wake.notify_one();
+        TickGuard(self.clone())
+    }
+}
+
+struct TickGuard(Arc<EpochTicker>);
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+    }
+}
+
 /// Compiles and caches grader components; shared by every grader of a process.
 #[derive(Clone)]
 pub struct GraderHost {
     engine: Engine,
+    ticker: Arc<EpochTicker>,
     cache_dir: Option<PathBuf>,
 }
 
@@ -150,37 +197,33 @@ fn cut(s: Option<String>) -> Option<String> {
 }
 
 impl GraderHost {
-    /// An engine with fuel and epoch interruption on, and a ticker thread for the deadline.
-    /// `cache_dir`: where compiled components are kept (`None`: no disk cache).
+    /// An engine with fuel and epoch interruption on, and a ticker thread for the deadline
+    /// (one of each per process, shared by every host). `cache_dir`: where compiled
+    /// components are kept (`None`: no disk cache).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, GraderError> {
-        static ENGINE: OnceLock<Engine> = OnceLock::new();
-        let engine = match ENGINE.get() {
-            Some(e) => e.clone(),
-            None => {
-                let mut config = Config::new();
-                config
-                    .consume_fuel(true)
-                    .epoch_interruption(true)
-                    .wasm_component_model(true);
-                let engine = Engine::new(&config).map_err(|e| GraderError::Load {
-                    id: "engine".into(),
-                    message: e.to_string(),
-                })?;
-                let ticker = engine.clone();
-                std::thread::Builder::new()
-                    .name("ipw-wasm-epoch".into())
-                    .spawn(move || loop {
-                        std::thread::sleep(EPOCH_TICK);
-                        ticker.increment_epoch();
-                    })
-                    .map_err(|e| GraderError::Load {
-                        id: "engine".into(),
-                        message: e.to_string(),
-                    })?;
-                ENGINE.get_or_init(|| engine).clone()
-            }
-        };
-        Ok(Self { engine, cache_dir })
+        static SHARED: Mutex<Option<(Engine, Arc<EpochTicker>)>> = Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.is_none() {
+            let engine_err = |message: String| GraderError::Load {
+                id: "engine".into(),
+                message,
+            };
+            let mut config = Config::new();
+            config
+                .consume_fuel(true)
+                .epoch_interruption(true)
+                .wasm_component_model(true);
+            let engine = Engine::new(&config).map_err(|e| engine_err(e.to_string()))?;
+            let ticker =
+                EpochTicker::start(engine.clone()).map_err(|e| engine_err(e.to_string()))?;
+            *shared = Some((engine, ticker));
+        }
+        let (engine, ticker) = shared.clone().expect("initialised above");
+        Ok(Self {
+            engine,
+            ticker,
+            cache_dir,
+        })
     }
 
     /// The default compiled-component cache: `$IPW_CACHE/wasm` or `~/.cache/ipw/wasm`.
@@ -267,6 +310,7 @@ impl GraderHost {
             sha256,
             pre,
             engine: self.engine.clone(),
+            ticker: self.ticker.clone(),
             limits,
             judge,
             from_cache: cached,
@@ -283,6 +327,7 @@ pub struct WasmGrader {
     pub sha256: String,
     pre: bindings::GraderPre<CallState>,
     engine: Engine,
+    ticker: Arc<EpochTicker>,
     limits: GraderLimits,
     judge: Option<JudgeFn>,
     /// Whether the compiled component came from the disk cache.
@@ -328,6 +373,7 @@ impl WasmGrader {
     /// Create a fresh instance and drop it without calling it: what every call pays before
     /// grading (benchmarks measure it with this).
     pub fn instantiate(&self) -> Result<(), GraderError> {
+        let _ticking = self.ticker.enter();
         let mut store = self.new_store()?;
         self.pre
             .instantiate(&mut store)
@@ -342,6 +388,7 @@ impl WasmGrader {
         response: &str,
         params: &str,
     ) -> Result<GradeOutcome, GraderError> {
+        let _ticking = self.ticker.enter();
         let mut store = self.new_store()?;
         let call = |e: wasmtime::Error| GraderError::Call(describe_trap(&e, &self.limits));
         let instance = self.pre.instantiate(&mut store).map_err(call)?;
