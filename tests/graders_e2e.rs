@@ -157,17 +157,9 @@ fn third_party_grader_by_path_then_regrade_without_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // The example experiment exactly as shipped (paths are relative to the file).
-    let o = run_ipw(
-        &[
-            "profile",
-            repo()
-                .join("examples/third-party-grader.toml")
-                .to_str()
-                .unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
+    let o = profile_file(
+        &repo().join("examples/third-party-grader.toml"),
+        &out,
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));

@@ -219,7 +219,12 @@ pub fn plugin_lib(stem: &str) -> PathBuf {
 pub fn profile(dir: &Path, name: &str, toml: &str) -> (Output, PathBuf) {
     let exp = write_experiment(dir, &format!("{name}.toml"), toml);
     let out = dir.join(format!("out-{name}"));
-    let o = run_ipw(
+    (profile_file(&exp, &out, dir), out)
+}
+
+/// Run `ipw profile <exp> --out <out> -q` from `cwd`.
+pub fn profile_file(exp: &Path, out: &Path, cwd: &Path) -> Output {
+    run_ipw(
         &[
             "profile",
             exp.to_str().unwrap(),
@@ -227,9 +232,8 @@ pub fn profile(dir: &Path, name: &str, toml: &str) -> (Output, PathBuf) {
             out.to_str().unwrap(),
             "-q",
         ],
-        dir,
-    );
-    (o, out)
+        cwd,
+    )
 }
 
 /// [`profile`], asserting success.
