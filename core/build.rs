@@ -47,8 +47,13 @@ fn main() {
     };
     println!("cargo:rustc-env=IPW_GIT_COMMIT={stamp}");
     // Re-stamp when HEAD moves or the index changes (a commit, a checkout).
-    let git_dir = git(&["rev-parse", "--absolute-git-dir"]);
-    if let Some(dir) = git_dir {
+    // Watched paths are relative to core/ where possible: cargo shares build-script output
+    // between checkouts at different paths in one target dir (CI clones afresh beside a cached
+    // target), and an absolute path would keep watching the old checkout.
+    if Path::new("../.git").exists() {
+        println!("cargo:rerun-if-changed=../.git/HEAD");
+        println!("cargo:rerun-if-changed=../.git/index");
+    } else if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
         println!("cargo:rerun-if-changed={dir}/index");
     }
@@ -83,7 +88,7 @@ fn build_wasm_guests(root: &Path) {
         "plugins/graders",
         "tests/fixtures/graders",
     ] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        println!("cargo:rerun-if-changed=../{watched}");
     }
     let builds = [
         (

@@ -187,6 +187,17 @@ fn third_party_grader_by_path_then_regrade_without_the_model() {
             assert_eq!(score == 1.0, words <= 30 + 5, "{r}"); // word split differs a little
         }
     }
+    let manifest = json(&run.join("manifest.json"));
+    assert_eq!(
+        manifest["sessions"][0]["graders"],
+        serde_json::json!([{
+            "dataset": "capitals",
+            "grader": "grader_concise.wasm",
+            "wasm_sha256": sha,
+            "params": { "max_words": 30 }
+        }]),
+        "the manifest names each dataset's grader component"
+    );
     let before = json(&run.join("summary.json"));
     assert_eq!(before["quality"]["graders"][0], "grader_concise.wasm");
 

@@ -76,6 +76,10 @@ fn tricky_multiple_choice_responses_are_read_as_a_careful_human_would() {
         ),
         ("The capital is Paris.", Some("A")),
         ("Berlin is the one.", Some("C")),
+        (
+            "Parisian food is great, but the capital is Madrid",
+            Some("D"),
+        ), // "Parisian" is not "Paris"
         ("It is either Paris or London.", None),
         ("I don't know.", None),
         ("", None),
@@ -131,6 +135,19 @@ fn text_graders_normalise_and_score() {
             .score,
         Some(1.0)
     );
+    // Whole words only: a longer word that starts with the answer is not the answer.
+    let includes = builtin_grader("includes");
+    let rome = query(&["Rome"], &[]);
+    for (response, want) in [
+        ("The capital is Rome.", 1.0),
+        ("rome", 1.0),
+        ("Romeo and Juliet", 0.0),
+        ("Jerome", 0.0),
+        ("Rome, then Romeo", 1.0),
+    ] {
+        let g = includes.grade(&rome, response, "{}").unwrap();
+        assert_eq!(g.score, Some(want), "{response:?}");
+    }
     let f1 = builtin_grader("f1")
         .grade(&q, "eiffel", "{}")
         .unwrap()

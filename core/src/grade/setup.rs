@@ -33,6 +33,19 @@ pub struct GradeRecord {
     pub params: Option<serde_json::Value>,
 }
 
+/// A dataset's grader as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GraderInfo {
+    /// Dataset name.
+    pub dataset: String,
+    /// Grader id: a built-in name or the component's file name.
+    pub grader: String,
+    /// sha256 of the component.
+    pub wasm_sha256: String,
+    /// Params the grader is called with.
+    pub params: serde_json::Value,
+}
+
 /// The graders of an experiment, by dataset label.
 #[derive(Clone, Default)]
 pub struct DatasetGraders {
@@ -80,6 +93,22 @@ impl DatasetGraders {
             .map(|l| (l, (grader.clone(), params.clone())))
             .collect();
         Self { by_dataset }
+    }
+
+    /// Which grader scores each dataset, with its component hash and params, by dataset name.
+    pub fn describe(&self) -> Vec<GraderInfo> {
+        let mut v: Vec<GraderInfo> = self
+            .by_dataset
+            .iter()
+            .map(|(dataset, (g, params))| GraderInfo {
+                dataset: dataset.clone(),
+                grader: g.id.clone(),
+                wasm_sha256: g.sha256.clone(),
+                params: serde_json::from_str(params).unwrap_or_default(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+        v
     }
 
     /// Whether any dataset is graded.

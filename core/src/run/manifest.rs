@@ -94,6 +94,9 @@ pub struct Session {
     /// Samplers that recorded during the session.
     #[serde(default)]
     pub samplers: Vec<crate::power::SamplerInfo>,
+    /// Graders that scored this session's records (component hashes, params).
+    #[serde(default)]
+    pub graders: Vec<crate::grade::GraderInfo>,
 }
 
 impl Manifest {

@@ -343,6 +343,7 @@ async fn run_model(
         peak_rss_bytes: None,
         baseline: None,
         samplers: Vec::new(),
+        graders: graders.describe(),
     });
     let session_idx = manifest.sessions.len() - 1;
     manifest.status = "running".into();

@@ -1,7 +1,8 @@
-//! `includes`: a reference answer appears in the response (both normalised, see `exact`).
+//! `includes`: a reference answer appears in the response as whole words (both normalised,
+//! see `exact`): "Rome" is in "It is Rome." but not in "Romeo".
 
 use ipw_guest::{export_grader, Grade, Grader, Params, Query};
-use textops::Normalize;
+use textops::{contains_phrase, Normalize};
 
 struct Includes;
 
@@ -9,7 +10,7 @@ impl Grader for Includes {
     fn grade(query: Query, response: String, params: Params) -> Result<Grade, String> {
         let norm = Normalize::from_params(&params);
         let got = norm.apply(&response);
-        let hit = query.answers.iter().map(|a| norm.apply(a)).find(|a| !a.is_empty() && got.contains(a.as_str()));
+        let hit = query.answers.iter().map(|a| norm.apply(a)).find(|a| contains_phrase(&got, a));
         Ok(Grade::scored(if hit.is_some() { 1.0 } else { 0.0 }, hit))
     }
 }

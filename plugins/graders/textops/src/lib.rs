@@ -107,6 +107,18 @@ pub fn final_number(text: &str) -> Option<(f64, String)> {
     numbers(text).last().map(|&(_, v)| (v, format!("{v}")))
 }
 
+/// Whether `needle` occurs in `hay` as whole words: "rome" is in "in rome." but not in
+/// "romeo".
+pub fn contains_phrase(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    hay.match_indices(needle).any(|(i, m)| {
+        !word(hay[..i].chars().next_back()) && !word(hay[i + m.len()..].chars().next())
+    })
+}
+
 /// Whether two numbers agree within an absolute or relative tolerance.
 pub fn close(a: f64, b: f64, abs_tol: f64, rel_tol: f64) -> bool {
     (a - b).abs() <= abs_tol.max(rel_tol * b.abs())
@@ -231,7 +243,7 @@ pub fn choice_letter(response: &str, choices: &[String]) -> Option<char> {
         .enumerate()
         .filter(|(_, c)| {
             let c = norm.apply(c);
-            !c.is_empty() && resp.contains(&c)
+            contains_phrase(&resp, &c)
         })
         .map(|(i, _)| i)
         .collect();
