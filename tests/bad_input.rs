@@ -200,3 +200,19 @@ fn bad_grader_settings_are_named() {
     assert!(msg.contains("judge.toml:5:"), "{msg}");
     assert!(msg.contains("grading.judge.base_url"), "{msg}");
 }
+
+#[test]
+fn a_grader_that_is_not_a_component_is_named_before_any_query() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm not really").unwrap();
+    let body = format!(
+        "name = \"x\"\n{}[[datasets]]\nbuiltin = \"gsm8k\"\ngrader = \"broken.wasm\"\n",
+        good_model()
+    );
+    let msg = validate(dir.path(), "broken-grader.toml", &body);
+    assert!(msg.contains("broken-grader.toml: loading graders"), "{msg}");
+    assert!(
+        msg.contains("grader `broken.wasm`: not a valid component"),
+        "{msg}"
+    );
+}

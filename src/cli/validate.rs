@@ -9,6 +9,9 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     let (queries, datasets) = ipw_core::run::plan_queries(&loaded)
         .with_context(|| format!("{}: loading datasets", file.display()))?;
     let exp = &loaded.experiment;
+    // Compile every grader now (cached on disk), so a broken component is found before a run.
+    let graders = ipw_core::grade::DatasetGraders::load(exp, loaded.base_dir(), None)
+        .with_context(|| format!("{}: loading graders", file.display()))?;
     println!("{}: ok", file.display());
     println!("  experiment  {}", exp.name);
     for m in &exp.models {
@@ -24,6 +27,14 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         println!(
             "  dataset     {}: {} of {} rows ({})",
             d.name, d.selected, d.rows, d.source
+        );
+    }
+    for g in graders.describe() {
+        println!(
+            "  grader      {}: {} (sha256 {}…)",
+            g.dataset,
+            g.grader,
+            &g.wasm_sha256[..12]
         );
     }
     println!(

@@ -93,16 +93,25 @@ pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, Regr
     })
     .await
     .expect("loading a grader does not panic")?;
+    // Grade on every core (a judge's own concurrency limit still applies inside `judge_fn`).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(grading.judge_concurrency.unwrap_or(1));
     records = tokio::task::spawn_blocking(move || {
-        for r in &mut records {
-            if r.response.is_none() {
-                continue;
+        let per_worker = records.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            for part in records.chunks_mut(per_worker) {
+                let graders = &graders;
+                scope.spawn(move || {
+                    for r in part.iter_mut().filter(|r| r.response.is_some()) {
+                        if let Some(old) = r.grade.take() {
+                            r.grade_history.push(old);
+                        }
+                        graders.grade_record(r);
+                    }
+                });
             }
-            if let Some(old) = r.grade.take() {
-                r.grade_history.push(old);
-            }
-            graders.grade_record(r);
-        }
+        });
         records
     })
     .await
