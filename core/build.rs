@@ -19,10 +19,12 @@ fn main() {
     for f in &files {
         let stem = f.file_stem().unwrap().to_string_lossy();
         let subject = stem.strip_suffix("_test").unwrap_or(&stem);
+        // Relative to this checkout's core/ at compile time, never an absolute path baked into
+        // OUT_DIR: another checkout sharing the target dir must read its own files.
+        let name = f.file_name().unwrap().to_string_lossy();
         writeln!(
             code,
-            "    ({subject:?}, include_bytes!({:?})),",
-            f.display().to_string()
+            "    ({subject:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/data/mmlu/{name}\"))),"
         )
         .unwrap();
     }
@@ -49,7 +51,9 @@ fn main() {
     // Re-stamp when HEAD moves or the index changes (a commit, a checkout).
     // Watched paths are relative to core/ where possible: cargo shares build-script output
     // between checkouts at different paths in one target dir (CI clones afresh beside a cached
-    // target), and an absolute path would keep watching the old checkout.
+    // target), and an absolute path would keep watching the old checkout. scripts/common.sh
+    // exports the checkout's path, so moving to another checkout reruns this script too.
+    println!("cargo:rerun-if-env-changed=IPW_SOURCE_ROOT");
     if Path::new("../.git").exists() {
         println!("cargo:rerun-if-changed=../.git/HEAD");
         println!("cargo:rerun-if-changed=../.git/index");
@@ -80,7 +84,15 @@ fn build_wasm_guests(root: &Path) {
                 .expect("OUT_DIR is inside a target dir")
                 .to_path_buf()
         });
-    let wasm_target = target_root.join("wasm-guests");
+    // One guest target dir per checkout: the nested cargo, like this one, would otherwise take
+    // another checkout's guests for fresh.
+    let checkout = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        root.hash(&mut h);
+        h.finish()
+    };
+    let wasm_target = target_root.join(format!("wasm-guests-{checkout:016x}"));
     for watched in [
         "sdk/wit",
         "sdk/guest/src",

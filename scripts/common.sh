@@ -1,6 +1,9 @@
 # Shared paths for ipw's scripts. Everything cached lives outside the clone so that a fresh
 # clone (CI) reuses what an earlier run on the same machine already built or fetched.
 IPW_CACHE="${IPW_CACHE:-$HOME/.cache/ipw}"
+# This checkout; core/build.rs reruns when it changes (checkouts share the cached target dir).
+IPW_SOURCE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export IPW_SOURCE_ROOT
 export IPW_CACHE
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$IPW_CACHE/target}"
 export IPW_MODELS_DIR="${IPW_MODELS_DIR:-$IPW_CACHE/models}"
