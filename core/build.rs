@@ -93,6 +93,7 @@ fn build_wasm_guests(root: &Path) {
         h.finish()
     };
     let wasm_target = target_root.join(format!("wasm-guests-{checkout:016x}"));
+    prune_guest_dirs(&target_root, &wasm_target, root);
     for watched in [
         "sdk/wit",
         "sdk/guest/src",
@@ -179,5 +180,29 @@ fn build_wasm_guests(root: &Path) {
         }
         code.push_str("];\n");
         std::fs::write(out_dir.join(generated), code).unwrap();
+    }
+}
+
+/// Remove the guest target dirs of checkouts that no longer exist (CI clones afresh, ~300 MB
+/// each), and note which checkout `mine` belongs to.
+fn prune_guest_dirs(target_root: &Path, mine: &Path, root: &Path) {
+    let _ = std::fs::create_dir_all(mine);
+    let _ = std::fs::write(mine.join("checkout"), root.display().to_string());
+    let Ok(entries) = std::fs::read_dir(target_root) else {
+        return;
+    };
+    for dir in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let is_guest_dir = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("wasm-guests-"));
+        if !is_guest_dir || dir == mine {
+            continue;
+        }
+        match std::fs::read_to_string(dir.join("checkout")) {
+            Ok(owner) if !Path::new(owner.trim()).exists() => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            _ => {}
+        }
     }
 }
