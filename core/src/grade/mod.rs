@@ -14,7 +14,7 @@ mod setup;
 
 pub use host::{GradeOutcome, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
 pub use regrade::{regrade_run, run_dirs, RegradeError, RegradeSpec};
-pub use setup::{judge_fn, load_grader, DatasetGraders, GradeRecord, GraderInfo};
+pub use setup::{connect_judge, judge_fn, load_grader, DatasetGraders, GradeRecord, GraderInfo};
 
 /// Paths of the test fixture graders (hostile ones) built with the project, for tests.
 #[doc(hidden)]

@@ -3,8 +3,8 @@
 //! `grade_history` (the new grade sits beside the old ones), records are rewritten atomically
 //! and the summary is refreshed. The run's own `[grading]` limits and judge model apply.
 
-use super::setup::{judge_fn, load_grader, DatasetGraders};
-use super::{GraderHost, JudgeFn};
+use super::setup::{connect_judge, load_grader, DatasetGraders};
+use super::GraderHost;
 use crate::analysis::{summarize, Summary};
 use crate::config::GradingConfig;
 use crate::run::{read_records, rewrite_records, write_json_atomic, Manifest};
@@ -74,13 +74,10 @@ pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, Regr
     // The judge is only connected when the grader might ask it (a built-in `judge` or any
     // third-party component: the host cannot know whether it imports `judge` until it calls).
     let may_judge = spec.grader == "judge" || super::builtin::wasm(&spec.grader).is_none();
-    let judge: Option<JudgeFn> = match (&grading.judge, may_judge) {
-        (Some(m), true) => Some(judge_fn(
-            crate::backend::connect(m, 1).await?,
-            grading.judge_concurrency.unwrap_or(1),
-            tokio::runtime::Handle::current(),
-        )),
-        _ => None,
+    let judge = if may_judge {
+        connect_judge(&grading).await?
+    } else {
+        None
     };
     let mut labels: Vec<String> = records.iter().map(|r| r.dataset.clone()).collect();
     labels.sort();

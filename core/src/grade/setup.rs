@@ -4,7 +4,7 @@
 use super::host::Query;
 use super::{builtin, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
 use crate::backend::{Backend, GenRequest, Message};
-use crate::config::Experiment;
+use crate::config::{Experiment, GradingConfig};
 use crate::run::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -49,7 +49,27 @@ pub struct GraderInfo {
 /// The graders of an experiment, by dataset label.
 #[derive(Clone, Default)]
 pub struct DatasetGraders {
-    by_dataset: HashMap<String, (WasmGrader, String)>,
+    by_dataset: HashMap<String, DatasetGrader>,
+}
+
+/// One dataset's grader and its params, kept both as the JSON text the guest receives and as
+/// the value records and the manifest carry (parsed once, not per record).
+#[derive(Clone)]
+struct DatasetGrader {
+    grader: WasmGrader,
+    params: serde_json::Value,
+    params_text: String,
+}
+
+impl DatasetGrader {
+    fn new(grader: WasmGrader, params: &Option<serde_json::Value>) -> Self {
+        let params = params.clone().unwrap_or_else(|| serde_json::json!({}));
+        Self {
+            grader,
+            params_text: params.to_string(),
+            params,
+        }
+    }
 }
 
 impl DatasetGraders {
@@ -76,7 +96,7 @@ impl DatasetGraders {
                     g
                 }
             };
-            by_dataset.insert(d.label(), (grader, params_json(&d.grader_params)));
+            by_dataset.insert(d.label(), DatasetGrader::new(grader, &d.grader_params));
         }
         Ok(Self { by_dataset })
     }
@@ -87,11 +107,8 @@ impl DatasetGraders {
         grader: WasmGrader,
         params: &Option<serde_json::Value>,
     ) -> Self {
-        let params = params_json(params);
-        let by_dataset = labels
-            .into_iter()
-            .map(|l| (l, (grader.clone(), params.clone())))
-            .collect();
+        let one = DatasetGrader::new(grader, params);
+        let by_dataset = labels.into_iter().map(|l| (l, one.clone())).collect();
         Self { by_dataset }
     }
 
@@ -100,11 +117,11 @@ impl DatasetGraders {
         let mut v: Vec<GraderInfo> = self
             .by_dataset
             .iter()
-            .map(|(dataset, (g, params))| GraderInfo {
+            .map(|(dataset, d)| GraderInfo {
                 dataset: dataset.clone(),
-                grader: g.id.clone(),
-                wasm_sha256: g.sha256.clone(),
-                params: serde_json::from_str(params).unwrap_or_default(),
+                grader: d.grader.id.clone(),
+                wasm_sha256: d.grader.sha256.clone(),
+                params: d.params.clone(),
             })
             .collect();
         v.sort_by(|a, b| a.dataset.cmp(&b.dataset));
@@ -119,11 +136,11 @@ impl DatasetGraders {
     /// Grade a record in place (records without a response are not graded). Blocking: call
     /// off the async runtime.
     pub fn grade_record(&self, r: &mut Record) {
-        let (Some((grader, params)), Some(response)) =
-            (self.by_dataset.get(&r.dataset), r.response.as_ref())
+        let (Some(d), Some(response)) = (self.by_dataset.get(&r.dataset), r.response.as_ref())
         else {
             return;
         };
+        let grader = &d.grader;
         let query = Query {
             id: r.query_id.clone(),
             prompt: r.prompt.clone(),
@@ -131,9 +148,6 @@ impl DatasetGraders {
             choices: r.choices.clone(),
             subject: r.subject.clone(),
         };
-        let params_used = serde_json::from_str::<serde_json::Value>(params)
-            .ok()
-            .filter(|p| p.as_object().is_some_and(|o| !o.is_empty()));
         let blank = GradeRecord {
             grader: grader.id.clone(),
             wasm_sha256: grader.sha256.clone(),
@@ -142,9 +156,13 @@ impl DatasetGraders {
             extracted: None,
             explanation: None,
             error: None,
-            params: params_used,
+            params: d
+                .params
+                .as_object()
+                .is_some_and(|o| !o.is_empty())
+                .then(|| d.params.clone()),
         };
-        let record = match grader.grade(&query, response, params) {
+        let record = match grader.grade(&query, response, &d.params_text) {
             Ok(o) => GradeRecord {
                 score: o.score,
                 parsed: o.parsed,
@@ -159,6 +177,20 @@ impl DatasetGraders {
         };
         r.grade = Some(serde_json::to_value(record).expect("grade serialises"));
     }
+}
+
+/// The judge of `[grading.judge]`, connected, if one is configured.
+pub async fn connect_judge(
+    grading: &GradingConfig,
+) -> Result<Option<JudgeFn>, crate::backend::BackendSetupError> {
+    let Some(model) = &grading.judge else {
+        return Ok(None);
+    };
+    Ok(Some(judge_fn(
+        crate::backend::connect(model, 1).await?,
+        grading.judge_concurrency.unwrap_or(1),
+        tokio::runtime::Handle::current(),
+    )))
 }
 
 /// The `judge` host call: ask `backend` (greedy, up to 512 tokens), at most `concurrency` at
@@ -220,11 +252,4 @@ pub fn load_grader(
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| name.to_string());
     host.load(&id, &bytes, limits, judge)
-}
-
-fn params_json(params: &Option<serde_json::Value>) -> String {
-    params
-        .clone()
-        .unwrap_or_else(|| serde_json::json!({}))
-        .to_string()
 }

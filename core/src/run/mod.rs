@@ -22,7 +22,7 @@ use crate::analysis::{summarize, Summary};
 use crate::backend::{self, Backend, BackendError, GenRequest, Generation, Message};
 use crate::config::{BackendKind, LoadedExperiment, ModelConfig};
 use crate::dataset::{hex, load_dataset, DatasetError, DatasetInfo, Query};
-use crate::grade::{judge_fn, DatasetGraders};
+use crate::grade::{connect_judge, DatasetGraders};
 use crate::host::{self_usage, HostInfo};
 use crate::power::{attribute_records, Baseline, EdgeMarker, PowerSession, SessionPower};
 use clock::RunClock;
@@ -190,18 +190,7 @@ pub async fn profile(
 /// The experiment's graders (and the judge model, if one is configured).
 async fn load_graders(loaded: &LoadedExperiment) -> Result<DatasetGraders, RunError> {
     let exp = &loaded.experiment;
-    let judge = match &exp.grading.judge {
-        Some(m) => {
-            let backend = backend::connect(m, 1).await?;
-            let concurrency = exp.grading.judge_concurrency.unwrap_or(1);
-            Some(judge_fn(
-                backend,
-                concurrency,
-                tokio::runtime::Handle::current(),
-            ))
-        }
-        None => None,
-    };
+    let judge = connect_judge(&exp.grading).await?;
     let (exp, base) = (exp.clone(), loaded.base_dir().to_path_buf());
     let graders = tokio::task::spawn_blocking(move || DatasetGraders::load(&exp, &base, judge))
         .await
