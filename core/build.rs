@@ -163,11 +163,13 @@ fn build_wasm_guests(root: &Path) {
         entries.sort();
         let mut code = String::new();
         if embed {
-            writeln!(code, "/// (name, component bytes) of every built-in grader.\npub(crate) static {constant}: &[(&str, &[u8])] = &[").unwrap();
+            writeln!(code, "/// (name, component bytes, one-line description) of every built-in grader.\npub(crate) static {constant}: &[(&str, &[u8], &str)] = &[").unwrap();
             for (name, path) in &entries {
+                let about =
+                    grader_summary(&root.join("plugins/graders").join(name).join("src/lib.rs"));
                 writeln!(
                     code,
-                    "    ({name:?}, include_bytes!({:?})),",
+                    "    ({name:?}, include_bytes!({:?}), {about:?}),",
                     path.display().to_string()
                 )
                 .unwrap();
@@ -181,6 +183,25 @@ fn build_wasm_guests(root: &Path) {
         code.push_str("];\n");
         std::fs::write(out_dir.join(generated), code).unwrap();
     }
+}
+
+/// The first sentence of a grader crate's doc comment, without its "`name`: " prefix: what
+/// `ipw list` prints beside the grader's name.
+fn grader_summary(lib: &Path) -> String {
+    let text = std::fs::read_to_string(lib).unwrap_or_default();
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let paragraph = paragraph.join(" ");
+    let body = match paragraph.split_once("`: ") {
+        Some((head, rest)) if head.starts_with('`') => rest,
+        _ => paragraph.as_str(),
+    };
+    let end = body.find(". ").map(|i| i + 1).unwrap_or(body.len());
+    body[..end].trim_end_matches('.').to_string()
 }
 
 /// Remove the guest target dirs of checkouts that no longer exist (CI clones afresh, ~300 MB

@@ -5,7 +5,7 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    ipw_core::run::clock::mark_process_start();
+    ipw_core::records::clock::mark_process_start();
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose);
     match cli::dispatch(args) {

@@ -109,9 +109,14 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
         sessions[1]["resumed_from"].as_u64().unwrap() as usize,
         before.len()
     );
+    assert_eq!(
+        sessions[1]["rejected_lines"], 1,
+        "the cut-off line was moved aside"
+    );
+    let rejected = std::fs::read_to_string(out.join("smollm2/records.rejected.jsonl")).unwrap();
     assert!(
-        sessions[1]["truncated_bytes"].as_u64().unwrap() > 0,
-        "the cut-off line was removed"
+        rejected.contains(r#"{\"schema\":1,\"query_id\":\"gsm8k/99\",\"ind"#),
+        "{rejected}"
     );
     assert_eq!(
         json(&out.join("smollm2/summary.json"))["recorded"]

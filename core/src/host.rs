@@ -1,28 +1,7 @@
 //! What machine a run happened on, for the manifest: CPU model, cores, memory, OS, kernel.
 //! Read from /proc and /etc on Linux; fields that cannot be read are `null`, never guessed.
 
-use serde::{Deserialize, Serialize};
-
-/// The host a run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostInfo {
-    /// Hostname.
-    pub hostname: Option<String>,
-    /// CPU model name.
-    pub cpu_model: Option<String>,
-    /// Logical CPUs available to this process.
-    pub logical_cores: usize,
-    /// Physical cores (distinct core ids per package), if known.
-    pub physical_cores: Option<usize>,
-    /// Total memory in bytes.
-    pub memory_bytes: Option<u64>,
-    /// OS name and version.
-    pub os: String,
-    /// Kernel release.
-    pub kernel: Option<String>,
-    /// CPU architecture.
-    pub arch: String,
-}
+pub use crate::records::HostInfo;
 
 impl HostInfo {
     /// Inspect this machine.

@@ -2,8 +2,12 @@
 //!
 //! Data flows one way: an experiment TOML ([`config`]) becomes a plan of queries
 //! ([`dataset`]), the [`run`] module sends them to a model through a [`backend`] and appends one
-//! [`run::Record`] per query to disk, and [`analysis`] turns records on disk into summaries.
+//! [`records::Record`] per query to disk, and [`analysis`] turns records on disk into summaries.
 //! Nothing in analysis reaches back into a live run.
+//!
+//! Layers, each importing only those below it: [`records`] (the on-disk format and the store;
+//! a leaf), then [`config`], [`dataset`], [`backend`], [`power`], [`grade`], then [`run`], then
+//! [`analysis`] (which reads records only).
 
 pub mod analysis;
 pub mod backend;
@@ -13,6 +17,7 @@ pub mod grade;
 pub mod host;
 pub mod plugins;
 pub mod power;
+pub mod records;
 pub mod rng;
 pub mod run;
 

@@ -32,8 +32,17 @@ pub fn search_path(extra: &[PathBuf]) -> Vec<PathBuf> {
     dirs
 }
 
-/// Plugin files in the search path. Only files whose name starts with `ipw_` (native) or that
-/// end in `.wasm` count, so the binary's directory full of build artefacts is not noise.
+/// Whether a file name is a sampler library's (`libipw_sampler_<name>.so` and the platform's
+/// equivalents): the naming [`crate::power::loader::find`] looks for, so what `ipw list` shows
+/// is what an experiment can name. Test fixtures are named otherwise and never show up.
+fn is_sampler_file(name: &str) -> bool {
+    let prefix = format!("{}ipw_sampler_", std::env::consts::DLL_PREFIX);
+    name.starts_with(&prefix) && name.ends_with(std::env::consts::DLL_SUFFIX)
+}
+
+/// Plugin files in the search path. Only sampler libraries named as [`is_sampler_file`] says, or
+/// files that end in `.wasm`, count, so the binary's directory full of build artefacts is not
+/// noise.
 pub fn discover(extra: &[PathBuf]) -> Vec<FoundPlugin> {
     let mut found = Vec::new();
     for dir in search_path(extra) {
@@ -49,7 +58,7 @@ pub fn discover(extra: &[PathBuf]) -> Vec<FoundPlugin> {
                 .unwrap_or_default();
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             let kind = match ext {
-                "so" | "dylib" | "dll" if name.contains("ipw_sampler") => "sampler",
+                "so" | "dylib" | "dll" if is_sampler_file(&name) => "sampler",
                 "wasm" => "wasm",
                 _ => continue,
             };

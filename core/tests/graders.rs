@@ -2,10 +2,12 @@
 //! wasm32-wasip2 by the build script): reference answers, a table of tricky multiple-choice
 //! responses, hostile graders (built from tests/fixtures/graders), and the compile cache.
 
-use ipw_core::grade::host::Query;
+use ipw_core::grade::host::{JudgeFuture, Query};
 use ipw_core::grade::{
-    builtin, test_support::fixture_grader, GraderHost, GraderLimits, WasmGrader,
+    builtin, test_support::fixture_grader, GraderHost, GraderLimits, JudgeFn, WasmGrader,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn host() -> GraderHost {
@@ -192,6 +194,24 @@ fn text_graders_normalise_and_score() {
     );
 }
 
+/// A judge that answers `reply` at once.
+fn replying(reply: &'static str) -> JudgeFn {
+    Arc::new(move |_: String| -> JudgeFuture {
+        Box::pin(std::future::ready(Ok(reply.to_string())))
+    })
+}
+
+/// A judge that counts the calls it gets and answers each after `delay`.
+fn counting(calls: Arc<AtomicUsize>, delay: Duration) -> JudgeFn {
+    Arc::new(move |_: String| -> JudgeFuture {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok("GRADE: C".to_string())
+        })
+    })
+}
+
 fn hostile(name: &str, limits: GraderLimits) -> WasmGrader {
     let bytes = std::fs::read(fixture_grader(name)).unwrap();
     host().load(name, &bytes, limits, None).unwrap()
@@ -203,6 +223,7 @@ fn hostile_graders_become_errors_and_nothing_escapes() {
         fuel: u64::MAX / 2,
         timeout_ms: 1000,
         memory_mib: 64,
+        ..GraderLimits::default()
     };
     let q = query(&["x"], &[]);
 
@@ -237,7 +258,10 @@ fn hostile_graders_become_errors_and_nothing_escapes() {
         .grade(&q, "r", "{}")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("memory") || err.contains("trapped"), "{err}");
+    assert!(
+        err.contains("grader exceeded its 64 MiB memory budget"),
+        "{err}"
+    );
 
     let err = hostile("trap", limits)
         .grade(&q, "r", "{}")
@@ -309,7 +333,7 @@ fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
     // The model is replaced by a closure here so every reply shape is covered exactly; the
     // real model behind llama-server is tested in tests/graders_e2e.rs.
     let judge_with = |reply: &'static str| {
-        let judge: ipw_core::grade::JudgeFn = std::sync::Arc::new(move |_| Ok(reply.to_string()));
+        let judge = replying(reply);
         host()
             .load(
                 "judge",
@@ -359,8 +383,9 @@ fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
         assert_eq!(g.parsed, score.is_some(), "{reply:?}");
     }
     // The judge's own failure (model down) is a grader error, not a wrong answer.
-    let failing: ipw_core::grade::JudgeFn =
-        std::sync::Arc::new(|_| Err("connection refused".into()));
+    let failing: JudgeFn = Arc::new(|_: String| -> JudgeFuture {
+        Box::pin(std::future::ready(Err("connection refused".into())))
+    });
     let g = host()
         .load(
             "judge",
@@ -382,4 +407,260 @@ fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
         .unwrap();
     let err = none.grade(&q, "Paris", "{}").unwrap_err().to_string();
     assert!(err.contains("[grading.judge]"), "{err}");
+}
+
+/// A grader component built from a core module in WAT: the module exports the canonical-ABI
+/// `grade` (15 flat i32 params, a pointer to the result back), `memory` and `cabi_realloc`,
+/// and wit-component wraps it in the real `ipw:plugins/grader` world. Hostile graders that
+/// Rust cannot express (grow a table, declare several memories) are written this way.
+fn wat_grader(body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  ;; The result area: `err("not stopped")`, what the grader returns if the host lets it be.
+  (data (i32.const 16) "\01\00\00\00\00\00\00\00\40\00\00\00\0b\00\00\00")
+  (data (i32.const 64) "not stopped")
+  {body})"#
+    );
+    let mut module = wat::parse_str(&wat).expect("fixture WAT parses");
+    let mut resolve = wit_parser::Resolve::default();
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/wit");
+    let (pkg, _) = resolve.push_path(&wit).unwrap();
+    let world = resolve.select_world(&[pkg], Some("grader")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+const GRADE_SIGNATURE: &str =
+    "(param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)";
+
+#[test]
+fn one_memory_budget_covers_tables_and_every_memory() {
+    let limits = GraderLimits {
+        memory_mib: 64,
+        ..GraderLimits::default()
+    };
+    let q = query(&["x"], &[]);
+    // 10 million table slots: 80 MB of host memory that no linear memory shows.
+    let table = wat_grader(&format!(
+        r#"(table $t 0 funcref)
+  (func (export "grade") {GRADE_SIGNATURE}
+    (drop (table.grow $t (ref.null func) (i32.const 10000000)))
+    (i32.const 16))"#
+    ));
+    let err = host()
+        .load("table-grow", &table, limits, None)
+        .unwrap()
+        .grade(&q, "r", "{}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grader exceeded its 64 MiB memory budget") && err.contains("a table"),
+        "{err}"
+    );
+    // Two more memories of 40 MiB each: each fits under 64 MiB, together they do not.
+    let memories = wat_grader(&format!(
+        r#"(memory $b 640)
+  (memory $c 640)
+  (func (export "grade") {GRADE_SIGNATURE}
+    (i32.const 16))"#
+    ));
+    let err = host()
+        .load("many-memories", &memories, limits, None)
+        .unwrap()
+        .grade(&q, "r", "{}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grader exceeded its 64 MiB memory budget") && err.contains("a linear memory"),
+        "{err}"
+    );
+    // The same memories under a budget that holds them: the fixture itself is sound, so the
+    // refusal above is the budget's doing.
+    let err = host()
+        .load(
+            "many-memories",
+            &memories,
+            GraderLimits {
+                memory_mib: 128,
+                ..limits
+            },
+            None,
+        )
+        .unwrap()
+        .grade(&q, "r", "{}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not stopped"), "{err}");
+}
+
+#[test]
+fn a_grader_asleep_in_a_blocking_call_ends_at_its_deadline() {
+    let limits = GraderLimits {
+        timeout_ms: 500,
+        ..GraderLimits::default()
+    };
+    let sleeper = Arc::new(hostile("sleep", limits));
+    let q = query(&["x"], &[]);
+    // Several records in a row, and several threads at once (the profiler grades on
+    // blocking-pool threads): each call ends as a deadline error.
+    let started = Instant::now();
+    for _ in 0..3 {
+        let err = sleeper.grade(&q, "r", "{}").unwrap_err().to_string();
+        assert!(err.contains("grader exceeded its 500 ms deadline"), "{err}");
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (sleeper, q) = (sleeper.clone(), q.clone());
+            std::thread::spawn(move || sleeper.grade(&q, "r", "{}").unwrap_err().to_string())
+        })
+        .collect();
+    for t in threads {
+        let err = t.join().unwrap();
+        assert!(err.contains("deadline"), "{err}");
+    }
+    // A sleep of an hour ended 7 times: far under one hour whatever the machine's load.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    // The host is unharmed.
+    assert_eq!(
+        builtin_grader("exact").grade(&q, "x", "{}").unwrap().score,
+        Some(1.0)
+    );
+}
+
+#[test]
+fn judge_calls_are_capped_per_grade_and_timed_apart_from_the_grader() {
+    let q = query(&["Paris"], &[]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let looping = |limits: GraderLimits, calls: &Arc<AtomicUsize>| {
+        let bytes = std::fs::read(fixture_grader("judge-loop")).unwrap();
+        host()
+            .load(
+                "judge-loop",
+                &bytes,
+                limits,
+                Some(counting(calls.clone(), Duration::ZERO)),
+            )
+            .unwrap()
+    };
+    // A grader that asks forever: stopped after `judge_max_calls`, and the model saw no more.
+    let err = looping(GraderLimits::default(), &calls)
+        .grade(&q, "Paris", r#"{"bytes": 100}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grader exceeded its judge cap of 4 calls per grade"),
+        "{err}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // Big prompts: the byte cap ends it first (20000 + 20000 + 20000 + 20000 > 65536).
+    calls.store(0, Ordering::SeqCst);
+    let err = looping(GraderLimits::default(), &calls)
+        .grade(&q, "Paris", r#"{"bytes": 20000}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grader exceeded its judge cap of 65536 prompt bytes per grade"),
+        "{err}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the fourth prompt is never sent"
+    );
+
+    // A judge slower than the grader's deadline: its time is not the grader's.
+    let slow = |limits: GraderLimits| {
+        host()
+            .load(
+                "judge",
+                builtin::wasm("judge").unwrap(),
+                limits,
+                Some(counting(
+                    Arc::new(AtomicUsize::new(0)),
+                    Duration::from_millis(1500),
+                )),
+            )
+            .unwrap()
+    };
+    let limits = GraderLimits {
+        timeout_ms: 500,
+        ..GraderLimits::default()
+    };
+    let g = slow(limits).grade(&q, "Paris", "{}").unwrap();
+    assert_eq!(g.score, Some(1.0));
+    // And the judge's own timeout ends a judge call that takes too long.
+    let err = slow(GraderLimits {
+        judge_timeout_ms: 200,
+        ..limits
+    })
+    .grade(&q, "Paris", "{}")
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("judge timed out after 200 ms"), "{err}");
+}
+
+#[test]
+fn cache_entries_are_verified_before_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = GraderHost::new(Some(dir.path().to_path_buf())).unwrap();
+    let bytes = builtin::wasm("exact").unwrap();
+    let load = || {
+        host.load("exact", bytes, GraderLimits::default(), None)
+            .unwrap()
+    };
+    assert!(!load().from_cache);
+    assert!(load().from_cache);
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    let good = std::fs::read(&entry).unwrap();
+    let replace = |content: &[u8]| {
+        std::fs::remove_file(&entry).unwrap();
+        std::fs::write(&entry, content).unwrap();
+        let mut perm = std::fs::metadata(&entry).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        std::fs::set_permissions(&entry, perm).unwrap();
+    };
+    // One flipped payload byte (past the 16-byte magic, source hash and checksum).
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    replace(&flipped);
+    assert!(
+        !load().from_cache,
+        "a payload that fails its checksum is rebuilt"
+    );
+    // An entry that says it was compiled from other wasm.
+    let mut other = std::fs::read(&entry).unwrap();
+    other[16] ^= 0xff;
+    replace(&other);
+    assert!(!load().from_cache, "an entry of other source is rebuilt");
+    // A sound entry that others could have written.
+    assert!(load().from_cache);
+    let mut perm = std::fs::metadata(&entry).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o666);
+    std::fs::set_permissions(&entry, perm).unwrap();
+    assert!(!load().from_cache, "a world-writable entry is not trusted");
+    assert!(load().from_cache, "and its replacement is");
 }

@@ -1,7 +1,8 @@
 //! `ipw grade`: re-grade a finished run's saved responses with another grader or params.
 
 use anyhow::{bail, Context};
-use ipw_core::grade::{regrade_run, run_dirs, RegradeSpec};
+use ipw_core::grade::{regrade_run, RegradeSpec};
+use ipw_core::records::run_dirs;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -18,6 +18,10 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
     for (name, what) in ipw_core::dataset::builtin::describe() {
         println!("  {name:<10} {what}");
     }
+    println!("graders (built in, sandboxed WASM):");
+    for (name, what) in ipw_core::grade::builtin::describe() {
+        println!("  {name:<10} {what}");
+    }
     println!("plugin search path:");
     for dir in ipw_core::plugins::search_path(extra) {
         println!("  {}", dir.display());

@@ -1,7 +1,8 @@
 //! The progress bar: one per model run, with queries/s and the error count.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ipw_core::run::{Record, RunObserver, RunOutcome};
+use ipw_core::records::Record;
+use ipw_core::run::{RunObserver, RunOutcome};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -11,10 +11,10 @@
 //! and recompute the ratio each time, so they carry the joint uncertainty of both sides.
 
 use super::stats::percentile;
-use crate::grade::GradeRecord;
-use crate::power::attribution::QueryEnergy;
+use crate::records::GradeRecord;
+use crate::records::QueryEnergy;
+use crate::records::Record;
 use crate::rng::SplitMix64;
-use crate::run::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -83,11 +83,8 @@ struct Row {
 }
 
 fn row(r: &Record) -> Option<Row> {
-    let g: GradeRecord = serde_json::from_value(r.grade.clone()?).ok()?;
-    let e: Option<QueryEnergy> = r
-        .energy
-        .clone()
-        .and_then(|v| serde_json::from_value(v).ok());
+    let g: &GradeRecord = r.grade.as_ref()?;
+    let e: Option<&QueryEnergy> = r.energy.as_ref();
     Some(Row {
         score: g.score,
         parsed: g.parsed,
@@ -179,13 +176,7 @@ pub fn quality_summary(records: &[Record], seed: u64) -> Option<QualitySummary> 
     }
     let mut graders: Vec<String> = records
         .iter()
-        .filter_map(|r| {
-            r.grade
-                .as_ref()?
-                .get("grader")?
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|r| r.grade.as_ref().map(|g| g.grader.clone()))
         .collect();
     graders.sort();
     graders.dedup();

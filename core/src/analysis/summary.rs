@@ -2,8 +2,8 @@
 //! run, overall and per dataset, computed from its records.
 
 use super::Distribution;
-use crate::power::attribution::QueryEnergy;
-use crate::run::Record;
+use crate::records::QueryEnergy;
+use crate::records::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -83,11 +83,7 @@ pub struct EnergySummary {
 }
 
 fn energy_summary(ok: &[&Record]) -> Option<EnergySummary> {
-    let energies: Vec<QueryEnergy> = ok
-        .iter()
-        .filter_map(|r| r.energy.clone())
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect();
+    let energies: Vec<&QueryEnergy> = ok.iter().filter_map(|r| r.energy.as_ref()).collect();
     if energies.is_empty() {
         return None;
     }

@@ -39,26 +39,7 @@ pub struct GenRequest {
     pub stop: Vec<String>,
 }
 
-/// Where token counts came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TokenSource {
-    /// Counted by the engine that generated them (embedded llama.cpp, Ollama eval counts).
-    Engine,
-    /// The server's `usage` in the stream.
-    ServerUsage,
-    /// Re-tokenized with the server's tokenizer endpoint (estimated: chat template not counted).
-    Tokenizer,
-    /// Output: streamed content chunks; input: characters / 4 (estimated).
-    Heuristic,
-}
-
-impl TokenSource {
-    /// Whether counts from this source are estimates.
-    pub fn is_estimate(self) -> bool {
-        matches!(self, TokenSource::Tokenizer | TokenSource::Heuristic)
-    }
-}
+pub use crate::records::TokenSource;
 
 /// A finished generation, with the instants the runner turns into a window and TTFT.
 #[derive(Debug, Clone)]

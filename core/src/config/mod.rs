@@ -65,9 +65,20 @@ pub struct GradingConfig {
     /// Wall-clock limit per grader call, milliseconds. Default 1000.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// Memory cap per grader instance, MiB. Default 64.
+    /// Memory budget per grader instance, MiB: all its linear memories and tables together.
+    /// Default 64.
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// Wall-clock limit for one judge call, milliseconds (judge time does not count against
+    /// `timeout_ms`). Default 120000.
+    #[serde(default)]
+    pub judge_timeout_ms: Option<u64>,
+    /// Judge calls one grade may make. Default 4.
+    #[serde(default)]
+    pub judge_max_calls: Option<u32>,
+    /// Prompt bytes one grade may send to the judge, all its calls together. Default 65536.
+    #[serde(default)]
+    pub judge_max_prompt_bytes: Option<u64>,
     /// Most judge calls in flight at once. Default 1.
     #[serde(default)]
     pub judge_concurrency: Option<usize>,
@@ -395,6 +406,11 @@ impl GradingConfig {
             fuel: self.fuel.unwrap_or(d.fuel),
             timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
             memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
+            judge_timeout_ms: self.judge_timeout_ms.unwrap_or(d.judge_timeout_ms),
+            judge_max_calls: self.judge_max_calls.unwrap_or(d.judge_max_calls),
+            judge_max_prompt_bytes: self
+                .judge_max_prompt_bytes
+                .unwrap_or(d.judge_max_prompt_bytes),
         }
     }
 }

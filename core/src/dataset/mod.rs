@@ -10,6 +10,7 @@ pub mod select;
 pub mod template;
 
 use crate::config::{BuiltinDataset, DatasetConfig, TemplateName};
+pub use crate::records::DatasetInfo;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -84,21 +85,6 @@ pub enum DatasetError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// What a loaded dataset is, for the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DatasetInfo {
-    /// Dataset label.
-    pub name: String,
-    /// `builtin:gsm8k` or the file path.
-    pub source: String,
-    /// sha256 over the source bytes.
-    pub sha256: String,
-    /// Rows in the source (after subject filtering).
-    pub rows: usize,
-    /// Queries selected for the run.
-    pub selected: usize,
 }
 
 /// Load, filter, sample and render one dataset.

@@ -2,7 +2,7 @@
 //! time from the disk cache, instantiation time (paid by every call), and grades per second
 //! on one thread (one core) over a representative response.
 
-use super::host::Query;
+use super::host::{JudgeFuture, Query};
 use super::{builtin, GraderError, GraderHost, GraderLimits, JudgeFn};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +56,11 @@ pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, GraderErr
     let cache = std::env::temp_dir().join(format!("ipw-grader-bench-{}", std::process::id()));
     let cold = GraderHost::new(None)?;
     let warm = GraderHost::new(Some(cache.clone()))?;
-    let judge: JudgeFn = Arc::new(|_| Ok("The response matches the reference.\nGRADE: C".into()));
+    let judge: JudgeFn = Arc::new(|_: String| -> JudgeFuture {
+        Box::pin(std::future::ready(Ok(
+            "The response matches the reference.\nGRADE: C".to_string(),
+        )))
+    });
     let mut out = Vec::new();
     for name in builtin::names() {
         let bytes = builtin::wasm(name).expect("listed built-in");

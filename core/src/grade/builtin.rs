@@ -8,11 +8,16 @@ include!(concat!(env!("OUT_DIR"), "/builtin_graders.rs"));
 pub fn wasm(name: &str) -> Option<&'static [u8]> {
     BUILTIN_GRADERS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, b, _)| *b)
 }
 
 /// Names of the built-in graders.
 pub fn names() -> Vec<&'static str> {
-    BUILTIN_GRADERS.iter().map(|(n, _)| *n).collect()
+    BUILTIN_GRADERS.iter().map(|(n, _, _)| *n).collect()
+}
+
+/// Every built-in grader with one line saying what it scores (from its crate's doc comment).
+pub fn describe() -> Vec<(&'static str, &'static str)> {
+    BUILTIN_GRADERS.iter().map(|(n, _, d)| (*n, *d)).collect()
 }

@@ -1,26 +1,52 @@
-//! The WASM grader host: compile once (cached on disk), instantiate per call (cheap, from an
-//! `InstancePre`), and bound every call: fuel (a deterministic instruction budget), an epoch
-//! deadline (wall clock) and a memory cap. A trap, a limit or a malformed result becomes a
-//! grader error for that record; the run goes on.
+//! The WASM grader host: compile once (cached on disk, verified before use), instantiate per
+//! call (cheap, from an `InstancePre`), and bound every call: fuel (a deterministic
+//! instruction budget), a wall-clock deadline that holds whatever the guest calls, one memory
+//! budget for all of an instance's memories and tables, and caps on the `judge` import. A
+//! trap, a limit or a malformed result becomes a grader error for that record; the run goes on.
+//!
+//! Calls run on wasmtime's async support, driven on the calling thread by a small runtime the
+//! host owns: the deadline is a timer raced against the call (dropping the call cancels the
+//! guest, even inside a blocking WASI call such as a sleep), and the epoch only makes guest
+//! compute yield often enough for that race to be noticed.
 
 use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bindings {
-    wasmtime::component::bindgen!({ path: "../sdk/wit", world: "grader" });
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "grader",
+        // `judge` awaits a model (async) and may end the grade when a cap is hit (trappable);
+        // `log` stays a plain call.
+        imports: { "ipw:plugins/host.judge": async | trappable },
+        exports: { default: async },
+    });
 }
 
 pub use bindings::ipw::plugins::types::{Grade, Level, Query};
 
-/// How often the epoch advances; the wall-clock deadline is counted in these ticks.
+/// How often the epoch advances while a call runs: guest code yields to the deadline race at
+/// least this often.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Strings a grader returns are cut to this many bytes (the record stays small).
 const MAX_TEXT: usize = 4096;
+/// What one table element counts for against the memory budget: a `funcref` slot is one
+/// host pointer (`externref` slots are smaller), so 8 bytes is the host's real cost or more.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
+/// Core instances one grader instance may create (a Rust component has a handful: the
+/// program, the WASI adapter and the glue modules between them).
+const MAX_INSTANCES: usize = 64;
+/// Tables one grader instance may create.
+const MAX_TABLES: usize = 64;
+/// Linear memories one grader instance may create (a Rust component has two).
+const MAX_MEMORIES: usize = 16;
 
 /// Per-call limits. Each is a separate knob with a safe default.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -29,12 +55,26 @@ pub struct GraderLimits {
     /// Instruction budget per call (wasmtime fuel). Default 1e9.
     #[serde(default = "default_fuel")]
     pub fuel: u64,
-    /// Wall-clock limit per call, milliseconds. Default 1000.
+    /// Wall-clock limit per call, milliseconds, not counting time spent waiting for the
+    /// judge. Default 1000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Linear-memory cap per instance, MiB. Default 64.
+    /// Memory budget per instance, MiB: every linear memory plus every table element
+    /// ([`TABLE_ELEMENT_BYTES`] each), together. Default 64.
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
+    /// Wall-clock limit for one `judge` call, milliseconds; when it passes the guest gets an
+    /// error back (`judge timed out after N ms`). Default 120000.
+    #[serde(default = "default_judge_timeout_ms")]
+    pub judge_timeout_ms: u64,
+    /// `judge` calls one grade may make; one more ends the grade as a grader error.
+    /// Default 4.
+    #[serde(default = "default_judge_max_calls")]
+    pub judge_max_calls: u32,
+    /// Prompt bytes one grade may send to the judge, all calls together; more ends the grade
+    /// as a grader error. Default 65536.
+    #[serde(default = "default_judge_max_prompt_bytes")]
+    pub judge_max_prompt_bytes: u64,
 }
 
 fn default_fuel() -> u64 {
@@ -46,6 +86,15 @@ fn default_timeout_ms() -> u64 {
 fn default_memory_mib() -> u64 {
     64
 }
+fn default_judge_timeout_ms() -> u64 {
+    120_000
+}
+fn default_judge_max_calls() -> u32 {
+    4
+}
+fn default_judge_max_prompt_bytes() -> u64 {
+    65_536
+}
 
 impl Default for GraderLimits {
     fn default() -> Self {
@@ -53,6 +102,9 @@ impl Default for GraderLimits {
             fuel: default_fuel(),
             timeout_ms: default_timeout_ms(),
             memory_mib: default_memory_mib(),
+            judge_timeout_ms: default_judge_timeout_ms(),
+            judge_max_calls: default_judge_max_calls(),
+            judge_max_prompt_bytes: default_judge_max_prompt_bytes(),
         }
     }
 }
@@ -68,21 +120,121 @@ pub enum GraderError {
         /// Why.
         message: String,
     },
-    /// The call trapped, ran out of fuel or time, hit the memory cap, or returned an error.
+    /// The call trapped, ran out of fuel or time, went over its memory budget or a judge
+    /// cap, or returned an error.
     #[error("{0}")]
     Call(String),
 }
 
-/// The judge call the host performs for guests: prompt in, reply text out.
-pub type JudgeFn = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+/// What a [`JudgeFn`] returns: the judge's reply, or why there is none.
+pub type JudgeFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// The judge call the host performs for guests: prompt in, reply text out. Async so a slow
+/// model neither holds a thread nor counts against the grader's deadline; the host bounds it
+/// with [`GraderLimits::judge_timeout_ms`] and drops the future when that passes.
+pub type JudgeFn = Arc<dyn Fn(String) -> JudgeFuture + Send + Sync>;
+
+/// Why a store refused to grow: carried as the trap's error so the record names the budget.
+#[derive(Debug, thiserror::Error)]
+#[error("grader exceeded its {mib} MiB memory budget ({what} would bring memories and tables to {wanted} bytes)")]
+struct MemoryBudgetExceeded {
+    mib: u64,
+    what: &'static str,
+    wanted: usize,
+}
+
+/// One budget for every linear memory and table of an instance. wasmtime asks before each
+/// memory or table is created (current size 0, desired = its minimum) and before each growth,
+/// so summing the increments counts everything the guest holds. Growth that fails after it was
+/// allowed (past a declared maximum) stays counted: that errs towards refusing, and only the
+/// guest that asked for it pays.
+struct MemoryBudget {
+    mib: u64,
+    limit: usize,
+    used: usize,
+}
+
+impl MemoryBudget {
+    fn new(mib: u64) -> Self {
+        let limit = usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        Self {
+            mib,
+            limit,
+            used: 0,
+        }
+    }
+
+    fn charge(&mut self, bytes: usize, what: &'static str) -> wasmtime::Result<bool> {
+        let wanted = self.used.saturating_add(bytes);
+        if wanted > self.limit {
+            // An error, not `Ok(false)`: refusing quietly would hand the guest -1 from
+            // `memory.grow`, and the record would then show whatever it did next (usually
+            // an abort that says nothing about memory).
+            return Err(MemoryBudgetExceeded {
+                mib: self.mib,
+                what,
+                wanted,
+            }
+            .into());
+        }
+        self.used = wanted;
+        Ok(true)
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.charge(desired.saturating_sub(current), "a linear memory")
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let elements = desired.saturating_sub(current);
+        self.charge(elements.saturating_mul(TABLE_ELEMENT_BYTES), "a table")
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// A judge cap a grade went over: carried as the trap's error so the record names the cap.
+#[derive(Debug, thiserror::Error)]
+enum JudgeCapExceeded {
+    #[error("grader exceeded its judge cap of {0} calls per grade")]
+    Calls(u32),
+    #[error("grader exceeded its judge cap of {0} prompt bytes per grade")]
+    PromptBytes(u64),
+}
 
 /// State of one grader call's store.
 struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    budget: MemoryBudget,
     grader: String,
     judge: Option<JudgeFn>,
+    limits: GraderLimits,
+    deadline: Arc<Deadline>,
+    judge_calls: u32,
+    judge_prompt_bytes: u64,
 }
 
 impl WasiView for CallState {
@@ -109,19 +261,41 @@ impl bindings::ipw::plugins::host::Host for CallState {
         }
     }
 
-    fn judge(&mut self, prompt: String) -> Result<String, String> {
-        match &self.judge {
-            Some(j) => j(&prompt),
-            None => Err(
+    async fn judge(&mut self, prompt: String) -> wasmtime::Result<Result<String, String>> {
+        let Some(judge) = self.judge.clone() else {
+            return Ok(Err(
                 "no judge model configured (add a [grading.judge] table to the experiment)".into(),
-            ),
+            ));
+        };
+        // The caps end the grade (a trap), not just this call: a guest that ignores an error
+        // and asks again would otherwise keep a model busy for as long as it likes.
+        self.judge_calls += 1;
+        if self.judge_calls > self.limits.judge_max_calls {
+            return Err(JudgeCapExceeded::Calls(self.limits.judge_max_calls).into());
         }
+        self.judge_prompt_bytes = self.judge_prompt_bytes.saturating_add(prompt.len() as u64);
+        if self.judge_prompt_bytes > self.limits.judge_max_prompt_bytes {
+            return Err(JudgeCapExceeded::PromptBytes(self.limits.judge_max_prompt_bytes).into());
+        }
+        // The judge's time is the model's, not the grader's: the deadline stops while we wait
+        // and the judge's own timeout applies instead.
+        let _paused = self.deadline.pause();
+        let timeout = Duration::from_millis(self.limits.judge_timeout_ms);
+        Ok(match tokio::time::timeout(timeout, judge(prompt)).await {
+            Ok(reply) => reply,
+            // An error the guest sees (as for a model that is down), not a trap: the guest
+            // may fall back or report it; a guest that keeps retrying meets the call cap.
+            Err(_) => Err(format!(
+                "judge timed out after {} ms",
+                self.limits.judge_timeout_ms
+            )),
+        })
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] while a grader call runs and sleeps
-/// otherwise, so deadlines cost nothing while the profiler waits on a model (a free-running
-/// 100 Hz ticker was a fifth of the profiler's own CPU).
+/// Advances the engine's epoch every [`EPOCH_TICK`] while a grader call runs guest code and
+/// sleeps otherwise, so the deadline machinery costs nothing while the profiler waits on a
+/// model or a judge (a free-running 100 Hz ticker was a fifth of the profiler's own CPU).
 struct EpochTicker {
     running: Mutex<usize>,
     wake: Condvar,
@@ -149,27 +323,138 @@ impl EpochTicker {
         Ok(ticker)
     }
 
-    /// Keep the epoch advancing until the guard drops.
-    fn enter(self: &Arc<Self>) -> TickGuard {
+    /// One more call needs the epoch to advance.
+    fn hold(&self) {
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.wake.notify_one();
-        TickGuard(self.clone())
+    }
+
+    /// One call no longer needs it.
+    fn release(&self) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
     }
 }
 
-struct TickGuard(Arc<EpochTicker>);
+/// The wall-clock deadline of one call: time left, counted only while the guest (not the
+/// judge) has the call. It also holds the epoch ticker exactly while it counts.
+struct Deadline {
+    state: Mutex<DeadlineState>,
+    resumed: tokio::sync::Notify,
+    ticker: Arc<EpochTicker>,
+}
 
-impl Drop for TickGuard {
-    fn drop(&mut self) {
-        *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+struct DeadlineState {
+    left: Duration,
+    /// When counting last (re)started; `None` while paused.
+    since: Option<Instant>,
+}
+
+impl Deadline {
+    fn start(budget: Duration, ticker: Arc<EpochTicker>) -> Arc<Self> {
+        ticker.hold();
+        Arc::new(Self {
+            state: Mutex::new(DeadlineState {
+                left: budget,
+                since: Some(Instant::now()),
+            }),
+            resumed: tokio::sync::Notify::new(),
+            ticker,
+        })
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeadlineState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop counting until the guard drops.
+    fn pause(self: &Arc<Self>) -> PauseGuard {
+        let mut s = self.lock();
+        if let Some(since) = s.since.take() {
+            s.left = s.left.saturating_sub(since.elapsed());
+            self.ticker.release();
+        }
+        PauseGuard(self.clone())
+    }
+
+    fn resume(&self) {
+        let mut s = self.lock();
+        if s.since.is_none() {
+            s.since = Some(Instant::now());
+            self.ticker.hold();
+        }
+        drop(s);
+        // `notify_one` keeps a permit when nobody waits yet, so a resume between `expired`
+        // reading the state and awaiting is not lost.
+        self.resumed.notify_one();
+    }
+
+    /// Completes when the time left runs out (never while paused).
+    async fn expired(&self) {
+        loop {
+            let left = {
+                let s = self.lock();
+                s.since.map(|since| s.left.saturating_sub(since.elapsed()))
+            };
+            match left {
+                Some(left) if left.is_zero() => return,
+                // Woken early by a pause and resume: the loop reads the new time left.
+                Some(left) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(left) => {}
+                        _ = self.resumed.notified() => {}
+                    }
+                }
+                None => self.resumed.notified().await,
+            }
+        }
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if self.lock().since.is_some() {
+            self.ticker.release();
+        }
+    }
+}
+
+struct PauseGuard(Arc<Deadline>);
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
+/// What every host of a process shares: one engine, one epoch ticker and one small runtime.
+#[derive(Clone)]
+struct Shared {
+    engine: Engine,
+    ticker: Arc<EpochTicker>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The runtime that drives grader calls. Each call runs on its caller's thread
+/// (`Handle::block_on`), so calls on N threads use N cores; the one worker thread only drives
+/// timers (deadlines, WASI clocks, judge timeouts), which a caller's thread cannot do for
+/// itself, and never holds guest code. It lives for the whole process.
+fn runtime() -> std::io::Result<tokio::runtime::Handle> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt.handle().clone());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ipw-wasm-timer")
+        .enable_all()
+        .build()?;
+    Ok(RUNTIME.get_or_init(|| rt).handle().clone())
 }
 
 /// Compiles and caches grader components; shared by every grader of a process.
 #[derive(Clone)]
 pub struct GraderHost {
-    engine: Engine,
-    ticker: Arc<EpochTicker>,
+    shared: Shared,
     cache_dir: Option<PathBuf>,
 }
 
@@ -196,12 +481,59 @@ fn cut(s: Option<String>) -> Option<String> {
     })
 }
 
+/// First bytes of a cache entry: names the format, so an entry of another layout (or an old
+/// bare `.cwasm`) is rejected before anything else is read.
+const CACHE_MAGIC: &[u8; 16] = b"ipw-cwasm-v1\0\0\0\n";
+
+/// Why a cache entry was not used.
+#[derive(Debug, thiserror::Error)]
+enum CacheReject {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0} is not a regular file")]
+    NotAFile(PathBuf),
+    #[error("{0} is owned by uid {1}, not by this user")]
+    Owner(PathBuf, u32),
+    #[error("{0} is writable by group or others (mode {1:o})")]
+    Writable(PathBuf, u32),
+    #[error("not an ipw cache entry")]
+    Magic,
+    #[error("compiled from other wasm than this grader's")]
+    Source,
+    #[error("payload does not match its checksum")]
+    Checksum,
+}
+
+/// Refuse a cache path that someone else could have written: it must be ours and writable by
+/// nobody else (a symlink is not followed, it is refused).
+fn check_owned(path: &Path, want_file: bool) -> Result<(), CacheReject> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let right_kind = if want_file {
+        meta.file_type().is_file()
+    } else {
+        meta.file_type().is_dir()
+    };
+    if !right_kind {
+        return Err(CacheReject::NotAFile(path.into()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(CacheReject::Owner(path.into(), meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(CacheReject::Writable(path.into(), meta.mode() & 0o7777));
+    }
+    Ok(())
+}
+
 impl GraderHost {
-    /// An engine with fuel and epoch interruption on, and a ticker thread for the deadline
-    /// (one of each per process, shared by every host). `cache_dir`: where compiled
+    /// A host on the process's shared engine (fuel and epoch interruption on), epoch ticker
+    /// thread and call runtime, each created on first use. `cache_dir`: where compiled
     /// components are kept (`None`: no disk cache).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, GraderError> {
-        static SHARED: Mutex<Option<(Engine, Arc<EpochTicker>)>> = Mutex::new(None);
+        static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         if shared.is_none() {
             let engine_err = |message: String| GraderError::Load {
@@ -216,14 +548,15 @@ impl GraderHost {
             let engine = Engine::new(&config).map_err(|e| engine_err(e.to_string()))?;
             let ticker =
                 EpochTicker::start(engine.clone()).map_err(|e| engine_err(e.to_string()))?;
-            *shared = Some((engine, ticker));
+            let runtime = runtime().map_err(|e| engine_err(e.to_string()))?;
+            *shared = Some(Shared {
+                engine,
+                ticker,
+                runtime,
+            });
         }
-        let (engine, ticker) = shared.clone().expect("initialised above");
-        Ok(Self {
-            engine,
-            ticker,
-            cache_dir,
-        })
+        let shared = shared.clone().expect("initialised above");
+        Ok(Self { shared, cache_dir })
     }
 
     /// The default compiled-component cache: `$IPW_CACHE/wasm` or `~/.cache/ipw/wasm`.
@@ -237,47 +570,119 @@ impl GraderHost {
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
+        self.shared
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut h);
         self.cache_dir
             .as_ref()
             .map(|d| d.join(format!("{sha256}-{:016x}.cwasm", h.finish())))
+    }
+
+    /// A cache entry, verified: the directory and file are ours and nobody else's to write,
+    /// the entry says it was compiled from exactly `source` (the wasm's sha256), and its
+    /// payload matches the checksum beside it. Only then is it deserialised, from the bytes
+    /// that were checked (not the file again, which could change in between).
+    fn read_cached(&self, path: &Path, source: &[u8; 32]) -> Result<Component, CacheReject> {
+        check_owned(path.parent().unwrap_or(Path::new(".")), false)?;
+        check_owned(path, true)?;
+        let bytes = std::fs::read(path)?;
+        let header = CACHE_MAGIC.len() + 64;
+        if bytes.len() < header || !bytes.starts_with(CACHE_MAGIC) {
+            return Err(CacheReject::Magic);
+        }
+        let (from, rest) = bytes[CACHE_MAGIC.len()..].split_at(32);
+        let (sum, payload) = rest.split_at(32);
+        if from != source {
+            return Err(CacheReject::Source);
+        }
+        if Sha256::digest(payload).as_slice() != sum {
+            return Err(CacheReject::Checksum);
+        }
+        // SAFETY: wasmtime trusts serialised code; these bytes are what this user's ipw wrote
+        // for this very wasm (ownership, source hash and checksum were checked above), and
+        // wasmtime itself refuses an engine-incompatible payload.
+        unsafe { Component::deserialize(&self.shared.engine, payload) }.map_err(|e| {
+            CacheReject::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{e:#}"),
+            ))
+        })
+    }
+
+    /// Write a cache entry through a temporary file of its own (unique per process and call)
+    /// and a rename, so readers see a whole entry or none, and writers never share a file.
+    fn write_cached(&self, path: &Path, source: &[u8; 32], payload: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        // Never write into a directory that would be refused on reading.
+        check_owned(dir, false).map_err(std::io::Error::other)?;
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{}.{}-{seq}.part",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        let written = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(CACHE_MAGIC)?;
+            f.write_all(source)?;
+            f.write_all(&Sha256::digest(payload))?;
+            f.write_all(payload)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     fn component(
         &self,
         id: &str,
         bytes: &[u8],
+        source: &[u8; 32],
         sha256: &str,
     ) -> Result<(Component, bool), GraderError> {
-        let load_err = |message: String| GraderError::Load {
-            id: id.into(),
-            message,
+        let compile = || {
+            Component::new(&self.shared.engine, bytes).map_err(|e| GraderError::Load {
+                id: id.into(),
+                message: format!("not a valid component: {e:#}"),
+            })
         };
-        if let Some(path) = self.cache_path(sha256) {
-            if path.is_file() {
-                // SAFETY: the file is one we serialised ourselves into our own cache directory,
-                // keyed by the wasm hash and the engine's compatibility hash.
-                match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                    Ok(c) => return Ok((c, true)),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e}")
-                    }
-                }
+        let Some(path) = self.cache_path(sha256) else {
+            return compile().map(|c| (c, false));
+        };
+        if path.exists() {
+            match self.read_cached(&path, source) {
+                Ok(c) => return Ok((c, true)),
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    "not using cached component ({e}); compiling again"
+                ),
             }
-            let component = Component::new(&self.engine, bytes)
-                .map_err(|e| load_err(format!("not a valid component: {e:#}")))?;
-            if let Ok(serialized) = component.serialize() {
-                let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
-                let tmp = path.with_extension("part");
-                if std::fs::write(&tmp, serialized).is_ok() {
-                    let _ = std::fs::rename(&tmp, &path);
-                }
-            }
-            return Ok((component, false));
         }
-        Component::new(&self.engine, bytes)
-            .map(|c| (c, false))
-            .map_err(|e| load_err(format!("not a valid component: {e:#}")))
+        let component = compile()?;
+        match component.serialize() {
+            Ok(serialized) => {
+                if let Err(e) = self.write_cached(&path, source, &serialized) {
+                    tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialise compiled component: {e:#}"),
+        }
+        Ok((component, false))
     }
 
     /// Load a grader from component bytes: compile (or take from the cache) and pre-link.
@@ -288,16 +693,18 @@ impl GraderHost {
         limits: GraderLimits,
         judge: Option<JudgeFn>,
     ) -> Result<WasmGrader, GraderError> {
-        let sha256 = crate::dataset::hex(&Sha256::digest(bytes));
-        let (component, cached) = self.component(id, bytes, &sha256)?;
+        let source: [u8; 32] = Sha256::digest(bytes).into();
+        let sha256 = crate::dataset::hex(&source);
+        let (component, cached) = self.component(id, bytes, &source, &sha256)?;
         let load_err = |message: String| GraderError::Load {
             id: id.into(),
             message,
         };
-        let mut linker: Linker<CallState> = Linker::new(&self.engine);
+        let mut linker: Linker<CallState> = Linker::new(&self.shared.engine);
         // WASI with nothing in it: no preopened directories, no environment, no arguments,
-        // no network; rust's std needs the interfaces to exist, not to do anything.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| load_err(e.to_string()))?;
+        // no network; rust's std needs the interfaces to exist, not to do anything. The async
+        // flavour, so a blocking call (a sleep, a poll) is a future the deadline can drop.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_err(e.to_string()))?;
         bindings::Grader::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(|e| load_err(e.to_string()))?;
         let pre = linker
@@ -309,8 +716,7 @@ impl GraderHost {
             id: id.into(),
             sha256,
             pre,
-            engine: self.engine.clone(),
-            ticker: self.ticker.clone(),
+            shared: self.shared.clone(),
             limits,
             judge,
             from_cache: cached,
@@ -326,8 +732,7 @@ pub struct WasmGrader {
     /// sha256 of the component bytes.
     pub sha256: String,
     pre: bindings::GraderPre<CallState>,
-    engine: Engine,
-    ticker: Arc<EpochTicker>,
+    shared: Shared,
     limits: GraderLimits,
     judge: Option<JudgeFn>,
     /// Whether the compiled component came from the disk cache.
@@ -335,16 +740,9 @@ pub struct WasmGrader {
 }
 
 impl WasmGrader {
-    /// A store for one call: its own WASI context (nothing in it), memory cap, fuel and
-    /// deadline.
-    fn new_store(&self) -> Result<Store<CallState>, GraderError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_mib as usize * 1024 * 1024)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .trap_on_grow_failure(true)
-            .build();
+    /// A store for one call: its own WASI context (nothing in it), memory budget, fuel, judge
+    /// caps and deadline.
+    fn new_store(&self, deadline: Arc<Deadline>) -> Result<Store<CallState>, GraderError> {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .allow_blocking_current_thread(false)
             .allow_ip_name_lookup(false)
@@ -354,48 +752,76 @@ impl WasmGrader {
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            budget: MemoryBudget::new(self.limits.memory_mib),
             grader: self.id.clone(),
             judge: self.judge.clone(),
+            limits: self.limits,
+            deadline,
+            judge_calls: 0,
+            judge_prompt_bytes: 0,
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        let mut store = Store::new(&self.shared.engine, state);
+        store.limiter(|s| &mut s.budget);
         store
             .set_fuel(self.limits.fuel)
             .map_err(|e| GraderError::Call(describe_trap(&e, &self.limits)))?;
-        let ticks = (self.limits.timeout_ms as u128)
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        // The epoch never ends a call; it makes running guest code hand control back every
+        // tick so the deadline race in `run` is polled.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         Ok(store)
     }
 
-    /// Create a fresh instance and drop it without calling it: what every call pays before
-    /// grading (benchmarks measure it with this).
-    pub fn instantiate(&self) -> Result<(), GraderError> {
-        let _ticking = self.ticker.enter();
-        let mut store = self.new_store()?;
-        self.pre
-            .instantiate(&mut store)
-            .map(drop)
-            .map_err(|e| GraderError::Call(describe_trap(&e, &self.limits)))
+    /// Run `call` on a fresh store on this thread, racing it against the call's deadline.
+    /// Losing the race drops the call, which cancels the guest wherever it is, a blocking
+    /// WASI call included.
+    fn run<R>(
+        &self,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, GraderError> {
+        let deadline = Deadline::start(
+            Duration::from_millis(self.limits.timeout_ms),
+            self.shared.ticker.clone(),
+        );
+        let mut store = self.new_store(deadline.clone())?;
+        let outcome = self.shared.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                r = call(&mut store) => Some(r),
+                () = deadline.expired() => None,
+            }
+        });
+        match outcome {
+            Some(r) => r.map_err(|e| GraderError::Call(describe_trap(&e, &self.limits))),
+            None => Err(GraderError::Call(format!(
+                "grader exceeded its {} ms deadline",
+                self.limits.timeout_ms
+            ))),
+        }
     }
 
-    /// Grade one response in a fresh instance under the limits.
+    /// Create a fresh instance and drop it without calling it: what every call pays before
+    /// grading (benchmarks measure it with this). Blocking, like [`WasmGrader::grade`].
+    pub fn instantiate(&self) -> Result<(), GraderError> {
+        let pre = &self.pre;
+        self.run(async |store| pre.instantiate_async(store).await.map(drop))
+    }
+
+    /// Grade one response in a fresh instance under the limits. Blocking: call it from a
+    /// thread where blocking is fine (a plain thread or `spawn_blocking`), not from an async
+    /// task.
     pub fn grade(
         &self,
         query: &Query,
         response: &str,
         params: &str,
     ) -> Result<GradeOutcome, GraderError> {
-        let _ticking = self.ticker.enter();
-        let mut store = self.new_store()?;
-        let call = |e: wasmtime::Error| GraderError::Call(describe_trap(&e, &self.limits));
-        let instance = self.pre.instantiate(&mut store).map_err(call)?;
-        match instance
-            .call_grade(&mut store, query, response, params)
-            .map_err(call)?
-        {
+        let pre = &self.pre;
+        let result = self.run(async |store| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.call_grade(store, query, response, params).await
+        })?;
+        match result {
             Ok(g) => {
                 let score = match g.score {
                     Some(s) if !(0.0..=1.0).contains(&s) || s.is_nan() => {
@@ -421,6 +847,15 @@ impl WasmGrader {
 }
 
 fn describe_trap(e: &wasmtime::Error, limits: &GraderLimits) -> String {
+    // The host's own refusals first, wherever wasmtime put them in the error's chain.
+    for cause in e.chain() {
+        if let Some(b) = cause.downcast_ref::<MemoryBudgetExceeded>() {
+            return b.to_string();
+        }
+        if let Some(j) = cause.downcast_ref::<JudgeCapExceeded>() {
+            return j.to_string();
+        }
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => {
             format!("grader ran out of fuel ({} units)", limits.fuel)
@@ -429,13 +864,6 @@ fn describe_trap(e: &wasmtime::Error, limits: &GraderLimits) -> String {
             format!("grader exceeded its {} ms deadline", limits.timeout_ms)
         }
         Some(t) => format!("grader trapped: {t}"),
-        None => {
-            let msg = format!("{e:#}");
-            if msg.contains("memory") && (msg.contains("limit") || msg.contains("grow")) {
-                format!("grader hit the {} MiB memory cap: {msg}", limits.memory_mib)
-            } else {
-                format!("grader failed: {msg}")
-            }
-        }
+        None => format!("grader failed: {e:#}"),
     }
 }

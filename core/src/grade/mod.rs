@@ -12,9 +12,10 @@ pub mod host;
 mod regrade;
 mod setup;
 
+pub use crate::records::{GradeRecord, GraderInfo};
 pub use host::{GradeOutcome, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
-pub use regrade::{regrade_run, run_dirs, RegradeError, RegradeSpec};
-pub use setup::{connect_judge, judge_fn, load_grader, DatasetGraders, GradeRecord, GraderInfo};
+pub use regrade::{regrade_run, RegradeError, RegradeSpec};
+pub use setup::{connect_judge, judge_fn, load_grader, DatasetGraders};
 
 /// Paths of the test fixture graders (hostile ones) built with the project, for tests.
 #[doc(hidden)]

@@ -7,20 +7,15 @@ use super::setup::{connect_judge, load_grader, DatasetGraders};
 use super::GraderHost;
 use crate::analysis::{summarize, Summary};
 use crate::config::GradingConfig;
-use crate::run::{read_records, rewrite_records, write_json_atomic, Manifest};
+use crate::records::{RunDir, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Why a run could not be re-graded.
 #[derive(Debug, thiserror::Error)]
 pub enum RegradeError {
-    /// Reading or writing the run directory.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Error.
-        source: std::io::Error,
-    },
+    /// Reading, writing or locking the run directory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The manifest's `[grading]` section cannot be read back.
     #[error("{}: experiment.grading: {message}", path.display())]
     Manifest {
@@ -48,14 +43,11 @@ pub struct RegradeSpec {
 
 /// Re-grade every record of the run (one model) in `dir`; returns the refreshed summary.
 pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, RegradeError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RegradeError::Io { path, source }
-    };
-    let manifest_path = dir.join("manifest.json");
-    let manifest = Manifest::read(&manifest_path).map_err(io(&manifest_path))?;
-    let records_path = dir.join("records.jsonl");
-    let mut records = read_records(&records_path).map_err(io(&records_path))?;
+    let run = RunDir::new(dir);
+    let lock = run.lock()?;
+    let manifest_path = run.manifest_path();
+    let manifest = run.read_manifest()?;
+    let mut records = run.read_records()?.records;
     let seed = manifest
         .experiment
         .get("seed")
@@ -113,30 +105,14 @@ pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, Regr
     })
     .await
     .expect("grading does not panic: traps are errors");
-    rewrite_records(&records_path, &records).map_err(io(&records_path))?;
+    run.rewrite_records(&lock, &records)?;
     let summary = summarize(
         &manifest.model.name,
-        manifest.model.backend.as_str(),
+        &manifest.model.backend,
         manifest.planned,
         &records,
         seed,
     );
-    let summary_path = dir.join("summary.json");
-    write_json_atomic(&summary_path, &summary).map_err(io(&summary_path))?;
+    run.write_summary(&lock, &summary)?;
     Ok(summary)
-}
-
-/// The run directories under `dir`: `dir` itself when it holds a `manifest.json` (one model's
-/// run), else every subdirectory that does (an experiment directory), in name order.
-pub fn run_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    if dir.join("manifest.json").is_file() {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .collect();
-    dirs.sort();
-    Ok(dirs)
 }

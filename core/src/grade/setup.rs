@@ -1,50 +1,14 @@
 //! Graders for a run: one per dataset (its `grader`, or the built-in default), loaded once,
 //! and the `judge` host call backed by a configured model.
 
-use super::host::Query;
+use super::host::{JudgeFuture, Query};
 use super::{builtin, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
 use crate::backend::{Backend, GenRequest, Message};
 use crate::config::{Experiment, GradingConfig};
-use crate::run::Record;
-use serde::{Deserialize, Serialize};
+use crate::records::{GradeRecord, GraderInfo, Record};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// What a record's `grade` holds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GradeRecord {
-    /// Grader id: a built-in name or the component's file name.
-    pub grader: String,
-    /// sha256 of the grader component.
-    pub wasm_sha256: String,
-    /// In [0, 1]; `null` = unscored (not counted in accuracy).
-    pub score: Option<f64>,
-    /// Whether an answer could be extracted.
-    pub parsed: bool,
-    /// The extracted answer.
-    pub extracted: Option<String>,
-    /// The grader's explanation.
-    pub explanation: Option<String>,
-    /// Set when the grader failed (trap, limit, error): the record is unscored.
-    pub error: Option<String>,
-    /// The params the grader was called with, when not `{}` (so a re-grade says what changed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<serde_json::Value>,
-}
-
-/// A dataset's grader as the manifest records it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GraderInfo {
-    /// Dataset name.
-    pub dataset: String,
-    /// Grader id: a built-in name or the component's file name.
-    pub grader: String,
-    /// sha256 of the component.
-    pub wasm_sha256: String,
-    /// Params the grader is called with.
-    pub params: serde_json::Value,
-}
 
 /// The graders of an experiment, by dataset label.
 #[derive(Clone, Default)]
@@ -175,7 +139,7 @@ impl DatasetGraders {
                 ..blank
             },
         };
-        r.grade = Some(serde_json::to_value(record).expect("grade serialises"));
+        r.grade = Some(record);
     }
 }
 
@@ -194,25 +158,29 @@ pub async fn connect_judge(
 }
 
 /// The `judge` host call: ask `backend` (greedy, up to 512 tokens), at most `concurrency` at
-/// once, retrying a failed call twice. Must be called from a thread where blocking is allowed.
+/// once, retrying a failed call twice. The request runs as a task on `runtime` (the caller's
+/// runtime, where the backend's connections live) whatever thread or runtime awaits the
+/// reply; dropping the reply's future (the host's judge timeout, a grader deadline) aborts
+/// the task, so an abandoned request does not keep a permit or the model busy.
 pub fn judge_fn(
     backend: Arc<dyn Backend>,
     concurrency: usize,
     runtime: tokio::runtime::Handle,
 ) -> JudgeFn {
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    Arc::new(move |prompt: &str| {
+    Arc::new(move |prompt: String| -> JudgeFuture {
         let req = GenRequest {
             messages: vec![Message {
                 role: "user".into(),
-                content: prompt.to_string(),
+                content: prompt,
             }],
             max_tokens: 512,
             temperature: 0.0,
             seed: 0,
             stop: Vec::new(),
         };
-        runtime.block_on(async {
+        let (backend, permits) = (backend.clone(), permits.clone());
+        let task = AbortOnDrop(runtime.spawn(async move {
             let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
             let mut last = String::new();
             for _ in 0..3 {
@@ -222,8 +190,23 @@ pub fn judge_fn(
                 }
             }
             Err(format!("judge model failed: {last}"))
+        }));
+        Box::pin(async move {
+            let mut task = task;
+            (&mut task.0)
+                .await
+                .unwrap_or_else(|e| Err(format!("judge task failed: {e}")))
         })
     })
+}
+
+/// A spawned task that is aborted when its handle is dropped unfinished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Load grader `name`: a built-in, else a `.wasm` file (relative paths from `base_dir`). The

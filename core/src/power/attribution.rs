@@ -14,6 +14,7 @@
 //! so net energies of overlapping queries also add up to the window total minus idle.
 
 use super::curve::{Anomaly, EnergyCurve};
+pub use crate::records::{ChannelEnergy, Flag, QueryEnergy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,26 +27,6 @@ pub enum SplitRule {
     Tokens,
     /// Equally between the queries in flight.
     Equal,
-}
-
-/// A quality flag on a query's energy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flag {
-    /// A counter wrapped inside the window (handled).
-    Wrap,
-    /// A counter went backwards inside the window (treated as a restart from 0).
-    CounterReset,
-    /// Readings are missing: the window is not fully covered, or a gap is too long.
-    MissingSamples,
-    /// The window is shorter than the channel's update period.
-    ShortWindow,
-    /// Power is modelled, not measured.
-    EstimatedPower,
-    /// The sampler reported an error or an invalid value during the window.
-    SamplerError,
-    /// No idle baseline: net energy unavailable.
-    NoBaseline,
 }
 
 /// One channel ready for attribution.
@@ -79,38 +60,6 @@ pub struct QueryWindow {
     pub input_tokens: Option<u64>,
     /// Generated tokens, if known.
     pub output_tokens: Option<u64>,
-}
-
-/// Energy of one query on one channel.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ChannelEnergy {
-    /// Joules attributed to the query; `null` when the readings do not cover it.
-    pub gross_j: Option<f64>,
-    /// Gross minus the query's share of idle energy.
-    pub net_j: Option<f64>,
-    /// Idle power used for net, watts.
-    pub idle_w: Option<f64>,
-    /// Quality flags.
-    pub flags: Vec<Flag>,
-}
-
-/// Energy of one query over all channels.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct QueryEnergy {
-    /// Sum of channel gross energies; `null` if any channel is uncovered.
-    pub gross_j: Option<f64>,
-    /// Sum of channel net energies; `null` if any is unavailable.
-    pub net_j: Option<f64>,
-    /// Gross energy over the window length, watts.
-    pub mean_power_w: Option<f64>,
-    /// Net (else gross) joules per generated token.
-    pub j_per_output_token: Option<f64>,
-    /// Whether any channel's power is modelled rather than measured.
-    pub estimated: bool,
-    /// Union of channel flags.
-    pub flags: Vec<Flag>,
-    /// Per channel.
-    pub channels: BTreeMap<String, ChannelEnergy>,
 }
 
 /// Per-window shares of every channel, for all windows at once.

@@ -148,18 +148,26 @@ fn energy_counters_are_within_half_a_percent_for_any_shape() {
 }
 
 #[test]
-fn instant_gauges_are_within_half_a_percent_for_smooth_power() {
+fn instant_gauges_on_smooth_power_stay_within_the_interpolation_bound() {
+    // No edge reads: the host reads on demand only samplers whose energy counters update within
+    // 5 ms, never a gauge, so a gauge's window edges fall between its jittered 20 Hz samples
+    // (with drops). Power is interpolated linearly between samples, so |P - L| <= max|P''| h^2 / 8
+    // for a gap h, and a window of length T is off by at most T max|P''| h^2 / 8 (exactly 0 for
+    // a ramp). A host that integrated steps instead of lines would fail the ramp by ~0.6%.
     let gauge = ChannelKind::PowerGauge {
         timing: GaugeTiming::Instant,
         estimated: false,
     };
+    // (shape, max |P''|) for the smooth shapes.
+    let curvature = [("ramp", 0.0), ("wave", 60.0 * 4.0)];
     for (name, p) in shapes()
         .into_iter()
-        .filter(|(n, _)| ["ramp", "wave"].contains(n))
+        .filter(|(n, _)| curvature.iter().any(|(c, _)| c == n))
     {
+        let p2 = curvature.iter().find(|(c, _)| *c == name).unwrap().1;
         let mut worst: f64 = 0.0;
         for seed in 0..3 {
-            let readings: Vec<(f64, f64)> = with_edge_reads(sample_times(seed, 12.0))
+            let readings: Vec<(f64, f64)> = sample_times(seed, 12.0)
                 .into_iter()
                 .map(|t| (t, p(t)))
                 .collect();
@@ -169,11 +177,21 @@ fn instant_gauges_are_within_half_a_percent_for_smooth_power() {
                     .gross_j
                     .unwrap();
                 let want = true_energy(&*p, w.start, w.end);
+                let h = curve.largest_gap_in(w.start, w.end);
+                let bound = (w.end - w.start) * p2 * h * h / 8.0 + 1e-9 * want;
                 worst = worst.max((got - want).abs() / want);
-                assert!((got - want).abs() / want < 0.005, "{name}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= bound,
+                    "{name} seed {seed} [{:.3},{:.3}]: {got} vs {want}, bound {bound}",
+                    w.start,
+                    w.end
+                );
             }
         }
-        println!("instant gauge, {name}: worst error {:.4}%", worst * 100.0);
+        println!(
+            "instant gauge without edge reads, {name}: worst error {:.4}%",
+            worst * 100.0
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 //! ring buffer) and appended to `power.jsonl` in the run directory.
 
 use super::loader::SamplerHandle;
+pub use crate::records::RecorderStats;
 use ipw_sampler_sdk::abi::RawReading;
 use serde::{Deserialize, Serialize};
 use std::io::{BufWriter, Write};
@@ -62,19 +63,6 @@ pub struct Recorder {
     thread: Option<JoinHandle<RecorderStats>>,
     /// Whether this sampler is read at window edges.
     pub edge_reads: bool,
-}
-
-/// What a sampling thread did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RecorderStats {
-    /// Successful reads.
-    pub reads: u64,
-    /// Failed reads.
-    pub errors: u64,
-    /// Readings recorded.
-    pub readings: u64,
-    /// CPU seconds the thread used.
-    pub cpu_s: f64,
 }
 
 fn thread_cpu_s() -> f64 {
@@ -138,7 +126,7 @@ impl Recorder {
                             lines.extend(names.iter().map(|n| PowerLine {
                                 session,
                                 channel: n.clone(),
-                                t: crate::run::clock::now_s(),
+                                t: crate::records::clock::now_s(),
                                 v: None,
                                 error: Some(message.clone()),
                             }));

@@ -5,11 +5,11 @@
 use super::attribution::{attribute, idle_power, ChannelInput, QueryWindow, SplitRule};
 use super::curve::EnergyCurve;
 use super::loader::{find, SamplerError, SamplerLibrary};
-use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder, RecorderStats};
+use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder};
 use crate::config::SamplerConfig;
 use crate::dataset::hex;
-use ipw_sampler_sdk::{Channel, ChannelKind, Domain};
-use serde::{Deserialize, Serialize};
+pub use crate::records::{Baseline, SamplerInfo};
+use ipw_sampler_sdk::{ChannelKind, Domain};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,38 +18,6 @@ use std::time::Duration;
 /// Windows edges are read on demand only for samplers whose energy channels update at least
 /// this often; a slower counter read at an edge would carry a stale value with a fresh timestamp.
 const EDGE_READ_MAX_PERIOD_S: f64 = 0.005;
-
-/// What the manifest keeps about a sampler in a session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SamplerInfo {
-    /// Declared name.
-    pub name: String,
-    /// Library file.
-    pub path: PathBuf,
-    /// sha256 of the library file.
-    pub sha256: String,
-    /// SDK version the plugin was built with.
-    pub sdk_version: String,
-    /// Configured rate.
-    pub rate_hz: f64,
-    /// Actual background interval (never faster than the channels update).
-    pub interval_s: f64,
-    /// Whether window edges were read on demand.
-    pub edge_reads: bool,
-    /// The channels it described.
-    pub channels: Vec<Channel>,
-    /// What the sampling thread did (after the session).
-    pub stats: Option<RecorderStats>,
-}
-
-/// The idle-baseline interval of a session, on the run clock.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct Baseline {
-    /// Start.
-    pub from_s: f64,
-    /// End.
-    pub to_s: f64,
-}
 
 /// Samplers recording during a session.
 pub struct PowerSession {
@@ -147,6 +115,12 @@ impl PowerSession {
         m
     }
 
+    /// What the manifest keeps about each sampler, before any stats exist: written as soon as
+    /// the samplers open, so a killed session's readings can still be attributed.
+    pub fn describe(&self) -> Vec<SamplerInfo> {
+        self.infos.clone()
+    }
+
     /// Stop every thread (each takes a final reading) and return what the manifest keeps.
     pub fn stop(self) -> Vec<SamplerInfo> {
         let mut infos = self.infos;
@@ -177,7 +151,7 @@ pub struct SessionPower<'a> {
 /// Fill `energy` for every record of a run, from `power.jsonl` and the sessions' sampler
 /// descriptions. Records of a session without samplers keep `energy: null`.
 pub fn attribute_records(
-    records: &mut [crate::run::Record],
+    records: &mut [crate::records::Record],
     power_log: &Path,
     sessions: &[SessionPower],
     split: SplitRule,
@@ -257,7 +231,7 @@ pub fn attribute_records(
             })
             .collect();
         for (&i, e) in idx.iter().zip(attribute(&inputs, &windows, split)) {
-            records[i].energy = Some(serde_json::to_value(e).expect("energy serialises"));
+            records[i].energy = Some(e);
         }
     }
     Ok(())

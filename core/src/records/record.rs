@@ -1,10 +1,32 @@
 //! The per-query record: one JSON line in `records.jsonl`, everything measured about a query.
 
-use crate::backend::TokenSource;
+use super::{GradeRecord, QueryEnergy};
 use serde::{Deserialize, Serialize};
 
-/// Version of the record format; every line carries it.
+/// Version of the record format; every line carries it. Readers accept every version up to
+/// this one (fields added later are optional), and refuse a newer one rather than guess.
 pub const RECORD_SCHEMA: u32 = 1;
+
+/// Where token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenSource {
+    /// Counted by the engine that generated them (embedded llama.cpp, Ollama eval counts).
+    Engine,
+    /// The server's `usage` in the stream.
+    ServerUsage,
+    /// Re-tokenized with the server's tokenizer endpoint (estimated: chat template not counted).
+    Tokenizer,
+    /// Output: streamed content chunks; input: characters / 4 (estimated).
+    Heuristic,
+}
+
+impl TokenSource {
+    /// Whether counts from this source are estimates.
+    pub fn is_estimate(self) -> bool {
+        matches!(self, TokenSource::Tokenizer | TokenSource::Heuristic)
+    }
+}
 
 /// A query's `[start, end]` on the run's monotonic clock (seconds since the run clock started).
 /// Energy attribution joins these windows with sampler readings on the same clock.
@@ -82,14 +104,15 @@ pub struct Record {
     pub window: Window,
     /// Set when the query failed.
     pub error: Option<QueryError>,
-    /// The grade (see `grade::GradeRecord`); `null` when ungraded or the query failed.
-    pub grade: Option<serde_json::Value>,
+    /// The grade; `null` when ungraded or the query failed.
+    #[serde(default)]
+    pub grade: Option<GradeRecord>,
     /// Earlier grades, oldest first, kept when `ipw grade` re-grades the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub grade_history: Vec<serde_json::Value>,
-    /// Energy attributed to the query (see `power::attribution::QueryEnergy`); `null` without
-    /// samplers.
-    pub energy: Option<serde_json::Value>,
+    pub grade_history: Vec<GradeRecord>,
+    /// Energy attributed to the query; `null` without samplers.
+    #[serde(default)]
+    pub energy: Option<QueryEnergy>,
 }
 
 /// Decode throughput: tokens after the first over the time after the first.

@@ -1,0 +1,213 @@
+//! `manifest.json`: what was run, with what, where and when. Written when a run starts
+//! (status `running`) and rewritten as soon as anything attribution needs is known, and when a
+//! session ends, so an interrupted run still says what it was.
+
+use super::GraderInfo;
+use ipw_sampler_sdk::Channel;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Version of the manifest format.
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+/// The manifest of one run (one model).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub schema: u32,
+    /// ipw version.
+    pub ipw_version: String,
+    /// Git commit ipw was built from.
+    pub git_commit: String,
+    /// The experiment file as given.
+    pub experiment_file: String,
+    /// sha256 of the experiment file's text.
+    pub experiment_sha256: String,
+    /// The resolved experiment (paths expanded; API keys appear only as variable names).
+    pub experiment: serde_json::Value,
+    /// This run's model, as configured.
+    pub model: RecordedModel,
+    /// The model file, for in-process backends.
+    pub model_file: Option<ModelFile>,
+    /// What the backend reported about itself (load time, URL, server model id).
+    pub backend: serde_json::Value,
+    /// Datasets and how many queries each contributed.
+    pub datasets: Vec<DatasetInfo>,
+    /// Queries in the plan.
+    pub planned: usize,
+    /// sha256 over the plan's query ids and prompt hashes, in order; `--resume` checks it.
+    pub plan_sha256: String,
+    /// The machine.
+    pub host: HostInfo,
+    /// When the run first started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When the last session ended.
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `running`, `completed`, `interrupted` or `failed`.
+    pub status: String,
+    /// Why the last session failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// One entry per session (the first run and each `--resume`).
+    pub sessions: Vec<Session>,
+}
+
+/// A model file and its hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelFile {
+    /// Path.
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// sha256 of the contents.
+    pub sha256: String,
+}
+
+/// One invocation of the profiler on a run, with the profiler's own overhead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Start time.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// End time, once ended.
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Records written in this session.
+    pub recorded: usize,
+    /// Complete records found on disk at the start (resume).
+    pub resumed_from: usize,
+    /// Bytes of a cut-off last line removed at resume (ipw before 0.2 truncated; now such a
+    /// line is moved aside and counted in `rejected_lines`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub truncated_bytes: u64,
+    /// Seconds loading the model (in-process backends).
+    pub model_load_s: Option<f64>,
+    /// Seconds from process start to the first request (model load included, see `model_load_s`).
+    pub startup_to_first_request_s: Option<f64>,
+    /// The profiler's own CPU seconds (user + system) during this session's queries. For an
+    /// in-process backend this includes inference.
+    pub cpu_s: Option<f64>,
+    /// `cpu_s` per recorded query, in milliseconds.
+    pub cpu_per_query_ms: Option<f64>,
+    /// Peak resident memory of the profiler process, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Idle-baseline interval measured before the queries.
+    #[serde(default)]
+    pub baseline: Option<Baseline>,
+    /// Samplers that recorded during the session.
+    #[serde(default)]
+    pub samplers: Vec<SamplerInfo>,
+    /// Graders that scored this session's records (component hashes, params).
+    #[serde(default)]
+    pub graders: Vec<GraderInfo>,
+    /// Record lines found unreadable at the start of this session and moved aside to
+    /// `records.rejected.jsonl` (their queries are measured again).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejected_lines: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A model's settings as the manifest keeps them: the name and backend that analysis reads,
+/// typed, and every other setting as written by the version of ipw that ran it (so a manifest
+/// from a newer ipw with more model fields still reads).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordedModel {
+    /// Label used in records and directory names.
+    pub name: String,
+    /// `embedded`, `openai` or `ollama`.
+    #[serde(default = "embedded")]
+    pub backend: String,
+    /// The other settings (path, threads, base_url, ...).
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+fn embedded() -> String {
+    "embedded".into()
+}
+
+/// What a loaded dataset is, for the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// Dataset label.
+    pub name: String,
+    /// `builtin:gsm8k` or the file path.
+    pub source: String,
+    /// sha256 over the source bytes.
+    pub sha256: String,
+    /// Rows in the source (after subject filtering).
+    pub rows: usize,
+    /// Queries selected for the run.
+    pub selected: usize,
+}
+
+/// The host a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// CPU model name.
+    pub cpu_model: Option<String>,
+    /// Logical CPUs available to this process.
+    pub logical_cores: usize,
+    /// Physical cores (distinct core ids per package), if known.
+    pub physical_cores: Option<usize>,
+    /// Total memory in bytes.
+    pub memory_bytes: Option<u64>,
+    /// OS name and version.
+    pub os: String,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// CPU architecture.
+    pub arch: String,
+}
+
+/// What the manifest keeps about a sampler in a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamplerInfo {
+    /// Declared name.
+    pub name: String,
+    /// Library file.
+    pub path: PathBuf,
+    /// sha256 of the library file.
+    pub sha256: String,
+    /// SDK version the plugin was built with.
+    pub sdk_version: String,
+    /// Configured rate.
+    pub rate_hz: f64,
+    /// Actual background interval (never faster than the channels update).
+    pub interval_s: f64,
+    /// Whether window edges were read on demand.
+    pub edge_reads: bool,
+    /// The channels it described.
+    pub channels: Vec<Channel>,
+    /// What the sampling thread did (after the session).
+    pub stats: Option<RecorderStats>,
+}
+
+/// The idle-baseline interval of a session, on the run clock.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    /// Start.
+    pub from_s: f64,
+    /// End.
+    pub to_s: f64,
+}
+
+/// What a sampling thread did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RecorderStats {
+    /// Successful reads.
+    pub reads: u64,
+    /// Failed reads.
+    pub errors: u64,
+    /// Readings recorded.
+    pub readings: u64,
+    /// CPU seconds the thread used.
+    pub cpu_s: f64,
+}

@@ -1,0 +1,33 @@
+//! The on-disk format of a run, and the only code that reads and writes it.
+//!
+//! A leaf: nothing here imports from the rest of ipw-core. The runner writes through it,
+//! `ipw grade` and `ipw attribute` rewrite through it, and analysis reads through it, so every
+//! one of them agrees on what a run directory holds:
+//!
+//! | file | type |
+//! |---|---|
+//! | `manifest.json` | [`Manifest`] (with [`Session`]s, [`SamplerInfo`], [`Baseline`], [`GraderInfo`]) |
+//! | `records.jsonl` | one [`Record`] per line (with its [`GradeRecord`] and [`QueryEnergy`]) |
+//! | `records.rejected.jsonl` | [`RejectedLine`]s: unreadable lines moved aside, never erased |
+//! | `summary.json` | written by analysis through [`RunDir::write_summary`] |
+//!
+//! Times in records and power readings are on the run clock ([`clock`]).
+
+pub mod clock;
+mod energy;
+mod grade;
+mod manifest;
+mod record;
+mod store;
+
+pub use energy::{ChannelEnergy, Flag, QueryEnergy};
+pub use grade::{GradeRecord, GraderInfo};
+pub use manifest::{
+    Baseline, DatasetInfo, HostInfo, Manifest, ModelFile, RecordedModel, RecorderStats,
+    SamplerInfo, Session, MANIFEST_SCHEMA,
+};
+pub use record::{decode_tps, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
+pub use store::{
+    run_dirs, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
+    RunLock, StoreError,
+};

@@ -1,0 +1,744 @@
+//! A run directory on disk: the one place that reads and writes `manifest.json`,
+//! `records.jsonl` and `summary.json`, for the runner, `ipw grade`, `ipw attribute` and analysis.
+//!
+//! Guarantees:
+//! - **One writer.** Every change goes through a [`RunLock`] (an exclusive `flock` on
+//!   `<run>/.ipw.lock`, released by the kernel when the process dies, even by `kill -9`); a
+//!   second process gets [`StoreError::Locked`] naming the holder.
+//! - **Records survive a crash.** Each record is appended as one complete line with one `write`
+//!   call, so a killed process leaves at most one cut-off last line; the file is `fdatasync`ed at
+//!   most a second after a record is written and when the writer closes, so an OS crash or power
+//!   loss loses at most the last second of records.
+//! - **Nothing is erased.** A line that does not parse (cut off by a crash, edited by hand, from
+//!   a format this version cannot read) is moved aside to `records.rejected.jsonl` with its line
+//!   number and the reason, never a reason to truncate what follows it.
+//! - **Whole files or old files.** Manifests, summaries and rewritten records are written to a
+//!   temporary file, synced, renamed over the old one and the directory synced ([`write_atomic`]).
+
+use super::{Manifest, Record, RECORD_SCHEMA};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `records.jsonl` is synced to disk at least this often while records are appended.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A run directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system call failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON file (manifest, summary) does not parse.
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde said, with line and column.
+        message: String,
+    },
+    /// Another process holds the run directory.
+    #[error("{}: in use by another ipw process ({holder}); wait for it to finish or stop it", dir.display())]
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// What the lock file says about its holder (pid, command).
+        holder: String,
+    },
+    /// A record was written by a newer ipw than this one.
+    #[error("{}:{line}: record schema {found} is newer than this ipw reads ({RECORD_SCHEMA}); upgrade ipw", path.display())]
+    NewerSchema {
+        /// `records.jsonl`.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The schema the line carries.
+        found: u32,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A line of `records.jsonl` that is not a readable record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RejectedLine {
+    /// 1-based line number in `records.jsonl` when it was found.
+    pub line: usize,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The line as it was (lossily decoded if it was not UTF-8).
+    pub text: String,
+    /// When it was moved aside (absent while only reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every record of a run that reads, and the lines that do not.
+#[derive(Debug, Default)]
+pub struct RecordsRead {
+    /// Readable records, in file order.
+    pub records: Vec<Record>,
+    /// Lines that are not readable records.
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// One run directory (one model of an experiment).
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    dir: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory at `dir` (nothing is read yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `manifest.json`.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join("manifest.json")
+    }
+
+    /// `records.jsonl`.
+    pub fn records_path(&self) -> PathBuf {
+        self.dir.join("records.jsonl")
+    }
+
+    /// `records.rejected.jsonl`: unreadable record lines moved aside.
+    pub fn rejected_path(&self) -> PathBuf {
+        self.dir.join("records.rejected.jsonl")
+    }
+
+    /// `summary.json`.
+    pub fn summary_path(&self) -> PathBuf {
+        self.dir.join("summary.json")
+    }
+
+    /// `power.jsonl`: raw sampler readings.
+    pub fn power_log_path(&self) -> PathBuf {
+        self.dir.join("power.jsonl")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(".ipw.lock")
+    }
+
+    /// Whether this looks like a run directory (it has a manifest).
+    pub fn exists(&self) -> bool {
+        self.manifest_path().is_file()
+    }
+
+    /// Take the directory for this process (creating it if needed), or say who has it.
+    pub fn lock(&self) -> Result<RunLock, StoreError> {
+        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let path = self.lock_path();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // SAFETY: flock on a descriptor we own; the lock lives as long as `file`.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "unknown process".into());
+                return Err(StoreError::Locked {
+                    dir: self.dir.clone(),
+                    holder,
+                });
+            }
+            return Err(StoreError::Io { path, source: err });
+        }
+        let command: Vec<String> = std::env::args().collect();
+        let note = format!("pid {}: {}", std::process::id(), command.join(" "));
+        file.set_len(0).map_err(io_err(&path))?;
+        file.write_all(note.as_bytes()).map_err(io_err(&path))?;
+        Ok(RunLock {
+            _file: file,
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// Read the manifest.
+    pub fn read_manifest(&self) -> Result<Manifest, StoreError> {
+        read_json(&self.manifest_path())
+    }
+
+    /// Write the manifest atomically.
+    pub fn write_manifest(&self, _lock: &RunLock, manifest: &Manifest) -> Result<(), StoreError> {
+        let path = self.manifest_path();
+        write_json_atomic(&path, manifest).map_err(io_err(&path))
+    }
+
+    /// Write the summary atomically.
+    pub fn write_summary(
+        &self,
+        _lock: &RunLock,
+        summary: &impl Serialize,
+    ) -> Result<(), StoreError> {
+        let path = self.summary_path();
+        write_json_atomic(&path, summary).map_err(io_err(&path))
+    }
+
+    /// Every readable record, and the lines that are not (reported, left in place: reading
+    /// changes nothing). A record from a newer ipw is an error, not a rejected line.
+    pub fn read_records(&self) -> Result<RecordsRead, StoreError> {
+        let path = self.records_path();
+        let (read, _) = scan_records(&path)?;
+        for r in &read.rejected {
+            tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
+        }
+        Ok(read)
+    }
+
+    /// Start a new `records.jsonl`; refuses to touch one that exists.
+    pub fn create_records(&self, lock: &RunLock) -> Result<RecordsWriter, StoreError> {
+        let path = self.records_path();
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(RecordsWriter::new(path, file, lock))
+    }
+
+    /// Continue `records.jsonl` after a stop or a crash: every unreadable line (a cut-off last
+    /// line, a corrupted one) is moved aside to `records.rejected.jsonl` and the readable ones are
+    /// kept in order. Returns the writer, the records on disk, and the lines moved aside.
+    pub fn resume_records(
+        &self,
+        lock: &RunLock,
+    ) -> Result<(RecordsWriter, Vec<Record>, Vec<RejectedLine>), StoreError> {
+        let path = self.records_path();
+        let (mut read, clean_len) = if path.exists() {
+            scan_records(&path)?
+        } else {
+            (RecordsRead::default(), None)
+        };
+        if !read.rejected.is_empty() {
+            let now = chrono::Utc::now();
+            for r in &mut read.rejected {
+                r.moved_at = Some(now);
+            }
+            self.move_aside(&read.rejected)?;
+            // Everything but the rejected lines, byte for byte where possible.
+            let only_cut_tail = read.rejected.len() == 1 && clean_len.is_some();
+            match clean_len {
+                Some(len) if only_cut_tail => truncate_to(&path, len)?,
+                // Keep the readable lines as they were written, not re-serialised: a field this
+                // ipw does not know (added by a later minor version) must survive.
+                _ => drop_lines(&path, &read.rejected)?,
+            }
+            for r in &read.rejected {
+                tracing::warn!(
+                    file = %path.display(),
+                    line = r.line,
+                    "moved an unreadable record to {}: {}",
+                    self.rejected_path().display(),
+                    r.reason
+                );
+            }
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok((
+            RecordsWriter::new(path, file, lock),
+            read.records,
+            read.rejected,
+        ))
+    }
+
+    /// Replace `records.jsonl` with `records` (atomically: never half a file). Unreadable lines
+    /// still in the file are moved aside first, so a rewrite never drops one silently.
+    pub fn rewrite_records(&self, _lock: &RunLock, records: &[Record]) -> Result<(), StoreError> {
+        let path = self.records_path();
+        if path.exists() {
+            let (read, _) = scan_records(&path)?;
+            if !read.rejected.is_empty() {
+                let now = chrono::Utc::now();
+                let moved: Vec<RejectedLine> = read
+                    .rejected
+                    .into_iter()
+                    .map(|r| RejectedLine {
+                        moved_at: Some(now),
+                        ..r
+                    })
+                    .collect();
+                self.move_aside(&moved)?;
+            }
+        }
+        rewrite_records(&path, records).map_err(io_err(&path))
+    }
+
+    fn move_aside(&self, rejected: &[RejectedLine]) -> Result<(), StoreError> {
+        let path = self.rejected_path();
+        let mut out = Vec::new();
+        for r in rejected {
+            serde_json::to_writer(&mut out, r).expect("a rejected line serialises");
+            out.push(b'\n');
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(&out).map_err(io_err(&path))?;
+        file.sync_data().map_err(io_err(&path))
+    }
+}
+
+/// Exclusive use of a run directory by this process; writing methods of [`RunDir`] take it.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    dir: PathBuf,
+}
+
+impl RunLock {
+    /// The locked directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Appends records to `records.jsonl`, one complete line per `write`.
+pub struct RecordsWriter {
+    path: PathBuf,
+    file: File,
+    synced_at: Instant,
+    unsynced: bool,
+}
+
+impl RecordsWriter {
+    fn new(path: PathBuf, file: File, _lock: &RunLock) -> Self {
+        Self {
+            path,
+            file,
+            synced_at: Instant::now(),
+            unsynced: false,
+        }
+    }
+
+    /// Append one record as one line with one `write` call (a process crash never leaves part
+    /// of it mixed with another), and sync if the last sync is a second old.
+    pub fn append(&mut self, record: &Record) -> Result<(), StoreError> {
+        let mut line = serde_json::to_vec(record).expect("a record serialises");
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(io_err(&self.path))?;
+        self.unsynced = true;
+        if self.synced_at.elapsed() >= SYNC_INTERVAL {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Sync what was appended to disk.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(io_err(&self.path))?;
+            self.unsynced = false;
+        }
+        self.synced_at = Instant::now();
+        Ok(())
+    }
+
+    /// Where the records go.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RecordsWriter {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// Read `records.jsonl`: readable records and rejected lines. The second value is the length of
+/// the file without a cut-off last line when that is the only kind of damage (so recovery can
+/// truncate instead of rewriting), `None` otherwise.
+fn scan_records(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
+    let mut reader = BufReader::new(File::open(path).map_err(io_err(path))?);
+    let mut read = RecordsRead::default();
+    let mut line = Vec::new();
+    let (mut offset, mut no) = (0u64, 0usize);
+    let mut clean_len = None;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        no += 1;
+        let complete = line.last() == Some(&b'\n');
+        let body = if complete { &line[..n - 1] } else { &line[..] };
+        if body.iter().all(u8::is_ascii_whitespace) && complete {
+            offset += n as u64;
+            continue;
+        }
+        let reason = if !complete {
+            clean_len = read.rejected.is_empty().then_some(offset);
+            Some("incomplete line (cut off by a crash)".to_string())
+        } else {
+            match parse_record(body) {
+                Ok(r) => {
+                    read.records.push(r);
+                    None
+                }
+                Err(LineError::Newer(found)) => {
+                    return Err(StoreError::NewerSchema {
+                        path: path.to_path_buf(),
+                        line: no,
+                        found,
+                    })
+                }
+                Err(LineError::Unreadable(e)) => Some(e),
+            }
+        };
+        if let Some(reason) = reason {
+            read.rejected.push(RejectedLine {
+                line: no,
+                reason,
+                text: String::from_utf8_lossy(body).into_owned(),
+                moved_at: None,
+            });
+        }
+        offset += n as u64;
+    }
+    if read.rejected.len() != 1 {
+        clean_len = None;
+    }
+    Ok((read, clean_len))
+}
+
+/// Why a line is not a record this version can use.
+enum LineError {
+    /// Written by a newer ipw: refuse rather than guess (or move aside what a newer reader needs).
+    Newer(u32),
+    /// Not a record.
+    Unreadable(String),
+}
+
+/// Parse one record line.
+fn parse_record(line: &[u8]) -> Result<Record, LineError> {
+    #[derive(Deserialize)]
+    struct SchemaOnly {
+        schema: u32,
+    }
+    // The schema first: a newer record may not parse as this version's `Record` at all.
+    if let Ok(s) = serde_json::from_slice::<SchemaOnly>(line) {
+        if s.schema > RECORD_SCHEMA {
+            return Err(LineError::Newer(s.schema));
+        }
+    }
+    serde_json::from_slice::<Record>(line).map_err(|e| {
+        // Parse again, on this rare path only, to name the field that is wrong.
+        let de = &mut serde_json::Deserializer::from_slice(line);
+        match serde_path_to_error::deserialize::<_, Record>(de) {
+            Err(at) if at.path().to_string() != "." => {
+                LineError::Unreadable(format!("not a record: field `{}`: {e}", at.path()))
+            }
+            _ => LineError::Unreadable(format!("not a record: {e}")),
+        }
+    })
+}
+
+/// Rewrite `path` (atomically) without the lines numbered in `rejected`, every other byte kept.
+fn drop_lines(path: &Path, rejected: &[RejectedLine]) -> Result<(), StoreError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let gone: std::collections::HashSet<usize> = rejected.iter().map(|r| r.line).collect();
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        // A kept line always ends in a newline (only a cut-off last line lacks one, and that
+        // one is rejected).
+        if !gone.contains(&(i + 1)) {
+            out.extend_from_slice(line);
+        }
+    }
+    write_atomic(path, &out).map_err(io_err(path))
+}
+
+fn truncate_to(path: &Path, len: u64) -> Result<(), StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.set_len(len).map_err(io_err(path))?;
+    file.sync_data().map_err(io_err(path))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Write `records` as JSON lines to `path`, atomically.
+fn rewrite_records(path: &Path, records: &[Record]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(records.len() * 1024);
+    for r in records {
+        serde_json::to_writer(&mut out, r).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+    }
+    write_atomic(path, &out)
+}
+
+/// Write pretty JSON to `path` atomically (see [`write_atomic`]).
+pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    write_atomic(path, &text)
+}
+
+/// Replace `path` with `bytes` so that a reader (or a crash) sees the old file or the new one,
+/// never a mix: write a temporary file beside it (unique per process and call), sync it, rename
+/// it over `path`, then sync the directory so the rename itself survives a power loss.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file path"))?
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}.part",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Some file systems cannot sync a directory; the data itself is already synced.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The run directories under `dir`: `dir` itself when it holds a `manifest.json` (one model's
+/// run), else every subdirectory that does (an experiment directory), in name order.
+pub fn run_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if dir.join("manifest.json").is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Window;
+
+    fn record(id: &str) -> Record {
+        Record {
+            schema: RECORD_SCHEMA,
+            query_id: id.into(),
+            index: 0,
+            session: 0,
+            dataset: "d".into(),
+            subject: None,
+            category: None,
+            prompt_hash: "h".into(),
+            prompt: "p".into(),
+            answers: vec!["a".into()],
+            choices: Vec::new(),
+            model: "m".into(),
+            backend: "embedded".into(),
+            response: Some("r".into()),
+            input_tokens: Some(3),
+            output_tokens: Some(4),
+            tokens_estimated: false,
+            token_source: None,
+            ttft_s: Some(0.1),
+            latency_s: 1.0,
+            decode_tps: None,
+            finish_reason: Some("stop".into()),
+            attempts: 1,
+            started_at: chrono::Utc::now(),
+            window: Window {
+                start_s: 1.0,
+                end_s: 2.0,
+            },
+            error: None,
+            grade: None,
+            grade_history: Vec::new(),
+            energy: None,
+        }
+    }
+
+    fn line(r: &Record) -> String {
+        serde_json::to_string(r).unwrap() + "\n"
+    }
+
+    fn ids(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.query_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_cut_off_last_line_is_moved_aside_and_cut_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let good = line(&record("a")) + &line(&record("b"));
+        std::fs::write(run.records_path(), format!("{good}{{\"schema\":1,\"que")).unwrap();
+        let lock = run.lock().unwrap();
+        let (mut w, records, rejected) = run.resume_records(&lock).unwrap();
+        assert_eq!(ids(&records), ["a", "b"]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].line, 3);
+        assert!(rejected[0].reason.contains("incomplete"));
+        assert_eq!(std::fs::read_to_string(run.records_path()).unwrap(), good);
+        w.append(&record("c")).unwrap();
+        drop(w);
+        let read = run.read_records().unwrap();
+        assert_eq!(ids(&read.records), ["a", "b", "c"]);
+        let aside = std::fs::read_to_string(run.rejected_path()).unwrap();
+        let moved: RejectedLine = serde_json::from_str(aside.trim()).unwrap();
+        assert_eq!(moved.text, "{\"schema\":1,\"que");
+        assert!(moved.moved_at.is_some());
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_moved_aside_and_the_lines_after_it_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let (a, c) = (line(&record("a")), line(&record("c")));
+        let text = a.clone() + "not json\n" + &c;
+        std::fs::write(run.records_path(), &text).unwrap();
+        // Reading reports without changing anything.
+        let read = run.read_records().unwrap();
+        assert_eq!(ids(&read.records), ["a", "c"]);
+        assert_eq!(read.rejected[0].line, 2);
+        assert_eq!(std::fs::read_to_string(run.records_path()).unwrap(), text);
+        // Resuming moves it aside.
+        let lock = run.lock().unwrap();
+        let (_, records, rejected) = run.resume_records(&lock).unwrap();
+        assert_eq!(ids(&records), ["a", "c"]);
+        assert_eq!(rejected[0].text, "not json");
+        assert_eq!(
+            std::fs::read_to_string(run.records_path()).unwrap(),
+            a + &c,
+            "the other lines are kept byte for byte"
+        );
+        assert!(run.read_records().unwrap().rejected.is_empty());
+    }
+
+    #[test]
+    fn a_rewrite_moves_unreadable_lines_aside_before_replacing_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        std::fs::write(run.records_path(), line(&record("a")) + "garbage\n").unwrap();
+        let lock = run.lock().unwrap();
+        run.rewrite_records(&lock, &[record("a")]).unwrap();
+        let aside = std::fs::read_to_string(run.rejected_path()).unwrap();
+        assert!(aside.contains("garbage"), "{aside}");
+    }
+
+    #[test]
+    fn a_newer_schema_is_an_error_that_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let mut newer = record("b");
+        newer.schema = RECORD_SCHEMA + 1;
+        std::fs::write(run.records_path(), line(&record("a")) + &line(&newer)).unwrap();
+        let err = run.read_records().unwrap_err().to_string();
+        assert!(err.ends_with(&format!(
+            "records.jsonl:2: record schema {} is newer than this ipw reads ({RECORD_SCHEMA}); upgrade ipw",
+            RECORD_SCHEMA + 1
+        )), "{err}");
+        // Even when the newer line does not parse as this version's record at all, and resuming
+        // neither moves it aside nor touches the file.
+        let text = line(&record("a")) + "{\"schema\": 99, \"new\": true}\n";
+        std::fs::write(run.records_path(), &text).unwrap();
+        let lock = run.lock().unwrap();
+        assert!(matches!(
+            run.resume_records(&lock),
+            Err(StoreError::NewerSchema {
+                line: 2,
+                found: 99,
+                ..
+            })
+        ));
+        assert_eq!(std::fs::read_to_string(run.records_path()).unwrap(), text);
+    }
+
+    #[test]
+    fn a_run_directory_has_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let first = run.lock().unwrap();
+        match run.lock() {
+            Err(StoreError::Locked { holder, .. }) => {
+                assert!(
+                    holder.starts_with(&format!("pid {}:", std::process::id())),
+                    "{holder}"
+                )
+            }
+            other => panic!("second lock taken: {other:?}"),
+        }
+        drop(first);
+        run.lock().expect("free once the holder lets go");
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x.json"]);
+    }
+}

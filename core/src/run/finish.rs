@@ -1,0 +1,81 @@
+//! Finishing a session: attribute energy to every record of the run from what is on disk
+//! (`power.jsonl` and the manifest's sessions), rewrite the records, summarise, and close the
+//! manifest with the run's status.
+
+use super::RunError;
+use crate::analysis::{summarize, Summary};
+use crate::power::attribution::SplitRule;
+use crate::power::{attribute_records, SessionPower};
+use crate::records::{Manifest, Record, RunDir, RunLock};
+
+/// Attribute energy to every record of the run (all sessions) when any session had samplers,
+/// rewriting `records.jsonl`. Returns the records as now on disk.
+pub(super) fn attribute_run(
+    run: &RunDir,
+    lock: &RunLock,
+    manifest: &Manifest,
+    split: SplitRule,
+) -> Result<Vec<Record>, RunError> {
+    let mut records = run.read_records()?.records;
+    if manifest.sessions.iter().any(|s| !s.samplers.is_empty()) {
+        let sessions: Vec<SessionPower> = manifest
+            .sessions
+            .iter()
+            .map(|s| SessionPower {
+                samplers: &s.samplers,
+                baseline: s.baseline,
+            })
+            .collect();
+        let power_log = run.power_log_path();
+        attribute_records(&mut records, &power_log, &sessions, split).map_err(|source| {
+            RunError::Io {
+                path: power_log,
+                source,
+            }
+        })?;
+        run.rewrite_records(lock, &records)?;
+    }
+    Ok(records)
+}
+
+/// Summarise `records` into `summary.json`.
+pub(super) fn write_summary(
+    run: &RunDir,
+    lock: &RunLock,
+    manifest: &Manifest,
+    records: &[Record],
+    seed: u64,
+) -> Result<Summary, RunError> {
+    let summary = summarize(
+        &manifest.model.name,
+        &manifest.model.backend,
+        manifest.planned,
+        records,
+        seed,
+    );
+    run.write_summary(lock, &summary)?;
+    Ok(summary)
+}
+
+/// Close the manifest: `interrupted` unless every planned query has a record.
+pub(super) fn close_manifest(
+    run: &RunDir,
+    lock: &RunLock,
+    manifest: &mut Manifest,
+    interrupted: bool,
+    recorded: usize,
+) -> Result<(), RunError> {
+    let now = chrono::Utc::now();
+    manifest.ended_at = Some(now);
+    manifest.status = if interrupted || recorded < manifest.planned {
+        "interrupted"
+    } else {
+        "completed"
+    }
+    .into();
+    if let Some(s) = manifest.sessions.last_mut() {
+        s.ended_at = Some(now);
+    }
+    run.write_manifest(lock, manifest)?;
+    Ok(())
+}

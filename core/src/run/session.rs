@@ -1,0 +1,125 @@
+//! One session of a run: open the samplers, load the model, warm it up, measure the idle
+//! baseline, then dispatch the queries that are not on disk yet. What attribution needs (the
+//! samplers' channel descriptions, the baseline) is written to the manifest the moment it is
+//! known, so a killed session's readings can still be attributed.
+
+use super::dispatch::{request_for, Dispatch};
+use super::{Cancel, RunError, RunObserver};
+use crate::backend;
+use crate::config::{BackendKind, LoadedExperiment, ModelConfig};
+use crate::dataset::Query;
+use crate::grade::DatasetGraders;
+use crate::host::self_usage;
+use crate::power::{Baseline, PowerSession};
+use crate::records::{clock, Manifest, RecordsWriter, RunDir, RunLock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything one session works with.
+pub(super) struct SessionCtx<'a> {
+    pub loaded: &'a LoadedExperiment,
+    pub model: &'a ModelConfig,
+    pub queries: &'a [Query],
+    pub run: &'a RunDir,
+    pub lock: &'a RunLock,
+    pub graders: &'a Arc<DatasetGraders>,
+    pub observer: &'a dyn RunObserver,
+    pub cancel: &'a Cancel,
+}
+
+impl SessionCtx<'_> {
+    /// Measure `todo` (plan index, query) in session `session_idx` of `manifest`. Returns
+    /// whether the session was interrupted.
+    pub async fn measure(
+        &self,
+        todo: &[(usize, &Query)],
+        session_idx: usize,
+        manifest: &mut Manifest,
+        records: &mut RecordsWriter,
+    ) -> Result<bool, RunError> {
+        let (exp, model, cancel) = (&self.loaded.experiment, self.model, self.cancel);
+        // Samplers first: a sampler that cannot open fails the run before a model is loaded,
+        // and the timeline then covers model load and warm-up too.
+        let samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
+        let power = if samplers.is_empty() {
+            None
+        } else {
+            self.observer.phase(&model.name, "starting samplers");
+            let p = PowerSession::start(&samplers, &exp.plugin_dirs, self.run.path(), session_idx)?;
+            manifest.sessions[session_idx].samplers = p.describe();
+            self.run.write_manifest(self.lock, manifest)?;
+            Some(p)
+        };
+        self.observer.phase(&model.name, "loading model");
+        let load_started = Instant::now();
+        let backend = backend::connect(model, exp.run.concurrency).await?;
+        if model.backend == BackendKind::Embedded {
+            manifest.sessions[session_idx].model_load_s =
+                Some(load_started.elapsed().as_secs_f64());
+        }
+        manifest.backend = backend.describe();
+        let seed = exp.generation.seed.unwrap_or(exp.seed);
+        let warmups = exp.run.warmup_queries.min(self.queries.len());
+        if warmups > 0 {
+            self.observer.phase(&model.name, "warming up");
+        }
+        let mut first_request: Option<Instant> = None;
+        for q in self.queries.iter().take(warmups) {
+            if cancel.is_cancelled() {
+                break;
+            }
+            first_request.get_or_insert_with(Instant::now);
+            if let Err(e) = backend.generate(&request_for(exp, q, seed)).await {
+                tracing::warn!(model = %model.name, "warm-up query failed: {e}");
+            }
+        }
+        if let Some(p) = &power {
+            if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
+                self.observer.phase(&model.name, "measuring idle baseline");
+                let from_s = clock::now_s();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs_f64(exp.energy.baseline_s)) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                manifest.sessions[session_idx].baseline = Some(Baseline {
+                    from_s,
+                    to_s: clock::now_s(),
+                });
+                self.run.write_manifest(self.lock, manifest)?;
+            }
+            // Let every channel take a reading inside the baseline's end before queries start.
+            tokio::time::sleep(p.max_interval().min(Duration::from_millis(200))).await;
+        }
+        let marker = power.as_ref().map(PowerSession::marker).unwrap_or_default();
+        let (cpu_before, _) = self_usage();
+        let dispatch = Dispatch {
+            backend: &backend,
+            exp,
+            model,
+            seed,
+            session: session_idx,
+            marker: &marker,
+            graders: self.graders,
+            observer: self.observer,
+            cancel,
+        };
+        let (n, first) = dispatch.run(todo, records).await?;
+        let (cpu_after, peak_rss) = self_usage();
+        if let Some(p) = power {
+            // One more background reading after the last window ends, then stop.
+            tokio::time::sleep(p.max_interval()).await;
+            manifest.sessions[session_idx].samplers = tokio::task::spawn_blocking(move || p.stop())
+                .await
+                .expect("stopping samplers does not panic");
+        }
+        let first_request = first_request.or(first);
+        let session = &mut manifest.sessions[session_idx];
+        session.recorded = n;
+        session.startup_to_first_request_s =
+            first_request.map(|t| (t - clock::process_start()).as_secs_f64());
+        session.cpu_s = Some(cpu_after - cpu_before);
+        session.cpu_per_query_ms = (n > 0).then(|| (cpu_after - cpu_before) * 1000.0 / n as f64);
+        session.peak_rss_bytes = Some(peak_rss);
+        Ok(cancel.is_cancelled())
+    }
+}
