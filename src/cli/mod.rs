@@ -1,5 +1,6 @@
 //! Argument parsing and the subcommands.
 
+mod attribute;
 mod bench;
 mod doctor;
 mod grade;
@@ -54,6 +55,12 @@ enum Command {
         /// Grader parameters as a JSON object, e.g. '{"rel_tol": 0.01}'.
         #[arg(long)]
         params: Option<String>,
+    },
+    /// Recompute every record's energy from the run's power log and manifest (after a crash,
+    /// or after an ipw upgrade that fixes attribution) and refresh summary.json.
+    Attribute {
+        /// A run directory (one model) or an experiment directory (every model in it).
+        run_dir: PathBuf,
     },
     /// Check an experiment without running it: parse, resolve paths, load datasets.
     Validate {
@@ -110,6 +117,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             grader,
             params,
         } => grade::run(&run_dir, grader, params),
+        Command::Attribute { run_dir } => attribute::run(&run_dir),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
         Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),

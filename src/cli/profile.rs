@@ -25,27 +25,57 @@ pub fn run(
         resume,
     };
     let (dir, outcomes) = runtime.block_on(async {
-        let watcher = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: finishing up; records so far are on disk (Ctrl-C again to exit now)");
-                watcher.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
+        tokio::spawn(watch_stop_signals(cancel.clone()));
         ipw_core::run::profile(&loaded, &options, &progress, &cancel).await
     })?;
     table::print(&outcomes);
     println!("results: {}", dir.display());
     if cancel.is_cancelled() {
+        // The signal's conventional status (128 + its number): 130 for SIGINT, 143 for SIGTERM.
+        let code = SIGNALLED
+            .get()
+            .map_or(130, |s| u8::try_from(exit_code(s)).unwrap_or(130));
         println!(
             "interrupted; continue with: ipw profile {} --resume {}",
             file.display(),
             dir.display()
         );
-        return Ok(ExitCode::from(130));
+        return Ok(ExitCode::from(code));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first stop signal received.
+static SIGNALLED: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// SIGTERM (Slurm, Kubernetes, systemd) is a request to stop, like Ctrl-C: the first of either
+/// cancels the run, which finishes up with everything measured on disk; a second exits at once.
+async fn watch_stop_signals(cancel: Cancel) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot watch SIGINT/SIGTERM; a stop signal will end the run at once");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        if SIGNALLED.set(name).is_err() {
+            std::process::exit(exit_code(name));
+        }
+        eprintln!("\ninterrupted ({name}): finishing up; records so far are on disk (Ctrl-C again to exit now)");
+        cancel.cancel();
+    }
+}
+
+fn exit_code(signal: &str) -> i32 {
+    if signal == "SIGTERM" {
+        143
+    } else {
+        130
+    }
 }

@@ -52,34 +52,45 @@ pub fn print(outcomes: &[RunOutcome]) {
             print_quality(q);
         }
         if let Some(e) = &s.energy {
-            let label = if e.estimated {
-                " (ESTIMATED: modelled power, not measured)"
-            } else {
-                ""
-            };
-            let p50 = |d: &Option<Distribution>| {
-                d.as_ref()
-                    .map(|d| format!("{:.2}", d.p50))
-                    .unwrap_or_else(|| "-".into())
-            };
-            let mean = |d: &Option<Distribution>| {
-                d.as_ref()
-                    .map(|d| format!("{:.2}", d.mean))
-                    .unwrap_or_else(|| "-".into())
-            };
-            println!("    energy{label}: {} queries", e.queries);
-            println!(
-                "      gross J/query mean {}  net J/query mean {}  p50 power {} W  net J/output token p50 {}",
-                mean(&e.gross_j),
-                mean(&e.net_j),
-                p50(&e.mean_power_w),
-                d4(&e.j_per_output_token)
-            );
-            if !e.flags.is_empty() {
-                let flags: Vec<String> = e.flags.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-                println!("      flags: {}", flags.join(", "));
-            }
+            print_energy(e);
         }
+    }
+}
+
+/// The energy lines of a summary.
+pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
+    let label = if e.estimated {
+        " (ESTIMATED: modelled power, not measured)"
+    } else {
+        ""
+    };
+    let p50 = |d: &Option<Distribution>| {
+        d.as_ref()
+            .map(|d| format!("{:.2}", d.p50))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mean = |d: &Option<Distribution>| {
+        d.as_ref()
+            .map(|d| format!("{:.2}", d.mean))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("    energy{label}: {} queries", e.queries);
+    if e.without_energy > 0 {
+        println!(
+            "      WARNING: {} answered queries have no energy figure and are left out of every energy figure",
+            e.without_energy
+        );
+    }
+    println!(
+        "      gross J/query mean {}  net J/query mean {}  p50 power {} W  net J/output token p50 {}",
+        mean(&e.gross_j),
+        mean(&e.net_j),
+        p50(&e.mean_power_w),
+        d4(&e.j_per_output_token)
+    );
+    if !e.flags.is_empty() {
+        let flags: Vec<String> = e.flags.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        println!("      flags: {}", flags.join(", "));
     }
 }
 

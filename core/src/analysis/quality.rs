@@ -3,9 +3,15 @@
 //!
 //! - accuracy = mean score over scored records (unscored: grader errors, unreadable judge
 //!   replies, failed queries); the unparsed rate is reported beside it;
-//! - APJ = accuracy / mean net energy per query (J), over records with both; gross energy is
-//!   used (and said) when no baseline was measured;
-//! - APW = accuracy / mean power over the query windows (W).
+//! - APJ = accuracy / mean energy per query (J), over records with both: net energy, or gross
+//!   (and said so in `apj_energy`) when any record lacks a net figure;
+//! - APW = accuracy / mean power (W), where mean power = the same energy (net or gross, as APJ)
+//!   summed over the records / their busy time. A record's busy time is its share of the union
+//!   of all query windows (an instant covered by k queries gives 1/k to each), so the shares
+//!   add up to the time the model was busy and APW does not grow with concurrency;
+//! - `apw_per_query_mean` = accuracy / the mean of each record's own mean power over its window
+//!   (its energy share / its window length): the older, per-query figure, which at concurrency
+//!   c reads about c times APW; kept under its own name for comparison.
 //!
 //! Intervals resample records (with replacement, 1000 times, seeded by the experiment seed)
 //! and recompute the ratio each time, so they carry the joint uncertainty of both sides.
@@ -46,8 +52,11 @@ pub struct Quality {
     pub apj: Option<Estimate>,
     /// `net` or `gross`: which energy APJ divides by.
     pub apj_energy: Option<String>,
-    /// Accuracy per watt.
+    /// Accuracy per watt: accuracy / (energy / busy time), energy as `apj_energy` says.
     pub apw: Option<Estimate>,
+    /// Accuracy / the mean of per-record mean power (see the module docs); not APW.
+    #[serde(default)]
+    pub apw_per_query_mean: Option<Estimate>,
     /// Whether the energy behind APJ/APW is modelled, not measured.
     pub energy_estimated: bool,
 }
@@ -76,16 +85,19 @@ struct RowEnergy {
 }
 
 struct Row {
+    /// This record's share of the run's busy time, seconds.
+    busy_s: f64,
     score: Option<f64>,
     parsed: bool,
     error: bool,
     energy: Option<RowEnergy>,
 }
 
-fn row(r: &Record) -> Option<Row> {
+fn row(r: &Record, busy_s: f64) -> Option<Row> {
     let g: &GradeRecord = r.grade.as_ref()?;
     let e: Option<&QueryEnergy> = r.energy.as_ref();
     Some(Row {
+        busy_s,
         score: g.score,
         parsed: g.parsed,
         error: g.error.is_some(),
@@ -129,19 +141,31 @@ fn quality(rows: &[&Row], seed: u64) -> Quality {
     };
     let accuracy = bootstrap(scored.len(), seed, |idx| mean(&scored, idx));
     // Rows with a score and energy; net where every one has it, else gross.
-    let with_energy: Vec<(f64, RowEnergy)> = rows
+    let with_energy: Vec<(f64, RowEnergy, f64)> = rows
         .iter()
-        .filter_map(|r| Some((r.score?, r.energy?)))
+        .filter_map(|r| Some((r.score?, r.energy?, r.busy_s)))
         .collect();
-    let use_net = !with_energy.is_empty() && with_energy.iter().all(|(_, e)| e.net.is_some());
-    let joules: Vec<(f64, f64)> = with_energy
+    let use_net = !with_energy.is_empty() && with_energy.iter().all(|(_, e, _)| e.net.is_some());
+    // (score, joules, busy seconds)
+    let joules: Vec<(f64, f64, f64)> = with_energy
         .iter()
-        .filter_map(|&(s, e)| Some((s, if use_net { e.net? } else { e.gross? })))
+        .filter_map(|&(s, e, busy)| Some((s, if use_net { e.net? } else { e.gross? }, busy)))
         .collect();
     let watts: Vec<(f64, f64)> = with_energy
         .iter()
-        .filter_map(|&(s, e)| Some((s, e.power?)))
+        .filter_map(|&(s, e, _)| Some((s, e.power?)))
         .collect();
+    let per_joule: Vec<(f64, f64)> = joules.iter().map(|&(s, j, _)| (s, j)).collect();
+    // accuracy / (joules / busy seconds) over the drawn records.
+    let per_watt = |idx: &[usize]| -> Option<f64> {
+        let (mut score, mut j, mut busy) = (0.0, 0.0, 0.0);
+        for &i in idx {
+            score += joules[i].0;
+            j += joules[i].1;
+            busy += joules[i].2;
+        }
+        (!idx.is_empty() && j > 0.0 && busy > 0.0).then(|| score / idx.len() as f64 / (j / busy))
+    };
     let ratio = |pairs: &[(f64, f64)], idx: &[usize]| -> Option<f64> {
         if idx.is_empty() {
             return None;
@@ -161,16 +185,26 @@ fn quality(rows: &[&Row], seed: u64) -> Quality {
         },
         grader_errors: rows.iter().filter(|r| r.error).count(),
         accuracy,
-        apj: bootstrap(joules.len(), seed ^ 1, |idx| ratio(&joules, idx)),
+        apj: bootstrap(per_joule.len(), seed ^ 1, |idx| ratio(&per_joule, idx)),
         apj_energy: (!joules.is_empty()).then(|| if use_net { "net" } else { "gross" }.to_string()),
-        apw: bootstrap(watts.len(), seed ^ 2, |idx| ratio(&watts, idx)),
-        energy_estimated: with_energy.iter().any(|(_, e)| e.estimated),
+        apw: bootstrap(joules.len(), seed ^ 2, per_watt),
+        apw_per_query_mean: bootstrap(watts.len(), seed ^ 3, |idx| ratio(&watts, idx)),
+        energy_estimated: with_energy.iter().any(|(_, e, _)| e.estimated),
     }
 }
 
 /// Quality of a run's records; `None` when nothing was graded.
 pub fn quality_summary(records: &[Record], seed: u64) -> Option<QualitySummary> {
-    let rows: Vec<(&Record, Row)> = records.iter().filter_map(|r| Some((r, row(r)?))).collect();
+    let windows: Vec<(f64, f64)> = records
+        .iter()
+        .map(|r| (r.window.start_s, r.window.end_s))
+        .collect();
+    let busy = super::stats::busy_shares(&windows);
+    let rows: Vec<(&Record, Row)> = records
+        .iter()
+        .zip(busy)
+        .filter_map(|(r, b)| Some((r, row(r, b)?)))
+        .collect();
     if rows.is_empty() {
         return None;
     }
@@ -217,5 +251,51 @@ mod tests {
         // Binomial standard error sqrt(.75*.25/200) = 0.0306: the 95% interval is about +-0.06.
         assert!((a.ci95[1] - a.ci95[0] - 0.12).abs() < 0.03, "{:?}", a.ci95);
         assert_eq!(a, bootstrap(v.len(), 7, stat).unwrap());
+    }
+
+    /// A graded record over `[start, end]` with `gross` J, `net` J and its own mean power
+    /// (energy share / window length), as attribution writes it.
+    fn record(start: f64, end: f64, score: f64, gross: f64, net: f64) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "schema": 1, "query_id": format!("d/{start}-{end}-{gross}"), "index": 0,
+            "session": 0, "dataset": "d", "prompt_hash": "h", "prompt": "p", "answers": ["a"],
+            "model": "m", "backend": "embedded", "response": "r", "latency_s": end - start,
+            "attempts": 1, "started_at": "2026-01-01T00:00:00Z", "tokens_estimated": false,
+            "window": {"start_s": start, "end_s": end},
+            "grade": {"grader": "exact", "wasm_sha256": "x", "score": score, "parsed": true,
+                      "extracted": null, "explanation": null, "error": null},
+            "energy": {"gross_j": gross, "net_j": net, "mean_power_w": gross / (end - start),
+                       "j_per_output_token": null, "estimated": false, "flags": [],
+                       "channels": {}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn apw_is_accuracy_over_energy_per_busy_second_at_any_concurrency() {
+        // A machine drawing 100 W (net 60 W) while busy. One at a time: four 1 s queries.
+        let serial: Vec<Record> = (0..4)
+            .map(|i| record(i as f64, i as f64 + 1.0, (i % 2) as f64, 100.0, 60.0))
+            .collect();
+        // Two at a time over the same 4 s of work: each pair shares 2 s of 100 W.
+        let paired: Vec<Record> = (0..4)
+            .map(|i| {
+                let start = (i / 2) as f64 * 2.0;
+                record(start, start + 2.0, (i % 2) as f64, 100.0, 60.0)
+            })
+            .collect();
+        for records in [&serial, &paired] {
+            let q = quality_summary(records, 1).unwrap().overall;
+            assert_eq!(q.apj_energy.as_deref(), Some("net"));
+            let apw = q.apw.unwrap().value;
+            // accuracy 0.5 / 60 W net
+            assert!((apw - 0.5 / 60.0).abs() < 1e-12, "{apw}");
+            let apj = q.apj.unwrap().value;
+            assert!((apj - 0.5 / 60.0).abs() < 1e-12, "{apj}");
+        }
+        // The per-query mean of window power halves when two share a window: not APW.
+        let q = quality_summary(&paired, 1).unwrap().overall;
+        let per_query = q.apw_per_query_mean.unwrap().value;
+        assert!((per_query - 0.5 / 50.0).abs() < 1e-12, "{per_query}");
     }
 }

@@ -52,6 +52,40 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// Each window's share of the busy time: every instant covered by k windows gives 1/k of
+/// itself to each. The shares add up to the length of the windows' union, so energy over the
+/// summed shares of any set of queries is the mean power while they ran, at any concurrency.
+pub fn busy_shares(windows: &[(f64, f64)]) -> Vec<f64> {
+    // (time, +1 start / -1 end, window)
+    let mut events: Vec<(f64, i8, usize)> = Vec::with_capacity(windows.len() * 2);
+    for (i, &(s, e)) in windows.iter().enumerate() {
+        if e > s {
+            events.push((s, 1, i));
+            events.push((e, -1, i));
+        }
+    }
+    // Ends before starts at the same instant: touching windows do not overlap.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut shares = vec![0.0; windows.len()];
+    let mut active: Vec<usize> = Vec::new();
+    let mut last = f64::NEG_INFINITY;
+    for (t, kind, i) in events {
+        if !active.is_empty() && t > last {
+            let each = (t - last) / active.len() as f64;
+            for &a in &active {
+                shares[a] += each;
+            }
+        }
+        last = t;
+        if kind > 0 {
+            active.push(i);
+        } else if let Some(pos) = active.iter().position(|&a| a == i) {
+            active.swap_remove(pos);
+        }
+    }
+    shares
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +99,20 @@ mod tests {
             assert!((got - want).abs() < 1e-9, "{got} vs {want}");
         }
         assert!(Distribution::of([f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn busy_shares_split_overlaps_and_add_up_to_the_union() {
+        // [0,2] alone for 1 s, with [1,3] for 1 s, then [1,3] alone; [5,6] apart.
+        let w = [(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)];
+        let s = busy_shares(&w);
+        assert!((s[0] - 1.5).abs() < 1e-12, "{s:?}");
+        assert!((s[1] - 1.5).abs() < 1e-12, "{s:?}");
+        assert!((s[2] - 1.0).abs() < 1e-12, "{s:?}");
+        assert!((s.iter().sum::<f64>() - 4.0).abs() < 1e-12);
+        // Three identical windows share equally; touching windows do not overlap.
+        let s = busy_shares(&[(0.0, 3.0), (0.0, 3.0), (0.0, 3.0), (3.0, 4.0)]);
+        assert!(s[..3].iter().all(|x| (x - 1.0).abs() < 1e-12), "{s:?}");
+        assert!((s[3] - 1.0).abs() < 1e-12);
     }
 }

@@ -62,6 +62,10 @@ pub struct Summary {
 pub struct EnergySummary {
     /// Records with a gross energy figure.
     pub queries: usize,
+    /// Answered records without one (a session that recorded no power, or readings lost in a
+    /// crash): every figure below leaves them out, so they are counted here, not hidden.
+    #[serde(default)]
+    pub without_energy: usize,
     /// True when any channel's power is modelled, not measured: label every figure "estimated".
     pub estimated: bool,
     /// Gross joules per query.
@@ -103,6 +107,10 @@ fn energy_summary(ok: &[&Record]) -> Option<EnergySummary> {
     }
     Some(EnergySummary {
         queries: energies.iter().filter(|e| e.gross_j.is_some()).count(),
+        without_energy: ok
+            .iter()
+            .filter(|r| r.energy.as_ref().and_then(|e| e.gross_j).is_none())
+            .count(),
         estimated: energies.iter().any(|e| e.estimated),
         gross_j: Distribution::of(energies.iter().filter_map(|e| e.gross_j)),
         net_j: Distribution::of(energies.iter().filter_map(|e| e.net_j)),

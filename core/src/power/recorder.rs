@@ -6,7 +6,7 @@ use super::loader::SamplerHandle;
 pub use crate::records::RecorderStats;
 use ipw_sampler_sdk::abi::RawReading;
 use serde::{Deserialize, Serialize};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -29,8 +29,99 @@ pub struct PowerLine {
     pub error: Option<String>,
 }
 
-/// Shared, line-buffered writer of `power.jsonl`.
-pub type PowerLog = Arc<Mutex<BufWriter<std::fs::File>>>;
+/// How often `power.jsonl` is synced to the disk while sampling: a power loss or kernel crash
+/// loses at most the readings of this last stretch.
+pub const POWER_LOG_SYNC: Duration = Duration::from_secs(1);
+
+/// `power.jsonl`, shared by a session's sampling threads. Each read's lines go to the kernel
+/// in one `write` at once (a killed process loses no reading it took; with `O_APPEND` the
+/// batches of two threads never interleave), and the file is synced to disk at most
+/// [`POWER_LOG_SYNC`] later.
+pub struct PowerLog {
+    inner: Mutex<LogInner>,
+}
+
+struct LogInner {
+    out: std::fs::File,
+    last_sync: Instant,
+    failed: bool,
+}
+
+impl PowerLog {
+    /// Open `path` for appending. If an earlier session was killed mid-line, the cut-off tail
+    /// is ended with a newline first, so it stays one unreadable line (skipped on reading)
+    /// instead of merging with this session's first reading.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Arc<Self>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                tracing::warn!(
+                    file = %path.display(),
+                    "the power log ends in a cut-off line (an earlier session was killed); it is kept apart and skipped"
+                );
+                file.write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
+        Ok(Arc::new(Self {
+            inner: Mutex::new(LogInner {
+                out: file,
+                last_sync: Instant::now(),
+                failed: false,
+            }),
+        }))
+    }
+
+    /// Append `lines`; sync when the last sync is [`POWER_LOG_SYNC`] old.
+    pub fn append(&self, lines: &[PowerLine]) {
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = Vec::with_capacity(lines.len() * 64);
+        for l in lines {
+            serde_json::to_writer(&mut text, l).expect("a power line serialises");
+            text.push(b'\n');
+        }
+        let mut result = w.out.write_all(&text);
+        if result.is_ok() && w.last_sync.elapsed() >= POWER_LOG_SYNC {
+            result = w.sync();
+        }
+        w.note(result);
+    }
+
+    /// Sync now (the end of a session).
+    pub fn sync(&self) {
+        let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let result = w.sync();
+        w.note(result);
+    }
+}
+
+impl LogInner {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.out.sync_data()?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn note(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            if !self.failed {
+                tracing::error!(
+                    "cannot write the power log: {e}; energy of this session will be incomplete"
+                );
+            }
+            self.failed = true;
+        }
+    }
+}
 
 struct Signal {
     pokes: Mutex<u64>,
@@ -79,7 +170,7 @@ impl Recorder {
         interval: Duration,
         edge_reads: bool,
         session: usize,
-        log: PowerLog,
+        log: Arc<PowerLog>,
     ) -> Self {
         let signal = Arc::new(Signal {
             pokes: Mutex::new(0),
@@ -132,12 +223,7 @@ impl Recorder {
                             }));
                         }
                     }
-                    if let Ok(mut w) = log.lock() {
-                        for l in &lines {
-                            let _ = serde_json::to_writer(&mut *w, l);
-                            let _ = w.write_all(b"\n");
-                        }
-                    }
+                    log.append(&lines);
                     let _ = first_tx.send(());
                     if stopping {
                         break;
@@ -158,9 +244,7 @@ impl Recorder {
                         .unwrap_or_else(|p| p.into_inner());
                     seen_pokes = *guard;
                 }
-                if let Ok(mut w) = log.lock() {
-                    let _ = w.flush();
-                }
+                log.sync();
                 stats.cpu_s = thread_cpu_s() - cpu0;
                 stats
             })
@@ -192,15 +276,70 @@ impl Recorder {
     }
 }
 
-/// Read every line of a `power.jsonl` (a cut-off last line is ignored).
-pub fn read_power_log(path: &std::path::Path) -> std::io::Result<Vec<PowerLine>> {
-    let text = match std::fs::read_to_string(path) {
+/// What [`read_power_log`] found.
+#[derive(Debug, Default)]
+pub struct PowerLogRead {
+    /// Every readable line, in file order.
+    pub lines: Vec<PowerLine>,
+    /// Lines that could not be read (cut off by a crash): skipped.
+    pub unreadable: usize,
+}
+
+/// Read every line of a `power.jsonl`; unreadable ones (a line cut off by a crash) are counted
+/// and skipped.
+pub fn read_power_log(path: &std::path::Path) -> std::io::Result<PowerLogRead> {
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PowerLogRead::default()),
         Err(e) => return Err(e),
     };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    let mut read = PowerLogRead::default();
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice(line) {
+            Ok(l) => read.lines.push(l),
+            Err(_) => read.unreadable += 1,
+        }
+    }
+    if read.unreadable > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            "skipped {} unreadable power log line(s) (cut off by a crash)",
+            read.unreadable
+        );
+    }
+    Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(t: f64) -> PowerLine {
+        PowerLine {
+            session: 1,
+            channel: "s/c".into(),
+            t,
+            v: Some(1.0),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_stays_one_skipped_line_and_never_swallows_the_next_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("power.jsonl");
+        // A complete reading, then one cut off by a kill.
+        let first = serde_json::to_string(&line(1.0)).unwrap();
+        std::fs::write(&path, format!("{first}\n{{\"session\":0,\"chan")).unwrap();
+        let log = PowerLog::open(&path).unwrap();
+        log.append(&[line(2.0), line(3.0)]);
+        log.sync();
+        let read = read_power_log(&path).unwrap();
+        let times: Vec<f64> = read.lines.iter().map(|l| l.t).collect();
+        assert_eq!(times, [1.0, 2.0, 3.0]);
+        assert_eq!(read.unreadable, 1);
+    }
 }

@@ -23,7 +23,7 @@ const EDGE_READ_MAX_PERIOD_S: f64 = 0.005;
 pub struct PowerSession {
     recorders: Vec<Recorder>,
     infos: Vec<SamplerInfo>,
-    log: PowerLog,
+    log: std::sync::Arc<PowerLog>,
 }
 
 fn file_sha256(path: &Path) -> String {
@@ -57,16 +57,10 @@ impl PowerSession {
         session: usize,
     ) -> Result<Self, SamplerError> {
         let path = dir.join("power.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| SamplerError::Library {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        let log: PowerLog =
-            std::sync::Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(file)));
+        let log = PowerLog::open(&path).map_err(|e| SamplerError::Library {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let mut recorders = Vec::new();
         let mut infos = Vec::new();
         for cfg in samplers {
@@ -127,9 +121,7 @@ impl PowerSession {
         for (info, r) in infos.iter_mut().zip(self.recorders) {
             info.stats = Some(r.stop());
         }
-        if let Ok(mut w) = self.log.lock() {
-            let _ = std::io::Write::flush(&mut *w);
-        }
+        self.log.sync();
         infos
     }
 
@@ -156,7 +148,7 @@ pub fn attribute_records(
     sessions: &[SessionPower],
     split: SplitRule,
 ) -> std::io::Result<()> {
-    let lines = read_power_log(power_log)?;
+    let lines = read_power_log(power_log)?.lines;
     // (session, channel) -> readings / error times
     let mut readings: HashMap<(usize, &str), Vec<(f64, f64)>> = HashMap::new();
     let mut errors: HashMap<(usize, &str), Vec<f64>> = HashMap::new();

@@ -16,6 +16,37 @@ pub fn now_s() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// The run clock and the wall clock read together: maps a wall-clock timestamp (a wall
+/// meter's log, another machine's trace) onto the run clock, within the drift since.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClockOrigin {
+    /// Run-clock (monotonic) seconds.
+    pub monotonic_s: f64,
+    /// Unix time, seconds, read at the same moment.
+    pub unix_s: f64,
+}
+
+impl ClockOrigin {
+    /// Read both clocks now (the monotonic one twice, around the wall clock, and take the
+    /// middle, so the pair is as close as this machine can read it).
+    pub fn now() -> Self {
+        let before = now_s();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let after = now_s();
+        Self {
+            monotonic_s: (before + after) / 2.0,
+            unix_s: unix,
+        }
+    }
+
+    /// The run-clock time of Unix time `unix_s`.
+    pub fn to_run_clock(&self, unix_s: f64) -> f64 {
+        self.monotonic_s + (unix_s - self.unix_s)
+    }
+}
+
 /// Converts `Instant`s to run-clock seconds using one paired reading of both clocks.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {

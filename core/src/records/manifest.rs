@@ -102,6 +102,9 @@ pub struct Session {
     /// `records.rejected.jsonl` (their queries are measured again).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected_lines: usize,
+    /// The run clock and the wall clock read together at the session's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<super::clock::ClockOrigin>,
 }
 
 fn is_zero(n: &usize) -> bool {

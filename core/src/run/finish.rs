@@ -4,9 +4,11 @@
 
 use super::RunError;
 use crate::analysis::{summarize, Summary};
+use crate::config::EnergyConfig;
 use crate::power::attribution::SplitRule;
 use crate::power::{attribute_records, SessionPower};
-use crate::records::{Manifest, Record, RunDir, RunLock};
+use crate::records::{Manifest, Record, RunDir, RunLock, StoreError};
+use std::path::Path;
 
 /// Attribute energy to every record of the run (all sessions) when any session had samplers,
 /// rewriting `records.jsonl`. Returns the records as now on disk.
@@ -78,4 +80,57 @@ pub(super) fn close_manifest(
     }
     run.write_manifest(lock, manifest)?;
     Ok(())
+}
+
+/// What [`reattribute`] did.
+#[derive(Debug, Clone)]
+pub struct Reattributed {
+    /// Model name.
+    pub model: String,
+    /// Records in the run.
+    pub records: usize,
+    /// Records that now carry energy.
+    pub with_energy: usize,
+    /// Records whose energy figures changed.
+    pub changed: usize,
+    /// The refreshed summary.
+    pub summary: Summary,
+}
+
+/// Recompute every record's energy in the run at `dir` from `power.jsonl` and the manifest
+/// (after a crash, or after a fix to attribution), then rewrite the records and the summary.
+/// Takes the run directory's lock; the split rule and bootstrap seed are the run's own.
+pub fn reattribute(dir: &Path) -> Result<Reattributed, RunError> {
+    let run = RunDir::new(dir);
+    let lock = run.lock()?;
+    let manifest = run.read_manifest()?;
+    let energy: EnergyConfig = match manifest.experiment.get("energy") {
+        Some(e) if !e.is_null() => {
+            serde_json::from_value(e.clone()).map_err(|e| StoreError::Parse {
+                path: run.manifest_path(),
+                message: format!("experiment.energy: {e}"),
+            })?
+        }
+        _ => EnergyConfig::default(),
+    };
+    let seed = manifest
+        .experiment
+        .get("seed")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let before = run.read_records()?.records;
+    let records = attribute_run(&run, &lock, &manifest, energy.split)?;
+    let changed = before
+        .iter()
+        .zip(&records)
+        .filter(|(a, b)| a.energy != b.energy)
+        .count();
+    let summary = write_summary(&run, &lock, &manifest, &records, seed)?;
+    Ok(Reattributed {
+        model: manifest.model.name.clone(),
+        records: records.len(),
+        with_energy: records.iter().filter(|r| r.energy.is_some()).count(),
+        changed,
+        summary,
+    })
 }

@@ -22,6 +22,7 @@ mod resume;
 mod session;
 
 pub use cancel::Cancel;
+pub use finish::{reattribute, Reattributed};
 pub use plan::{plan_queries, sanitize};
 
 use crate::analysis::Summary;
@@ -232,6 +233,7 @@ async fn run_model(
         samplers: Vec::new(),
         graders: graders.describe(),
         rejected_lines,
+        clock: Some(crate::records::clock::ClockOrigin::now()),
     });
     let session_idx = manifest.sessions.len() - 1;
     manifest.status = "running".into();

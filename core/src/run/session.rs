@@ -28,6 +28,13 @@ pub(super) struct SessionCtx<'a> {
 }
 
 impl SessionCtx<'_> {
+    /// Enter a phase: the observer shows it, and the log says it (`-v`), which is also how the
+    /// crash tests know where a kill lands.
+    fn phase(&self, what: &str) {
+        tracing::info!(model = %self.model.name, "phase: {what}");
+        self.observer.phase(&self.model.name, what);
+    }
+
     /// Measure `todo` (plan index, query) in session `session_idx` of `manifest`. Returns
     /// whether the session was interrupted.
     pub async fn measure(
@@ -44,13 +51,13 @@ impl SessionCtx<'_> {
         let power = if samplers.is_empty() {
             None
         } else {
-            self.observer.phase(&model.name, "starting samplers");
+            self.phase("starting samplers");
             let p = PowerSession::start(&samplers, &exp.plugin_dirs, self.run.path(), session_idx)?;
             manifest.sessions[session_idx].samplers = p.describe();
             self.run.write_manifest(self.lock, manifest)?;
             Some(p)
         };
-        self.observer.phase(&model.name, "loading model");
+        self.phase("loading model");
         let load_started = Instant::now();
         let backend = backend::connect(model, exp.run.concurrency).await?;
         if model.backend == BackendKind::Embedded {
@@ -61,7 +68,7 @@ impl SessionCtx<'_> {
         let seed = exp.generation.seed.unwrap_or(exp.seed);
         let warmups = exp.run.warmup_queries.min(self.queries.len());
         if warmups > 0 {
-            self.observer.phase(&model.name, "warming up");
+            self.phase("warming up");
         }
         let mut first_request: Option<Instant> = None;
         for q in self.queries.iter().take(warmups) {
@@ -75,7 +82,7 @@ impl SessionCtx<'_> {
         }
         if let Some(p) = &power {
             if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
-                self.observer.phase(&model.name, "measuring idle baseline");
+                self.phase("measuring idle baseline");
                 let from_s = clock::now_s();
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(exp.energy.baseline_s)) => {}
@@ -103,6 +110,7 @@ impl SessionCtx<'_> {
             observer: self.observer,
             cancel,
         };
+        self.phase("measuring queries");
         let (n, first) = dispatch.run(todo, records).await?;
         let (cpu_after, peak_rss) = self_usage();
         if let Some(p) = power {

@@ -4,7 +4,8 @@
 //! Settings: `file` (CSV with a header, or JSONL; required), `kind` = `power` (watts, default)
 //! or `energy` (cumulative joules), `time_field` (default `t`, seconds), `value_field` (default
 //! `value`), `time_base` = `open` (trace time 0 is when the sampler opens, default) or
-//! `monotonic` (trace times are already on CLOCK_MONOTONIC), `timing` for power = `instant`
+//! `monotonic` (trace times are already on CLOCK_MONOTONIC) or `unix` (Unix seconds, e.g. a wall
+//! meter's own log; mapped onto the monotonic clock when the sampler opens), `timing` for power = `instant`
 //! (default) | `interval-mean` | `averaged` with `window_s`, `wrap_j` for energy, `channel`
 //! (default `trace`), `domain` (default `system`), `update_period_s` (default: the median step of
 //! the trace). A reading is released once its time has passed.
@@ -148,9 +149,21 @@ impl Sampler for Replay {
                 }
             }
             "monotonic" => {}
+            "unix" => {
+                // A wall meter's log: map Unix seconds onto the monotonic clock with one paired
+                // reading of both (the meter's own clock error is the user's to state).
+                let mono = monotonic_now();
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|e| format!("replay: the system clock is before 1970: {e}"))?
+                    .as_secs_f64();
+                for p in &mut points {
+                    p.0 += mono - unix;
+                }
+            }
             other => {
                 return Err(format!(
-                    "replay: time_base `{other}`: use `open` or `monotonic`"
+                    "replay: time_base `{other}`: use `open`, `monotonic` or `unix`"
                 ))
             }
         }
