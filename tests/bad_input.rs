@@ -120,6 +120,23 @@ fn backend_fields_are_checked() {
         msg.contains("models[0].base_url: backend `openai` needs `base_url`"),
         "{msg}"
     );
+    for (field, value) in [
+        ("connect_timeout_s", "-1"),
+        ("read_timeout_s", "0"),
+        ("retry_backoff_s", "-0.5"),
+        ("read_timeout_s", "inf"),
+    ] {
+        let body = format!(
+            "name = \"x\"\n[[models]]\nname = \"m\"\nbackend = \"openai\"\n\
+             base_url = \"http://127.0.0.1:1/v1\"\n{field} = {value}\n\
+             [[datasets]]\nbuiltin = \"gsm8k\"\n"
+        );
+        let msg = validate(dir.path(), "timeout.toml", &body);
+        assert!(
+            msg.contains(&format!("models[0].{field}: must be")) && msg.contains("86400"),
+            "{field} = {value}: {msg}"
+        );
+    }
     let body = "name = \"x\"\n[[models]]\nname = \"m\"\nbackend = \"vllm\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n";
     let msg = validate(dir.path(), "badkind.toml", body);
     assert!(

@@ -327,17 +327,17 @@ fn misbehaving_samplers_are_contained() {
         .iter()
         .any(|r| flags(r).contains(&"sampler_error".to_string())));
 
-    // Every read failing: no energy, never 0; the queries themselves are fine.
+    // Every read failing (a sensor that opens, then answers "not supported"): the start fails
+    // loudly, naming the channel and the sampler's error, before any query.
     let (o, out) = profile(dir.path(), "error", &exp("error-read"));
-    assert!(o.status.success(), "{}", text(&o));
-    for r in records(&out.join("slow")) {
-        assert!(r["error"].is_null());
-        assert!(
-            energy(&r)["gross_j"].is_null(),
-            "no readings is unknown energy, not 0: {r}"
-        );
-        assert!(flags(&r).contains(&"missing_samples".to_string()));
-    }
+    assert!(!o.status.success(), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("no reading from fixture-faulty/")
+            && msg.contains("last error: fixture: sensor unavailable"),
+        "{msg}"
+    );
+    assert!(!out.join("slow/records.jsonl").exists() || records(&out.join("slow")).is_empty());
 
     // NaN readings are dropped and flagged, the rest still integrates (25 W).
     let (o, out) = profile(dir.path(), "nan", &exp("nan"));
@@ -543,6 +543,30 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
     assert!(!o.status.success());
     assert!(
         text(&o).contains("no GPU `GPU-nope`") && text(&o).contains("GPU-aaaaaaaa-1111"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn two_channels_of_one_name_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("meter.csv");
+    std::fs::write(&trace, "t,value\n0,10\n0.5,10\n1,10\n").unwrap();
+    let server = FaultServer::start();
+    let replay = format!(
+        "[[samplers]]\npath = {}\nconfig = {{ file = {} }}\n",
+        q(&plugin_lib("ipw_sampler_replay")),
+        q(&trace)
+    );
+    let toml = format!(
+        "name = \"dup\"\n[energy]\nbaseline_s = 0\n{}{replay}{replay}[[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 1\n",
+        remote(&server, "slow"),
+    );
+    let (o, _) = profile(dir.path(), "dup", &toml);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("channel `replay/trace` is already given by"),
         "{}",
         text(&o)
     );

@@ -47,6 +47,18 @@ impl HttpPolicy {
     }
 }
 
+/// The longest backoff between two retries, however many there were.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The wait before retry `attempt` (1-based): `first`, doubled per retry, never past
+/// [`MAX_BACKOFF`] (with many retries allowed, plain doubling would sleep for hours or
+/// overflow).
+fn backoff_before(first: Duration, attempt: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(MAX_BACKOFF)
+}
+
 /// Send a request built by `build` until it gets a successful response head, retrying
 /// connect errors, 429 and 5xx with exponential backoff (a `Retry-After` header in seconds wins,
 /// capped at 30 s). Returns the response and the number of attempts.
@@ -116,7 +128,7 @@ pub async fn send_with_retry(
                 attempts: attempt,
             });
         }
-        let backoff = retry_after.unwrap_or(policy.backoff * 2u32.saturating_pow(attempt - 1));
+        let backoff = retry_after.unwrap_or_else(|| backoff_before(policy.backoff, attempt));
         tracing::debug!(attempt, ?backoff, %message, "retrying");
         tokio::time::sleep(backoff).await;
     }
@@ -248,4 +260,18 @@ pub fn malformed(frame: &str, e: impl std::fmt::Display) -> BackendError {
         ErrorKind::MalformedStream,
         format!("cannot parse stream frame `{snippet}`: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_stops_at_the_cap() {
+        let first = Duration::from_millis(500);
+        assert_eq!(backoff_before(first, 1), first);
+        assert_eq!(backoff_before(first, 3), Duration::from_secs(2));
+        assert_eq!(backoff_before(first, 8), MAX_BACKOFF);
+        assert_eq!(backoff_before(first, 40), MAX_BACKOFF, "no overflow");
+    }
 }

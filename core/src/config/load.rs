@@ -282,6 +282,25 @@ fn check_model(
                 return Err(at("base_url", format!("`{url}` is not an http(s) URL")));
             }
             model.base_url = Some(url);
+            // Durations a user types: a negative, zero or endless one would panic deep in the
+            // HTTP client or wait forever; say so here, by field.
+            let seconds = [
+                ("connect_timeout_s", m.connect_timeout_s, false),
+                ("read_timeout_s", m.read_timeout_s, false),
+                ("retry_backoff_s", m.retry_backoff_s, true),
+            ];
+            for (field, value, zero_ok) in seconds {
+                if let Some(v) = value {
+                    let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+                    if !(low_ok && v.is_finite() && v <= 86_400.0) {
+                        let low = if zero_ok { "0" } else { "more than 0" };
+                        return Err(at(
+                            field,
+                            format!("must be {low} and at most 86400 seconds, got {v}"),
+                        ));
+                    }
+                }
+            }
             if let Some(var) = &m.api_key_env {
                 if var.is_empty() || var.contains(char::is_whitespace) || var.len() > 100 {
                     return Err(at(

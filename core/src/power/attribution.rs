@@ -211,12 +211,15 @@ fn channel_shares(
             if ch.idle_w.is_none() {
                 flags.push(Flag::NoBaseline);
             }
-            flags.sort();
-            flags.dedup();
             let net = match (gross[q], ch.idle_w) {
                 (Some(g), Some(idle)) => Some(g - idle * idle_time[q]),
                 _ => None,
             };
+            if net.is_some_and(|n| n < 0.0) {
+                flags.push(Flag::NegativeNet);
+            }
+            flags.sort();
+            flags.dedup();
             ChannelEnergy {
                 gross_j: gross[q],
                 net_j: net,

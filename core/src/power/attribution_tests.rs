@@ -341,3 +341,32 @@ fn idle_baseline_gives_net_energy() {
     assert!((e[0].net_j.unwrap() - 100.0).abs() < 1e-6);
     assert!((e[0].mean_power_w.unwrap() - 80.0).abs() < 1e-6);
 }
+
+#[test]
+fn net_energy_below_zero_is_flagged_not_passed_off() {
+    // 50 W throughout, but a baseline that claimed 60 W (taken while something else ran).
+    let readings: Vec<(f64, f64)> = (0..=200)
+        .map(|i| (i as f64 * 0.05, 50.0 * i as f64 * 0.05))
+        .collect();
+    let curve = EnergyCurve::build(
+        &ChannelKind::EnergyCounter {
+            resolution_j: 1e-6,
+            wrap_j: None,
+        },
+        &readings,
+    );
+    let mut ch = channel(&curve, false);
+    ch.idle_w = Some(60.0);
+    let e = attribute(&[ch], &[window(2.0, 4.0)], SplitRule::Tokens);
+    assert!(
+        (e[0].net_j.unwrap() + 20.0).abs() < 1e-6,
+        "{:?}",
+        e[0].net_j
+    );
+    assert!(e[0].flags.contains(&Flag::NegativeNet), "{:?}", e[0].flags);
+    // A sound baseline: no flag.
+    let mut ch = channel(&curve, false);
+    ch.idle_w = Some(40.0);
+    let e = attribute(&[ch], &[window(2.0, 4.0)], SplitRule::Tokens);
+    assert!(!e[0].flags.contains(&Flag::NegativeNet));
+}

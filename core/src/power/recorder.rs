@@ -148,9 +148,20 @@ impl EdgeMarker {
     }
 }
 
+/// Which channels have given a reading so far, and the last read error: what the start
+/// check reads.
+#[derive(Debug, Default, Clone)]
+pub struct FirstReadings {
+    /// Per channel index: a finite value was read.
+    pub seen: Vec<bool>,
+    /// The last read error, if any.
+    pub last_error: Option<String>,
+}
+
 /// A running sampling thread.
 pub struct Recorder {
     signal: Arc<Signal>,
+    first: Arc<Mutex<FirstReadings>>,
     thread: Option<JoinHandle<RecorderStats>>,
     /// Whether this sampler is read at window edges.
     pub edge_reads: bool,
@@ -184,6 +195,11 @@ impl Recorder {
             .map(|c| format!("{}/{}", handle.name, c.name))
             .collect();
         let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
+        let first = Arc::new(Mutex::new(FirstReadings {
+            seen: vec![false; names.len()],
+            last_error: None,
+        }));
+        let first_seen = first.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ipw-sampler-{}", handle.name))
             .spawn(move || {
@@ -199,6 +215,13 @@ impl Recorder {
                     let mut lines = Vec::with_capacity(buf.len());
                     match result {
                         Ok(()) => {
+                            let mut f = first_seen.lock().unwrap_or_else(|p| p.into_inner());
+                            for r in buf.iter().filter(|r| r.value.is_finite()) {
+                                if let Some(s) = f.seen.get_mut(r.channel as usize) {
+                                    *s = true;
+                                }
+                            }
+                            drop(f);
                             stats.reads += 1;
                             stats.readings += buf.len() as u64;
                             lines.extend(buf.iter().map(|r| PowerLine {
@@ -210,6 +233,10 @@ impl Recorder {
                             }));
                         }
                         Err(message) => {
+                            first_seen
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .last_error = Some(message.clone());
                             stats.errors += 1;
                             if stats.errors <= 3 {
                                 tracing::warn!(sampler = %handle.name, "read failed: {message}");
@@ -254,9 +281,15 @@ impl Recorder {
         let _ = first_rx.recv_timeout(Duration::from_secs(5));
         Self {
             signal,
+            first,
             thread: Some(thread),
             edge_reads,
         }
+    }
+
+    /// What has been read so far (for the start check).
+    pub fn first_readings(&self) -> FirstReadings {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A handle that asks this recorder for a read now, if it reads at edges.

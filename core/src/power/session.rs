@@ -19,6 +19,17 @@ use std::time::Duration;
 /// this often; a slower counter read at an edge would carry a stale value with a fresh timestamp.
 const EDGE_READ_MAX_PERIOD_S: f64 = 0.005;
 
+/// How long a sampler may take to give every energy channel its first reading (at least three
+/// of its intervals).
+const START_PATIENCE_S: f64 = 1.0;
+
+/// Stop recorders started before a later sampler failed the start.
+fn stop_all(recorders: Vec<Recorder>) {
+    for r in recorders {
+        r.stop();
+    }
+}
+
 /// Samplers recording during a session.
 pub struct PowerSession {
     recorders: Vec<Recorder>,
@@ -61,10 +72,27 @@ impl PowerSession {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let mut recorders = Vec::new();
-        let mut infos = Vec::new();
+        let mut recorders: Vec<Recorder> = Vec::new();
+        let mut infos: Vec<SamplerInfo> = Vec::new();
+        let mut channel_names: HashMap<String, String> = HashMap::new();
         for cfg in samplers {
             let (lib, handle) = open_sampler(cfg, plugin_dirs)?;
+            // Two channels of one name would be summed into one curve: refuse, naming both.
+            for c in &handle.channels {
+                let name = format!("{}/{}", handle.name, c.name);
+                if let Some(other) =
+                    channel_names.insert(name.clone(), lib.path.display().to_string())
+                {
+                    stop_all(recorders);
+                    return Err(SamplerError::Plugin {
+                        name: handle.name.clone(),
+                        path: lib.path.clone(),
+                        message: format!(
+                            "channel `{name}` is already given by {other}; give one of them another `channel` name in its config"
+                        ),
+                    });
+                }
+            }
             let slowest = handle
                 .channels
                 .iter()
@@ -85,13 +113,50 @@ impl PowerSession {
                 channels: handle.channels.clone(),
                 stats: None,
             });
-            recorders.push(Recorder::start(
+            let needed: Vec<(usize, String)> = handle
+                .channels
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !matches!(c.kind, ChannelKind::Telemetry { .. }))
+                .map(|(i, c)| (i, format!("{}/{}", handle.name, c.name)))
+                .collect();
+            let (name, path) = (handle.name.clone(), lib.path.clone());
+            let recorder = Recorder::start(
                 handle,
                 Duration::from_secs_f64(interval_s),
                 edge_reads,
                 session,
                 log.clone(),
-            ));
+            );
+            // A channel that gives nothing (a sensor that opens but answers every read with
+            // "not supported") fails the start loudly instead of leaving silent gaps.
+            let patience = Duration::from_secs_f64((3.0 * interval_s).max(START_PATIENCE_S));
+            let started = std::time::Instant::now();
+            let silent = loop {
+                let first = recorder.first_readings();
+                let silent: Vec<&str> = needed
+                    .iter()
+                    .filter(|(i, _)| !first.seen.get(*i).copied().unwrap_or(false))
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                if silent.is_empty() || started.elapsed() >= patience {
+                    break (!silent.is_empty()).then(|| (silent.join(", "), first.last_error));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            recorders.push(recorder);
+            if let Some((channels, last_error)) = silent {
+                stop_all(recorders);
+                return Err(SamplerError::Plugin {
+                    name,
+                    path,
+                    message: format!(
+                        "no reading from {channels} within {:.1} s of opening{}; a run would have no energy for them",
+                        patience.as_secs_f64(),
+                        last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                    ),
+                });
+            }
         }
         Ok(Self {
             recorders,

@@ -22,6 +22,9 @@ pub enum Flag {
     SamplerError,
     /// No idle baseline: net energy unavailable.
     NoBaseline,
+    /// Net energy came out below zero: the "idle" baseline drew more than the window did (a
+    /// baseline taken while something else ran, or noise larger than the query's own draw).
+    NegativeNet,
 }
 
 /// Energy of one query on one channel.
