@@ -242,3 +242,75 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn failed_queries_count_as_wrong_and_retry_failed_measures_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    // Four questions whose answer is 5; the model answers "5" when it answers at all.
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"question\":\"q{i}\",\"answer\":\"5\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("fives.jsonl"), rows).unwrap();
+    let toml = format!(
+        "name = \"flaky\"\n[run]\nwarmup_queries = 0\n{}\
+         [[datasets]]\npath = \"fives.jsonl\"\ngrader = \"numeric\"\n",
+        remote_model("flaky", "openai", &format!("{}/v1", server.url), "")
+    );
+    let (o, out) = profile(dir.path(), "flaky", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("flaky");
+    let recs = records(&run);
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs.iter().filter(|r| r["error"].is_object()).count(), 2);
+    let q = &json(&run.join("summary.json"))["quality"]["overall"];
+    assert_eq!(q["failed"], 2);
+    assert_eq!(q["accuracy"]["value"], 1.0, "every answer given is right");
+    assert_eq!(
+        q["accuracy_with_failures"]["value"], 0.5,
+        "failures count as wrong beside it"
+    );
+
+    // --retry-failed: the two failed queries are measured again (one fails again), their old
+    // records kept aside.
+    let exp = dir.path().join("flaky.toml");
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--resume",
+            out.to_str().unwrap(),
+            "--retry-failed",
+            "-q",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&run);
+    assert_eq!(recs.len(), 4, "one record per query");
+    assert_eq!(recs.iter().filter(|r| r["error"].is_object()).count(), 1);
+    assert_eq!(recs.iter().filter(|r| r["session"] == 1).count(), 2);
+    let aside = std::fs::read_to_string(run.join("records.retried.jsonl")).unwrap();
+    assert_eq!(aside.lines().count(), 2);
+    let q = &json(&run.join("summary.json"))["quality"]["overall"];
+    assert_eq!(q["accuracy_with_failures"]["value"], 0.75);
+    // Without the flag, a resume leaves failed records alone.
+    let o = run_ipw(
+        &[
+            "profile",
+            exp.to_str().unwrap(),
+            "--resume",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        records(&run)
+            .iter()
+            .filter(|r| r["error"].is_object())
+            .count(),
+        1
+    );
+}

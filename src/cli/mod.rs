@@ -40,6 +40,10 @@ enum Command {
         /// Continue an interrupted experiment directory: queries already recorded are not redone.
         #[arg(long, value_name = "EXPERIMENT_DIR")]
         resume: Option<PathBuf>,
+        /// With --resume: measure the failed queries again (their old records are kept in
+        /// records.retried.jsonl).
+        #[arg(long, requires = "resume")]
+        retry_failed: bool,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -110,8 +114,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             experiment,
             out,
             resume,
+            retry_failed,
             quiet,
-        } => profile::run(&experiment, out, resume, quiet),
+        } => profile::run(&experiment, out, resume, retry_failed, quiet),
         Command::Grade {
             run_dir,
             grader,

@@ -10,6 +10,7 @@ pub fn run(
     file: &Path,
     out: Option<PathBuf>,
     resume: Option<PathBuf>,
+    retry_failed: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let loaded = ipw_core::config::load_experiment(file)?;
@@ -23,6 +24,7 @@ pub fn run(
     let options = ProfileOptions {
         out_dir: out,
         resume,
+        retry_failed,
     };
     let (dir, outcomes) = runtime.block_on(async {
         tokio::spawn(watch_stop_signals(cancel.clone()));

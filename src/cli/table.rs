@@ -120,12 +120,20 @@ pub fn print_quality(q: &ipw_core::analysis::QualitySummary) {
         o.grader_errors,
         q.graders.join(", ")
     );
+    if o.failed > 0 {
+        println!(
+            "    accuracy with the {} failed queries counted wrong: {}",
+            o.failed,
+            est(&o.accuracy_with_failures, 3)
+        );
+    }
     if o.apj.is_some() || o.apw.is_some() {
         println!(
-            "    APJ {} per {} J   APW {} per W{label}",
+            "    APJ {} per {} J   APW {} per W of mean {} power while busy{label}",
             est(&o.apj, 5),
             o.apj_energy.as_deref().unwrap_or("-"),
-            est(&o.apw, 5)
+            est(&o.apw, 5),
+            o.apj_energy.as_deref().unwrap_or("-")
         );
     }
     for (name, d) in &q.by_dataset {

@@ -138,6 +138,17 @@ fn handle(
             &[chunk("Paris"), chunk("."), finish, "[DONE]".into()],
         ),
         "status-500" => status(&mut stream, 500, r#"{"error":"boom"}"#, None),
+        // Odd requests break mid-stream (never retried: data had arrived), even ones answer.
+        "flaky" if n % 2 == 1 => {
+            start_sse(&mut stream)?;
+            write_chunk(&mut stream, &format!("data: {}\n\n", chunk("partial")))?;
+            stream.write_all(b"c8\r\ndata: {\"cho")?;
+            Ok(())
+        }
+        "flaky" => sse(
+            &mut stream,
+            &[chunk("The answer is 5."), finish, usage, "[DONE]".into()],
+        ),
         "rate-limit-once" if n % 2 == 1 => {
             status(&mut stream, 429, r#"{"error":"slow down"}"#, Some("0"))
         }

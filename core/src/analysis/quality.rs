@@ -3,6 +3,8 @@
 //!
 //! - accuracy = mean score over scored records (unscored: grader errors, unreadable judge
 //!   replies, failed queries); the unparsed rate is reported beside it;
+//! - accuracy_with_failures = the same with every failed query (an error record: the model
+//!   gave no response) scored 0, so a model that fails hard questions is not flattered;
 //! - APJ = accuracy / mean energy per query (J), over records with both: net energy, or gross
 //!   (and said so in `apj_energy`) when any record lacks a net figure;
 //! - APW = accuracy / mean power (W), where mean power = the same energy (net or gross, as APJ)
@@ -48,6 +50,12 @@ pub struct Quality {
     pub grader_errors: usize,
     /// Mean score.
     pub accuracy: Option<Estimate>,
+    /// Queries that failed (no response): left out of `accuracy`.
+    #[serde(default)]
+    pub failed: usize,
+    /// Mean score with every failed query counted as 0.
+    #[serde(default)]
+    pub accuracy_with_failures: Option<Estimate>,
     /// Accuracy per joule.
     pub apj: Option<Estimate>,
     /// `net` or `gross`: which energy APJ divides by.
@@ -87,6 +95,8 @@ struct RowEnergy {
 struct Row {
     /// This record's share of the run's busy time, seconds.
     busy_s: f64,
+    /// The query failed (no response, so no grade).
+    failed: bool,
     score: Option<f64>,
     parsed: bool,
     error: bool,
@@ -94,10 +104,21 @@ struct Row {
 }
 
 fn row(r: &Record, busy_s: f64) -> Option<Row> {
+    if r.error.is_some() && r.grade.is_none() {
+        return Some(Row {
+            busy_s,
+            failed: true,
+            score: None,
+            parsed: false,
+            error: false,
+            energy: None,
+        });
+    }
     let g: &GradeRecord = r.grade.as_ref()?;
     let e: Option<&QueryEnergy> = r.energy.as_ref();
     Some(Row {
         busy_s,
+        failed: false,
         score: g.score,
         parsed: g.parsed,
         error: g.error.is_some(),
@@ -134,8 +155,15 @@ fn bootstrap(n: usize, seed: u64, stat: impl Fn(&[usize]) -> Option<f64>) -> Opt
     })
 }
 
-fn quality(rows: &[&Row], seed: u64) -> Quality {
+fn quality(all: &[&Row], seed: u64) -> Quality {
+    let failed = all.iter().filter(|r| r.failed).count();
+    let rows: Vec<&Row> = all.iter().copied().filter(|r| !r.failed).collect();
     let scored: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
+    let with_failures: Vec<f64> = scored
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0.0, failed))
+        .collect();
     let mean = |v: &[f64], idx: &[usize]| -> Option<f64> {
         (!idx.is_empty()).then(|| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64)
     };
@@ -185,6 +213,10 @@ fn quality(rows: &[&Row], seed: u64) -> Quality {
         },
         grader_errors: rows.iter().filter(|r| r.error).count(),
         accuracy,
+        failed,
+        accuracy_with_failures: bootstrap(with_failures.len(), seed ^ 4, |idx| {
+            mean(&with_failures, idx)
+        }),
         apj: bootstrap(per_joule.len(), seed ^ 1, |idx| ratio(&per_joule, idx)),
         apj_energy: (!joules.is_empty()).then(|| if use_net { "net" } else { "gross" }.to_string()),
         apw: bootstrap(joules.len(), seed ^ 2, per_watt),
@@ -205,7 +237,7 @@ pub fn quality_summary(records: &[Record], seed: u64) -> Option<QualitySummary> 
         .zip(busy)
         .filter_map(|(r, b)| Some((r, row(r, b)?)))
         .collect();
-    if rows.is_empty() {
+    if rows.iter().all(|(_, r)| r.failed) {
         return None;
     }
     let mut graders: Vec<String> = records

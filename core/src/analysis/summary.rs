@@ -76,21 +76,31 @@ pub struct EnergySummary {
     pub mean_power_w: Option<Distribution>,
     /// Joules per generated token (net where available).
     pub j_per_output_token: Option<Distribution>,
-    /// Sum of gross joules.
+    /// Sum of gross joules, failed queries included (their energy was spent).
     pub total_gross_j: f64,
-    /// Sum of net joules (records with net only).
+    /// Sum of net joules (records with net only), failed queries included.
     pub total_net_j: f64,
+    /// Gross joules of failed queries (in the totals, not in the per-query figures).
+    #[serde(default)]
+    pub failed_gross_j: f64,
     /// How many records carry each quality flag.
     pub flags: BTreeMap<String, usize>,
     /// Sum of gross joules per channel.
     pub channels: BTreeMap<String, f64>,
 }
 
-fn energy_summary(ok: &[&Record]) -> Option<EnergySummary> {
+fn energy_summary(records: &[Record], ok: &[&Record]) -> Option<EnergySummary> {
     let energies: Vec<&QueryEnergy> = ok.iter().filter_map(|r| r.energy.as_ref()).collect();
-    if energies.is_empty() {
+    let failed: Vec<&QueryEnergy> = records
+        .iter()
+        .filter(|r| r.error.is_some())
+        .filter_map(|r| r.energy.as_ref())
+        .collect();
+    if energies.is_empty() && failed.is_empty() {
         return None;
     }
+    let failed_gross_j: f64 = failed.iter().filter_map(|e| e.gross_j).sum();
+    let failed_net_j: f64 = failed.iter().filter_map(|e| e.net_j).sum();
     let mut flags = BTreeMap::new();
     let mut channels = BTreeMap::new();
     for e in &energies {
@@ -116,8 +126,9 @@ fn energy_summary(ok: &[&Record]) -> Option<EnergySummary> {
         net_j: Distribution::of(energies.iter().filter_map(|e| e.net_j)),
         mean_power_w: Distribution::of(energies.iter().filter_map(|e| e.mean_power_w)),
         j_per_output_token: Distribution::of(energies.iter().filter_map(|e| e.j_per_output_token)),
-        total_gross_j: energies.iter().filter_map(|e| e.gross_j).sum(),
-        total_net_j: energies.iter().filter_map(|e| e.net_j).sum(),
+        total_gross_j: energies.iter().filter_map(|e| e.gross_j).sum::<f64>() + failed_gross_j,
+        total_net_j: energies.iter().filter_map(|e| e.net_j).sum::<f64>() + failed_net_j,
+        failed_gross_j,
         flags,
         channels,
     })
@@ -193,7 +204,7 @@ pub fn summarize(
         } else {
             0.0
         },
-        energy: energy_summary(&ok),
+        energy: energy_summary(records, &ok),
         quality: super::quality_summary(records, seed),
         by_dataset: by_dataset
             .into_iter()

@@ -127,6 +127,11 @@ impl RunDir {
         self.dir.join("records.rejected.jsonl")
     }
 
+    /// `records.retried.jsonl`: failed records set aside by `--retry-failed`, as written.
+    pub fn retried_path(&self) -> PathBuf {
+        self.dir.join("records.retried.jsonl")
+    }
+
     /// `summary.json`.
     pub fn summary_path(&self) -> PathBuf {
         self.dir.join("summary.json")
@@ -225,6 +230,44 @@ impl RunDir {
             .open(&path)
             .map_err(io_err(&path))?;
         Ok(RecordsWriter::new(path, file, lock))
+    }
+
+    /// Set every failed record (one with an `error`) aside to `records.retried.jsonl`, byte for
+    /// byte, so its query is measured again; the other lines stay as they are. Lines that do not
+    /// read are left for [`RunDir::resume_records`] to deal with. Returns how many were set aside.
+    pub fn set_aside_failed(&self, _lock: &RunLock) -> Result<usize, StoreError> {
+        let path = self.records_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let (mut keep, mut failed) = (Vec::with_capacity(bytes.len()), Vec::new());
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let is_failed = line.ends_with(b"\n")
+                && parse_record(&line[..line.len() - 1]).is_ok_and(|r| r.error.is_some());
+            if is_failed {
+                failed.extend_from_slice(line);
+            } else {
+                keep.extend_from_slice(line);
+            }
+        }
+        if failed.is_empty() {
+            return Ok(0);
+        }
+        let n = failed.iter().filter(|b| **b == b'\n').count();
+        let aside = self.retried_path();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&aside)
+            .map_err(io_err(&aside))?;
+        file.write_all(&failed).map_err(io_err(&aside))?;
+        file.sync_data().map_err(io_err(&aside))?;
+        // Set aside first, then removed: a crash in between duplicates a failed record in
+        // the side file at worst, never loses it.
+        write_atomic(&path, &keep).map_err(io_err(&path))?;
+        Ok(n)
     }
 
     /// Continue `records.jsonl` after a stop or a crash: every unreadable line (a cut-off last

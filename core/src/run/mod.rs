@@ -85,6 +85,9 @@ pub struct ProfileOptions {
     pub out_dir: Option<PathBuf>,
     /// Continue the experiment directory given (its runs' records are kept, not redone).
     pub resume: Option<PathBuf>,
+    /// With `resume`: measure failed queries again; their old records move to
+    /// `records.retried.jsonl`.
+    pub retry_failed: bool,
 }
 
 /// Progress callbacks, so the CLI can draw a progress bar without the runner printing.
@@ -163,6 +166,7 @@ pub async fn profile(
             &datasets,
             &run,
             options.resume.is_some(),
+            options.retry_failed,
             &graders,
             observer,
             cancel,
@@ -198,13 +202,24 @@ async fn run_model(
     datasets: &[DatasetInfo],
     run: &RunDir,
     resume: bool,
+    retry_failed: bool,
     graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
 ) -> Result<RunOutcome, RunError> {
     let exp = &loaded.experiment;
     let file = plan::model_file(model).await?;
-    let opened = resume::open_run(loaded, model, queries, datasets, run, resume, graders, file)?;
+    let opened = resume::open_run(
+        loaded,
+        model,
+        queries,
+        datasets,
+        run,
+        resume,
+        retry_failed,
+        graders,
+        file,
+    )?;
     let resume::OpenedRun {
         lock,
         mut writer,

@@ -35,6 +35,7 @@ pub(super) fn open_run(
     datasets: &[DatasetInfo],
     run: &RunDir,
     resume: bool,
+    retry_failed: bool,
     graders: &DatasetGraders,
     model_file: Option<ModelFile>,
 ) -> Result<OpenedRun, RunError> {
@@ -73,6 +74,17 @@ pub(super) fn open_run(
                  started with, or start a new run):\n  {}",
                 changed.join("\n  ")
             )));
+        }
+        let retried = if retry_failed {
+            run.set_aside_failed(&lock)?
+        } else {
+            0
+        };
+        if retried > 0 {
+            tracing::info!(
+                "retrying {retried} failed queries (their records are kept in {})",
+                run.retried_path().display()
+            );
         }
         let (writer, existing, rejected) = run.resume_records(&lock)?;
         return Ok(OpenedRun {
