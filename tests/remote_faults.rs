@@ -314,3 +314,26 @@ fn failed_queries_count_as_wrong_and_retry_failed_measures_them_again() {
         1
     );
 }
+
+#[test]
+fn a_reasoning_models_thinking_starts_the_first_token_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let toml = format!(
+        "name = \"think\"\n[run]\nwarmup_queries = 0\n{}{DATASET}",
+        remote_model("reasoning", "openai", &format!("{}/v1", server.url), "")
+    );
+    let (o, out) = profile(dir.path(), "think", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    for r in records(&out.join("reasoning")) {
+        let (ttft, latency) = (
+            r["ttft_s"].as_f64().unwrap(),
+            r["latency_s"].as_f64().unwrap(),
+        );
+        // Thinking arrives at once, the answer 0.4 s later: TTFT is the thinking's.
+        assert!(r["error"].is_null(), "{r}");
+        assert!(latency >= 0.4, "{latency}");
+        assert!(ttft < latency - 0.2, "ttft {ttft} latency {latency}");
+        assert_eq!(r["response"], "5", "thinking is not part of the answer");
+    }
+}

@@ -26,6 +26,12 @@ backend = "openai"
 base_url = "{url}"
 model = "smollm2"
 include_usage = false
+[[models]]
+name = "cache-allowed"
+backend = "openai"
+base_url = "{url}"
+model = "smollm2"
+prompt_cache = true
 [[datasets]]
 builtin = "gsm8k"
 max_queries = 4
@@ -71,6 +77,30 @@ stratify = true
         assert!(m["model_file"].is_null(), "remote model: no file hash");
         assert_eq!(m["backend"]["server_model"], "smollm2");
     }
+    // The prompt cache: off by default (`cache_prompt: false`), so although the same prompts
+    // were just sent, nothing was served from cache; allowed, the server reuses prefixes, and
+    // every such record says how many prompt tokens it did not compute.
+    for r in records(&out.join("with-usage"))
+        .iter()
+        .chain(&records(&out.join("without-usage")))
+    {
+        assert_eq!(r["cached_prompt_tokens"], 0, "{r}");
+    }
+    let cached = records(&out.join("cache-allowed"));
+    assert!(
+        cached
+            .iter()
+            .filter(|r| r["cached_prompt_tokens"].as_u64().unwrap() > 0)
+            .count()
+            >= 4,
+        "{cached:?}"
+    );
+    let s = json(&out.join("cache-allowed/summary.json"));
+    assert!(s["prompt_cache_hits"].as_u64().unwrap() >= 4, "{s}");
+    assert_eq!(
+        json(&out.join("with-usage/summary.json"))["prompt_cache_hits"],
+        0
+    );
     // No cross-run equality here: llama-server reuses cached prompt prefixes between requests,
     // which changes the arithmetic slightly, so greedy text can differ late in a response.
 }

@@ -45,6 +45,12 @@ pub fn print(outcomes: &[RunOutcome]) {
                 .unwrap_or_else(|| "-".into()),
             s.tokens_estimated,
         );
+        if s.prompt_cache_hits > 0 {
+            println!(
+                "    WARNING: the server served {} prompts partly from its prompt cache (see cached_prompt_tokens): cheaper and faster than cold queries",
+                s.prompt_cache_hits
+            );
+        }
         for (kind, n) in &s.errors_by_kind {
             println!("    {n} x {kind}");
         }

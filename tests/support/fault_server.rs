@@ -138,6 +138,17 @@ fn handle(
             &[chunk("Paris"), chunk("."), finish, "[DONE]".into()],
         ),
         "status-500" => status(&mut stream, 500, r#"{"error":"boom"}"#, None),
+        // A reasoning model: thinks (`reasoning_content`) for 0.4 s before the answer.
+        "reasoning" => {
+            start_sse(&mut stream)?;
+            let think = r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Let me think."},"finish_reason":null}]}"#;
+            write_chunk(&mut stream, &format!("data: {think}\n\n"))?;
+            std::thread::sleep(Duration::from_millis(400));
+            for e in [chunk("5"), finish, usage, "[DONE]".into()] {
+                write_chunk(&mut stream, &format!("data: {e}\n\n"))?;
+            }
+            write_chunk(&mut stream, "")
+        }
         // Odd requests break mid-stream (never retried: data had arrived), even ones answer.
         "flaky" if n % 2 == 1 => {
             start_sse(&mut stream)?;

@@ -43,6 +43,10 @@ pub struct Summary {
     pub input_tokens: Option<Distribution>,
     /// Generated tokens.
     pub output_tokens: Option<Distribution>,
+    /// Answered records for which the server served part of the prompt from its cache:
+    /// cheaper and faster than a cold query, so not comparable with one.
+    #[serde(default)]
+    pub prompt_cache_hits: usize,
     /// Seconds during which at least one query was in flight (union of windows).
     pub busy_s: f64,
     /// Recorded queries per busy second.
@@ -193,6 +197,10 @@ pub fn summarize(
         output_tokens: Distribution::of(
             ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64)),
         ),
+        prompt_cache_hits: ok
+            .iter()
+            .filter(|r| r.cached_prompt_tokens.is_some_and(|n| n > 0))
+            .count(),
         busy_s,
         queries_per_s: if busy_s > 0.0 {
             records.len() as f64 / busy_s

@@ -252,6 +252,7 @@ fn generate(
         token_source: TokenSource::Engine,
         finish_reason: Some(finish_reason.to_string()),
         attempts: 1,
+        cached_prompt_tokens: None,
     })
 }
 

@@ -60,6 +60,9 @@ pub struct Generation {
     pub finish_reason: Option<String>,
     /// HTTP attempts (1 = no retry).
     pub attempts: u32,
+    /// Prompt tokens the server took from its prompt cache instead of computing them, when it
+    /// says (`usage.prompt_tokens_details.cached_tokens`, llama.cpp's `timings.cache_n`).
+    pub cached_prompt_tokens: Option<u64>,
 }
 
 /// Why a query failed, as recorded in `error.kind`.

@@ -107,6 +107,7 @@ impl Backend for OllamaBackend {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             attempts,
+            cached_prompt_tokens: None,
         })
     }
 

@@ -30,6 +30,8 @@ pub struct OpenAiBackend {
     /// Read from the environment once; never serialized, logged or written anywhere.
     api_key: Option<String>,
     include_usage: bool,
+    /// Let the server reuse cached prompt prefixes (otherwise `cache_prompt: false` is sent).
+    prompt_cache: bool,
     /// 2 once the server answered that it has no tokenizer endpoint.
     tokenizer_state: AtomicU8,
 }
@@ -75,6 +77,7 @@ impl OpenAiBackend {
             api_key_env: m.api_key_env.clone(),
             api_key,
             include_usage: m.include_usage.unwrap_or(true),
+            prompt_cache: m.prompt_cache.unwrap_or(false),
             tokenizer_state: AtomicU8::new(0),
         })
     }
@@ -93,6 +96,11 @@ impl OpenAiBackend {
         }
         if self.include_usage {
             body["stream_options"] = json!({ "include_usage": true });
+        }
+        if !self.prompt_cache {
+            // llama.cpp reuses a cached prompt prefix unless told not to, which makes a repeated
+            // prompt nearly free and a measurement of it meaningless.
+            body["cache_prompt"] = json!(false);
         }
         body
     }
@@ -153,6 +161,7 @@ impl Backend for OpenAiBackend {
         let mut first_token_at = None;
         let mut finish_reason: Option<String> = None;
         let mut usage: Option<(u64, u64)> = None;
+        let mut cached_prompt_tokens: Option<u64> = None;
         let mut content_chunks = 0u64;
         let completed = for_each_frame(
             ChunkReader::new(resp, self.policy.read_timeout),
@@ -176,6 +185,17 @@ impl Backend for OpenAiBackend {
                             text.push_str(piece);
                         }
                     }
+                    // A reasoning model's thinking is generated output too: it starts the
+                    // clock for TTFT and counts as output (it is not part of the answer).
+                    let delta = choice.get("delta");
+                    let reasoning = ["reasoning_content", "reasoning"]
+                        .iter()
+                        .filter_map(|k| delta.and_then(|d| d.get(*k)).and_then(Value::as_str))
+                        .find(|p| !p.is_empty());
+                    if reasoning.is_some() {
+                        first_token_at.get_or_insert_with(Instant::now);
+                        content_chunks += 1;
+                    }
                     if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
                         finish_reason = Some(r.to_string());
                     }
@@ -185,6 +205,15 @@ impl Backend for OpenAiBackend {
                     if let (Some(p), Some(c)) = (get("prompt_tokens"), get("completion_tokens")) {
                         usage = Some((p, c));
                     }
+                    if let Some(n) = u
+                        .pointer("/prompt_tokens_details/cached_tokens")
+                        .and_then(Value::as_u64)
+                    {
+                        cached_prompt_tokens = Some(n);
+                    }
+                }
+                if let Some(n) = v.pointer("/timings/cache_n").and_then(Value::as_u64) {
+                    cached_prompt_tokens = Some(cached_prompt_tokens.map_or(n, |c| c.max(n)));
                 }
                 Ok(Flow::Continue)
             },
@@ -230,6 +259,7 @@ impl Backend for OpenAiBackend {
             token_source,
             finish_reason,
             attempts,
+            cached_prompt_tokens,
         })
     }
 
@@ -239,6 +269,7 @@ impl Backend for OpenAiBackend {
             "server_model": self.model,
             "api_key_env": self.api_key_env,
             "include_usage": self.include_usage,
+            "prompt_cache": self.prompt_cache,
         })
     }
 }

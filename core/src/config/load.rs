@@ -240,6 +240,7 @@ fn check_model(
     let openai_only = [
         ("api_key_env", m.api_key_env.is_some()),
         ("include_usage", m.include_usage.is_some()),
+        ("prompt_cache", m.prompt_cache.is_some()),
         ("tokenize_url", m.tokenize_url.is_some()),
     ];
     let backend = m.backend.as_str();

@@ -288,6 +288,11 @@ pub struct ModelConfig {
     /// openai: ask for usage in the stream (`stream_options.include_usage`). Default true.
     #[serde(default)]
     pub include_usage: Option<bool>,
+    /// openai: let the server reuse cached prompt prefixes. Default false: ipw sends
+    /// `cache_prompt: false` (llama.cpp), so a repeated prompt costs what it costs. Set true for
+    /// servers that reject unknown fields (api.openai.com); cached tokens are recorded anyway.
+    #[serde(default)]
+    pub prompt_cache: Option<bool>,
     /// openai: when the stream carries no usage, count tokens with this tokenizer endpoint
     /// (llama.cpp's `/tokenize`). Default: `<server root>/tokenize`, tried once.
     #[serde(default)]

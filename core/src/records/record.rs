@@ -88,6 +88,10 @@ pub struct Record {
     pub tokens_estimated: bool,
     /// Where token counts came from.
     pub token_source: Option<TokenSource>,
+    /// Prompt tokens the server served from its prompt cache (when it says): a record with
+    /// some was cheaper than a cold one, and the summary counts such records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<u64>,
     /// Seconds from request to first generated token.
     pub ttft_s: Option<f64>,
     /// Seconds from request to last byte (the window length).

@@ -641,6 +641,7 @@ mod tests {
             output_tokens: Some(4),
             tokens_estimated: false,
             token_source: None,
+            cached_prompt_tokens: None,
             ttft_s: Some(0.1),
             latency_s: 1.0,
             decode_tps: None,

@@ -165,6 +165,7 @@ fn build_record(
         output_tokens: None,
         tokens_estimated: false,
         token_source: None,
+        cached_prompt_tokens: None,
         ttft_s: None,
         latency_s: 0.0,
         decode_tps: None,
@@ -194,6 +195,7 @@ fn build_record(
             r.decode_tps = decode_tps(g.output_tokens, ttft, latency);
             r.finish_reason = g.finish_reason;
             r.attempts = g.attempts;
+            r.cached_prompt_tokens = g.cached_prompt_tokens;
             r.response = Some(g.text);
         }
         Err(e) => {
