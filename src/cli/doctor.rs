@@ -28,6 +28,21 @@ fn kind_text(kind: &ChannelKind) -> String {
 }
 
 pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    // Competing load first: a measurement on a busy machine includes someone else's draw.
+    match ipw_core::load::measure(std::time::Duration::from_secs(1)) {
+        Some(l) if l.cores > ipw_core::load::BUSY_CORES => {
+            println!(
+                "machine load: NOT IDLE: other processes keep {:.2} cores busy ({}); baselines and energy will include their draw",
+                l.cores,
+                if l.top.is_empty() { "-".to_string() } else { l.top.join(", ") }
+            );
+        }
+        Some(l) => println!(
+            "machine load: idle ({:.2} cores used by other processes)",
+            l.cores
+        ),
+        None => println!("machine load: unknown (no /proc)"),
+    }
     let found: Vec<_> = ipw_core::plugins::discover(extra)
         .into_iter()
         .filter(|p| p.kind == "sampler")

@@ -44,6 +44,10 @@ enum Command {
         /// records.retried.jsonl).
         #[arg(long, requires = "resume")]
         retry_failed: bool,
+        /// Refuse to start while other processes keep the machine busy (more than a quarter of
+        /// a core), naming them.
+        #[arg(long)]
+        require_idle: bool,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -115,8 +119,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             resume,
             retry_failed,
+            require_idle,
             quiet,
-        } => profile::run(&experiment, out, resume, retry_failed, quiet),
+        } => profile::run(&experiment, out, resume, retry_failed, require_idle, quiet),
         Command::Grade {
             run_dir,
             grader,

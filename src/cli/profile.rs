@@ -11,6 +11,7 @@ pub fn run(
     out: Option<PathBuf>,
     resume: Option<PathBuf>,
     retry_failed: bool,
+    require_idle: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let loaded = ipw_core::config::load_experiment(file)?;
@@ -25,6 +26,7 @@ pub fn run(
         out_dir: out,
         resume,
         retry_failed,
+        require_idle,
     };
     let (dir, outcomes) = runtime.block_on(async {
         tokio::spawn(watch_stop_signals(cancel.clone()));

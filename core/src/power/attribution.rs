@@ -218,6 +218,13 @@ fn channel_shares(
             if net.is_some_and(|n| n < 0.0) {
                 flags.push(Flag::NegativeNet);
             }
+            // Idle drew within 10% of what the window drew (both as this query's share, so
+            // concurrency cancels): the baseline was hardly idle.
+            if let (Some(g), Some(idle)) = (gross[q], ch.idle_w) {
+                if g > 0.0 && idle > 0.0 && idle * idle_time[q] >= 0.9 * g {
+                    flags.push(Flag::BusyBaseline);
+                }
+            }
             flags.sort();
             flags.dedup();
             ChannelEnergy {

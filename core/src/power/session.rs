@@ -8,6 +8,7 @@ use super::loader::{find, SamplerError, SamplerLibrary};
 use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder};
 use crate::config::SamplerConfig;
 use crate::dataset::hex;
+use crate::records::Flag;
 pub use crate::records::{Baseline, SamplerInfo};
 use ipw_sampler_sdk::{ChannelKind, Domain};
 use sha2::{Digest, Sha256};
@@ -174,6 +175,11 @@ impl PowerSession {
         m
     }
 
+    /// The session's power log, for lines beside the samplers' (other load).
+    pub fn log(&self) -> std::sync::Arc<PowerLog> {
+        self.log.clone()
+    }
+
     /// What the manifest keeps about each sampler, before any stats exist: written as soon as
     /// the samplers open, so a killed session's readings can still be attributed.
     pub fn describe(&self) -> Vec<SamplerInfo> {
@@ -203,6 +209,8 @@ pub struct SessionPower<'a> {
     pub samplers: &'a [SamplerInfo],
     /// Its baseline, if measured.
     pub baseline: Option<Baseline>,
+    /// Flag records that other processes' load overlapped (in-process inference only).
+    pub flag_other_load: bool,
 }
 
 /// Fill `energy` for every record of a run, from `power.jsonl` and the sessions' sampler
@@ -287,7 +295,29 @@ pub fn attribute_records(
                 }
             })
             .collect();
-        for (&i, e) in idx.iter().zip(attribute(&inputs, &windows, split)) {
+        let busy_baseline = sp
+            .baseline
+            .and_then(|b| b.other_cpu_cores)
+            .is_some_and(|c| c > crate::load::BUSY_CORES);
+        let load = readings
+            .get(&(s, crate::load::CHANNEL))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (&i, mut e) in idx.iter().zip(attribute(&inputs, &windows, split)) {
+            let w = &records[i].window;
+            // Each load reading covers the half second around its time.
+            let loaded = sp.flag_other_load
+                && load.iter().any(|&(t, cores)| {
+                    cores > crate::load::BUSY_CORES && t + 0.25 >= w.start_s && t - 0.25 <= w.end_s
+                });
+            if loaded {
+                e.flags.push(Flag::OtherLoad);
+            }
+            if busy_baseline {
+                e.flags.push(Flag::BusyBaseline);
+            }
+            e.flags.sort();
+            e.flags.dedup();
             records[i].energy = Some(e);
         }
     }

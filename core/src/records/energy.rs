@@ -25,6 +25,12 @@ pub enum Flag {
     /// Net energy came out below zero: the "idle" baseline drew more than the window did (a
     /// baseline taken while something else ran, or noise larger than the query's own draw).
     NegativeNet,
+    /// Other processes kept the machine busy during the window (embedded backend only: a
+    /// model server on the same machine is itself "other" load).
+    OtherLoad,
+    /// The idle baseline was not idle: other processes were busy during it, or its power is
+    /// within 10% of the window's, so net energy is understated.
+    BusyBaseline,
 }
 
 /// Energy of one query on one channel.

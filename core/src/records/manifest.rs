@@ -102,6 +102,9 @@ pub struct Session {
     /// `records.rejected.jsonl` (their queries are measured again).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejected_lines: usize,
+    /// Other processes' CPU load measured for half a second before the session started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight_load: Option<OtherLoad>,
     /// The run clock and the wall clock read together at the session's start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<super::clock::ClockOrigin>,
@@ -200,6 +203,20 @@ pub struct Baseline {
     pub from_s: f64,
     /// End.
     pub to_s: f64,
+    /// Cores other processes kept busy during the baseline: above a quarter of a core it was
+    /// not idle, and net energy is understated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpu_cores: Option<f64>,
+}
+
+/// CPU that other processes used over a span (see `ipw_core::load`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OtherLoad {
+    /// Cores busy with other processes, on average.
+    pub cores: f64,
+    /// The busiest other processes (`name (pid N): C cores`), most first, when measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<String>,
 }
 
 /// What a sampling thread did.

@@ -23,7 +23,7 @@ mod store;
 pub use energy::{ChannelEnergy, Flag, QueryEnergy};
 pub use grade::{GradeRecord, GraderInfo};
 pub use manifest::{
-    Baseline, DatasetInfo, HostInfo, Manifest, ModelFile, RecordedModel, RecorderStats,
+    Baseline, DatasetInfo, HostInfo, Manifest, ModelFile, OtherLoad, RecordedModel, RecorderStats,
     SamplerInfo, Session, MANIFEST_SCHEMA,
 };
 pub use record::{decode_tps, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};

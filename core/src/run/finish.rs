@@ -26,6 +26,7 @@ pub(super) fn attribute_run(
             .map(|s| SessionPower {
                 samplers: &s.samplers,
                 baseline: s.baseline,
+                flag_other_load: manifest.model.backend == "embedded",
             })
             .collect();
         let power_log = run.power_log_path();

@@ -62,6 +62,9 @@ pub enum RunError {
     #[error(transparent)]
     Sampler(#[from] crate::power::loader::SamplerError),
     /// `--resume` on a directory that does not match this experiment.
+    /// `--require-idle` and the machine is busy.
+    #[error("the machine is not idle (--require-idle): {0}")]
+    Busy(String),
     #[error("cannot resume {}: {message}", dir.display())]
     Resume {
         /// The run directory.
@@ -88,6 +91,8 @@ pub struct ProfileOptions {
     /// With `resume`: measure failed queries again; their old records move to
     /// `records.retried.jsonl`.
     pub retry_failed: bool,
+    /// Refuse to start a session while other processes keep the machine busy.
+    pub require_idle: bool,
 }
 
 /// Progress callbacks, so the CLI can draw a progress bar without the runner printing.
@@ -167,6 +172,7 @@ pub async fn profile(
             &run,
             options.resume.is_some(),
             options.retry_failed,
+            options.require_idle,
             &graders,
             observer,
             cancel,
@@ -203,6 +209,7 @@ async fn run_model(
     run: &RunDir,
     resume: bool,
     retry_failed: bool,
+    require_idle: bool,
     graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
@@ -249,6 +256,7 @@ async fn run_model(
         graders: graders.describe(),
         rejected_lines,
         clock: Some(crate::records::clock::ClockOrigin::now()),
+        preflight_load: None,
     });
     let session_idx = manifest.sessions.len() - 1;
     manifest.status = "running".into();
@@ -267,6 +275,7 @@ async fn run_model(
             graders,
             observer,
             cancel,
+            require_idle,
         };
         match ctx
             .measure(&todo, session_idx, &mut manifest, &mut writer)

@@ -10,10 +10,17 @@ use crate::config::{BackendKind, LoadedExperiment, ModelConfig};
 use crate::dataset::Query;
 use crate::grade::DatasetGraders;
 use crate::host::self_usage;
+use crate::load;
+use crate::power::recorder::PowerLine;
 use crate::power::{Baseline, PowerSession};
 use crate::records::{clock, Manifest, RecordsWriter, RunDir, RunLock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long the machine is watched for other load before a session starts.
+const PREFLIGHT: Duration = Duration::from_millis(500);
+/// How often other load is logged while queries run.
+const LOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Everything one session works with.
 pub(super) struct SessionCtx<'a> {
@@ -25,6 +32,8 @@ pub(super) struct SessionCtx<'a> {
     pub graders: &'a Arc<DatasetGraders>,
     pub observer: &'a dyn RunObserver,
     pub cancel: &'a Cancel,
+    /// Refuse to start on a busy machine.
+    pub require_idle: bool,
 }
 
 impl SessionCtx<'_> {
@@ -45,6 +54,30 @@ impl SessionCtx<'_> {
         records: &mut RecordsWriter,
     ) -> Result<bool, RunError> {
         let (exp, model, cancel) = (&self.loaded.experiment, self.model, self.cancel);
+        // Before anything of ours runs: is something else keeping the machine busy?
+        let preflight = tokio::task::spawn_blocking(|| load::measure(PREFLIGHT))
+            .await
+            .expect("reading /proc does not panic");
+        if let Some(l) = &preflight {
+            if l.cores > load::BUSY_CORES {
+                let culprits = if l.top.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", l.top.join(", "))
+                };
+                if self.require_idle {
+                    return Err(RunError::Busy(format!(
+                        "other processes keep {:.2} cores busy{culprits}; stop them or run without --require-idle",
+                        l.cores
+                    )));
+                }
+                tracing::warn!(
+                    "the machine is not idle: other processes keep {:.2} cores busy{culprits}; energy figures will include their draw",
+                    l.cores
+                );
+            }
+        }
+        manifest.sessions[session_idx].preflight_load = preflight;
         // Samplers first: a sampler that cannot open fails the run before a model is loaded,
         // and the timeline then covers model load and warm-up too.
         let samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
@@ -84,13 +117,23 @@ impl SessionCtx<'_> {
             if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
                 self.phase("measuring idle baseline");
                 let from_s = clock::now_s();
+                let cpu_from = load::snapshot(false);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(exp.energy.baseline_s)) => {}
                     _ = cancel.cancelled() => {}
                 }
+                let other = cpu_from
+                    .zip(load::snapshot(false))
+                    .map(|(a, b)| load::between(&a, &b).cores);
+                if let Some(c) = other.filter(|c| *c > load::BUSY_CORES) {
+                    tracing::warn!(
+                        "the idle baseline was not idle: other processes kept {c:.2} cores busy; net energy will be understated (the summary flags it)"
+                    );
+                }
                 manifest.sessions[session_idx].baseline = Some(Baseline {
                     from_s,
                     to_s: clock::now_s(),
+                    other_cpu_cores: other,
                 });
                 self.run.write_manifest(self.lock, manifest)?;
             }
@@ -111,7 +154,32 @@ impl SessionCtx<'_> {
             cancel,
         };
         self.phase("measuring queries");
+        // Other load while the queries run, into the power log beside the readings, so
+        // attribution can flag the records it overlapped.
+        let monitor = power.as_ref().map(|p| {
+            let log = p.log();
+            tokio::spawn(async move {
+                let mut prev = load::snapshot(false);
+                loop {
+                    tokio::time::sleep(LOAD_INTERVAL).await;
+                    let now = load::snapshot(false);
+                    if let (Some(a), Some(b)) = (&prev, &now) {
+                        log.append(&[PowerLine {
+                            session: session_idx,
+                            channel: load::CHANNEL.into(),
+                            t: clock::now_s() - LOAD_INTERVAL.as_secs_f64() / 2.0,
+                            v: Some(load::between(a, b).cores),
+                            error: None,
+                        }]);
+                    }
+                    prev = now;
+                }
+            })
+        });
         let (n, first) = dispatch.run(todo, records).await?;
+        if let Some(m) = monitor {
+            m.abort();
+        }
         let (cpu_after, peak_rss) = self_usage();
         if let Some(p) = power {
             // One more background reading after the last window ends, then stop.
