@@ -120,6 +120,13 @@ fn backend_fields_are_checked() {
         msg.contains("models[0].base_url: backend `openai` needs `base_url`"),
         "{msg}"
     );
+    let body = "name = \"x\"\n[run]\nquery_timeout_s = -5\n[[models]]\nname = \"m\"\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n[[datasets]]\nbuiltin = \"gsm8k\"\n";
+    let msg = validate(dir.path(), "deadline.toml", body);
+    assert!(
+        msg.contains("deadline.toml:3:")
+            && msg.contains("run.query_timeout_s: must be more than 0"),
+        "{msg}"
+    );
     for (field, value) in [
         ("connect_timeout_s", "-1"),
         ("read_timeout_s", "0"),

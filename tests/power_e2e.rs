@@ -271,14 +271,16 @@ fn rapl_on_a_fake_powercap_tree_handles_wrap_and_mirrors() {
         let latency = r["latency_s"].as_f64().unwrap();
         let pkg = e["channels"]["rapl/package-0"]["gross_j"].as_f64().unwrap();
         let dram = e["channels"]["rapl/dram-0"]["gross_j"].as_f64().unwrap();
-        // The fake counters tick every ~0.5 ms (plus file-write jitter): allow 3%.
+        // The fake counters tick every ~0.5 ms when the machine is idle, but this test's writer
+        // thread lags by tens of ms when the machine is busy (a kernel counter never does), so
+        // edges can read a stale value: allow 10%. A mishandled 20 J wrap would be ~100% off.
         assert!(
-            (pkg / latency - 40.0).abs() < 1.2,
+            (pkg / latency - 40.0).abs() < 4.0,
             "package {} W",
             pkg / latency
         );
         assert!(
-            (dram / latency - 5.0).abs() < 0.3,
+            (dram / latency - 5.0).abs() < 0.5,
             "dram {} W",
             dram / latency
         );
@@ -338,6 +340,23 @@ fn misbehaving_samplers_are_contained() {
         "{msg}"
     );
     assert!(!out.join("slow/records.jsonl").exists() || records(&out.join("slow")).is_empty());
+
+    // A read that never returns (a hung driver call): the run finishes anyway, the sampler's
+    // thread is abandoned and said so, and records after the hang lack energy, flagged.
+    let started = std::time::Instant::now();
+    let (o, out) = profile(dir.path(), "block", &exp("block-read"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let m = json(&out.join("slow/manifest.json"));
+    assert_eq!(
+        m["sessions"][0]["samplers"][0]["stats"]["abandoned"], true,
+        "{m}"
+    );
+    let recs = records(&out.join("slow"));
+    assert_eq!(recs.len(), 4);
+    assert!(recs
+        .iter()
+        .any(|r| flags(r).contains(&"missing_samples".to_string())));
 
     // NaN readings are dropped and flagged, the rest still integrates (25 W).
     let (o, out) = profile(dir.path(), "nan", &exp("nan"));
@@ -549,7 +568,7 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
 }
 
 #[test]
-fn two_channels_of_one_name_are_refused() {
+fn two_channels_of_one_name_are_refused_and_overlapping_domains_named() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("meter.csv");
     std::fs::write(&trace, "t,value\n0,10\n0.5,10\n1,10\n").unwrap();
@@ -570,4 +589,29 @@ fn two_channels_of_one_name_are_refused() {
         "{}",
         text(&o)
     );
+
+    // Renamed, the two are accepted, but both measure the whole system: a warning says the
+    // total counts it twice, unless the experiment says to sum them.
+    let wall = format!(
+        "[[samplers]]\npath = {}\nconfig = {{ file = {}, channel = \"wall\" }}\n",
+        q(&plugin_lib("ipw_sampler_replay")),
+        q(&trace)
+    );
+    let body = |overlap: &str| {
+        format!(
+            "name = \"dup\"\n[energy]\nbaseline_s = 0\n{overlap}\n{}{replay}{wall}[[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 1\n",
+            remote(&server, "slow"),
+        )
+    };
+    let (o, _) = profile(dir.path(), "overlap", &body(""));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("samplers measure overlapping domains: replay (System) and replay (System)"),
+        "{}",
+        text(&o)
+    );
+    let (o, _) = profile(dir.path(), "overlap-sum", &body("overlap = \"sum\""));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("overlapping domains"), "{}", text(&o));
 }

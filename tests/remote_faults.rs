@@ -337,3 +337,94 @@ fn a_reasoning_models_thinking_starts_the_first_token_clock() {
         assert_eq!(r["response"], "5", "thinking is not part of the answer");
     }
 }
+
+#[test]
+fn warm_up_never_sends_a_measured_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let toml = format!(
+        "name = \"warm\"\n[run]\nwarmup_queries = 2\n{}{DATASET}",
+        remote_model("ok", "openai", &format!("{}/v1", server.url), "")
+    );
+    let (o, out) = profile(dir.path(), "warm", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let prompt = |b: &serde_json::Value| b["messages"][0]["content"].as_str().unwrap().to_string();
+    let sent: Vec<String> = server
+        .requests_for("ok")
+        .iter()
+        .map(|s| prompt(&s.body))
+        .collect();
+    assert_eq!(sent.len(), 5, "2 warm-ups + 3 measured");
+    let measured: Vec<String> = records(&out.join("ok"))
+        .iter()
+        .map(|r| r["prompt"].as_str().unwrap().to_string())
+        .collect();
+    for w in &sent[..2] {
+        assert!(
+            !measured.contains(w),
+            "a warm-up re-sent a measured prompt: {w}"
+        );
+        assert!(w.starts_with("(warm-up "), "{w}");
+    }
+    assert_eq!(&sent[2..], &measured[..]);
+}
+
+#[test]
+fn a_query_that_trickles_past_the_overall_deadline_is_a_timeout_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    // "slow" streams steadily (never silent past the read timeout) for about half a second.
+    let toml = format!(
+        "name = \"deadline\"\n[run]\nwarmup_queries = 0\nquery_timeout_s = 0.2\n{}{DATASET}",
+        remote_model("slow", "openai", &format!("{}/v1", server.url), "")
+    );
+    let (o, out) = profile(dir.path(), "deadline", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out.join("slow"));
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        assert_eq!(r["error"]["kind"], "timeout", "{r}");
+        assert!(r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("run.query_timeout_s = 0.2 s"));
+        let latency = r["latency_s"].as_f64().unwrap();
+        assert!((0.2..0.45).contains(&latency), "{latency}");
+    }
+}
+
+#[test]
+fn at_concurrency_two_grading_waits_until_no_query_is_measured() {
+    // A judge call (or any grader's CPU) during another query's window would be billed to
+    // that query. The judge here is the fault server's "ok" model; its request times are
+    // compared with every record's window.
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let url = format!("{}/v1", server.url);
+    let toml = format!(
+        "name = \"conc\"\n[run]\nwarmup_queries = 0\nconcurrency = 2\n{}\
+         [grading.judge]\nname = \"judge\"\nbackend = \"openai\"\nbase_url = {url:?}\nmodel = \"ok\"\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 4\ngrader = \"judge\"\n",
+        remote_model("slow", "openai", &url, "")
+    );
+    let (o, out) = profile(dir.path(), "conc", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out.join("slow"));
+    assert_eq!(recs.len(), 4);
+    let last_end = recs
+        .iter()
+        .map(|r| r["window"]["end_s"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    let judged = server.requests_for("ok");
+    assert_eq!(judged.len(), 4, "one judge call per record");
+    for j in &judged {
+        assert!(
+            j.t > last_end,
+            "a judge call at {} inside the windows (last end {last_end})",
+            j.t
+        );
+    }
+    for r in &recs {
+        assert_eq!(r["grade"]["grader"], "judge", "{r}");
+    }
+}

@@ -19,6 +19,8 @@ pub struct Seen {
     pub headers: HashMap<String, String>,
     /// Parsed JSON body.
     pub body: Value,
+    /// When the request arrived, on the run clock (`CLOCK_MONOTONIC`, as record windows).
+    pub t: f64,
 }
 
 /// The running server; requests are kept for assertions.
@@ -96,6 +98,7 @@ fn handle(
         path: path.clone(),
         headers,
         body: body.clone(),
+        t: ipw_core::records::clock::now_s(),
     });
     if path == "/tokenize" {
         return status(&mut stream, 404, "not found", None);

@@ -35,6 +35,15 @@ pub struct Estimate {
     pub value: f64,
     /// 2.5th and 97.5th percentiles of the bootstrap distribution.
     pub ci95: [f64; 2],
+    /// Resamples whose statistic did not exist (e.g. every drawn record had zero energy) and
+    /// so are not in the interval: said here, not dropped silently. The interval is then
+    /// conditional on the statistic existing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_draws: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Quality figures for one group of records.
@@ -142,16 +151,19 @@ fn bootstrap(n: usize, seed: u64, stat: impl Fn(&[usize]) -> Option<f64>) -> Opt
         })
         .filter(|v| v.is_finite())
         .collect();
+    let dropped_draws = RESAMPLES - draws.len();
     if draws.is_empty() {
         return Some(Estimate {
             value,
             ci95: [value, value],
+            dropped_draws,
         });
     }
     draws.sort_by(f64::total_cmp);
     Some(Estimate {
         value,
         ci95: [percentile(&draws, 0.025), percentile(&draws, 0.975)],
+        dropped_draws,
     })
 }
 
@@ -329,5 +341,20 @@ mod tests {
         let q = quality_summary(&paired, 1).unwrap().overall;
         let per_query = q.apw_per_query_mean.unwrap().value;
         assert!((per_query - 0.5 / 50.0).abs() < 1e-12, "{per_query}");
+    }
+
+    #[test]
+    fn resamples_without_a_statistic_are_counted_not_hidden() {
+        // 1 record in 10 has energy; a resample without it has no APJ.
+        let v: Vec<f64> = (0..10).map(|i| if i == 0 { 2.0 } else { 0.0 }).collect();
+        let stat = |idx: &[usize]| {
+            let d: f64 = idx.iter().map(|&i| v[i]).sum();
+            (d > 0.0).then(|| idx.len() as f64 / d)
+        };
+        let e = bootstrap(v.len(), 3, stat).unwrap();
+        // P(no draw of record 0 in 10) = 0.9^10 = 35%: about 350 of 1000 resamples.
+        assert!((250..450).contains(&e.dropped_draws), "{}", e.dropped_draws);
+        let full = bootstrap(4, 3, |idx| Some(idx.len() as f64)).unwrap();
+        assert_eq!(full.dropped_draws, 0);
     }
 }

@@ -43,6 +43,15 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         let span = span_of_key(&loaded.source, "concurrency");
         return Err(loaded.error_at(span, "run.concurrency", "must be at least 1"));
     }
+    let t = exp.run.query_timeout_s;
+    if !(t > 0.0 && t.is_finite() && t <= 86_400.0) {
+        let span = span_of_key(&loaded.source, "query_timeout_s");
+        return Err(loaded.error_at(
+            span,
+            "run.query_timeout_s",
+            format!("must be more than 0 and at most 86400 seconds, got {t}"),
+        ));
+    }
     if !(0.0..=5.0).contains(&exp.generation.temperature) {
         let span = span_of_key(&loaded.source, "temperature");
         return Err(loaded.error_at(span, "generation.temperature", "must be between 0 and 5"));

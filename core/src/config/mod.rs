@@ -121,6 +121,22 @@ pub struct EnergyConfig {
     /// `tokens` (default) or `equal`: how concurrent queries share an interval's energy.
     #[serde(default)]
     pub split: crate::power::attribution::SplitRule,
+    /// `warn` (default) or `sum`: what to do when two samplers measure overlapping domains
+    /// (a wall meter and a GPU, RAPL and the CPU estimate). Every channel is summed into a
+    /// record's total either way; `sum` says that is what you want and silences the warning.
+    #[serde(default)]
+    pub overlap: OverlapPolicy,
+}
+
+/// See [`EnergyConfig::overlap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlapPolicy {
+    /// Warn that totals double-count.
+    #[default]
+    Warn,
+    /// Sum them: the user says the domains are disjoint or wants the sum.
+    Sum,
 }
 
 impl Default for EnergyConfig {
@@ -128,6 +144,7 @@ impl Default for EnergyConfig {
         Self {
             baseline_s: default_baseline_s(),
             split: Default::default(),
+            overlap: Default::default(),
         }
     }
 }
@@ -167,6 +184,10 @@ pub struct RunConfig {
     /// Queries sent before measurement starts and not recorded (caches, clocks). Default 1.
     #[serde(default = "one")]
     pub warmup_queries: usize,
+    /// Longest a query may take from request to last byte, retries included, in seconds; past
+    /// it the query is an error record (`timeout`) and the run goes on. Default 600.
+    #[serde(default = "default_query_timeout_s")]
+    pub query_timeout_s: f64,
 }
 
 impl Default for RunConfig {
@@ -174,8 +195,13 @@ impl Default for RunConfig {
         Self {
             concurrency: 1,
             warmup_queries: 1,
+            query_timeout_s: default_query_timeout_s(),
         }
     }
+}
+
+fn default_query_timeout_s() -> f64 {
+    600.0
 }
 
 fn one() -> usize {

@@ -154,15 +154,24 @@ fn counter(
     };
     let mut offset = -base;
     let mut prev = base;
-    for &(t, v) in pts {
-        if v + resolution.max(0.0) < prev {
+    let res = resolution.max(0.0);
+    for (i, &(t, v)) in pts.iter().enumerate() {
+        if v + res < prev {
+            // A drop the next reading undoes is one bogus value, not a wrap or a reset (read as
+            // a wrap it would add a whole modulus, ~262 kJ for RAPL).
+            if pts.get(i + 1).is_some_and(|&(_, next)| next + res >= prev) {
+                anomalies.push(Anomaly::Invalid(t));
+                continue;
+            }
             match wrap {
-                // With a known modulus a drop is a wrap: the increase is v + wrap - prev.
-                Some(w) => {
+                // With a known modulus a drop is a wrap: the increase is v + wrap - prev. We
+                // sample far faster than a counter wraps, so a true wrap adds less than half
+                // the modulus; more is a counter that restarted.
+                Some(w) if v + w - prev <= w / 2.0 => {
                     offset += w;
                     anomalies.push(Anomaly::Wrap(t));
                 }
-                None => {
+                _ => {
                     // Restarted from 0 right after the previous reading: `v` joules since.
                     offset += prev;
                     anomalies.push(Anomaly::Reset(t));
@@ -268,5 +277,32 @@ mod tests {
         let c = EnergyCurve::build(&instant, &[(0.0, 10.0), (1.0, f64::NAN), (2.0, 10.0)]);
         assert!((c.between(0.0, 2.0).unwrap() - 20.0).abs() < 1e-12);
         assert_eq!(c.anomalies, vec![Anomaly::Invalid(1.0)]);
+    }
+
+    #[test]
+    fn a_bogus_drop_is_neither_a_wrap_nor_a_reset() {
+        // 10 W, wrap at 1000 J; one reading of 3 J between 20 J and 40 J is a glitch.
+        let pts = [
+            (0.0, 0.0),
+            (1.0, 10.0),
+            (2.0, 20.0),
+            (3.0, 3.0),
+            (4.0, 40.0),
+            (5.0, 50.0),
+        ];
+        let c = EnergyCurve::build(&counter_kind(Some(1000.0)), &pts);
+        assert!((c.between(0.0, 5.0).unwrap() - 50.0).abs() < 1e-9);
+        assert_eq!(c.anomalies, vec![Anomaly::Invalid(3.0)]);
+        // A drop that would mean nearly a whole modulus in one interval is a restart.
+        let pts = [
+            (0.0, 0.0),
+            (1.0, 10.0),
+            (2.0, 20.0),
+            (3.0, 5.0),
+            (4.0, 15.0),
+        ];
+        let c = EnergyCurve::build(&counter_kind(Some(1000.0)), &pts);
+        assert_eq!(c.anomalies, vec![Anomaly::Reset(3.0)]);
+        assert!((c.between(0.0, 4.0).unwrap() - 35.0).abs() < 1e-9);
     }
 }

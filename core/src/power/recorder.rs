@@ -12,6 +12,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How long stopping waits for a sampler's last `read` to return.
+pub const STOP_PATIENCE: Duration = Duration::from_secs(3);
+
 /// One line of `power.jsonl`: a reading, or a failed read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PowerLine {
@@ -298,14 +301,30 @@ impl Recorder {
             .then(|| EdgeMarker(vec![self.signal.clone()]))
     }
 
-    /// Take a last reading and stop.
+    /// Take a last reading and stop. A sampler whose `read` does not return within
+    /// [`STOP_PATIENCE`] is left behind (its thread cannot be killed; it holds only its own
+    /// library) rather than hanging the run.
     pub fn stop(mut self) -> RecorderStats {
         self.signal.stop.store(true, Ordering::Release);
         self.signal.cv.notify_one();
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+        let Some(thread) = self.thread.take() else {
+            return RecorderStats::default();
+        };
+        let deadline = Instant::now() + STOP_PATIENCE;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            return thread.join().unwrap_or_default();
+        }
+        tracing::error!(
+            "a sampler's read has not returned for {} s; its thread is abandoned and its readings end where it blocked",
+            STOP_PATIENCE.as_secs()
+        );
+        RecorderStats {
+            abandoned: true,
+            ..RecorderStats::default()
+        }
     }
 }
 

@@ -166,6 +166,38 @@ impl PowerSession {
         })
     }
 
+    /// Pairs of samplers whose energy channels measure overlapping domains (`a` and `b`:
+    /// `domain` and `domain`): their channels are all summed into a record's total, which then
+    /// counts the shared part twice.
+    pub fn overlapping_domains(&self) -> Vec<String> {
+        let domains = |i: &SamplerInfo| -> Vec<Domain> {
+            let mut d: Vec<Domain> = i
+                .channels
+                .iter()
+                .filter(|c| {
+                    c.domain != Domain::Telemetry
+                        && !matches!(c.kind, ChannelKind::Telemetry { .. })
+                })
+                .map(|c| c.domain)
+                .collect();
+            d.dedup();
+            d
+        };
+        let mut out = Vec::new();
+        for (i, a) in self.infos.iter().enumerate() {
+            for b in &self.infos[i + 1..] {
+                for da in domains(a) {
+                    for db in domains(b) {
+                        if domains_overlap(da, db) {
+                            out.push(format!("{} ({da:?}) and {} ({db:?})", a.name, b.name));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// A handle the runner uses to read edge-capable samplers when a window starts or ends.
     pub fn marker(&self) -> EdgeMarker {
         let mut m = EdgeMarker::default();
@@ -201,6 +233,15 @@ impl PowerSession {
     pub fn max_interval(&self) -> Duration {
         Duration::from_secs_f64(self.infos.iter().map(|i| i.interval_s).fold(0.0, f64::max))
     }
+}
+
+/// Whether two energy domains can count the same joules: the whole machine or a SoC holds
+/// everything; a GPU board holds its memory; the same domain twice is the same hardware.
+fn domains_overlap(a: Domain, b: Domain) -> bool {
+    use Domain::*;
+    a == b
+        || matches!((a, b), (System, _) | (_, System) | (Soc, _) | (_, Soc))
+        || matches!((a, b), (Gpu, GpuMemory) | (GpuMemory, Gpu))
 }
 
 /// What attribution needs to know about one session of a run.

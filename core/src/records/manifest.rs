@@ -230,4 +230,8 @@ pub struct RecorderStats {
     pub readings: u64,
     /// CPU seconds the thread used.
     pub cpu_s: f64,
+    /// The sampler's `read` never returned at the end: its thread was left behind, and no
+    /// reading after it blocked exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
 }

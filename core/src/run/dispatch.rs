@@ -2,7 +2,7 @@
 //! [`Record`], grade it outside its window, and append it to disk the moment it is done.
 
 use super::{Cancel, RunError, RunObserver};
-use crate::backend::{Backend, BackendError, GenRequest, Generation, Message};
+use crate::backend::{Backend, BackendError, ErrorKind, GenRequest, Generation, Message};
 use crate::config::{BackendKind, Experiment, ModelConfig};
 use crate::dataset::Query;
 use crate::grade::DatasetGraders;
@@ -10,7 +10,7 @@ use crate::power::EdgeMarker;
 use crate::records::clock::RunClock;
 use crate::records::{decode_tps, QueryError, Record, RecordsWriter, Window, RECORD_SCHEMA};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// What a session's queries share.
@@ -76,12 +76,27 @@ impl Dispatch<'_> {
                 );
                 let (marker, graders, session) =
                     (self.marker.clone(), self.graders.clone(), self.session);
+                let deadline = Duration::from_secs_f64(self.exp.run.query_timeout_s);
+                let grade_inline = !graders.is_empty() && self.exp.run.concurrency == 1;
                 first_request.get_or_insert_with(Instant::now);
                 tasks.spawn(async move {
                     let started_at = chrono::Utc::now();
                     marker.mark();
                     let start = Instant::now();
-                    let result = backend.generate(&req).await;
+                    // One deadline over everything (connect, retries, a slow trickle of tokens):
+                    // a query never holds the run longer than `query_timeout_s`.
+                    let result = match tokio::time::timeout(deadline, backend.generate(&req)).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(BackendError {
+                            kind: ErrorKind::Timeout,
+                            message: format!(
+                                "no complete response within run.query_timeout_s = {} s",
+                                deadline.as_secs_f64()
+                            ),
+                            attempts: 1,
+                        }),
+                    };
                     marker.mark();
                     let mut record = build_record(
                         &q,
@@ -95,8 +110,10 @@ impl Dispatch<'_> {
                         result,
                     );
                     // Grading is outside the window (it ended with the last byte) and off the
-                    // async workers: a grader call may take up to its deadline.
-                    if !graders.is_empty() {
+                    // async workers: a grader call may take up to its deadline. With other
+                    // queries in flight it would run inside their windows (a judge call, a
+                    // grader's CPU), so then it waits for the session's end.
+                    if grade_inline {
                         record = tokio::task::spawn_blocking(move || {
                             graders.grade_record(&mut record);
                             record

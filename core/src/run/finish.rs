@@ -5,10 +5,40 @@
 use super::RunError;
 use crate::analysis::{summarize, Summary};
 use crate::config::EnergyConfig;
+use crate::grade::DatasetGraders;
 use crate::power::attribution::SplitRule;
 use crate::power::{attribute_records, SessionPower};
 use crate::records::{Manifest, Record, RunDir, RunLock, StoreError};
 use std::path::Path;
+
+/// Grade every answered record that has no grade yet (graded after the queries when they ran
+/// concurrently, or left ungraded by a crash), rewriting `records.jsonl` if any was.
+pub(super) async fn grade_ungraded(
+    run: &RunDir,
+    lock: &RunLock,
+    graders: &std::sync::Arc<DatasetGraders>,
+) -> Result<usize, RunError> {
+    if graders.is_empty() {
+        return Ok(0);
+    }
+    let mut records = run.read_records()?.records;
+    let todo = |r: &Record| r.response.is_some() && r.error.is_none() && r.grade.is_none();
+    let n = records.iter().filter(|r| todo(r)).count();
+    if n == 0 {
+        return Ok(0);
+    }
+    let graders = graders.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        for r in records.iter_mut().filter(|r| todo(r)) {
+            graders.grade_record(r);
+        }
+        records
+    })
+    .await
+    .expect("grading never panics: traps are errors");
+    run.rewrite_records(lock, &records)?;
+    Ok(n)
+}
 
 /// Attribute energy to every record of the run (all sessions) when any session had samplers,
 /// rewriting `records.jsonl`. Returns the records as now on disk.

@@ -293,6 +293,7 @@ async fn run_model(
         }
     };
     drop(writer);
+    finish::grade_ungraded(run, &lock, graders).await?;
     let records = finish::attribute_run(run, &lock, &manifest, exp.energy.split)?;
     let summary = finish::write_summary(run, &lock, &manifest, &records, exp.seed)?;
     finish::close_manifest(run, &lock, &mut manifest, interrupted, records.len())?;

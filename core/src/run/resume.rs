@@ -152,7 +152,19 @@ fn recorded_settings(m: &Manifest) -> Value {
         .find(|s| !s.graders.is_empty())
         .map(|s| s.graders.clone())
         .unwrap_or_default();
-    settings(&m.experiment, &model, &graders)
+    settings(&with_current_defaults(&m.experiment), &model, &graders)
+}
+
+/// The recorded experiment with sections read through today's types, so a setting added since
+/// the run started (at its default) is not mistaken for a change.
+fn with_current_defaults(experiment: &Value) -> Value {
+    let mut e = experiment.clone();
+    if let Some(energy) = e.get("energy").filter(|v| !v.is_null()) {
+        if let Ok(parsed) = serde_json::from_value::<crate::config::EnergyConfig>(energy.clone()) {
+            e["energy"] = serde_json::to_value(parsed).expect("energy config serialises");
+        }
+    }
+    e
 }
 
 /// The settings that define what a run measures, as one JSON object whose paths name them.
@@ -252,5 +264,18 @@ mod tests {
             &json!({"energy": {"split": "equal"}}),
         );
         assert_eq!(d, vec!["energy.split: (not recorded) -> \"equal\""]);
+    }
+
+    #[test]
+    fn a_setting_added_since_the_run_started_is_not_a_change() {
+        // Recorded by an ipw without `energy.overlap`; today's default fills it in.
+        let was = json!({"energy": {"baseline_s": 10.0, "split": "tokens"}});
+        let now = serde_json::to_value(crate::config::EnergyConfig::default()).unwrap();
+        let d = differences(&super::with_current_defaults(&was)["energy"], &now);
+        assert!(d.is_empty(), "{d:?}");
+        assert!(
+            !differences(&was["energy"], &now).is_empty(),
+            "raw, it would differ"
+        );
     }
 }

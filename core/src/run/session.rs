@@ -86,6 +86,13 @@ impl SessionCtx<'_> {
         } else {
             self.phase("starting samplers");
             let p = PowerSession::start(&samplers, &exp.plugin_dirs, self.run.path(), session_idx)?;
+            let overlaps = p.overlapping_domains();
+            if !overlaps.is_empty() && exp.energy.overlap == crate::config::OverlapPolicy::Warn {
+                tracing::warn!(
+                    "samplers measure overlapping domains: {}; every channel is summed into a record's total, so the shared part counts twice (set [energy] overlap = \"sum\" if that is meant, or drop one sampler)",
+                    overlaps.join("; ")
+                );
+            }
             manifest.sessions[session_idx].samplers = p.describe();
             self.run.write_manifest(self.lock, manifest)?;
             Some(p)
@@ -104,12 +111,15 @@ impl SessionCtx<'_> {
             self.phase("warming up");
         }
         let mut first_request: Option<Instant> = None;
-        for q in self.queries.iter().take(warmups) {
+        for (i, q) in self.queries.iter().take(warmups).enumerate() {
             if cancel.is_cancelled() {
                 break;
             }
             first_request.get_or_insert_with(Instant::now);
-            if let Err(e) = backend.generate(&request_for(exp, q, seed)).await {
+            if let Err(e) = backend
+                .generate(&request_for(exp, &warmup_query(q, i), seed))
+                .await
+            {
                 tracing::warn!(model = %model.name, "warm-up query failed: {e}");
             }
         }
@@ -198,4 +208,17 @@ impl SessionCtx<'_> {
         session.peak_rss_bytes = Some(peak_rss);
         Ok(cancel.is_cancelled())
     }
+}
+
+/// A warm-up query shaped like `q` (same length, same generation settings) but never one that
+/// is measured: its prompt reversed, so no prompt or KV cache can make a measured prompt
+/// cheaper because it was sent as a warm-up.
+fn warmup_query(q: &Query, i: usize) -> Query {
+    let mut w = q.clone();
+    w.prompt = format!(
+        "(warm-up {i}) {}",
+        q.prompt.chars().rev().collect::<String>()
+    );
+    w.id = format!("warm-up/{i}");
+    w
 }
