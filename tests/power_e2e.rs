@@ -467,7 +467,7 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
             remote(&server, "slow")
         )
     };
-    let run = |name: &str, config: String, cuda: Option<&str>| {
+    let run_with = |name: &str, config: String, cuda: Option<&str>, order: Option<&str>| {
         let e = write_experiment(dir.path(), &format!("{name}.toml"), &exp(name, &config));
         let out = dir.path().join(name);
         let mut c = ipw();
@@ -483,9 +483,14 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
             Some(v) => c.env("CUDA_VISIBLE_DEVICES", v),
             None => c.env_remove("CUDA_VISIBLE_DEVICES"),
         };
+        match order {
+            Some(v) => c.env("CUDA_DEVICE_ORDER", v),
+            None => c.env_remove("CUDA_DEVICE_ORDER"),
+        };
         let o = c.output().unwrap();
         (o, out.join("slow"))
     };
+    let run = |name: &str, config: String, cuda: Option<&str>| run_with(name, config, cuda, None);
     let check = |run_dir: &std::path::Path, channel: &str, watts: f64| {
         let m = json(&run_dir.join("manifest.json"));
         let chans = m["sessions"][0]["samplers"][0]["channels"]
@@ -541,6 +546,31 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
     );
     assert!(o.status.success(), "{}", text(&o));
     check(&run_dir, "gpu0", 120.0);
+
+    // By CUDA index on mixed GPUs: CUDA's default order (fastest first) may not be NVML's.
+    let (o, _) = run("cuda-index", format!("{{ lib_path = {lib} }}"), Some("1"));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("CUDA_DEVICE_ORDER=PCI_BUS_ID") && text(&o).contains("Fake A, Fake B"),
+        "{}",
+        text(&o)
+    );
+    let (o, run_dir) = run_with(
+        "cuda-index-pci",
+        format!("{{ lib_path = {lib} }}"),
+        Some("1"),
+        Some("PCI_BUS_ID"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    check(&run_dir, "gpu1", 250.0);
+    // A MIG instance has no energy counter of its own: refused, pointing at the parent.
+    let (o, _) = run(
+        "mig",
+        format!("{{ lib_path = {lib} }}"),
+        Some("MIG-4b2a1c3d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is a MIG instance"), "{}", text(&o));
 
     let (o, _) = run(
         "no-driver",

@@ -75,6 +75,38 @@ fn select(nvml: &Nvml, wanted: Option<Vec<String>>) -> Result<Vec<(u32, String)>
         .collect()
 }
 
+/// CUDA numbers GPUs by `CUDA_DEVICE_ORDER` (default `FASTEST_FIRST`), NVML by PCI bus. The two
+/// agree when the order is `PCI_BUS_ID` or every GPU is the same model (ties go by bus id);
+/// otherwise an index in `CUDA_VISIBLE_DEVICES` could name another GPU than the one that runs
+/// the model, and its energy would be someone else's.
+fn check_cuda_order(nvml: &Nvml, visible: &[String]) -> Result<(), String> {
+    if !visible.iter().any(|v| v.parse::<u32>().is_ok()) {
+        return Ok(());
+    }
+    if std::env::var("CUDA_DEVICE_ORDER").is_ok_and(|o| o.trim() == "PCI_BUS_ID") {
+        return Ok(());
+    }
+    let count = nvml
+        .device_count()
+        .map_err(|e| format!("nvml: cannot count GPUs: {e}"))?;
+    let mut names = Vec::new();
+    for i in 0..count {
+        names.push(
+            nvml.device_by_index(i)
+                .and_then(|d| d.name())
+                .map_err(|e| format!("nvml: GPU {i}: {e}"))?,
+        );
+    }
+    names.dedup();
+    if names.len() <= 1 {
+        return Ok(());
+    }
+    Err(format!(
+        "nvml: CUDA_VISIBLE_DEVICES names GPUs by CUDA's index, which follows CUDA_DEVICE_ORDER (default FASTEST_FIRST) and can differ from NVML's PCI order on this machine's mixed GPUs ({}); set CUDA_DEVICE_ORDER=PCI_BUS_ID or use GPU UUIDs (`nvidia-smi -L`)",
+        names.join(", ")
+    ))
+}
+
 impl Sampler for NvmlSampler {
     fn open(config: &serde_json::Value) -> Result<Self, String> {
         let cfg: Config =
@@ -96,11 +128,27 @@ impl Sampler for NvmlSampler {
                     })
                     .collect(),
             ),
-            None => std::env::var("CUDA_VISIBLE_DEVICES")
+            None => match std::env::var("CUDA_VISIBLE_DEVICES")
                 .ok()
                 .filter(|v| !v.trim().is_empty())
-                .map(|v| v.split(',').map(str::to_string).collect()),
+            {
+                Some(v) => {
+                    let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+                    check_cuda_order(&nvml, &list)?;
+                    Some(list)
+                }
+                None => None,
+            },
         };
+        if let Some(mig) = wanted
+            .iter()
+            .flatten()
+            .find(|w| w.trim().starts_with("MIG-"))
+        {
+            return Err(format!(
+                "nvml: `{mig}` is a MIG instance; NVML has no energy counter per instance. Select its parent GPU by UUID (`nvidia-smi -L` lists it above the instance) and keep in mind that every instance on that GPU shares the figure"
+            ));
+        }
         let gpus = select(&nvml, wanted)?;
         if gpus.is_empty() {
             return Err("nvml: no GPUs selected".into());
