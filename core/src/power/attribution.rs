@@ -45,7 +45,14 @@ pub struct ChannelInput<'a> {
     pub idle_w: Option<f64>,
     /// Times the sampler failed to read.
     pub errors: &'a [f64],
+    /// Whether the channel is also read at every window edge.
+    pub edge_reads: bool,
 }
+
+/// Without edge reads, a window shorter than this many sampling intervals is flagged
+/// `coarse_sampling`: its edges fall inside intervals whose power is not known, and those two
+/// intervals are a large share of it.
+pub const COARSE_WINDOW_INTERVALS: f64 = 20.0;
 
 /// One query window.
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +183,10 @@ fn channel_shares(
             idle_time[q] += (p.to - p.from) * share;
         }
     }
-    let gap_limit = (3.0 * ch.sample_interval_s).max(2.0 * ch.update_period_s);
+    // Jitter stretches an interval to ~1.4 periods and one dropped reading makes two; a gap
+    // of three periods (inside the window or across its edge) means the window's power is
+    // less known than its neighbours' and is flagged.
+    let gap_limit = (2.5 * ch.sample_interval_s).max(2.0 * ch.update_period_s);
     windows
         .iter()
         .enumerate()
@@ -189,6 +199,9 @@ fn channel_shares(
             }
             if w.end - w.start < ch.update_period_s {
                 flags.push(Flag::ShortWindow);
+            }
+            if !ch.edge_reads && w.end - w.start < COARSE_WINDOW_INTERVALS * ch.sample_interval_s {
+                flags.push(Flag::CoarseSampling);
             }
             if ch.estimated {
                 flags.push(Flag::EstimatedPower);

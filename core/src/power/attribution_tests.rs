@@ -57,6 +57,7 @@ fn channel<'a>(curve: &'a EnergyCurve, estimated: bool) -> ChannelInput<'a> {
         estimated,
         idle_w: Some(40.0),
         errors: &[],
+        edge_reads: true,
     }
 }
 
@@ -369,4 +370,57 @@ fn net_energy_below_zero_is_flagged_not_passed_off() {
     ch.idle_w = Some(40.0);
     let e = attribute(&[ch], &[window(2.0, 4.0)], SplitRule::Tokens);
     assert!(!e[0].flags.contains(&Flag::NegativeNet));
+}
+
+#[test]
+fn a_three_period_gap_at_an_edge_and_a_coarse_window_are_flagged() {
+    // 20 Hz readings of a 50 W counter, with the two readings after 1.0 s dropped: a 150 ms
+    // gap (three periods) across the start of a window beginning at 1.05 s.
+    let times: Vec<f64> = (0..=60)
+        .map(|i| i as f64 * 0.05)
+        .filter(|t| !(1.01..1.14).contains(t))
+        .collect();
+    let readings: Vec<(f64, f64)> = times.iter().map(|&t| (t, 50.0 * t)).collect();
+    let curve = EnergyCurve::build(
+        &ChannelKind::EnergyCounter {
+            resolution_j: 1e-6,
+            wrap_j: None,
+        },
+        &readings,
+    );
+    let mut ch = channel(&curve, false);
+    ch.update_period_s = 0.001;
+    ch.sample_interval_s = 0.05;
+    ch.edge_reads = false;
+    let e = attribute(
+        &[ch],
+        &[window(1.05, 2.5), window(2.0, 2.4)],
+        SplitRule::Tokens,
+    );
+    assert!(
+        e[0].flags.contains(&Flag::MissingSamples),
+        "{:?}",
+        e[0].flags
+    );
+    // 1.45 s = 29 intervals: not coarse; 0.4 s = 8 intervals without edge reads: coarse.
+    assert!(
+        !e[0].flags.contains(&Flag::CoarseSampling),
+        "{:?}",
+        e[0].flags
+    );
+    assert!(
+        e[1].flags.contains(&Flag::CoarseSampling),
+        "{:?}",
+        e[1].flags
+    );
+    assert!(
+        !e[1].flags.contains(&Flag::MissingSamples),
+        "{:?}",
+        e[1].flags
+    );
+    // With edge reads the same short window is not coarse.
+    let mut ch = channel(&curve, false);
+    ch.sample_interval_s = 0.05;
+    let e = attribute(&[ch], &[window(2.0, 2.4)], SplitRule::Tokens);
+    assert!(!e[0].flags.contains(&Flag::CoarseSampling));
 }

@@ -305,23 +305,33 @@ pub fn attribute_records(
                         ..
                     }
                 );
-                curves.push((name, curve, ch.update_period_s, info.interval_s, estimated));
+                curves.push((
+                    name,
+                    curve,
+                    ch.update_period_s,
+                    info.interval_s,
+                    estimated,
+                    info.edge_reads,
+                ));
             }
         }
         let empty = Vec::new();
         let inputs: Vec<ChannelInput> = curves
             .iter()
-            .map(|(name, curve, period, interval, estimated)| ChannelInput {
-                name: name.clone(),
-                curve,
-                update_period_s: *period,
-                sample_interval_s: *interval,
-                estimated: *estimated,
-                idle_w: sp
-                    .baseline
-                    .and_then(|b| idle_power(curve, b.from_s, b.to_s)),
-                errors: errors.get(&(s, name.as_str())).unwrap_or(&empty),
-            })
+            .map(
+                |(name, curve, period, interval, estimated, edge_reads)| ChannelInput {
+                    name: name.clone(),
+                    curve,
+                    update_period_s: *period,
+                    sample_interval_s: *interval,
+                    estimated: *estimated,
+                    idle_w: sp
+                        .baseline
+                        .and_then(|b| idle_power(curve, b.from_s, b.to_s)),
+                    errors: errors.get(&(s, name.as_str())).unwrap_or(&empty),
+                    edge_reads: *edge_reads,
+                },
+            )
             .collect();
         let windows: Vec<QueryWindow> = idx
             .iter()

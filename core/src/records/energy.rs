@@ -16,6 +16,9 @@ pub enum Flag {
     MissingSamples,
     /// The window is shorter than the channel's update period.
     ShortWindow,
+    /// No reading at the window's edges and the window is shorter than 20 sampling intervals:
+    /// the edge intervals, whose power is not known, are a large share of it.
+    CoarseSampling,
     /// Power is modelled, not measured.
     EstimatedPower,
     /// The sampler reported an error or an invalid value during the window.
