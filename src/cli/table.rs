@@ -75,11 +75,6 @@ pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
             .map(|d| format!("{:.2}", d.p50))
             .unwrap_or_else(|| "-".into())
     };
-    let mean = |d: &Option<Distribution>| {
-        d.as_ref()
-            .map(|d| format!("{:.2}", d.mean))
-            .unwrap_or_else(|| "-".into())
-    };
     println!("    energy{label}: {} queries", e.queries);
     if e.without_energy > 0 {
         println!(
@@ -87,10 +82,15 @@ pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
             e.without_energy
         );
     }
+    let ci = |x: &Option<ipw_core::analysis::Estimate>| {
+        x.as_ref()
+            .map(|x| format!("{:.2} [{:.2}, {:.2}]", x.value, x.ci95[0], x.ci95[1]))
+            .unwrap_or_else(|| "-".into())
+    };
     println!(
         "      gross J/query mean {}  net J/query mean {}  p50 power {} W  net J/output token p50 {}",
-        mean(&e.gross_j),
-        mean(&e.net_j),
+        ci(&e.gross_j_mean),
+        ci(&e.net_j_mean),
         p50(&e.mean_power_w),
         d4(&e.j_per_output_token)
     );

@@ -140,7 +140,12 @@ fn row(r: &Record, busy_s: f64) -> Option<Row> {
     })
 }
 
-fn bootstrap(n: usize, seed: u64, stat: impl Fn(&[usize]) -> Option<f64>) -> Option<Estimate> {
+/// `stat` over all `n` items with its bootstrap 95% interval (1000 seeded resamples).
+pub(crate) fn bootstrap(
+    n: usize,
+    seed: u64,
+    stat: impl Fn(&[usize]) -> Option<f64>,
+) -> Option<Estimate> {
     let all: Vec<usize> = (0..n).collect();
     let value = stat(&all)?;
     let mut rng = SplitMix64::new(seed);
@@ -356,5 +361,29 @@ mod tests {
         assert!((250..450).contains(&e.dropped_draws), "{}", e.dropped_draws);
         let full = bootstrap(4, 3, |idx| Some(idx.len() as f64)).unwrap();
         assert_eq!(full.dropped_draws, 0);
+    }
+
+    #[test]
+    fn joules_per_query_carry_their_sampling_interval() {
+        let records: Vec<Record> = (0..40)
+            .map(|i| {
+                record(
+                    i as f64,
+                    i as f64 + 1.0,
+                    1.0,
+                    90.0 + (i % 5) as f64 * 5.0,
+                    50.0,
+                )
+            })
+            .collect();
+        let s = crate::analysis::summarize("m", "embedded", 40, &records, 9);
+        let e = s.energy.unwrap();
+        let g = e.gross_j_mean.unwrap();
+        // Gross 90..110 J in equal shares: mean 100 J.
+        assert!((g.value - 100.0).abs() < 1e-9, "{g:?}");
+        assert!(g.ci95[0] < 100.0 && g.ci95[1] > 100.0, "{g:?}");
+        assert!(g.ci95[1] - g.ci95[0] < 10.0, "{g:?}");
+        let n = e.net_j_mean.unwrap();
+        assert_eq!(n.ci95, [50.0, 50.0], "constant net: no spread");
     }
 }

@@ -72,6 +72,13 @@ pub struct EnergySummary {
     pub without_energy: usize,
     /// True when any channel's power is modelled, not measured: label every figure "estimated".
     pub estimated: bool,
+    /// Mean gross joules per answered query with its bootstrap 95% interval (the sampling
+    /// uncertainty of the mean, over records).
+    #[serde(default)]
+    pub gross_j_mean: Option<super::Estimate>,
+    /// Mean net joules per answered query with its bootstrap 95% interval.
+    #[serde(default)]
+    pub net_j_mean: Option<super::Estimate>,
     /// Gross joules per query.
     pub gross_j: Option<Distribution>,
     /// Net (idle-subtracted) joules per query.
@@ -93,7 +100,7 @@ pub struct EnergySummary {
     pub channels: BTreeMap<String, f64>,
 }
 
-fn energy_summary(records: &[Record], ok: &[&Record]) -> Option<EnergySummary> {
+fn energy_summary(records: &[Record], ok: &[&Record], seed: u64) -> Option<EnergySummary> {
     let energies: Vec<&QueryEnergy> = ok.iter().filter_map(|r| r.energy.as_ref()).collect();
     let failed: Vec<&QueryEnergy> = records
         .iter()
@@ -119,7 +126,14 @@ fn energy_summary(records: &[Record], ok: &[&Record]) -> Option<EnergySummary> {
             *channels.entry(name.clone()).or_insert(0.0) += c.gross_j.unwrap_or(0.0);
         }
     }
+    let mean_of = |v: Vec<f64>, salt: u64| {
+        super::quality::bootstrap(v.len(), seed ^ salt, |idx| {
+            (!idx.is_empty()).then(|| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64)
+        })
+    };
     Some(EnergySummary {
+        gross_j_mean: mean_of(energies.iter().filter_map(|e| e.gross_j).collect(), 0x11),
+        net_j_mean: mean_of(energies.iter().filter_map(|e| e.net_j).collect(), 0x12),
         queries: energies.iter().filter(|e| e.gross_j.is_some()).count(),
         without_energy: ok
             .iter()
@@ -212,7 +226,7 @@ pub fn summarize(
         } else {
             0.0
         },
-        energy: energy_summary(records, &ok),
+        energy: energy_summary(records, &ok, seed),
         quality: super::quality_summary(records, seed),
         by_dataset: by_dataset
             .into_iter()
