@@ -270,3 +270,79 @@ fn sigterm_stops_like_ctrl_c_with_energy_attributed() {
         partial.len()
     );
 }
+
+#[test]
+fn a_wall_meter_log_added_after_the_run_is_placed_by_the_clock_origin_and_attributed() {
+    // A run with no sampler at all; the meter logged on its own, in Unix seconds, a power curve
+    // known exactly (the same smooth curve, on the Unix time axis).
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write_experiment(
+        dir.path(),
+        "plain.toml",
+        &format!(
+            "name = \"plain\"\n[run]\nwarmup_queries = 0\n[generation]\nmax_tokens = 16\n\
+             [[models]]\nname = \"smollm2\"\npath = {}\nthreads = 2\n\
+             [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 3\n",
+            q(&model_path())
+        ),
+    );
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let from = unix_now() - 2.0;
+    let out = dir.path().join("out");
+    let o = profile_file(&exp, &out, dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let to = unix_now() + 1.0;
+    let run = out.join("smollm2");
+    assert!(records(&run).iter().all(|r| r["energy"].is_null()));
+    // Cumulative joules every 10 ms over the run, on the Unix axis.
+    let meter = dir.path().join("wall.csv");
+    let mut text_out = String::from("ts,joules\n");
+    let mut t = from;
+    while t <= to {
+        text_out += &format!("{t:.4},{:.6}\n", energy_j(t) - energy_j(from));
+        t += 0.01;
+    }
+    std::fs::write(&meter, text_out).unwrap();
+    let o = run_ipw(
+        &[
+            "attribute",
+            run.to_str().unwrap(),
+            "--trace",
+            meter.to_str().unwrap(),
+            "--trace-config",
+            r#"{"kind": "energy", "time_field": "ts", "value_field": "joules"}"#,
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let m = json(&run.join("manifest.json"));
+    assert_eq!(
+        m["sessions"][0]["samplers"][0]["channels"][0]["name"],
+        "wall"
+    );
+    let origin = &m["sessions"][0]["clock"];
+    let (mono0, unix0) = (
+        origin["monotonic_s"].as_f64().unwrap(),
+        origin["unix_s"].as_f64().unwrap(),
+    );
+    // Truth: the windows (run clock) mapped back onto the meter's Unix axis.
+    for r in records(&run) {
+        let (start, end) = (
+            r["window"]["start_s"].as_f64().unwrap() - mono0 + unix0,
+            r["window"]["end_s"].as_f64().unwrap() - mono0 + unix0,
+        );
+        let truth = energy_j(end) - energy_j(start);
+        let got = r["energy"]["gross_j"].as_f64().unwrap();
+        assert!(
+            (got - truth).abs() <= 1e-3 * truth + 0.01,
+            "{}: {got} J vs true {truth} J",
+            r["query_id"]
+        );
+        assert!(r["energy"]["channels"]["replay/wall"].is_object());
+    }
+}

@@ -2,10 +2,14 @@
 
 use anyhow::{bail, Context};
 use ipw_core::records::run_dirs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(
+    dir: &Path,
+    trace: Option<PathBuf>,
+    trace_config: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let runs = run_dirs(dir).with_context(|| format!("reading {}", dir.display()))?;
     if runs.is_empty() {
         bail!(
@@ -13,9 +17,40 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
+    let sampler = match &trace {
+        Some(file) => {
+            let file =
+                std::path::absolute(file).with_context(|| format!("--trace {}", file.display()))?;
+            let mut config = match &trace_config {
+                Some(text) => serde_json::from_str::<serde_json::Value>(text)
+                    .with_context(|| format!("--trace-config is not JSON: {text}"))?,
+                None => serde_json::json!({}),
+            };
+            let Some(obj) = config.as_object_mut() else {
+                bail!("--trace-config must be a JSON object");
+            };
+            obj.insert("file".into(), file.display().to_string().into());
+            obj.entry("channel").or_insert("wall".into());
+            Some(ipw_core::config::SamplerConfig {
+                plugin: Some("replay".into()),
+                path: None,
+                rate_hz: None,
+                config,
+            })
+        }
+        None => None,
+    };
     for run in runs {
-        let done = ipw_core::run::reattribute(&run)
-            .with_context(|| format!("attributing energy in {}", run.display()))?;
+        let done = match &sampler {
+            Some(cfg) => {
+                let (n, done) = ipw_core::run::import_trace(&run, cfg.clone(), &[])
+                    .with_context(|| format!("importing the trace into {}", run.display()))?;
+                println!("{}: imported {n} readings", run.display());
+                done
+            }
+            None => ipw_core::run::reattribute(&run)
+                .with_context(|| format!("attributing energy in {}", run.display()))?,
+        };
         println!(
             "{} ({}): {} of {} records have energy; {} changed",
             done.model,

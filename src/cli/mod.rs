@@ -69,6 +69,14 @@ enum Command {
     Attribute {
         /// A run directory (one model) or an experiment directory (every model in it).
         run_dir: PathBuf,
+        /// Add an external meter's log first (CSV or JSONL with Unix-time stamps, read by the
+        /// `replay` sampler), placed by each session's recorded clock origin.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// More `replay` settings for --trace as JSON, e.g. '{"kind": "energy", "time_field": "ts"}'
+        /// (default channel name: `wall`).
+        #[arg(long, value_name = "JSON", requires = "trace")]
+        trace_config: Option<String>,
     },
     /// Check an experiment without running it: parse, resolve paths, load datasets.
     Validate {
@@ -127,7 +135,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             grader,
             params,
         } => grade::run(&run_dir, grader, params),
-        Command::Attribute { run_dir } => attribute::run(&run_dir),
+        Command::Attribute {
+            run_dir,
+            trace,
+            trace_config,
+        } => attribute::run(&run_dir, trace, trace_config),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
         Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),

@@ -38,7 +38,7 @@ pub struct PowerSession {
     log: std::sync::Arc<PowerLog>,
 }
 
-fn file_sha256(path: &Path) -> String {
+pub(crate) fn file_sha256(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| hex(&Sha256::digest(&b)))
         .unwrap_or_default()

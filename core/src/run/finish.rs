@@ -134,6 +134,11 @@ pub struct Reattributed {
 pub fn reattribute(dir: &Path) -> Result<Reattributed, RunError> {
     let run = RunDir::new(dir);
     let lock = run.lock()?;
+    reattribute_locked(&run, &lock)
+}
+
+/// [`reattribute`] with the lock already held.
+pub(super) fn reattribute_locked(run: &RunDir, lock: &RunLock) -> Result<Reattributed, RunError> {
     let manifest = run.read_manifest()?;
     let energy: EnergyConfig = match manifest.experiment.get("energy") {
         Some(e) if !e.is_null() => {
@@ -150,13 +155,13 @@ pub fn reattribute(dir: &Path) -> Result<Reattributed, RunError> {
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
     let before = run.read_records()?.records;
-    let records = attribute_run(&run, &lock, &manifest, energy.split)?;
+    let records = attribute_run(run, lock, &manifest, energy.split)?;
     let changed = before
         .iter()
         .zip(&records)
         .filter(|(a, b)| a.energy != b.energy)
         .count();
-    let summary = write_summary(&run, &lock, &manifest, &records, seed)?;
+    let summary = write_summary(run, lock, &manifest, &records, seed)?;
     Ok(Reattributed {
         model: manifest.model.name.clone(),
         records: records.len(),

@@ -17,12 +17,14 @@
 mod cancel;
 mod dispatch;
 mod finish;
+mod import;
 mod plan;
 mod resume;
 mod session;
 
 pub use cancel::Cancel;
 pub use finish::{reattribute, Reattributed};
+pub use import::import_trace;
 pub use plan::{plan_queries, sanitize};
 
 use crate::analysis::Summary;
