@@ -78,16 +78,7 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
         .write_all(br#"{"schema":1,"query_id":"gsm8k/99","ind"#)
         .unwrap();
 
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--resume",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
+    let o = resume_profile(&exp, &out, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let after = records(&out.join("smollm2"));
     assert_eq!(after.len(), N, "exactly N records");
@@ -126,16 +117,7 @@ fn kill_9_then_resume_gives_exactly_n_unique_records() {
     );
 
     // Resuming a finished run does nothing and duplicates nothing.
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--resume",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
+    let o = resume_profile(&exp, &out, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(records(&out.join("smollm2")).len(), N);
 }
@@ -172,16 +154,7 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
         partial.len()
     );
 
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--resume",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
+    let o = resume_profile(&exp, &out, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(records(&out.join("smollm2")).len(), N);
 }

@@ -274,17 +274,7 @@ fn failed_queries_count_as_wrong_and_retry_failed_measures_them_again() {
     // --retry-failed: the two failed queries are measured again (one fails again), their old
     // records kept aside.
     let exp = dir.path().join("flaky.toml");
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--resume",
-            out.to_str().unwrap(),
-            "--retry-failed",
-            "-q",
-        ],
-        dir.path(),
-    );
+    let o = resume_profile(&exp, &out, dir.path(), &["--retry-failed"]);
     assert!(o.status.success(), "{}", text(&o));
     let recs = records(&run);
     assert_eq!(recs.len(), 4, "one record per query");
@@ -295,16 +285,7 @@ fn failed_queries_count_as_wrong_and_retry_failed_measures_them_again() {
     let q = &json(&run.join("summary.json"))["quality"]["overall"];
     assert_eq!(q["accuracy_with_failures"]["value"], 0.75);
     // Without the flag, a resume leaves failed records alone.
-    let o = run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--resume",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        dir.path(),
-    );
+    let o = resume_profile(&exp, &out, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         records(&run)

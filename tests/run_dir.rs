@@ -20,19 +20,6 @@ fn experiment(max_tokens: u32, extra: &str) -> String {
     )
 }
 
-fn resume(exp: &Path, out: &Path, cwd: &Path) -> std::process::Output {
-    run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--resume",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        cwd,
-    )
-}
-
 /// A finished run of [`experiment`] with max_tokens 16: (temp dir, experiment file, out dir).
 fn finished_run(extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -65,7 +52,7 @@ fn an_unreadable_record_line_is_moved_aside_and_every_other_record_kept() {
     damaged[1] = damaged[1].replace("\"latency_s\":", "\"latency_s\":\"oops\",\"x\":");
     std::fs::write(&path, damaged.join("\n") + "\n").unwrap();
 
-    let o = resume(&exp, &out, dir.path());
+    let o = resume_profile(&exp, &out, dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let after = lines(&path);
     assert_eq!(after.len(), N, "the damaged query is measured again");
@@ -104,7 +91,7 @@ fn a_record_from_a_newer_ipw_is_refused_by_line_not_dropped() {
     let mut on_disk = lines(&path);
     on_disk[2] = on_disk[2].replacen("\"schema\":1", "\"schema\":99", 1);
     std::fs::write(&path, on_disk.join("\n") + "\n").unwrap();
-    let o = resume(&exp, &out, dir.path());
+    let o = resume_profile(&exp, &out, dir.path(), &[]);
     assert!(!o.status.success());
     let msg = text(&o);
     assert!(
@@ -122,7 +109,7 @@ fn resume_refuses_changed_settings_and_names_every_field() {
         + "[[samplers]]\nplugin = \"cpu-estimate\"\nrate_hz = 20\n[energy]\nbaseline_s = 0\n";
     let exp2 = write_experiment(dir.path(), "changed.toml", &changed);
     let records_before = lines(&out.join("smollm2/records.jsonl"));
-    let o = resume(&exp2, &out, dir.path());
+    let o = resume_profile(&exp2, &out, dir.path(), &[]);
     assert!(!o.status.success(), "{}", text(&o));
     let msg = text(&o);
     for field in [

@@ -222,6 +222,19 @@ pub fn profile(dir: &Path, name: &str, toml: &str) -> (Output, PathBuf) {
     (profile_file(&exp, &out, dir), out)
 }
 
+/// Run `ipw profile <exp> --resume <out> -q [extra...]` from `cwd`.
+pub fn resume_profile(exp: &Path, out: &Path, cwd: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "profile",
+        exp.to_str().unwrap(),
+        "--resume",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    run_ipw(&args, cwd)
+}
+
 /// Run `ipw profile <exp> --out <out> -q` from `cwd`.
 pub fn profile_file(exp: &Path, out: &Path, cwd: &Path) -> Output {
     run_ipw(

@@ -247,28 +247,13 @@ pub fn summarize(
     }
 }
 
-/// Length of the union of all query windows. Windows are on the host's monotonic clock, so
-/// this stays right across a resumed run (the gap between sessions is not counted).
+/// Length of the union of all query windows: the sum of their busy shares (the same
+/// measure APW divides by). Windows are on the host's monotonic clock, so this stays right
+/// across a resumed run (the gap between sessions is not counted).
 fn busy_seconds(records: &[Record]) -> f64 {
-    let mut w: Vec<(f64, f64)> = records
+    let windows: Vec<(f64, f64)> = records
         .iter()
         .map(|r| (r.window.start_s, r.window.end_s))
         .collect();
-    w.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut total = 0.0;
-    let mut current: Option<(f64, f64)> = None;
-    for (s, e) in w {
-        match current {
-            Some((cs, ce)) if s <= ce => current = Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                current = Some((s, e));
-            }
-            None => current = Some((s, e)),
-        }
-    }
-    if let Some((cs, ce)) = current {
-        total += ce - cs;
-    }
-    total
+    super::stats::busy_shares(&windows).iter().sum()
 }

@@ -45,23 +45,16 @@ pub struct RegradeSpec {
 pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, RegradeError> {
     let run = RunDir::new(dir);
     let lock = run.lock()?;
-    let manifest_path = run.manifest_path();
     let manifest = run.read_manifest()?;
     let mut records = run.read_records()?.records;
-    let seed = manifest
-        .experiment
-        .get("seed")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
-    let grading: GradingConfig = match manifest.experiment.get("grading") {
-        Some(g) if !g.is_null() => {
-            serde_json::from_value(g.clone()).map_err(|e| RegradeError::Manifest {
-                path: manifest_path.clone(),
-                message: e.to_string(),
-            })?
-        }
-        _ => GradingConfig::default(),
-    };
+    let seed = manifest.seed();
+    let grading: GradingConfig =
+        manifest
+            .experiment_section("grading")
+            .map_err(|message| RegradeError::Manifest {
+                path: run.manifest_path(),
+                message,
+            })?;
 
     // The judge is only connected when the grader might ask it (a built-in `judge` or any
     // third-party component: the host cannot know whether it imports `judge` until it calls).

@@ -52,6 +52,30 @@ pub struct Manifest {
     pub sessions: Vec<Session>,
 }
 
+impl Manifest {
+    /// The experiment's seed as recorded (0 when absent).
+    pub fn seed(&self) -> u64 {
+        self.experiment
+            .get("seed")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Section `key` of the recorded experiment read through today's type: its default when
+    /// absent; an error naming the section when it does not read.
+    pub fn experiment_section<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, String> {
+        match self.experiment.get(key) {
+            Some(v) if !v.is_null() => {
+                serde_json::from_value(v.clone()).map_err(|e| format!("experiment.{key}: {e}"))
+            }
+            _ => Ok(T::default()),
+        }
+    }
+}
+
 /// A model file and its hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelFile {

@@ -140,20 +140,14 @@ pub fn reattribute(dir: &Path) -> Result<Reattributed, RunError> {
 /// [`reattribute`] with the lock already held.
 pub(super) fn reattribute_locked(run: &RunDir, lock: &RunLock) -> Result<Reattributed, RunError> {
     let manifest = run.read_manifest()?;
-    let energy: EnergyConfig = match manifest.experiment.get("energy") {
-        Some(e) if !e.is_null() => {
-            serde_json::from_value(e.clone()).map_err(|e| StoreError::Parse {
+    let energy: EnergyConfig =
+        manifest
+            .experiment_section("energy")
+            .map_err(|message| StoreError::Parse {
                 path: run.manifest_path(),
-                message: format!("experiment.energy: {e}"),
-            })?
-        }
-        _ => EnergyConfig::default(),
-    };
-    let seed = manifest
-        .experiment
-        .get("seed")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
+                message,
+            })?;
+    let seed = manifest.seed();
     let before = run.read_records()?.records;
     let records = attribute_run(run, lock, &manifest, energy.split)?;
     let changed = before

@@ -24,7 +24,7 @@ pub fn import_trace(
     let run = RunDir::new(dir);
     let lock = run.lock()?;
     let mut manifest = run.read_manifest()?;
-    let refuse = |message: String| RunError::Resume {
+    let refuse = |message: String| RunError::Import {
         dir: dir.to_path_buf(),
         message,
     };

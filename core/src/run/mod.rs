@@ -67,6 +67,14 @@ pub enum RunError {
     /// `--require-idle` and the machine is busy.
     #[error("the machine is not idle (--require-idle): {0}")]
     Busy(String),
+    /// An external trace cannot be added to the run (`ipw attribute --trace`).
+    #[error("cannot import a trace into {}: {message}", dir.display())]
+    Import {
+        /// The run directory.
+        dir: PathBuf,
+        /// Why.
+        message: String,
+    },
     #[error("cannot resume {}: {message}", dir.display())]
     Resume {
         /// The run directory.
@@ -167,17 +175,7 @@ pub async fn profile(
         let model = model.get_ref();
         let run = RunDir::new(exp_dir.join(sanitize(&model.name)));
         let outcome = run_model(
-            loaded,
-            model,
-            &queries,
-            &datasets,
-            &run,
-            options.resume.is_some(),
-            options.retry_failed,
-            options.require_idle,
-            &graders,
-            observer,
-            cancel,
+            loaded, model, &queries, &datasets, &run, options, &graders, observer, cancel,
         )
         .await?;
         observer.run_finished(&outcome);
@@ -209,9 +207,7 @@ async fn run_model(
     queries: &[Query],
     datasets: &[DatasetInfo],
     run: &RunDir,
-    resume: bool,
-    retry_failed: bool,
-    require_idle: bool,
+    options: &ProfileOptions,
     graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
@@ -224,8 +220,8 @@ async fn run_model(
         queries,
         datasets,
         run,
-        resume,
-        retry_failed,
+        options.resume.is_some(),
+        options.retry_failed,
         graders,
         file,
     )?;
@@ -277,7 +273,7 @@ async fn run_model(
             graders,
             observer,
             cancel,
-            require_idle,
+            require_idle: options.require_idle,
         };
         match ctx
             .measure(&todo, session_idx, &mut manifest, &mut writer)
