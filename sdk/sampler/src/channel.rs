@@ -77,4 +77,41 @@ pub struct Channel {
     pub kind: ChannelKind,
     /// How often the underlying value changes, seconds. The host never samples faster.
     pub update_period_s: f64,
+    /// How far a value may be from the truth, as the device's maker (or, for an estimate, the
+    /// model) declares. The host widens every energy bound by it. Absent: nothing declared.
+    #[serde(default, skip_serializing_if = "Accuracy::is_none")]
+    pub accuracy: Accuracy,
+    /// For an energy counter: the name of a channel of the same sampler that reads instant
+    /// power (watts) at about the same times, e.g. NVML's `gpu0-power` beside `gpu0`. The host
+    /// uses it to shape the counter's energy inside each interval between two counter reads,
+    /// so a window's edges do not smear a step in power across the whole interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shaped_by: Option<String>,
+}
+
+/// A channel's declared error: `relative` x |value| + `absolute_w` (for a counter, of its mean
+/// power between reads). Both 0 when nothing is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Relative error, e.g. 0.05 for +-5%.
+    #[serde(default)]
+    pub relative: f64,
+    /// Absolute error of a power value, watts.
+    #[serde(default)]
+    pub absolute_w: f64,
+}
+
+impl Accuracy {
+    /// Nothing declared.
+    pub fn is_none(&self) -> bool {
+        self.relative == 0.0 && self.absolute_w == 0.0
+    }
+
+    /// +-`relative` x value.
+    pub fn relative(relative: f64) -> Self {
+        Accuracy {
+            relative,
+            absolute_w: 0.0,
+        }
+    }
 }

@@ -23,7 +23,7 @@ mod channel;
 #[doc(hidden)]
 pub mod export;
 
-pub use channel::{Channel, ChannelKind, Domain, GaugeTiming};
+pub use channel::{Accuracy, Channel, ChannelKind, Domain, GaugeTiming};
 pub use serde_json;
 
 /// The C symbol every sampler library exports; it returns a pointer to an [`abi::SamplerApiV1`].

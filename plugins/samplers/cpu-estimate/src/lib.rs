@@ -5,10 +5,12 @@
 //! channel is an `interval-mean` power gauge marked **estimated**: every figure built on it is
 //! labelled estimated. Settings: `tdp_w` (per socket, default 65), `idle_fraction` (default
 //! 0.3), `sockets` (default: distinct `physical id`s in /proc/cpuinfo), `proc_root` (default
-//! `/proc`, for tests).
+//! `/proc`, for tests), `model_error` (the relative error the model declares, default 0.3; it
+//! widens every energy bound built on this channel).
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
+    export_sampler, monotonic_now, Accuracy, Channel, ChannelKind, Domain, GaugeTiming, Reading,
+    Sampler,
 };
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -24,6 +26,14 @@ struct Config {
     sockets: Option<u32>,
     #[serde(default = "default_proc")]
     proc_root: PathBuf,
+    #[serde(default = "default_model_error")]
+    model_error: f64,
+}
+
+/// A linear utilisation model against a nominal TDP misses frequency scaling, turbo and
+/// memory-bound phases; +-30% is the error it declares (every bound built on it says so).
+fn default_model_error() -> f64 {
+    0.3
 }
 
 fn default_tdp() -> f64 {
@@ -78,8 +88,14 @@ impl Sampler for CpuEstimate {
     fn open(config: &serde_json::Value) -> Result<Self, String> {
         let cfg: Config = serde_json::from_value(config.clone())
             .map_err(|e| format!("cpu-estimate config: {e}"))?;
-        if !cfg.tdp_w.is_finite() || cfg.tdp_w <= 0.0 || !(0.0..=1.0).contains(&cfg.idle_fraction) {
-            return Err("cpu-estimate: tdp_w must be > 0 and idle_fraction in [0, 1]".into());
+        if !cfg.tdp_w.is_finite()
+            || cfg.tdp_w <= 0.0
+            || !(0.0..=1.0).contains(&cfg.idle_fraction)
+            || !(0.0..=1.0).contains(&cfg.model_error)
+        {
+            return Err(
+                "cpu-estimate: tdp_w must be > 0, idle_fraction and model_error in [0, 1]".into(),
+            );
         }
         let sockets = cfg.sockets.unwrap_or_else(|| {
             let info = std::fs::read_to_string(cfg.proc_root.join("cpuinfo")).unwrap_or_default();
@@ -113,6 +129,8 @@ impl Sampler for CpuEstimate {
             },
             // /proc/stat advances in jiffies (USER_HZ = 100).
             update_period_s: 0.01,
+            accuracy: Accuracy::relative(self.cfg.model_error),
+            shaped_by: None,
         }]
     }
 

@@ -10,7 +10,7 @@
 //! `libnvidia-ml.so.1`).
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Channel, ChannelKind, Domain, Reading, Sampler,
+    export_sampler, monotonic_now, Accuracy, Channel, ChannelKind, Domain, Reading, Sampler,
 };
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::SampleValue;
@@ -165,17 +165,26 @@ impl Sampler for NvmlSampler {
                 device: Some(uuid.clone()),
                 kind,
                 update_period_s: period,
+                accuracy: Default::default(),
+                shaped_by: None,
             };
             let telemetry = |unit: &str| ChannelKind::Telemetry { unit: unit.into() };
-            out.push(ch(
-                "",
-                Domain::Gpu,
-                ChannelKind::EnergyCounter {
-                    resolution_j: 1e-3,
-                    wrap_j: None,
-                },
-                0.02,
-            ));
+            out.push(Channel {
+                // NVML documents its power readings as accurate to +-5% of the current draw.
+                accuracy: Accuracy::relative(0.05),
+                // The instant power read beside each counter read shapes the counter inside
+                // an interval (a query's edges fall between two reads: there is no edge read).
+                shaped_by: Some(format!("gpu{i}-power")),
+                ..ch(
+                    "",
+                    Domain::Gpu,
+                    ChannelKind::EnergyCounter {
+                        resolution_j: 1e-3,
+                        wrap_j: None,
+                    },
+                    0.02,
+                )
+            });
             out.push(ch("-power", Domain::Telemetry, telemetry("W"), 0.02));
             out.push(ch("-temp", Domain::Telemetry, telemetry("celsius"), 0.1));
             out.push(ch("-mem-used", Domain::Telemetry, telemetry("bytes"), 0.1));

@@ -127,6 +127,9 @@ impl Sampler for Rapl {
                             wrap_j: wrap,
                         },
                         update_period_s: 0.001,
+                        // Intel and AMD publish no error figure for RAPL.
+                        accuracy: Default::default(),
+                        shaped_by: None,
                     },
                 });
             }

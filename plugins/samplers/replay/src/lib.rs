@@ -8,10 +8,12 @@
 //! meter's own log; mapped onto the monotonic clock when the sampler opens), `timing` for power = `instant`
 //! (default) | `interval-mean` | `averaged` with `window_s`, `wrap_j` for energy, `channel`
 //! (default `trace`), `domain` (default `system`), `update_period_s` (default: the median step of
-//! the trace). A reading is released once its time has passed.
+//! the trace), `accuracy_rel` / `accuracy_w` (the meter's declared error: relative, and watts;
+//! default 0). A reading is released once its time has passed.
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
+    export_sampler, monotonic_now, Accuracy, Channel, ChannelKind, Domain, GaugeTiming, Reading,
+    Sampler,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -40,6 +42,10 @@ struct Config {
     domain: Option<Domain>,
     #[serde(default)]
     update_period_s: Option<f64>,
+    #[serde(default)]
+    accuracy_rel: f64,
+    #[serde(default)]
+    accuracy_w: f64,
 }
 
 fn power() -> String {
@@ -189,6 +195,11 @@ impl Sampler for Replay {
             device: Some(cfg.file.display().to_string()),
             kind,
             update_period_s: period,
+            accuracy: Accuracy {
+                relative: cfg.accuracy_rel,
+                absolute_w: cfg.accuracy_w,
+            },
+            shaped_by: None,
         };
         Ok(Self {
             points,
