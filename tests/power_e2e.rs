@@ -499,10 +499,12 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
             .clone();
         assert_eq!(
             chans.len(),
-            6,
-            "one GPU selected: energy + 5 telemetry channels"
+            7,
+            "one GPU selected: energy + 6 telemetry channels"
         );
         assert_eq!(chans[0]["name"], channel);
+        assert_eq!(chans[0]["shaped_by"], format!("{channel}-power"));
+        assert_eq!(chans[0]["accuracy"]["relative"], 0.05);
         for r in records(run_dir) {
             let e = energy(&r);
             let latency = r["latency_s"].as_f64().unwrap();
@@ -516,6 +518,17 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
             assert!(
                 e["net_j"].as_f64().unwrap().abs() <= 0.004,
                 "constant power: net 0"
+            );
+            // NVML's declared +-5% holds the truth; without edge reads the bound is no tighter.
+            let b = &e["gross_bound_j"];
+            let (lo, hi) = (b[0].as_f64().unwrap(), b[1].as_f64().unwrap());
+            assert!(
+                lo <= watts * latency && watts * latency <= hi,
+                "[{lo}, {hi}]"
+            );
+            assert!(
+                hi - lo >= 0.09 * watts * latency,
+                "+-5% at least: [{lo}, {hi}]"
             );
             assert_eq!(
                 e["channels"].as_object().unwrap().len(),
@@ -644,4 +657,157 @@ fn two_channels_of_one_name_are_refused_and_overlapping_domains_named() {
     let (o, _) = profile(dir.path(), "overlap-sum", &body("overlap = \"sum\""));
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("overlapping domains"), "{}", text(&o));
+}
+
+/// Square steps between 60 W and 180 W, 0.35 s each, on the run clock.
+fn square_w(t: f64) -> f64 {
+    if (t / 0.7).rem_euclid(1.0) < 0.5 {
+        60.0
+    } else {
+        180.0
+    }
+}
+
+#[test]
+fn every_record_bounds_the_true_energy_of_a_coarse_jittered_gauge() {
+    // The case that was off by 14% with no word: a 20 Hz instant gauge with +-20% jitter and 5%
+    // dropped readings, replayed on the monotonic clock (so no reading falls on a window's
+    // edge) while ~0.5 s queries run. The estimate may be off; the record's bound must hold the
+    // truth (the integral of the square wave over its window), every time.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("gauge.csv");
+    let t0 = ipw_core::records::clock::now_s() - 5.0;
+    let mut csv = String::from("t,value\n");
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rand = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 10_000) as f64 / 10_000.0
+    };
+    for i in 0..20 * 300 {
+        let (jitter, keep) = ((rand() - 0.5) * 0.4 / 20.0, rand() >= 0.05);
+        let t = t0 + i as f64 / 20.0 + jitter;
+        if keep {
+            csv += &format!("{t:.6},{}\n", square_w(t));
+        }
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let server = FaultServer::start();
+    let toml = format!(
+        "name = \"bounds\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 1\n{}\
+         [[samplers]]\npath = {}\nconfig = {{ file = {}, kind = \"power\", time_base = \"monotonic\" }}\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 10\n",
+        remote(&server, "slow"),
+        q(&plugin_lib("ipw_sampler_replay")),
+        q(&trace)
+    );
+    let (o, out) = profile(dir.path(), "bounds", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("slow");
+    let (mut worst_error, mut widest): (f64, f64) = (0.0, 0.0);
+    for r in records(&run) {
+        let (a, b) = (
+            r["window"]["start_s"].as_f64().unwrap(),
+            r["window"]["end_s"].as_f64().unwrap(),
+        );
+        let n = ((b - a) * 1e6) as usize;
+        let h = (b - a) / n as f64;
+        let truth: f64 = (0..n).map(|i| square_w(a + (i as f64 + 0.5) * h) * h).sum();
+        let e = energy(&r);
+        let got = e["gross_j"].as_f64().unwrap();
+        let bound = &e["gross_bound_j"];
+        let (lo, hi) = (bound[0].as_f64().unwrap(), bound[1].as_f64().unwrap());
+        // 1 us grid: each edge of a step is off by < 0.12 mJ.
+        assert!(
+            lo - 1e-3 <= truth && truth <= hi + 1e-3,
+            "truth {truth} J outside [{lo}, {hi}] (estimate {got})"
+        );
+        assert_eq!(
+            e["channels"]["replay/trace"]["gross_bound_j"], *bound,
+            "one channel: the record's bound is the channel's"
+        );
+        worst_error = worst_error.max((got - truth).abs() / truth);
+        widest = widest.max((hi - lo) / truth);
+    }
+    println!(
+        "worst estimate error {:.2}%, widest bound {:.2}% of the truth",
+        worst_error * 100.0,
+        widest * 100.0
+    );
+    assert!(
+        worst_error > 1e-4,
+        "steps between readings: the estimate is not exact"
+    );
+    let s = json(&run.join("summary.json"));
+    let mean = &s["energy"]["gross_j_mean"];
+    let m = mean["measurement"]
+        .as_array()
+        .expect("a measurement bound on the mean");
+    let c = mean["combined"].as_array().unwrap();
+    let (v, ci) = (mean["value"].as_f64().unwrap(), &mean["ci95"]);
+    assert!(m[0].as_f64().unwrap() <= v && v <= m[1].as_f64().unwrap());
+    assert!(
+        c[0].as_f64().unwrap() <= ci[0].as_f64().unwrap() - (v - m[0].as_f64().unwrap()) + 1e-9
+    );
+    assert!(c[1].as_f64().unwrap() >= ci[1].as_f64().unwrap());
+}
+
+#[test]
+fn another_process_on_the_measured_gpu_flags_an_embedded_run() {
+    // The test NVML library lists a compute process that is not ipw on the GPU; with the model
+    // inside ipw, that process shares the meter: its records are `shared_device` and its
+    // baseline `busy_baseline`. The same run without it is not `shared_device` (CPU load from
+    // tests running beside this one may still make it `other_load` or `busy_baseline`).
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, processes: &str| {
+        let script = dir.path().join(format!("{name}.json"));
+        std::fs::write(
+            &script,
+            format!(
+                r#"{{"devices": [{{"uuid": "GPU-aaaaaaaa-1111", "name": "Fake A",
+                    "power_w": [[0, 90], [1000, 90]], "processes": {processes}}}]}}"#
+            ),
+        )
+        .unwrap();
+        let toml = format!(
+            "name = {name:?}\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0.5\n\
+             [generation]\nmax_tokens = 8\n\
+             [[models]]\nname = \"smollm2\"\npath = {}\nthreads = 2\n\
+             [[samplers]]\nplugin = \"nvml\"\nconfig = {{ lib_path = {} }}\n\
+             [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 2\n",
+            q(&model_path()),
+            q(&plugin_lib("fake_nvml"))
+        );
+        let e = write_experiment(dir.path(), &format!("{name}.toml"), &toml);
+        let out = dir.path().join(name);
+        let o = ipw()
+            .args([
+                "profile",
+                e.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "-q",
+            ])
+            .env("IPW_FAKE_NVML_SCRIPT", &script)
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        records(&out.join("smollm2"))
+    };
+    let shared = run("shared", "[[4242, 0, 100000]]");
+    assert_eq!(shared.len(), 2);
+    for r in &shared {
+        let f = flags(r);
+        assert!(f.contains(&"shared_device".to_string()), "{f:?}");
+        assert!(f.contains(&"busy_baseline".to_string()), "{f:?}");
+    }
+    for r in &run("alone", "[]") {
+        assert!(
+            !flags(r).contains(&"shared_device".to_string()),
+            "{:?}",
+            flags(r)
+        );
+    }
 }

@@ -82,15 +82,10 @@ pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
             e.without_energy
         );
     }
-    let ci = |x: &Option<ipw_core::analysis::Estimate>| {
-        x.as_ref()
-            .map(|x| format!("{:.2} [{:.2}, {:.2}]", x.value, x.ci95[0], x.ci95[1]))
-            .unwrap_or_else(|| "-".into())
-    };
     println!(
-        "      gross J/query mean {}  net J/query mean {}  p50 power {} W  net J/output token p50 {}",
-        ci(&e.gross_j_mean),
-        ci(&e.net_j_mean),
+        "      gross J/query mean {}\n      net J/query mean {}\n      p50 power {} W  net J/output token p50 {}",
+        est(&e.gross_j_mean, 2),
+        est(&e.net_j_mean, 2),
         p50(&e.mean_power_w),
         d4(&e.j_per_output_token)
     );
@@ -100,13 +95,16 @@ pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
     }
 }
 
+/// `value [95% CI]`, and for energy figures the instruments' bound and both together.
 fn est(e: &Option<ipw_core::analysis::Estimate>, digits: usize) -> String {
+    let range = |r: [f64; 2]| format!("[{:.digits$}, {:.digits$}]", r[0], r[1]);
     e.as_ref()
         .map(|e| {
-            format!(
-                "{:.digits$} [{:.digits$}, {:.digits$}]",
-                e.value, e.ci95[0], e.ci95[1]
-            )
+            let mut s = format!("{:.digits$} {}", e.value, range(e.ci95));
+            if let (Some(m), Some(c)) = (e.measurement, e.combined) {
+                s += &format!(" (sampling; instruments {}, both {})", range(m), range(c));
+            }
+            s
         })
         .unwrap_or_else(|| "-".into())
 }

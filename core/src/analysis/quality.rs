@@ -40,6 +40,32 @@ pub struct Estimate {
     /// conditional on the statistic existing.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_draws: usize,
+    /// For figures built on energy: the statistic with every record's energy at the low and at
+    /// the high end of its measurement bound (what the instruments leave open: sampling,
+    /// resolution, declared accuracy). Systematic, not random: it does not shrink with more
+    /// queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<[f64; 2]>,
+    /// The sampling interval widened by the measurement bound on each side (worst case: the
+    /// bound is systematic, so it shifts the interval rather than adding in quadrature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined: Option<[f64; 2]>,
+}
+
+impl Estimate {
+    /// Attach a measurement bound `[low, high]` of the statistic (both ends computed from the
+    /// records' bounds) and the combined interval; `None` leaves the estimate as it is.
+    pub fn with_measurement(mut self, bound: Option<[f64; 2]>) -> Self {
+        if let Some([a, b]) = bound {
+            let (lo, hi) = (a.min(b).min(self.value), a.max(b).max(self.value));
+            self.measurement = Some([lo, hi]);
+            self.combined = Some([
+                self.ci95[0] - (self.value - lo),
+                self.ci95[1] + (hi - self.value),
+            ]);
+        }
+        self
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -97,6 +123,8 @@ pub struct QualitySummary {
 struct RowEnergy {
     net: Option<f64>,
     gross: Option<f64>,
+    net_bound: Option<[f64; 2]>,
+    gross_bound: Option<[f64; 2]>,
     power: Option<f64>,
     estimated: bool,
 }
@@ -134,6 +162,8 @@ fn row(r: &Record, busy_s: f64) -> Option<Row> {
         energy: e.map(|e| RowEnergy {
             net: e.net_j,
             gross: e.gross_j,
+            net_bound: e.net_bound_j,
+            gross_bound: e.gross_bound_j,
             power: e.mean_power_w,
             estimated: e.estimated,
         }),
@@ -162,6 +192,8 @@ pub(crate) fn bootstrap(
             value,
             ci95: [value, value],
             dropped_draws,
+            measurement: None,
+            combined: None,
         });
     }
     draws.sort_by(f64::total_cmp);
@@ -169,6 +201,8 @@ pub(crate) fn bootstrap(
         value,
         ci95: [percentile(&draws, 0.025), percentile(&draws, 0.975)],
         dropped_draws,
+        measurement: None,
+        combined: None,
     })
 }
 
@@ -196,21 +230,45 @@ fn quality(all: &[&Row], seed: u64) -> Quality {
         .iter()
         .filter_map(|&(s, e, busy)| Some((s, if use_net { e.net? } else { e.gross? }, busy)))
         .collect();
+    // The same rows with their energy at the low, then the high end of its bound; `None` when
+    // any row has no bound (a run attributed before bounds existed).
+    let at_bound = |end: usize| -> Option<Vec<(f64, f64, f64)>> {
+        with_energy
+            .iter()
+            .filter(|(_, e, _)| {
+                if use_net {
+                    e.net.is_some()
+                } else {
+                    e.gross.is_some()
+                }
+            })
+            .map(|&(s, e, busy)| {
+                let b = if use_net {
+                    e.net_bound?
+                } else {
+                    e.gross_bound?
+                };
+                Some((s, b[end], busy))
+            })
+            .collect()
+    };
+    let (low_j, high_j) = (at_bound(0), at_bound(1));
     let watts: Vec<(f64, f64)> = with_energy
         .iter()
         .filter_map(|&(s, e, _)| Some((s, e.power?)))
         .collect();
     let per_joule: Vec<(f64, f64)> = joules.iter().map(|&(s, j, _)| (s, j)).collect();
     // accuracy / (joules / busy seconds) over the drawn records.
-    let per_watt = |idx: &[usize]| -> Option<f64> {
+    let per_watt_of = |rows: &[(f64, f64, f64)], idx: &[usize]| -> Option<f64> {
         let (mut score, mut j, mut busy) = (0.0, 0.0, 0.0);
         for &i in idx {
-            score += joules[i].0;
-            j += joules[i].1;
-            busy += joules[i].2;
+            score += rows[i].0;
+            j += rows[i].1;
+            busy += rows[i].2;
         }
         (!idx.is_empty() && j > 0.0 && busy > 0.0).then(|| score / idx.len() as f64 / (j / busy))
     };
+    let per_watt = |idx: &[usize]| per_watt_of(&joules, idx);
     let ratio = |pairs: &[(f64, f64)], idx: &[usize]| -> Option<f64> {
         if idx.is_empty() {
             return None;
@@ -234,9 +292,23 @@ fn quality(all: &[&Row], seed: u64) -> Quality {
         accuracy_with_failures: bootstrap(with_failures.len(), seed ^ 4, |idx| {
             mean(&with_failures, idx)
         }),
-        apj: bootstrap(per_joule.len(), seed ^ 1, |idx| ratio(&per_joule, idx)),
+        apj: bootstrap(per_joule.len(), seed ^ 1, |idx| ratio(&per_joule, idx)).map(|e| {
+            let at = |rows: &Option<Vec<(f64, f64, f64)>>| {
+                let pairs: Vec<(f64, f64)> =
+                    rows.as_ref()?.iter().map(|&(s, j, _)| (s, j)).collect();
+                let all: Vec<usize> = (0..pairs.len()).collect();
+                ratio(&pairs, &all)
+            };
+            e.with_measurement(at(&high_j).zip(at(&low_j)).map(|(a, b)| [a, b]))
+        }),
         apj_energy: (!joules.is_empty()).then(|| if use_net { "net" } else { "gross" }.to_string()),
-        apw: bootstrap(joules.len(), seed ^ 2, per_watt),
+        apw: bootstrap(joules.len(), seed ^ 2, per_watt).map(|e| {
+            let at = |rows: &Option<Vec<(f64, f64, f64)>>| {
+                let rows = rows.as_ref()?;
+                per_watt_of(rows, &(0..rows.len()).collect::<Vec<_>>())
+            };
+            e.with_measurement(at(&high_j).zip(at(&low_j)).map(|(a, b)| [a, b]))
+        }),
         apw_per_query_mean: bootstrap(watts.len(), seed ^ 3, |idx| ratio(&watts, idx)),
         energy_estimated: with_energy.iter().any(|(_, e, _)| e.estimated),
     }
@@ -346,6 +418,55 @@ mod tests {
         let q = quality_summary(&paired, 1).unwrap().overall;
         let per_query = q.apw_per_query_mean.unwrap().value;
         assert!((per_query - 0.5 / 50.0).abs() < 1e-12, "{per_query}");
+    }
+
+    #[test]
+    fn apj_and_apw_report_the_instruments_bound_beside_the_sampling_interval() {
+        // Net 60 J per 1 s query known to +-6 J: APJ's bound is accuracy / 66 .. / 54, and the
+        // combined interval is the bootstrap one widened by as much on each side.
+        let mut records: Vec<Record> = (0..40)
+            .map(|i| {
+                record(
+                    i as f64,
+                    i as f64 + 1.0,
+                    (i % 3 == 0) as u8 as f64,
+                    100.0,
+                    60.0,
+                )
+            })
+            .collect();
+        for r in &mut records {
+            let e = r.energy.as_mut().unwrap();
+            e.gross_bound_j = Some([95.0, 105.0]);
+            e.net_bound_j = Some([54.0, 66.0]);
+        }
+        let q = quality_summary(&records, 1).unwrap().overall;
+        let acc = q.accuracy.unwrap().value;
+        for (name, e) in [("apj", q.apj.unwrap()), ("apw", q.apw.unwrap())] {
+            let m = e.measurement.unwrap();
+            assert!(
+                (m[0] - acc / 66.0).abs() < 1e-12 && (m[1] - acc / 54.0).abs() < 1e-12,
+                "{name} {m:?}"
+            );
+            let c = e.combined.unwrap();
+            assert!(
+                (c[0] - (e.ci95[0] - (e.value - m[0]))).abs() < 1e-12,
+                "{name}"
+            );
+            assert!(
+                (c[1] - (e.ci95[1] + (m[1] - e.value))).abs() < 1e-12,
+                "{name}"
+            );
+            assert!(e.ci95[1] - e.ci95[0] > 0.0, "sampling spread is there too");
+        }
+        assert!(
+            q.accuracy.unwrap().measurement.is_none(),
+            "accuracy has no instrument"
+        );
+        // One record without a bound (attributed before bounds existed): no bound is claimed.
+        records[0].energy.as_mut().unwrap().net_bound_j = None;
+        let q = quality_summary(&records, 1).unwrap().overall;
+        assert!(q.apj.unwrap().measurement.is_none());
     }
 
     #[test]

@@ -131,9 +131,27 @@ fn energy_summary(records: &[Record], ok: &[&Record], seed: u64) -> Option<Energ
             (!idx.is_empty()).then(|| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64)
         })
     };
+    // The mean of the records' bound ends, over the records the mean is taken over; `None`
+    // when any of them has no bound (attributed before bounds existed).
+    let mean_bound = |value: fn(&QueryEnergy) -> Option<f64>,
+                      bound: fn(&QueryEnergy) -> Option<[f64; 2]>| {
+        let bounds: Option<Vec<[f64; 2]>> = energies
+            .iter()
+            .filter(|e| value(e).is_some())
+            .map(|e| bound(e))
+            .collect();
+        let bounds = bounds.filter(|b| !b.is_empty())?;
+        let n = bounds.len() as f64;
+        Some([
+            bounds.iter().map(|b| b[0]).sum::<f64>() / n,
+            bounds.iter().map(|b| b[1]).sum::<f64>() / n,
+        ])
+    };
     Some(EnergySummary {
-        gross_j_mean: mean_of(energies.iter().filter_map(|e| e.gross_j).collect(), 0x11),
-        net_j_mean: mean_of(energies.iter().filter_map(|e| e.net_j).collect(), 0x12),
+        gross_j_mean: mean_of(energies.iter().filter_map(|e| e.gross_j).collect(), 0x11)
+            .map(|e| e.with_measurement(mean_bound(|e| e.gross_j, |e| e.gross_bound_j))),
+        net_j_mean: mean_of(energies.iter().filter_map(|e| e.net_j).collect(), 0x12)
+            .map(|e| e.with_measurement(mean_bound(|e| e.net_j, |e| e.net_bound_j))),
         queries: energies.iter().filter(|e| e.gross_j.is_some()).count(),
         without_energy: ok
             .iter()

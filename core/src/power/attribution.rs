@@ -12,9 +12,15 @@
 //!
 //! **Net** energy subtracts idle power x the query's share of time (split by the same weights),
 //! so net energies of overlapping queries also add up to the window total minus idle.
+//!
+//! **Bounds**: each piece's energy range from the curve ([`EnergyCurve::bound_between`]) is
+//! shared like its energy; the channel's declared accuracy then widens it (x (1 +- relative),
+//! +- absolute watts x the query's time). The idle power gets its own range the same way over
+//! the baseline, and the net range is the gross range less the idle range, worst case.
 
 use super::curve::{Anomaly, EnergyCurve};
 pub use crate::records::{ChannelEnergy, Flag, QueryEnergy};
+use ipw_sampler_sdk::Accuracy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -47,6 +53,10 @@ pub struct ChannelInput<'a> {
     pub errors: &'a [f64],
     /// Whether the channel is also read at every window edge.
     pub edge_reads: bool,
+    /// The channel's declared accuracy.
+    pub accuracy: Accuracy,
+    /// `[low, high]` of the idle power, if there is a baseline.
+    pub idle_bound_w: Option<(f64, f64)>,
 }
 
 /// Without edge reads, a window shorter than this many sampling intervals is flagged
@@ -172,12 +182,18 @@ fn channel_shares(
     pieces: &[Piece],
 ) -> Vec<ChannelEnergy> {
     let mut gross: Vec<Option<f64>> = vec![Some(0.0); windows.len()];
+    let mut bound: Vec<Option<(f64, f64)>> = vec![Some((0.0, 0.0)); windows.len()];
     let mut idle_time = vec![0.0; windows.len()];
     for p in pieces {
         let e = ch.curve.between(p.from, p.to);
+        let b = ch.curve.bound_between(p.from, p.to);
         for &(q, share) in &p.shares {
             gross[q] = match (gross[q], e) {
                 (Some(g), Some(e)) => Some(g + e * share),
+                _ => None,
+            };
+            bound[q] = match (bound[q], b) {
+                (Some((lo, hi)), Some((l, h))) => Some((lo + l * share, hi + h * share)),
                 _ => None,
             };
             idle_time[q] += (p.to - p.from) * share;
@@ -240,10 +256,18 @@ fn channel_shares(
             }
             flags.sort();
             flags.dedup();
+            let gross_bound = bound[q].map(|(lo, hi)| widen(lo, hi, idle_time[q], ch.accuracy));
             ChannelEnergy {
                 gross_j: gross[q],
                 net_j: net,
                 idle_w: ch.idle_w,
+                gross_bound_j: gross_bound.map(|(lo, hi)| [lo, hi]),
+                net_bound_j: match (gross_bound, ch.idle_bound_w) {
+                    (Some((lo, hi)), Some((idle_lo, idle_hi))) => {
+                        Some([lo - idle_hi * idle_time[q], hi - idle_lo * idle_time[q]])
+                    }
+                    _ => None,
+                },
                 flags,
             }
         })
@@ -259,6 +283,14 @@ fn combine(channels: BTreeMap<String, ChannelEnergy>, w: &QueryWindow) -> QueryE
     };
     let gross = sum(|c| c.gross_j);
     let net = sum(|c| c.net_j);
+    let sum_bound = |f: fn(&ChannelEnergy) -> Option<[f64; 2]>| -> Option<[f64; 2]> {
+        let mut total = [0.0, 0.0];
+        for c in channels.values() {
+            let [lo, hi] = f(c)?;
+            total = [total[0] + lo, total[1] + hi];
+        }
+        (!channels.is_empty()).then_some(total)
+    };
     let mut flags: Vec<Flag> = channels
         .values()
         .flat_map(|c| c.flags.iter().copied())
@@ -269,6 +301,8 @@ fn combine(channels: BTreeMap<String, ChannelEnergy>, w: &QueryWindow) -> QueryE
     QueryEnergy {
         gross_j: gross,
         net_j: net,
+        gross_bound_j: sum_bound(|c| c.gross_bound_j),
+        net_bound_j: sum_bound(|c| c.net_bound_j),
         mean_power_w: gross.filter(|_| duration > 0.0).map(|g| g / duration),
         j_per_output_token: match w.output_tokens {
             Some(n) if n > 0 => net.or(gross).map(|e| e / n as f64),
@@ -278,6 +312,28 @@ fn combine(channels: BTreeMap<String, ChannelEnergy>, w: &QueryWindow) -> QueryE
         flags,
         channels,
     }
+}
+
+/// Widen an energy range over `seconds` by a declared accuracy; energy is never below 0.
+fn widen(lo: f64, hi: f64, seconds: f64, acc: Accuracy) -> (f64, f64) {
+    let slack = acc.absolute_w * seconds;
+    (
+        (lo * (1.0 - acc.relative) - slack).max(0.0),
+        hi * (1.0 + acc.relative) + slack,
+    )
+}
+
+/// `[low, high]` of a channel's idle power over `[from, to]`: the curve's bound, widened by
+/// the channel's accuracy, over the time.
+pub fn idle_bound(
+    curve: &EnergyCurve,
+    from: f64,
+    to: f64,
+    accuracy: Accuracy,
+) -> Option<(f64, f64)> {
+    let (lo, hi) = curve.bound_between(from, to).filter(|_| to > from)?;
+    let (lo, hi) = widen(lo, hi, to - from, accuracy);
+    Some((lo / (to - from), hi / (to - from)))
 }
 
 /// Idle power of a channel over `[from, to]`: energy / time, if covered.

@@ -7,9 +7,10 @@ use ipw_sampler_sdk::{ChannelKind, GaugeTiming};
 
 const HZ: f64 = 20.0;
 
-/// Exact integral of `p` over [a, b] (fine Simpson; the test powers are piecewise smooth).
+/// Exact integral of `p` over [a, b] (fine Simpson; the test powers are piecewise smooth, and
+/// a step of the grid of at most 1 us keeps a pulse's edges under 1 mJ each).
 fn true_energy(p: &dyn Fn(f64) -> f64, a: f64, b: f64) -> f64 {
-    let n = 20_000;
+    let n = 20_000.max(((b - a) * 1e6) as usize);
     let h = (b - a) / n as f64;
     (0..n)
         .map(|i| {
@@ -58,6 +59,8 @@ fn channel<'a>(curve: &'a EnergyCurve, estimated: bool) -> ChannelInput<'a> {
         idle_w: Some(40.0),
         errors: &[],
         edge_reads: true,
+        accuracy: Default::default(),
+        idle_bound_w: Some((40.0, 40.0)),
     }
 }
 
@@ -423,4 +426,267 @@ fn a_three_period_gap_at_an_edge_and_a_coarse_window_are_flagged() {
     ch.sample_interval_s = 0.05;
     let e = attribute(&[ch], &[window(2.0, 2.4)], SplitRule::Tokens);
     assert!(!e[0].flags.contains(&Flag::CoarseSampling));
+}
+
+/// Readings of an `interval-mean` gauge: the exact mean power since the previous reading.
+fn interval_mean_readings(p: &dyn Fn(f64) -> f64, times: &[f64]) -> Vec<(f64, f64)> {
+    let mut prev: Option<f64> = None;
+    times
+        .iter()
+        .map(|&t| {
+            let v = match prev {
+                Some(t0) if t > t0 => true_energy(p, t0, t) / (t - t0),
+                _ => p(t),
+            };
+            prev = Some(t);
+            (t, v)
+        })
+        .collect()
+}
+
+/// The "spikes" of `shapes()`: 400 W for 6.5 ms (an eighth of a sampling period) on 90 W, far
+/// enough apart that most fall between two readings.
+fn short_spikes(t: f64) -> f64 {
+    shapes()[2].1(t)
+}
+
+/// A pulse train four sampling periods wide: an instant gauge sees each, dropped readings
+/// and jitter included.
+fn wide_spikes(t: f64) -> f64 {
+    if (t * 1.3).fract() < 1.3 * 4.0 / HZ {
+        400.0
+    } else {
+        90.0
+    }
+}
+
+/// The true energy of each of `windows()`, on a grid fine enough (1 us) that a pulse's edges
+/// cost under 1 mJ: Simpson's rule is not exact across a discontinuity.
+fn window_truths(p: &dyn Fn(f64) -> f64) -> Vec<f64> {
+    windows()
+        .iter()
+        .map(|w| {
+            let n = ((w.end - w.start) * 1e6) as usize;
+            let h = (w.end - w.start) / n as f64;
+            (0..n).map(|i| p(w.start + (i as f64 + 0.5) * h) * h).sum()
+        })
+        .collect()
+}
+
+/// Check every window's bound against the truth; returns the widest bound relative to the truth.
+fn assert_bounds_hold(label: &str, curve: &EnergyCurve, truths: &[f64]) -> f64 {
+    let mut ch = channel(curve, false);
+    ch.edge_reads = false;
+    let mut widest: f64 = 0.0;
+    for (w, &truth) in windows().into_iter().zip(truths) {
+        let e = attribute(std::slice::from_ref(&ch), &[w], SplitRule::Equal).remove(0);
+        let [lo, hi] = e.gross_bound_j.expect("a covered window has a bound");
+        let got = e.gross_j.unwrap();
+        let eps = 1e-3 + 1e-9 * truth;
+        assert!(
+            lo - eps <= truth && truth <= hi + eps,
+            "{label} [{:.3},{:.3}]: truth {truth} outside [{lo}, {hi}] (estimate {got})",
+            w.start,
+            w.end
+        );
+        assert!(
+            lo - eps <= got && got <= hi + eps,
+            "{label}: estimate outside its bound"
+        );
+        // Net: the truth less idle (40 W, known exactly here) lies in the net bound.
+        let [nlo, nhi] = e.net_bound_j.unwrap();
+        let net = truth - 40.0 * (w.end - w.start);
+        assert!(
+            nlo - eps <= net && net <= nhi + eps,
+            "{label}: net {net} outside [{nlo}, {nhi}]"
+        );
+        widest = widest.max((hi - lo) / truth);
+    }
+    widest
+}
+
+#[test]
+fn every_window_holds_the_true_energy_within_its_bound_without_edge_reads() {
+    // Jittered 20 Hz samples with ~5% dropped, no reading at any window edge: the truth of every
+    // window lies inside the bound attribution gives it, for counters and interval-mean gauges
+    // on every shape (spikes shorter than a period included: they are inside the segment's
+    // energy), and for instant gauges on every shape they can see.
+    let counter = ChannelKind::EnergyCounter {
+        resolution_j: 1e-3,
+        wrap_j: None,
+    };
+    let mean = ChannelKind::PowerGauge {
+        timing: GaugeTiming::IntervalMean,
+        estimated: false,
+    };
+    let instant = ChannelKind::PowerGauge {
+        timing: GaugeTiming::Instant,
+        estimated: false,
+    };
+    let mut all = shapes();
+    all.push(("wide spikes", Box::new(wide_spikes)));
+    for (name, p) in &all {
+        let truths = window_truths(&**p);
+        let mut widest = [0.0f64; 3];
+        for seed in 0..4 {
+            let times = sample_times(seed, 12.0);
+            let c = EnergyCurve::build(&counter, &counter_readings(&**p, &times, 1e-3));
+            widest[0] = widest[0].max(assert_bounds_hold(
+                &format!("counter, {name}, seed {seed}"),
+                &c,
+                &truths,
+            ));
+            let c = EnergyCurve::build(&mean, &interval_mean_readings(&**p, &times));
+            widest[1] = widest[1].max(assert_bounds_hold(
+                &format!("interval-mean, {name}, seed {seed}"),
+                &c,
+                &truths,
+            ));
+            // "spikes" are 6.5 ms pulses: between 50 ms readings an instant gauge never sees
+            // most of them (the next test).
+            if *name != "spikes" {
+                let readings: Vec<(f64, f64)> = times.iter().map(|&t| (t, p(t))).collect();
+                let c = EnergyCurve::build(&instant, &readings);
+                widest[2] = widest[2].max(assert_bounds_hold(
+                    &format!("instant, {name}, seed {seed}"),
+                    &c,
+                    &truths,
+                ));
+            }
+        }
+        println!(
+            "{name}: widest bound / truth: counter {:.3}%, interval-mean {:.3}%, instant {:.3}%",
+            widest[0] * 100.0,
+            widest[1] * 100.0,
+            widest[2] * 100.0
+        );
+        if *name == "ramp" {
+            // Smooth power: the readings pin the energy down; the bound is near zero width.
+            assert!(
+                widest.iter().all(|&w| w < 0.003),
+                "ramp bounds too wide: {widest:?}"
+            );
+        }
+        if *name == "steps" {
+            // A step between two readings is genuinely unknown: the bound says so.
+            assert!(
+                widest.iter().all(|&w| w > 0.005),
+                "a step must widen the bound: {widest:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_instant_gauge_cannot_bound_spikes_it_never_saw() {
+    // The limit the README states: 6.5 ms pulses between 50 ms readings are invisible to an
+    // instant gauge, so its bound misses them (a counter's does not: the test above).
+    let instant = ChannelKind::PowerGauge {
+        timing: GaugeTiming::Instant,
+        estimated: false,
+    };
+    let times = sample_times(0, 12.0);
+    let readings: Vec<(f64, f64)> = times.iter().map(|&t| (t, short_spikes(t))).collect();
+    let c = EnergyCurve::build(&instant, &readings);
+    let missed = windows()
+        .into_iter()
+        .filter(|w| {
+            let e = attribute(&[channel(&c, false)], &[*w], SplitRule::Equal).remove(0);
+            true_energy(&short_spikes, w.start, w.end) > e.gross_bound_j.unwrap()[1]
+        })
+        .count();
+    assert!(missed > 0, "unseen spikes cannot be inside a bound");
+}
+
+#[test]
+fn declared_accuracy_widens_the_bound_to_hold_a_miscalibrated_meter() {
+    // A meter that reads 4% high: without a declared accuracy its bound misses the truth, with
+    // its declared +-5% it holds it.
+    let p = |t: f64| 100.0 + 20.0 * (t * 1.7).sin();
+    let times = sample_times(7, 12.0);
+    let readings: Vec<(f64, f64)> = times.iter().map(|&t| (t, 1.04 * p(t))).collect();
+    let c = EnergyCurve::build(
+        &ChannelKind::PowerGauge {
+            timing: GaugeTiming::Instant,
+            estimated: false,
+        },
+        &readings,
+    );
+    let holds = |accuracy: ipw_sampler_sdk::Accuracy| {
+        let mut ch = channel(&c, false);
+        ch.accuracy = accuracy;
+        windows().into_iter().all(|w| {
+            let e = attribute(std::slice::from_ref(&ch), &[w], SplitRule::Equal).remove(0);
+            let [lo, hi] = e.gross_bound_j.unwrap();
+            let truth = true_energy(&p, w.start, w.end);
+            lo <= truth && truth <= hi
+        })
+    };
+    assert!(!holds(Default::default()));
+    assert!(holds(ipw_sampler_sdk::Accuracy::relative(0.05)));
+}
+
+#[test]
+fn shaping_a_counter_with_instant_power_removes_most_of_the_edge_bias() {
+    // The NVML case: a counter read at jittered 20 Hz, never at a window's edge, with the
+    // instant power read beside it. Each query draws 150 W against 50 W around it, so both edge
+    // intervals straddle a step. Spread evenly, an edge interval gives the query its mean power
+    // (biased low); shaped by the instant readings, far less.
+    let ws: Vec<QueryWindow> = (0..40)
+        .map(|k| {
+            let s = 0.3 + k as f64 * 0.9;
+            window(s, s + 0.4 + 0.013 * (k % 7) as f64)
+        })
+        .collect();
+    let inside = ws.clone();
+    let p = move |t: f64| {
+        if inside.iter().any(|w| t >= w.start && t < w.end) {
+            150.0
+        } else {
+            50.0
+        }
+    };
+    let kind = ChannelKind::EnergyCounter {
+        resolution_j: 1e-3,
+        wrap_j: None,
+    };
+    let instant = ChannelKind::PowerGauge {
+        timing: GaugeTiming::Instant,
+        estimated: false,
+    };
+    let (mut plain_bias, mut shaped_bias) = (0.0, 0.0);
+    for seed in 0..3 {
+        let times = sample_times(seed, 37.0);
+        let plain = EnergyCurve::build(&kind, &counter_readings(&p, &times, 1e-3));
+        let mut shaped = plain.clone();
+        let power: Vec<(f64, f64)> = times.iter().map(|&t| (t, p(t))).collect();
+        shaped.shape_with(EnergyCurve::build(&instant, &power));
+        for (curve, bias) in [(&plain, &mut plain_bias), (&shaped, &mut shaped_bias)] {
+            let mut ch = channel(curve, false);
+            ch.edge_reads = false;
+            for (w, e) in ws.iter().zip(attribute(&[ch], &ws, SplitRule::Equal)) {
+                let truth = true_energy(&p, w.start, w.end);
+                let got = e.gross_j.unwrap();
+                let [lo, hi] = e.gross_bound_j.unwrap();
+                assert!(
+                    lo <= truth + 1e-9 && truth <= hi + 1e-9,
+                    "{truth} outside [{lo}, {hi}]"
+                );
+                *bias += (got - truth) / truth / (3.0 * ws.len() as f64);
+            }
+        }
+    }
+    println!(
+        "mean bias: spread evenly {:.2}%, shaped {:.2}%",
+        plain_bias * 100.0,
+        shaped_bias * 100.0
+    );
+    assert!(
+        plain_bias < -0.01,
+        "even spreading is biased low: {plain_bias}"
+    );
+    assert!(
+        shaped_bias.abs() < 0.5 * plain_bias.abs(),
+        "shaping must remove most of it: {shaped_bias} vs {plain_bias}"
+    );
 }

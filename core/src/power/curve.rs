@@ -11,6 +11,28 @@
 //! - `interval-mean` gauges: the value is the mean power since the previous reading, a step.
 //!
 //! Non-finite readings are dropped and remembered as anomalies, never read as 0.
+//!
+//! **Bounds.** Beside the estimate, a curve says what its readings leave open: for any
+//! interval, [`EnergyCurve::bound_between`] gives the energy range `[low, high]` the readings
+//! allow under these rules, per segment between two readings:
+//! - energy known per segment (counters, `interval-mean`): a whole segment is exact (to the
+//!   counter's resolution); a part of one cut by a window edge holds between `floor x length`
+//!   and the segment's energy minus `floor x the rest`, where `floor` is the lowest power the
+//!   segment can have had: the least of its own and its neighbours' mean powers (less 1%),
+//!   and 0 when the segment's mean is a dip below both neighbours (something brief and low may
+//!   sit anywhere in it). A spike inside a segment is in its energy and may sit on either side
+//!   of the cut: the upper end allows it;
+//! - power known at readings (`instant`, and `averaged` once shifted): inside a segment the
+//!   power lies between the two readings (widened where a reading is a local peak or trough,
+//!   by what the change of slope there allows) and within the chord +- the change of slope at
+//!   either end x the segment's length, so a straight ramp has a zero-width bound and a step
+//!   between two readings is bounded by the readings on either side. A spike that falls
+//!   between two instant readings is invisible to them: no bound can contain it.
+//!
+//! A counter can be **shaped** by an instant-power channel read beside it: the energy of a
+//! segment is then spread inside it in proportion to the instant power, not evenly, which
+//! removes most of the bias when a window's edge falls on a step. The estimate stays inside
+//! the bound.
 
 use ipw_sampler_sdk::{ChannelKind, GaugeTiming};
 
@@ -34,6 +56,16 @@ impl Anomaly {
     }
 }
 
+/// What the readings leave open inside one segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Band {
+    /// The segment's energy is known; power inside was at least `floor` watts.
+    Known { floor: f64 },
+    /// Power is known at both ends; inside it was within the chord +- `w` and within
+    /// `[lo, hi]` watts.
+    Knots { w: f64, lo: f64, hi: f64 },
+}
+
 /// Piecewise energy: at knot i, cumulative energy `e[i]`; inside segment i the power goes
 /// linearly from `p0[i]` to `p1[i]`.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +74,12 @@ pub struct EnergyCurve {
     e: Vec<f64>,
     p0: Vec<f64>,
     p1: Vec<f64>,
+    /// Per segment: what the readings leave open.
+    bands: Vec<Band>,
+    /// A counter's resolution, joules: each cumulative value is this uncertain.
+    resolution: f64,
+    /// An instant-power curve that spreads each known segment's energy inside it.
+    shape: Option<Box<EnergyCurve>>,
     /// Anomalies met while building the curve.
     pub anomalies: Vec<Anomaly>,
 }
@@ -85,7 +123,27 @@ impl EnergyCurve {
             ChannelKind::Telemetry { .. } => EnergyCurve::default(),
         };
         c.anomalies = anomalies;
+        if let ChannelKind::EnergyCounter { resolution_j, .. } = *kind {
+            c.resolution = resolution_j.max(0.0);
+        }
+        c.bands = match *kind {
+            ChannelKind::EnergyCounter { .. }
+            | ChannelKind::PowerGauge {
+                timing: GaugeTiming::IntervalMean,
+                ..
+            } => known_bands(&c.t, &c.e),
+            _ => knot_bands(&c.t, &c.p0, &c.p1),
+        };
         c
+    }
+
+    /// Spread each segment's energy inside it in proportion to `power` (an instant-power
+    /// curve read beside this counter), where `power` covers the segment and is positive.
+    /// Only curves whose segment energy is known can be shaped; others are left as they are.
+    pub fn shape_with(&mut self, power: EnergyCurve) {
+        if self.bands.iter().all(|b| matches!(b, Band::Known { .. })) && !self.bands.is_empty() {
+            self.shape = Some(Box::new(power));
+        }
     }
 
     /// The time span the curve covers, if any.
@@ -113,8 +171,87 @@ impl EnergyCurve {
         }
         let dt = self.t[i + 1] - self.t[i];
         let tau = at - self.t[i];
+        if let (Some(shape), Band::Known { floor }) = (&self.shape, self.bands[i]) {
+            if let Some(part) = shaped_part(
+                shape,
+                self.t[i],
+                self.t[i + 1],
+                self.e[i + 1] - self.e[i],
+                at,
+            ) {
+                // Kept inside what the counter allows: the gauge may disagree with it.
+                let whole = self.e[i + 1] - self.e[i];
+                let lo = floor * tau;
+                let hi = (whole - floor * (dt - tau)).max(lo);
+                return Some(self.e[i] + part.clamp(lo, hi));
+            }
+        }
         let (a, b) = (self.p0[i], self.p1[i]);
         Some(self.e[i] + a * tau + (b - a) * tau * tau / (2.0 * dt))
+    }
+
+    /// The range `[low, high]` of energy between two instants that the readings allow (see the
+    /// module docs), if both are covered.
+    pub fn bound_between(&self, from: f64, to: f64) -> Option<(f64, f64)> {
+        let (first, last) = self.span()?;
+        if from < first || to > last || to < from {
+            return None;
+        }
+        let start = match self.t.partition_point(|&x| x <= from) {
+            0 => 0,
+            n => n - 1,
+        };
+        let (mut low, mut high) = (0.0, 0.0);
+        for i in start..self.bands.len() {
+            let (t0, t1) = (self.t[i], self.t[i + 1]);
+            if t0 >= to {
+                break;
+            }
+            let (a, b) = (from.max(t0) - t0, to.min(t1) - t0);
+            if b <= a {
+                continue;
+            }
+            let h = t1 - t0;
+            let (lo, hi) = match self.bands[i] {
+                Band::Known { floor } => {
+                    let whole = self.e[i + 1] - self.e[i];
+                    if b - a >= h {
+                        (whole, whole)
+                    } else {
+                        let lo = floor * (b - a);
+                        (lo, (whole - floor * (h - (b - a))).max(lo))
+                    }
+                }
+                Band::Knots { w, lo, hi } => {
+                    let (p0, p1) = (self.p0[i], self.p1[i]);
+                    let chord = |x: f64| p0 + (p1 - p0) * x / h;
+                    let (ca, cb) = (chord(a), chord(b));
+                    (
+                        integral_max(ca - w, cb - w, b - a, lo.max(0.0)),
+                        -integral_max(-(ca + w), -(cb + w), b - a, -hi),
+                    )
+                }
+            };
+            low += lo;
+            high += hi;
+        }
+        // Each end reading of a counter is uncertain by its resolution.
+        Some((
+            (low - 2.0 * self.resolution).max(0.0),
+            high + 2.0 * self.resolution,
+        ))
+    }
+
+    /// Power at `at` (knot curves: the line between readings; known-energy curves: the
+    /// segment's mean), if covered.
+    pub fn power_at(&self, at: f64) -> Option<f64> {
+        let (first, last) = self.span()?;
+        if at < first || at > last || self.p0.is_empty() {
+            return None;
+        }
+        let i = self.t.partition_point(|&x| x <= at).clamp(1, self.p0.len()) - 1;
+        let f = (at - self.t[i]) / (self.t[i + 1] - self.t[i]);
+        Some(self.p0[i] + (self.p1[i] - self.p0[i]) * f.clamp(0.0, 1.0))
     }
 
     /// Energy between two instants, if both are covered.
@@ -140,6 +277,116 @@ impl EnergyCurve {
         self.t.push(t);
         self.e.push(e);
     }
+}
+
+/// The part of a counter segment `[t0, t1]` holding `whole` joules that falls in `[t0, at]`,
+/// shaped by the instant power `shape` read at both ends. When the segment's mean power lies
+/// between the two readings, the power is taken to step from one to the other at the one
+/// instant that gives the segment its energy (a query starting or ending: exact for a step, and
+/// off by at most 1/8 of the change for a ramp, which inside one interval is small). Otherwise
+/// (a spike, or a flat segment) the energy is spread in proportion to the instant power.
+fn shaped_part(shape: &EnergyCurve, t0: f64, t1: f64, whole: f64, at: f64) -> Option<f64> {
+    let (pa, pb) = (shape.power_at(t0)?, shape.power_at(t1)?);
+    let (h, tau) = (t1 - t0, at - t0);
+    let mean = whole / h;
+    let (lo, hi) = (pa.min(pb), pa.max(pb));
+    if hi - lo > 1e-9 * hi.abs() && mean > lo && mean < hi {
+        // pa x theta + pb x (h - theta) = whole
+        let theta = (pb * h - whole) / (pb - pa);
+        return Some(if tau <= theta {
+            pa * tau
+        } else {
+            pa * theta + pb * (tau - theta)
+        });
+    }
+    let all = shape.between(t0, t1)?;
+    let part = shape.between(t0, at)?;
+    (all > 0.0 && part >= 0.0).then(|| whole * part / all)
+}
+
+/// The integral over `[0, len]` of max(`c`, the line from `la` to `lb`).
+fn integral_max(la: f64, lb: f64, len: f64, c: f64) -> f64 {
+    if la >= c && lb >= c {
+        return (la + lb) / 2.0 * len;
+    }
+    if la <= c && lb <= c {
+        return c * len;
+    }
+    // The line crosses c at x: above c on one side of it.
+    let x = (c - la) / (lb - la) * len;
+    if la > c {
+        (la + c) / 2.0 * x + c * (len - x)
+    } else {
+        c * x + (c + lb) / 2.0 * (len - x)
+    }
+}
+
+/// A segment mean below both neighbours by more than this share is a dip: something brief and
+/// low may sit anywhere in it. Smoother troughs (a wave sampled 20x per period dips ~1%) are not.
+const DIP_SHARE: f64 = 0.02;
+
+/// Floors for segments whose energy is known (see the module docs).
+fn known_bands(t: &[f64], e: &[f64]) -> Vec<Band> {
+    let n = t.len().saturating_sub(1);
+    let mean = |i: usize| (e[i + 1] - e[i]) / (t[i + 1] - t[i]);
+    (0..n)
+        .map(|i| {
+            let floor = if i == 0 || i + 1 == n {
+                // A neighbour missing: nothing says how low the power went.
+                0.0
+            } else {
+                let (p, around) = (mean(i), mean(i - 1).min(mean(i + 1)));
+                if p >= around {
+                    around - 0.005 * p.abs()
+                } else if around - p > DIP_SHARE * p.abs() {
+                    0.0
+                } else {
+                    p - 3.0 * (around - p) - 0.005 * p.abs()
+                }
+            };
+            Band::Known {
+                floor: floor.max(0.0),
+            }
+        })
+        .collect()
+}
+
+/// Bands for segments whose power is known at the knots (see the module docs).
+fn knot_bands(t: &[f64], p0: &[f64], p1: &[f64]) -> Vec<Band> {
+    let n = p0.len();
+    let slope = |i: usize| (p1[i] - p0[i]) / (t[i + 1] - t[i]);
+    // Change of slope at knot k, and whether k is a peak or trough. At the ends of the data a
+    // knot's other side is unknown: as bent as its one segment, and possibly an extremum.
+    let bend = |k: usize| -> (f64, bool) {
+        match (k.checked_sub(1), (k < n).then_some(k)) {
+            (Some(a), Some(b)) => {
+                let (sa, sb) = (slope(a), slope(b));
+                ((sb - sa).abs(), sa * sb < 0.0)
+            }
+            (Some(a), None) => (slope(a).abs(), true),
+            (None, Some(b)) => (slope(b).abs(), true),
+            (None, None) => (0.0, false),
+        }
+    };
+    (0..n)
+        .map(|i| {
+            let h = t[i + 1] - t[i];
+            let (ka, xa) = bend(i);
+            let (kb, xb) = bend(i + 1);
+            // Past a peak or trough the power can run on beyond the reading; a smooth curve by
+            // at most (change of slope) x h / 8: h / 2 leaves room for uneven spacing.
+            let over = [(ka, xa), (kb, xb)]
+                .iter()
+                .filter(|(_, x)| *x)
+                .map(|(k, _)| k * h / 2.0)
+                .fold(0.0, f64::max);
+            Band::Knots {
+                w: ka.max(kb) * h,
+                lo: p0[i].min(p1[i]) - over,
+                hi: p0[i].max(p1[i]) + over,
+            }
+        })
+        .collect()
 }
 
 fn counter(
@@ -304,5 +551,31 @@ mod tests {
         let c = EnergyCurve::build(&counter_kind(Some(1000.0)), &pts);
         assert_eq!(c.anomalies, vec![Anomaly::Reset(3.0)]);
         assert!((c.between(0.0, 4.0).unwrap() - 35.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_brief_dip_inside_a_counter_interval_opens_the_floor() {
+        // 120 W with a 1.5 ms drop to 0 W just after 0.05 s: the counter sees only a 3% lower
+        // mean for [0.05, 0.10]. A window edge at 0.055 puts the dip in a 5 ms piece; its energy
+        // (0.42 J) is below what the neighbours' power would give it (0.6 J).
+        let e = |t: f64| {
+            120.0 * t
+                - if t > 0.0505 {
+                    120.0 * (t.min(0.052) - 0.0505)
+                } else {
+                    0.0
+                }
+        };
+        let pts: Vec<(f64, f64)> = [0.0, 0.05, 0.10, 0.15, 0.20]
+            .iter()
+            .map(|&t| (t, e(t)))
+            .collect();
+        let c = EnergyCurve::build(&counter_kind(None), &pts);
+        let truth = e(0.055) - e(0.05);
+        let (lo, hi) = c.bound_between(0.05, 0.055).unwrap();
+        assert!(lo <= truth && truth <= hi, "{truth} outside [{lo}, {hi}]");
+        // A whole interval is exact, to the resolution.
+        let (lo, hi) = c.bound_between(0.05, 0.10).unwrap();
+        assert!((lo - (e(0.10) - e(0.05))).abs() < 1e-5 && hi - lo < 1e-5);
     }
 }

@@ -2,7 +2,7 @@
 //! measure the idle baseline, read at window edges, and afterwards attribute energy to every
 //! record of the run from what is on disk (`power.jsonl` + manifest).
 
-use super::attribution::{attribute, idle_power, ChannelInput, QueryWindow, SplitRule};
+use super::attribution::{attribute, idle_bound, idle_power, ChannelInput, QueryWindow, SplitRule};
 use super::curve::EnergyCurve;
 use super::loader::{find, SamplerError, SamplerLibrary};
 use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder};
@@ -291,13 +291,20 @@ pub fn attribute_records(
                     continue;
                 }
                 let name = format!("{}/{}", info.name, ch.name);
-                let curve = EnergyCurve::build(
-                    &ch.kind,
-                    readings
-                        .get(&(s, name.as_str()))
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]),
-                );
+                let of = |name: &str| -> Vec<(f64, f64)> {
+                    readings.get(&(s, name)).cloned().unwrap_or_default()
+                };
+                let mut curve = EnergyCurve::build(&ch.kind, &of(&name));
+                if let Some(power) = &ch.shaped_by {
+                    let instant = ChannelKind::PowerGauge {
+                        timing: ipw_sampler_sdk::GaugeTiming::Instant,
+                        estimated: false,
+                    };
+                    curve.shape_with(EnergyCurve::build(
+                        &instant,
+                        &of(&format!("{}/{power}", info.name)),
+                    ));
+                }
                 let estimated = matches!(
                     ch.kind,
                     ChannelKind::PowerGauge {
@@ -312,6 +319,7 @@ pub fn attribute_records(
                     info.interval_s,
                     estimated,
                     info.edge_reads,
+                    ch.accuracy,
                 ));
             }
         }
@@ -319,7 +327,7 @@ pub fn attribute_records(
         let inputs: Vec<ChannelInput> = curves
             .iter()
             .map(
-                |(name, curve, period, interval, estimated, edge_reads)| ChannelInput {
+                |(name, curve, period, interval, estimated, edge_reads, accuracy)| ChannelInput {
                     name: name.clone(),
                     curve,
                     update_period_s: *period,
@@ -328,8 +336,12 @@ pub fn attribute_records(
                     idle_w: sp
                         .baseline
                         .and_then(|b| idle_power(curve, b.from_s, b.to_s)),
+                    idle_bound_w: sp
+                        .baseline
+                        .and_then(|b| idle_bound(curve, b.from_s, b.to_s, *accuracy)),
                     errors: errors.get(&(s, name.as_str())).unwrap_or(&empty),
                     edge_reads: *edge_reads,
+                    accuracy: *accuracy,
                 },
             )
             .collect();
@@ -346,10 +358,36 @@ pub fn attribute_records(
                 }
             })
             .collect();
+        // Other processes on a measured device (e.g. NVML's process list): each count covers
+        // the span up to the next one, a period of its channel.
+        let mut device_processes: Vec<(Vec<(f64, f64)>, f64)> = Vec::new();
+        for info in sp.samplers {
+            for ch in &info.channels {
+                if let ChannelKind::Telemetry { unit } = &ch.kind {
+                    let name = format!("{}/{}", info.name, ch.name);
+                    if unit == ipw_sampler_sdk::OTHER_PROCESSES_UNIT {
+                        if let Some(r) = readings.get(&(s, name.as_str())) {
+                            device_processes
+                                .push((r.clone(), ch.update_period_s.max(info.interval_s)));
+                        }
+                    }
+                }
+            }
+        }
+        let others_on_device = |from: f64, to: f64| {
+            device_processes.iter().any(|(r, period)| {
+                r.iter()
+                    .any(|&(t, n)| n > 0.0 && t + period >= from && t - period <= to)
+            })
+        };
         let busy_baseline = sp
             .baseline
             .and_then(|b| b.other_cpu_cores)
-            .is_some_and(|c| c > crate::load::BUSY_CORES);
+            .is_some_and(|c| c > crate::load::BUSY_CORES)
+            || (sp.flag_other_load
+                && sp
+                    .baseline
+                    .is_some_and(|b| others_on_device(b.from_s, b.to_s)));
         let load = readings
             .get(&(s, crate::load::CHANNEL))
             .map(Vec::as_slice)
@@ -363,6 +401,9 @@ pub fn attribute_records(
                 });
             if loaded {
                 e.flags.push(Flag::OtherLoad);
+            }
+            if sp.flag_other_load && others_on_device(w.start_s, w.end_s) {
+                e.flags.push(Flag::SharedDevice);
             }
             if busy_baseline {
                 e.flags.push(Flag::BusyBaseline);

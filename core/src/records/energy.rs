@@ -31,6 +31,9 @@ pub enum Flag {
     /// Other processes kept the machine busy during the window (embedded backend only: a
     /// model server on the same machine is itself "other" load).
     OtherLoad,
+    /// Another process used a measured device during the window (e.g. a CUDA process on the
+    /// GPU that NVML lists), with the model inside ipw: the meter measured both.
+    SharedDevice,
     /// The idle baseline was not idle: other processes were busy during it, or its power is
     /// within 10% of the window's, so net energy is understated.
     BusyBaseline,
@@ -45,6 +48,14 @@ pub struct ChannelEnergy {
     pub net_j: Option<f64>,
     /// Idle power used for net, watts.
     pub idle_w: Option<f64>,
+    /// `[low, high]`: the range of gross energy the readings allow, widened by the channel's
+    /// declared accuracy (see "Uncertainty" in the README). `null` in runs attributed before
+    /// bounds existed (`ipw attribute` adds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gross_bound_j: Option<[f64; 2]>,
+    /// `[low, high]` of net energy: the gross bound less the idle bound, worst case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_bound_j: Option<[f64; 2]>,
     /// Quality flags.
     pub flags: Vec<Flag>,
 }
@@ -56,6 +67,13 @@ pub struct QueryEnergy {
     pub gross_j: Option<f64>,
     /// Sum of channel net energies; `null` if any is unavailable.
     pub net_j: Option<f64>,
+    /// `[low, high]` of `gross_j`: the sum of the channels' bounds (each channel is a separate
+    /// instrument, so their worst cases add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gross_bound_j: Option<[f64; 2]>,
+    /// `[low, high]` of `net_j`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_bound_j: Option<[f64; 2]>,
     /// Gross energy over the window length, watts.
     pub mean_power_w: Option<f64>,
     /// Net (else gross) joules per generated token.

@@ -29,6 +29,12 @@ pub use serde_json;
 /// The C symbol every sampler library exports; it returns a pointer to an [`abi::SamplerApiV1`].
 pub const ENTRY_SYMBOL: &str = "ipw_sampler_api";
 
+/// The unit of a telemetry channel that counts processes other than the host using the
+/// channel's device (e.g. other CUDA processes on a GPU). Where the model runs inside the host,
+/// the host treats any count above 0 as competing load: records measured beside it are flagged
+/// `other_load`, a baseline taken beside it `busy_baseline`.
+pub const OTHER_PROCESSES_UNIT: &str = "other-processes";
+
 /// The version of this SDK, stamped into every plugin built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -3,7 +3,9 @@
 //! Per selected GPU: `gpuN` is the board's total-energy counter (millijoules since driver load,
 //! the figure energy is computed from), and telemetry for timelines and context:
 //! `gpuN-power` (the instant-power field, not `power_usage`, which is a 1 s average on recent
-//! GPUs), `gpuN-temp`, `gpuN-mem-used`, `gpuN-sm-clock`, `gpuN-power-limit`.
+//! GPUs), `gpuN-temp`, `gpuN-mem-used`, `gpuN-sm-clock`, `gpuN-power-limit`, and
+//! `gpuN-other-processes`: compute processes on the GPU other than ipw's own (queried at most
+//! once a second), which the host reads as competing load.
 //!
 //! Settings: `gpus` (indexes or UUIDs; default: every GPU visible to CUDA, honouring
 //! `CUDA_VISIBLE_DEVICES` by index or UUID), `lib_path` (default: the driver's
@@ -22,7 +24,10 @@ use serde::Deserialize;
 /// `NVML_FI_DEV_POWER_INSTANT`.
 const FIELD_POWER_INSTANT: u32 = 186;
 /// Channels per GPU, in this order.
-const PER_GPU: usize = 6;
+const PER_GPU: usize = 7;
+
+/// Process lists cost a driver call each: at most one per GPU per this many seconds.
+const PROCESS_QUERY_PERIOD_S: f64 = 1.0;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +42,8 @@ struct NvmlSampler {
     // Devices borrow the Nvml handle; keep indexes and look devices up per read (cheap).
     nvml: Nvml,
     gpus: Vec<(u32, String)>,
+    /// When each GPU's process list was last queried.
+    processes_read_at: Vec<f64>,
 }
 
 fn select(nvml: &Nvml, wanted: Option<Vec<String>>) -> Result<Vec<(u32, String)>, String> {
@@ -153,7 +160,12 @@ impl Sampler for NvmlSampler {
         if gpus.is_empty() {
             return Err("nvml: no GPUs selected".into());
         }
-        Ok(Self { nvml, gpus })
+        let processes_read_at = vec![f64::NEG_INFINITY; gpus.len()];
+        Ok(Self {
+            nvml,
+            gpus,
+            processes_read_at,
+        })
     }
 
     fn channels(&self) -> Vec<Channel> {
@@ -190,6 +202,12 @@ impl Sampler for NvmlSampler {
             out.push(ch("-mem-used", Domain::Telemetry, telemetry("bytes"), 0.1));
             out.push(ch("-sm-clock", Domain::Telemetry, telemetry("MHz"), 0.1));
             out.push(ch("-power-limit", Domain::Telemetry, telemetry("W"), 1.0));
+            out.push(ch(
+                "-other-processes",
+                Domain::Telemetry,
+                telemetry(ipw_sampler_sdk::OTHER_PROCESSES_UNIT),
+                PROCESS_QUERY_PERIOD_S,
+            ));
         }
         out
     }
@@ -240,6 +258,18 @@ impl Sampler for NvmlSampler {
             push(3, d.memory_info().ok().map(|m| m.used as f64));
             push(4, d.clock_info(Clock::SM).ok().map(f64::from));
             push(5, d.enforced_power_limit().ok().map(|mw| mw as f64 * 1e-3));
+            if t - self.processes_read_at[g] >= PROCESS_QUERY_PERIOD_S {
+                self.processes_read_at[g] = t;
+                let me = std::process::id();
+                // Not supported (some boards, containers without the PID namespace): left
+                // out, never read as "no other process".
+                push(
+                    6,
+                    d.running_compute_processes()
+                        .ok()
+                        .map(|ps| ps.iter().filter(|p| p.pid != me).count() as f64),
+                );
+            }
         }
         Ok(())
     }
