@@ -100,6 +100,7 @@ fn build_wasm_guests(root: &Path) {
         "sdk/guest/Cargo.toml",
         "plugins/graders",
         "tests/fixtures/graders",
+        "tests/fixtures/routers",
     ] {
         println!("cargo:rerun-if-changed=../{watched}");
     }
@@ -109,15 +110,24 @@ fn build_wasm_guests(root: &Path) {
             "builtin_graders.rs",
             "BUILTIN_GRADERS",
             true,
+            "ipw_grader_",
         ),
         (
             "tests/fixtures/graders/Cargo.toml",
             "fixture_graders.rs",
             "FIXTURE_GRADERS",
             false,
+            "ipw_fixture_grader_",
+        ),
+        (
+            "tests/fixtures/routers/Cargo.toml",
+            "fixture_routers.rs",
+            "FIXTURE_ROUTERS",
+            false,
+            "ipw_fixture_router_",
         ),
     ];
-    for (manifest, generated, constant, embed) in builds {
+    for (manifest, generated, constant, embed, prefix) in builds {
         let manifest = root.join(manifest);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = Command::new(cargo)
@@ -152,12 +162,8 @@ fn build_wasm_guests(root: &Path) {
             .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
             .filter_map(|p| {
                 let stem = p.file_stem()?.to_string_lossy().into_owned();
-                let name = stem
-                    .strip_prefix("ipw_grader_")
-                    .or_else(|| stem.strip_prefix("ipw_fixture_grader_"))
-                    .map(|n| n.replace('_', "-"))?;
-                let is_fixture = stem.starts_with("ipw_fixture_grader_");
-                (is_fixture != embed).then_some((name, p))
+                let name = stem.strip_prefix(prefix)?.replace('_', "-");
+                Some((name, p))
             })
             .collect();
         entries.sort();
@@ -175,7 +181,7 @@ fn build_wasm_guests(root: &Path) {
                 .unwrap();
             }
         } else {
-            writeln!(code, "/// (name, component path) of every test fixture grader.\npub static {constant}: &[(&str, &str)] = &[").unwrap();
+            writeln!(code, "/// (name, component path) of every test fixture.\npub static {constant}: &[(&str, &str)] = &[").unwrap();
             for (name, path) in &entries {
                 writeln!(code, "    ({name:?}, {:?}),", path.display().to_string()).unwrap();
             }

@@ -20,6 +20,7 @@ pub mod plugins;
 pub mod power;
 pub mod records;
 pub mod rng;
+pub mod routing;
 pub mod run;
 
 /// The version of ipw that produced a run, stamped into every manifest.

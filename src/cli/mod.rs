@@ -7,6 +7,7 @@ mod grade;
 mod list;
 mod profile;
 mod progress;
+mod route;
 mod table;
 mod validate;
 
@@ -63,6 +64,38 @@ enum Command {
         /// Grader parameters as a JSON object, e.g. '{"rel_tol": 0.01}'.
         #[arg(long)]
         params: Option<String>,
+    },
+    /// Route queries between models: join runs of several models on query id and report, per
+    /// router, accuracy kept and energy, compute and cost saved against the reference model.
+    Route {
+        /// Run directories (one model each) or experiment directories (every model in them).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The model every saving is measured against (e.g. the large or cloud model).
+        #[arg(long)]
+        reference: String,
+        /// A router (repeatable): always:<model>, random[:<share>], oracle[:energy|compute|cost],
+        /// p-accurate:<p>[:reference|random], threshold:prompt_tokens|prompt_chars:<n>:<model>,
+        /// cascade:<model>[:<min score>]. Default: oracle, p-accurate:0.8, random:0.5.
+        #[arg(long = "router", value_name = "SPEC")]
+        routers: Vec<String>,
+        /// What the oracle minimises: energy, compute or cost.
+        #[arg(long, default_value = "energy")]
+        by: String,
+        /// The weak model for APGR/CPT (default: the least accurate); the strong one is the
+        /// reference.
+        #[arg(long)]
+        weak: Option<String>,
+        /// A TOML file of model metadata overriding the runs' own: `[models.NAME]` tables with
+        /// the fields of `[models.meta]` (params_b, price_in_per_mtok, energy_model, ...).
+        #[arg(long, value_name = "FILE")]
+        meta: Option<PathBuf>,
+        /// Seed for random routers and intervals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where route.json and route.csv go (default: the first run's `analysis/`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Recompute every record's energy from the run's power log and manifest (after a crash,
     /// or after an ipw upgrade that fixes attribution) and refresh summary.json.
@@ -140,6 +173,25 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             trace,
             trace_config,
         } => attribute::run(&run_dir, trace, trace_config),
+        Command::Route {
+            runs,
+            reference,
+            routers,
+            by,
+            weak,
+            meta,
+            seed,
+            out,
+        } => route::run(route::Args {
+            runs,
+            reference,
+            routers,
+            by,
+            weak,
+            meta,
+            seed,
+            out,
+        }),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
         Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),

@@ -1,8 +1,8 @@
 //! Analysis of records on disk. Reads records only, never a live run, so a run can be
 //! re-analysed at any time.
 
-mod quality;
-mod stats;
+pub(crate) mod quality;
+pub(crate) mod stats;
 mod summary;
 
 pub use quality::{quality_summary, Estimate, Quality, QualitySummary};

@@ -335,6 +335,55 @@ pub struct ModelConfig {
     /// HTTP: first backoff in seconds, doubled per retry (a Retry-After header wins). Default 0.5.
     #[serde(default)]
     pub retry_backoff_s: Option<f64>,
+    /// What the model is, for routing and the study (size, price, accelerator, release date,
+    /// a declared energy model); not part of what a run measures, so `--resume` ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<ModelMeta>,
+}
+
+/// `[models.meta]`: facts about a model that measurements cannot give.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMeta {
+    /// Total parameters, billions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_b: Option<f64>,
+    /// Parameters active per token, billions (mixture-of-experts); default `params_b`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_params_b: Option<f64>,
+    /// US dollars per million prompt tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_in_per_mtok: Option<f64>,
+    /// US dollars per million generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_out_per_mtok: Option<f64>,
+    /// Where it ran, e.g. `H100-SXM`, `M4 Max`, `laptop CPU`; default: from the run's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// Release date, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_date: Option<String>,
+    /// For a model whose energy cannot be measured (a cloud API): joules per token, declared.
+    /// Every figure built on it is labelled estimated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_model: Option<EnergyModel>,
+}
+
+impl ModelMeta {
+    /// Active parameters, billions: `active_params_b`, else `params_b`.
+    pub fn active_params_b(&self) -> Option<f64> {
+        self.active_params_b.or(self.params_b)
+    }
+}
+
+/// A declared energy model: joules per prompt token and per generated token.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyModel {
+    /// Joules per prompt token.
+    pub j_per_input_token: f64,
+    /// Joules per generated token.
+    pub j_per_output_token: f64,
 }
 
 impl ModelConfig {

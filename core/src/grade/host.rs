@@ -136,8 +136,9 @@ pub type JudgeFn = Arc<dyn Fn(String) -> JudgeFuture + Send + Sync>;
 
 /// Why a store refused to grow: carried as the trap's error so the record names the budget.
 #[derive(Debug, thiserror::Error)]
-#[error("grader exceeded its {mib} MiB memory budget ({what} would bring memories and tables to {wanted} bytes)")]
+#[error("{kind} exceeded its {mib} MiB memory budget ({what} would bring memories and tables to {wanted} bytes)")]
 struct MemoryBudgetExceeded {
+    kind: &'static str,
     mib: u64,
     what: &'static str,
     wanted: usize,
@@ -149,15 +150,17 @@ struct MemoryBudgetExceeded {
 /// allowed (past a declared maximum) stays counted: that errs towards refusing, and only the
 /// guest that asked for it pays.
 struct MemoryBudget {
+    kind: &'static str,
     mib: u64,
     limit: usize,
     used: usize,
 }
 
 impl MemoryBudget {
-    fn new(mib: u64) -> Self {
+    fn new(kind: &'static str, mib: u64) -> Self {
         let limit = usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         Self {
+            kind,
             mib,
             limit,
             used: 0,
@@ -171,6 +174,7 @@ impl MemoryBudget {
             // `memory.grow`, and the record would then show whatever it did next (usually
             // an abort that says nothing about memory).
             return Err(MemoryBudgetExceeded {
+                kind: self.kind,
                 mib: self.mib,
                 what,
                 wanted,
@@ -224,12 +228,13 @@ enum JudgeCapExceeded {
     PromptBytes(u64),
 }
 
-/// State of one grader call's store.
-struct CallState {
+/// State of one plugin call's store (a grader's or a router's).
+pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     budget: MemoryBudget,
-    grader: String,
+    /// The plugin's id, for its log lines.
+    pub(crate) grader: String,
     judge: Option<JudgeFn>,
     limits: GraderLimits,
     deadline: Arc<Deadline>,
@@ -428,7 +433,7 @@ impl Drop for PauseGuard {
 
 /// What every host of a process shares: one engine, one epoch ticker and one small runtime.
 #[derive(Clone)]
-struct Shared {
+pub(crate) struct Shared {
     engine: Engine,
     ticker: Arc<EpochTicker>,
     runtime: tokio::runtime::Handle,
@@ -693,18 +698,12 @@ impl GraderHost {
         limits: GraderLimits,
         judge: Option<JudgeFn>,
     ) -> Result<WasmGrader, GraderError> {
-        let source: [u8; 32] = Sha256::digest(bytes).into();
-        let sha256 = crate::dataset::hex(&source);
-        let (component, cached) = self.component(id, bytes, &source, &sha256)?;
+        let (component, sha256, cached) = self.compile(id, bytes)?;
         let load_err = |message: String| GraderError::Load {
             id: id.into(),
             message,
         };
-        let mut linker: Linker<CallState> = Linker::new(&self.shared.engine);
-        // WASI with nothing in it: no preopened directories, no environment, no arguments,
-        // no network; rust's std needs the interfaces to exist, not to do anything. The async
-        // flavour, so a blocking call (a sleep, a poll) is a future the deadline can drop.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_err(e.to_string()))?;
+        let mut linker = self.wasi_linker(id)?;
         bindings::Grader::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(|e| load_err(e.to_string()))?;
         let pre = linker
@@ -716,11 +715,52 @@ impl GraderHost {
             id: id.into(),
             sha256,
             pre,
+            sandbox: self.sandbox("grader", id, limits, judge),
+            from_cache: cached,
+        })
+    }
+
+    /// Compile component bytes (or take them from the verified cache): the component, its
+    /// sha256 and whether it came from the cache.
+    pub(crate) fn compile(
+        &self,
+        id: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, String, bool), GraderError> {
+        let source: [u8; 32] = Sha256::digest(bytes).into();
+        let sha256 = crate::dataset::hex(&source);
+        let (component, cached) = self.component(id, bytes, &source, &sha256)?;
+        Ok((component, sha256, cached))
+    }
+
+    /// A linker holding WASI with nothing in it: no preopened directories, no environment, no
+    /// arguments, no network; rust's std needs the interfaces to exist, not to do anything.
+    /// The async flavour, so a blocking call (a sleep, a poll) is a future the deadline can
+    /// drop.
+    pub(crate) fn wasi_linker(&self, id: &str) -> Result<Linker<CallState>, GraderError> {
+        let mut linker: Linker<CallState> = Linker::new(&self.shared.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| GraderError::Load {
+            id: id.into(),
+            message: e.to_string(),
+        })?;
+        Ok(linker)
+    }
+
+    /// The sandbox a plugin's calls run in.
+    pub(crate) fn sandbox(
+        &self,
+        kind: &'static str,
+        id: &str,
+        limits: GraderLimits,
+        judge: Option<JudgeFn>,
+    ) -> Sandbox {
+        Sandbox {
+            kind,
+            id: id.into(),
             shared: self.shared.clone(),
             limits,
             judge,
-            from_cache: cached,
-        })
+        }
     }
 }
 
@@ -732,14 +772,24 @@ pub struct WasmGrader {
     /// sha256 of the component bytes.
     pub sha256: String,
     pre: bindings::GraderPre<CallState>,
-    shared: Shared,
-    limits: GraderLimits,
-    judge: Option<JudgeFn>,
+    sandbox: Sandbox,
     /// Whether the compiled component came from the disk cache.
     pub from_cache: bool,
 }
 
-impl WasmGrader {
+/// What every call of one plugin runs under: its engine, limits and (graders) judge. Graders
+/// and routers share it, so both get the same sandbox.
+#[derive(Clone)]
+pub(crate) struct Sandbox {
+    /// `grader` or `router`: how messages name the plugin.
+    pub(crate) kind: &'static str,
+    pub(crate) id: String,
+    pub(crate) shared: Shared,
+    pub(crate) limits: GraderLimits,
+    pub(crate) judge: Option<JudgeFn>,
+}
+
+impl Sandbox {
     /// A store for one call: its own WASI context (nothing in it), memory budget, fuel, judge
     /// caps and deadline.
     fn new_store(&self, deadline: Arc<Deadline>) -> Result<Store<CallState>, GraderError> {
@@ -752,7 +802,7 @@ impl WasmGrader {
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            budget: MemoryBudget::new(self.limits.memory_mib),
+            budget: MemoryBudget::new(self.kind, self.limits.memory_mib),
             grader: self.id.clone(),
             judge: self.judge.clone(),
             limits: self.limits,
@@ -764,7 +814,7 @@ impl WasmGrader {
         store.limiter(|s| &mut s.budget);
         store
             .set_fuel(self.limits.fuel)
-            .map_err(|e| GraderError::Call(describe_trap(&e, &self.limits)))?;
+            .map_err(|e| GraderError::Call(describe_trap(&e, &self.limits, self.kind)))?;
         // The epoch never ends a call; it makes running guest code hand control back every
         // tick so the deadline race in `run` is polled.
         store.set_epoch_deadline(1);
@@ -775,7 +825,7 @@ impl WasmGrader {
     /// Run `call` on a fresh store on this thread, racing it against the call's deadline.
     /// Losing the race drops the call, which cancels the guest wherever it is, a blocking
     /// WASI call included.
-    fn run<R>(
+    pub(crate) fn run<R>(
         &self,
         call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, GraderError> {
@@ -792,12 +842,21 @@ impl WasmGrader {
             }
         });
         match outcome {
-            Some(r) => r.map_err(|e| GraderError::Call(describe_trap(&e, &self.limits))),
+            Some(r) => r.map_err(|e| GraderError::Call(describe_trap(&e, &self.limits, self.kind))),
             None => Err(GraderError::Call(format!(
-                "grader exceeded its {} ms deadline",
-                self.limits.timeout_ms
+                "{} exceeded its {} ms deadline",
+                self.kind, self.limits.timeout_ms
             ))),
         }
+    }
+}
+
+impl WasmGrader {
+    fn run<R>(
+        &self,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, GraderError> {
+        self.sandbox.run(call)
     }
 
     /// Create a fresh instance and drop it without calling it: what every call pays before
@@ -846,7 +905,7 @@ impl WasmGrader {
     }
 }
 
-fn describe_trap(e: &wasmtime::Error, limits: &GraderLimits) -> String {
+fn describe_trap(e: &wasmtime::Error, limits: &GraderLimits, kind: &str) -> String {
     // The host's own refusals first, wherever wasmtime put them in the error's chain.
     for cause in e.chain() {
         if let Some(b) = cause.downcast_ref::<MemoryBudgetExceeded>() {
@@ -858,12 +917,12 @@ fn describe_trap(e: &wasmtime::Error, limits: &GraderLimits) -> String {
     }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => {
-            format!("grader ran out of fuel ({} units)", limits.fuel)
+            format!("{kind} ran out of fuel ({} units)", limits.fuel)
         }
         Some(wasmtime::Trap::Interrupt) => {
-            format!("grader exceeded its {} ms deadline", limits.timeout_ms)
+            format!("{kind} exceeded its {} ms deadline", limits.timeout_ms)
         }
-        Some(t) => format!("grader trapped: {t}"),
-        None => format!("grader failed: {e:#}"),
+        Some(t) => format!("{kind} trapped: {t}"),
+        None => format!("{kind} failed: {e:#}"),
     }
 }

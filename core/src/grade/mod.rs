@@ -30,4 +30,17 @@ pub mod test_support {
             .map(|(_, p)| *p);
         std::path::PathBuf::from(path.unwrap_or_else(|| panic!("no fixture grader `{name}`")))
     }
+
+    mod routers {
+        include!(concat!(env!("OUT_DIR"), "/fixture_routers.rs"));
+    }
+
+    /// The `.wasm` of fixture router `name` (`spin`, `membomb`, `sleep`, `stray`).
+    pub fn fixture_router(name: &str) -> std::path::PathBuf {
+        let path = routers::FIXTURE_ROUTERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p);
+        std::path::PathBuf::from(path.unwrap_or_else(|| panic!("no fixture router `{name}`")))
+    }
 }

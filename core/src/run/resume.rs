@@ -173,6 +173,8 @@ fn settings(experiment: &Value, model: &Value, graders: &[GraderInfo]) -> Value 
     // The file's identity is its hash (checked separately): moving it is not a change.
     if let Some(m) = model.as_object_mut() {
         m.remove("path");
+        // Facts about the model (price, size) are not part of what was measured.
+        m.remove("meta");
     }
     let field = |k: &str| experiment.get(k).cloned().unwrap_or(Value::Null);
     let concurrency = experiment

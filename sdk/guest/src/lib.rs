@@ -1,5 +1,7 @@
-//! The ipw guest SDK: what a grader author depends on to build a `.wasm` grader that anyone can
-//! share and nobody has to trust.
+//! The ipw guest SDK: what a grader or router author depends on to build a `.wasm` plugin that
+//! anyone can share and nobody has to trust. A component is one kind: a grader (the default
+//! feature) or a router (`default-features = false, features = ["router"]`, then implement
+//! [`Router`] and call [`export_router!`]).
 //!
 //! Implement [`Grader`] and call [`export_grader!`] once; build with
 //! `cargo build --release --target wasm32-wasip2`. The WIT bindings stay private: authors see
@@ -16,6 +18,38 @@
 //! ipw_guest::export_grader!(Exact);
 //! ```
 
+#[cfg(all(feature = "grader", feature = "router"))]
+compile_error!("ipw-guest: a component is a grader or a router; enable one of the features");
+
+#[cfg(feature = "router")]
+mod router;
+#[cfg(feature = "router")]
+pub use router::*;
+
+#[cfg(feature = "grader")]
+pub use grader::*;
+
+pub use serde_json;
+
+/// The version of the WIT package this SDK targets.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// The plugin's parameters: a JSON object from the experiment or command line (empty if none).
+pub type Params = serde_json::Map<String, serde_json::Value>;
+
+#[doc(hidden)]
+pub fn __parse_params(params: &str) -> Result<Params, String> {
+    match serde_json::from_str::<serde_json::Value>(params) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("params must be a JSON object".into()),
+        Err(e) => Err(format!("params are not JSON: {e}")),
+    }
+}
+
+#[cfg(feature = "grader")]
+mod grader {
+use super::Params;
+
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
@@ -27,14 +61,7 @@ pub mod wit {
     });
 }
 
-pub use serde_json;
 pub use wit::ipw::plugins::types::{Grade, Level, Query};
-
-/// The grader's parameters: the experiment's `grader_params` table (an empty object if none).
-pub type Params = serde_json::Map<String, serde_json::Value>;
-
-/// The version of the WIT package this SDK targets.
-pub const WIT_VERSION: &str = "0.1.0";
 
 /// A grader: scores one response to one query.
 pub trait Grader {
@@ -75,15 +102,6 @@ pub fn judge(prompt: &str) -> Result<String, String> {
     wit::ipw::plugins::host::judge(prompt)
 }
 
-#[doc(hidden)]
-pub fn __parse_params(params: &str) -> Result<Params, String> {
-    match serde_json::from_str::<serde_json::Value>(params) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err("grader params must be a JSON object".into()),
-        Err(e) => Err(format!("grader params are not JSON: {e}")),
-    }
-}
-
 /// Export a [`Grader`] implementation as this component's grader.
 #[macro_export]
 macro_rules! export_grader {
@@ -104,4 +122,5 @@ macro_rules! export_grader {
 
         $crate::wit::__export_grader_world!(__IpwGraderExport);
     };
+}
 }

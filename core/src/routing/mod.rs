@@ -1,0 +1,314 @@
+//! Routing: which model should answer each query. Runs of several models on the same queries
+//! become one query x model table ([`table`]); routers ([`routers`]) decide per query; the
+//! simulation ([`simulate`]) reports what each router keeps in accuracy and saves in energy,
+//! compute and cost against sending everything to a reference model, with intervals, and how
+//! each router's quality and cost move with its parameter.
+
+pub mod routers;
+pub mod simulate;
+pub mod table;
+pub mod wasm;
+
+use crate::config::ModelMeta;
+use routers::{Context, Objective, Router};
+use simulate::{CurvePoint, GapRecovery, RouterReport};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use table::Table;
+
+/// Version of `route.json`.
+pub const ROUTE_SCHEMA: u32 = 1;
+
+/// What `ipw route` was asked.
+#[derive(Debug, Clone)]
+pub struct RouteRequest {
+    /// Run directories, or folders of them.
+    pub runs: Vec<PathBuf>,
+    /// The model every saving is measured against.
+    pub reference: String,
+    /// Router specs (built-in names).
+    pub routers: Vec<String>,
+    /// What the oracle minimises by default.
+    pub objective: Objective,
+    /// Seed for random routers and bootstrap intervals.
+    pub seed: u64,
+    /// Metadata that overrides the runs' own, per model name.
+    pub meta: BTreeMap<String, ModelMeta>,
+    /// The weak model of the weak/strong pair for APGR/CPT (default: the model with the lowest
+    /// accuracy); the strong one is the reference.
+    pub weak: Option<String>,
+}
+
+/// Everything `ipw route` reports (written as `route.json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteReport {
+    /// Format version.
+    pub schema: u32,
+    /// The reference model.
+    pub reference: String,
+    /// What the oracle minimised.
+    pub objective: Objective,
+    /// `net` or `gross`: which energy the figures use.
+    pub energy_basis: &'static str,
+    /// The models, with metadata and aggregates.
+    pub models: Vec<table::Column>,
+    /// Queries routed (every model has them).
+    pub queries: usize,
+    /// Queries some runs lack, with the models that lack them (not routed).
+    pub incomplete: Vec<(String, Vec<String>)>,
+    /// One per router.
+    pub routers: Vec<RouterReport>,
+    /// Quality and cost over each sweepable router's parameter.
+    pub curves: BTreeMap<String, Vec<CurvePoint>>,
+    /// The weak/strong pair for gap recovery, if the two differ in accuracy.
+    pub pair: Option<(String, String)>,
+    /// APGR and CPT of the orderings ipw can compute: random (exact), prompt length, oracle.
+    pub gap_recovery: Vec<GapRecovery>,
+}
+
+/// Read a `--meta` file: `[models.NAME]` tables with the fields of `[models.meta]`.
+pub fn read_meta_file(path: &std::path::Path) -> Result<BTreeMap<String, ModelMeta>, RouteError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MetaFile {
+        models: BTreeMap<String, ModelMeta>,
+    }
+    let err = |message: String| RouteError::Meta {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str::<MetaFile>(&text)
+        .map(|m| m.models)
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Why routing could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The table could not be built.
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+    /// A router spec is wrong.
+    #[error(transparent)]
+    Spec(#[from] routers::SpecError),
+    /// A `--meta` file could not be read.
+    #[error("{}: {message}", path.display())]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (TOML errors name the line and field).
+        message: String,
+    },
+    /// Nothing to route.
+    #[error("no query is in every run; {0} queries are in some runs only")]
+    NoCommonQueries(usize),
+}
+
+/// Build the table and route it with every router.
+pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
+    let runs = table::find_runs(&req.runs)?;
+    let table = table::build(&runs, &req.meta)?;
+    if table.rows.is_empty() {
+        return Err(RouteError::NoCommonQueries(table.incomplete.len()));
+    }
+    let reference = table.column(&req.reference)?;
+    let ctx = Context {
+        reference,
+        objective: req.objective,
+        seed: req.seed,
+    };
+    let mut reports = Vec::new();
+    let mut curves = BTreeMap::new();
+    for spec in &req.routers {
+        let mut r = make_router(spec, &table, ctx)?;
+        reports.push(simulate::simulate(r.as_mut(), &table, reference, req.seed));
+        if let Some(points) = sweep(spec, &table, ctx)? {
+            curves.insert(spec.clone(), points);
+        }
+    }
+    let weak = match &req.weak {
+        Some(w) => Some(table.column(w)?),
+        None => (0..table.columns.len())
+            .filter(|&c| c != reference)
+            .min_by(|&a, &b| {
+                let acc = |c: usize| table.columns[c].aggregates.accuracy;
+                acc(a).total_cmp(&acc(b))
+            }),
+    };
+    let mut gap_recovery = Vec::new();
+    let mut pair = None;
+    if let Some(weak) = weak.filter(|&w| w != reference) {
+        let oracle: Vec<f64> = table
+            .rows
+            .iter()
+            .map(|r| r.outcomes[reference].score - r.outcomes[weak].score)
+            .collect();
+        let length: Vec<f64> = table
+            .rows
+            .iter()
+            .map(|r| r.prompt_tokens.unwrap_or(0) as f64)
+            .collect();
+        let any = simulate::gap_recovery(&table, weak, reference, "oracle", &oracle);
+        if let Some(o) = any {
+            pair = Some((
+                table.columns[weak].name.clone(),
+                table.columns[reference].name.clone(),
+            ));
+            gap_recovery.push(simulate::random_gap_recovery(100));
+            if let Some(l) =
+                simulate::gap_recovery(&table, weak, reference, "prompt_tokens", &length)
+            {
+                gap_recovery.push(l);
+            }
+            gap_recovery.push(o);
+        }
+    }
+    Ok(RouteReport {
+        schema: ROUTE_SCHEMA,
+        reference: table.columns[reference].name.clone(),
+        objective: req.objective,
+        energy_basis: table.energy_basis,
+        queries: table.rows.len(),
+        incomplete: table.incomplete.clone(),
+        models: table.columns.clone(),
+        routers: reports,
+        curves,
+        pair,
+        gap_recovery,
+    })
+}
+
+/// A built-in router, or a WASM one: `path/to/router.wasm`, optionally followed by
+/// `:{"json": "params"}`.
+pub fn make_router(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Router>, RouteError> {
+    let Some(end) = spec.find(".wasm").map(|i| i + ".wasm".len()) else {
+        return Ok(routers::builtin(spec, table, ctx)?);
+    };
+    let (path, rest) = spec.split_at(end);
+    let params = match rest.strip_prefix(':') {
+        Some(p) => p,
+        None if rest.is_empty() => "{}",
+        None => {
+            return Err(RouteError::Spec(routers::SpecError {
+                spec: spec.into(),
+                message: "after the .wasm path, give `:` and a JSON object of parameters".into(),
+            }))
+        }
+    };
+    let router = wasm::WasmRouter::load(
+        spec,
+        std::path::Path::new(path),
+        params,
+        crate::grade::GraderLimits::default(),
+        ctx.reference,
+    )
+    .map_err(|e| {
+        RouteError::Spec(routers::SpecError {
+            spec: spec.into(),
+            message: e.to_string(),
+        })
+    })?;
+    Ok(Box::new(router))
+}
+
+/// For a router with a parameter (a random share, p, a prompt-length threshold), its figures
+/// over a grid of that parameter; `None` for routers without one.
+fn sweep(spec: &str, table: &Table, ctx: Context) -> Result<Option<Vec<CurvePoint>>, RouteError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let tenths: Vec<f64> = (0..=10).map(|k| k as f64 / 10.0).collect();
+    let (grid, make): (Vec<f64>, Box<dyn Fn(f64) -> String>) = match parts[..] {
+        ["random", _] => (tenths, Box::new(|v| format!("random:{v}"))),
+        ["p-accurate", _] => (tenths, Box::new(|v| format!("p-accurate:{v}"))),
+        ["p-accurate", _, fallback] => {
+            let fallback = fallback.to_string();
+            (
+                tenths,
+                Box::new(move |v| format!("p-accurate:{v}:{fallback}")),
+            )
+        }
+        ["threshold", feature, _, model] => {
+            let mut sizes: Vec<f64> = table
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    if feature == "prompt_chars" {
+                        Some(r.prompt.chars().count() as f64)
+                    } else {
+                        r.prompt_tokens.map(|t| t as f64)
+                    }
+                })
+                .collect();
+            sizes.sort_by(f64::total_cmp);
+            if sizes.is_empty() {
+                return Ok(None);
+            }
+            let mut grid: Vec<f64> = (0..=10)
+                .map(|k| crate::analysis::stats::percentile(&sizes, k as f64 / 10.0))
+                .collect();
+            grid.insert(0, sizes[0] - 1.0);
+            grid.dedup();
+            let (feature, model) = (feature.to_string(), model.to_string());
+            (
+                grid,
+                Box::new(move |v| format!("threshold:{feature}:{v}:{model}")),
+            )
+        }
+        _ => return Ok(None),
+    };
+    let mut points = Vec::new();
+    for v in grid {
+        let mut r: Box<dyn Router> = routers::builtin(&make(v), table, ctx)?;
+        points.push(simulate::point(r.as_mut(), table, ctx.reference, v));
+    }
+    Ok(Some(points))
+}
+
+/// The per-router table as CSV (one line per router): the figures and their intervals.
+pub fn to_csv(report: &RouteReport) -> String {
+    let mut out = String::from(
+        "router,queries,errors,escalated,accuracy,accuracy_lo,accuracy_hi,accuracy_delta,\
+         energy_j,energy_j_lo,energy_j_hi,compute_flops,cost_usd,latency_s,\
+         energy_saving,energy_saving_lo,energy_saving_hi,compute_saving,compute_saving_lo,\
+         compute_saving_hi,cost_saving,cost_saving_lo,cost_saving_hi,energy_estimated\n",
+    );
+    let v = |e: &Option<crate::analysis::Estimate>| {
+        e.as_ref().map(|e| e.value.to_string()).unwrap_or_default()
+    };
+    let ci = |e: &Option<crate::analysis::Estimate>| match e {
+        Some(e) => format!("{},{}", e.ci95[0], e.ci95[1]),
+        None => ",".into(),
+    };
+    for r in &report.routers {
+        let name = if r.router.contains([',', '"']) {
+            format!("\"{}\"", r.router.replace('"', "\"\""))
+        } else {
+            r.router.clone()
+        };
+        out += &format!(
+            "{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.queries,
+            r.errors.len(),
+            r.escalated,
+            v(&r.accuracy),
+            ci(&r.accuracy),
+            v(&r.accuracy_delta),
+            v(&r.energy_j),
+            ci(&r.energy_j),
+            v(&r.compute_flops),
+            v(&r.cost_usd),
+            v(&r.latency_s),
+            v(&r.savings.energy),
+            ci(&r.savings.energy),
+            v(&r.savings.compute),
+            ci(&r.savings.compute),
+            v(&r.savings.cost),
+            ci(&r.savings.cost),
+            r.energy_estimated
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

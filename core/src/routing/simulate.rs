@@ -1,0 +1,339 @@
+//! Routing simulation and its metrics: each router decides every query of the table; what the
+//! chosen model(s) did on that query in its run is what the router gets. Figures:
+//!
+//! - accuracy = mean score of the answering model (the last one asked);
+//! - energy, compute, cost, latency per query = the sum over every model asked (a cascade pays
+//!   for both attempts), as means;
+//! - savings vs the reference = 1 − Σ router / Σ all-reference over the same queries, for
+//!   energy, compute and cost; `accuracy_delta` = router accuracy − reference accuracy;
+//! - every figure with a paired bootstrap 95% interval (queries resampled, both sides
+//!   recomputed on the same draw).
+//!
+//! A router that fails on a query (an error, a hostile WASM router) is recorded as a routing
+//! error for that query, which then goes to the reference (as a deployed system would fall
+//! back), and the simulation goes on.
+
+use super::routers::{Decision, Router};
+use super::table::Table;
+use crate::analysis::Estimate;
+use std::collections::BTreeMap;
+
+/// One query a router could not route.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteFailure {
+    /// The query.
+    pub query_id: String,
+    /// What the router said.
+    pub message: String,
+}
+
+/// Savings against sending every query to the reference.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Savings {
+    /// Energy saved, a share of the reference's (0.643 = 64.3%).
+    pub energy: Option<Estimate>,
+    /// Compute (FLOPs) saved.
+    pub compute: Option<Estimate>,
+    /// Cost saved.
+    pub cost: Option<Estimate>,
+}
+
+/// One router's results over the table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouterReport {
+    /// The router's spec.
+    pub router: String,
+    /// Queries routed.
+    pub queries: usize,
+    /// Queries the router failed on (answered by the reference instead).
+    pub errors: Vec<RouteFailure>,
+    /// Mean score.
+    pub accuracy: Option<Estimate>,
+    /// Router accuracy minus the reference's, paired.
+    pub accuracy_delta: Option<Estimate>,
+    /// Mean joules per query (the table's energy basis).
+    pub energy_j: Option<Estimate>,
+    /// Mean FLOPs per query.
+    pub compute_flops: Option<Estimate>,
+    /// Mean US dollars per query.
+    pub cost_usd: Option<Estimate>,
+    /// Mean seconds per query (summed over attempts).
+    pub latency_s: Option<Estimate>,
+    /// Against the all-reference baseline.
+    pub savings: Savings,
+    /// Share of queries each model answered.
+    pub answered_by: BTreeMap<String, f64>,
+    /// Queries where more than one model was asked.
+    pub escalated: usize,
+    /// Some energy behind the figures is declared, not measured.
+    pub energy_estimated: bool,
+}
+
+/// Per query: what the router's decision cost and scored.
+#[derive(Debug, Clone, Copy)]
+struct Paid {
+    score: f64,
+    energy: Option<f64>,
+    flops: Option<f64>,
+    cost: Option<f64>,
+    latency: f64,
+}
+
+fn paid(table: &Table, row: usize, d: &Decision) -> Paid {
+    let r = &table.rows[row];
+    let sum = |f: &dyn Fn(usize) -> Option<f64>| d.tried.iter().map(|&c| f(c)).sum();
+    Paid {
+        score: r.outcomes[*d.tried.last().expect("a decision names a model")].score,
+        energy: sum(&|c| r.outcomes[c].energy_j),
+        flops: sum(&|c| r.outcomes[c].flops),
+        cost: sum(&|c| r.outcomes[c].cost_usd),
+        latency: d.tried.iter().map(|&c| r.outcomes[c].latency_s).sum(),
+    }
+}
+
+/// Decide every row; a failed decision (or one naming no known column) goes to the reference.
+fn decide_all(
+    router: &mut dyn Router,
+    table: &Table,
+    reference: usize,
+) -> (Vec<Decision>, Vec<RouteFailure>) {
+    let mut errors = Vec::new();
+    let decisions = table
+        .rows
+        .iter()
+        .map(|row| {
+            let d = router.decide(row, table).and_then(|d| {
+                if d.tried.is_empty() {
+                    Err("the router chose no model".to_string())
+                } else if let Some(bad) = d.tried.iter().find(|&&c| c >= table.columns.len()) {
+                    Err(format!(
+                        "the router chose model #{bad}, which is not a candidate"
+                    ))
+                } else {
+                    Ok(d)
+                }
+            });
+            d.unwrap_or_else(|message| {
+                errors.push(RouteFailure {
+                    query_id: row.query_id.clone(),
+                    message,
+                });
+                Decision {
+                    tried: vec![reference],
+                    confidence: None,
+                }
+            })
+        })
+        .collect();
+    (decisions, errors)
+}
+
+/// Mean of `f` over drawn rows, `None` if any drawn value is missing.
+fn mean_of(v: &[Option<f64>], idx: &[usize]) -> Option<f64> {
+    if idx.is_empty() {
+        return None;
+    }
+    let mut s = 0.0;
+    for &i in idx {
+        s += v[i]?;
+    }
+    Some(s / idx.len() as f64)
+}
+
+/// Route every query of `table` with `router`; `reference` is the baseline column.
+pub fn simulate(
+    router: &mut dyn Router,
+    table: &Table,
+    reference: usize,
+    seed: u64,
+) -> RouterReport {
+    let (decisions, errors) = decide_all(router, table, reference);
+    let all_ref = Decision {
+        tried: vec![reference],
+        confidence: None,
+    };
+    let ours: Vec<Paid> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| paid(table, i, d))
+        .collect();
+    let base: Vec<Paid> = (0..table.rows.len())
+        .map(|i| paid(table, i, &all_ref))
+        .collect();
+    let n = ours.len();
+    let col =
+        |v: &[Paid], f: fn(&Paid) -> Option<f64>| -> Vec<Option<f64>> { v.iter().map(f).collect() };
+    let boot = |salt: u64, stat: &dyn Fn(&[usize]) -> Option<f64>| {
+        crate::analysis::quality::bootstrap(n, seed ^ salt, stat)
+    };
+    let saving = |f: fn(&Paid) -> Option<f64>, salt: u64| {
+        let (a, b) = (col(&ours, f), col(&base, f));
+        boot(salt, &|idx: &[usize]| {
+            let (sa, sb) = (mean_of(&a, idx)?, mean_of(&b, idx)?);
+            (sb > 0.0).then(|| 1.0 - sa / sb)
+        })
+    };
+    let mean = |f: fn(&Paid) -> Option<f64>, salt: u64| {
+        let a = col(&ours, f);
+        boot(salt, &|idx: &[usize]| mean_of(&a, idx))
+    };
+    let scores = col(&ours, |p| Some(p.score));
+    let ref_scores = col(&base, |p| Some(p.score));
+    let mut answered_by: BTreeMap<String, f64> = BTreeMap::new();
+    for d in &decisions {
+        let name = &table.columns[*d.tried.last().expect("non-empty")].name;
+        *answered_by.entry(name.clone()).or_default() += 1.0 / n.max(1) as f64;
+    }
+    let energy_estimated = decisions.iter().any(|d| {
+        d.tried
+            .iter()
+            .any(|&c| table.columns[c].energy == super::table::EnergySource::Declared)
+    });
+    RouterReport {
+        router: router.name(),
+        queries: n,
+        accuracy: mean(|p| Some(p.score), 1),
+        accuracy_delta: boot(2, &|idx: &[usize]| {
+            Some(mean_of(&scores, idx)? - mean_of(&ref_scores, idx)?)
+        }),
+        energy_j: mean(|p| p.energy, 3),
+        compute_flops: mean(|p| p.flops, 4),
+        cost_usd: mean(|p| p.cost, 5),
+        latency_s: mean(|p| Some(p.latency), 6),
+        savings: Savings {
+            energy: saving(|p| p.energy, 7),
+            compute: saving(|p| p.flops, 8),
+            cost: saving(|p| p.cost, 9),
+        },
+        answered_by,
+        escalated: decisions.iter().filter(|d| d.tried.len() > 1).count(),
+        energy_estimated,
+        errors,
+    }
+}
+
+/// Point figures only (no intervals): for sweeping a router's parameter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CurvePoint {
+    /// The parameter value.
+    pub param: f64,
+    /// Mean score.
+    pub accuracy: f64,
+    /// Mean joules per query, if known.
+    pub energy_j: Option<f64>,
+    /// Mean US dollars per query, if priced.
+    pub cost_usd: Option<f64>,
+    /// Mean FLOPs per query, if known.
+    pub compute_flops: Option<f64>,
+    /// Share of queries the reference answered.
+    pub reference_share: f64,
+}
+
+/// Figures of one router without intervals.
+pub fn point(router: &mut dyn Router, table: &Table, reference: usize, param: f64) -> CurvePoint {
+    let (decisions, _) = decide_all(router, table, reference);
+    let paid: Vec<Paid> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| paid(table, i, d))
+        .collect();
+    let all: Vec<usize> = (0..paid.len()).collect();
+    let col = |f: fn(&Paid) -> Option<f64>| -> Vec<Option<f64>> { paid.iter().map(f).collect() };
+    CurvePoint {
+        param,
+        accuracy: mean_of(&col(|p| Some(p.score)), &all).unwrap_or(0.0),
+        energy_j: mean_of(&col(|p| p.energy), &all),
+        cost_usd: mean_of(&col(|p| p.cost), &all),
+        compute_flops: mean_of(&col(|p| p.flops), &all),
+        reference_share: decisions
+            .iter()
+            .filter(|d| d.tried.last() == Some(&reference))
+            .count() as f64
+            / paid.len().max(1) as f64,
+    }
+}
+
+/// RouteLLM's figures for a weak/strong pair: the performance gap recovered (PGR) as a function
+/// of the share of calls to the strong model, its area (APGR), and the smallest call share that
+/// recovers 50% and 80% of the gap (CPT).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GapRecovery {
+    /// What orders the queries (`random` is exact: PGR(c) = c).
+    pub router: String,
+    /// Area under PGR over call share in [0, 1].
+    pub apgr: f64,
+    /// Smallest share of strong calls with PGR >= 0.5.
+    pub cpt50: f64,
+    /// Smallest share of strong calls with PGR >= 0.8.
+    pub cpt80: f64,
+    /// (call share, PGR) at every step.
+    pub curve: Vec<(f64, f64)>,
+}
+
+/// PGR curve when the `k` highest-`priority` queries go to the strong model, for k = 0..n.
+/// `None` when the two models are equally accurate (no gap to recover).
+pub fn gap_recovery(
+    table: &Table,
+    weak: usize,
+    strong: usize,
+    router: &str,
+    priority: &[f64],
+) -> Option<GapRecovery> {
+    let n = table.rows.len();
+    if n == 0 {
+        return None;
+    }
+    let (sw, ss): (Vec<f64>, Vec<f64>) = table
+        .rows
+        .iter()
+        .map(|r| (r.outcomes[weak].score, r.outcomes[strong].score))
+        .unzip();
+    let (acc_w, acc_s) = (
+        sw.iter().sum::<f64>() / n as f64,
+        ss.iter().sum::<f64>() / n as f64,
+    );
+    let gap = acc_s - acc_w;
+    if gap.abs() < 1e-12 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    // Highest priority first; ties in row order, so the curve is reproducible.
+    order.sort_by(|&a, &b| priority[b].total_cmp(&priority[a]).then(a.cmp(&b)));
+    let mut curve = vec![(0.0, 0.0)];
+    let mut acc = acc_w;
+    for (k, &i) in order.iter().enumerate() {
+        acc += (ss[i] - sw[i]) / n as f64;
+        curve.push(((k + 1) as f64 / n as f64, (acc - acc_w) / gap));
+    }
+    Some(summarise_curve(router, curve))
+}
+
+/// The random router's PGR curve in closed form: with a share c of calls to the strong model,
+/// expected accuracy is (1 − c) acc_weak + c acc_strong, so PGR(c) = c and APGR = 0.5.
+pub fn random_gap_recovery(steps: usize) -> GapRecovery {
+    let curve = (0..=steps)
+        .map(|k| (k as f64 / steps as f64, k as f64 / steps as f64))
+        .collect();
+    summarise_curve("random", curve)
+}
+
+fn summarise_curve(router: &str, curve: Vec<(f64, f64)>) -> GapRecovery {
+    let apgr = curve
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+        .sum();
+    let cpt = |x: f64| {
+        curve
+            .iter()
+            .find(|(_, p)| *p >= x - 1e-12)
+            .map(|(c, _)| *c)
+            .unwrap_or(1.0)
+    };
+    GapRecovery {
+        router: router.into(),
+        apgr,
+        cpt50: cpt(0.5),
+        cpt80: cpt(0.8),
+        curve,
+    }
+}

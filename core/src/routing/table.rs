@@ -1,0 +1,411 @@
+//! The query x model table that routing works on: the records of several runs joined on query
+//! id, with each model's metadata. Built from run directories only, so anything measured (or
+//! imported) can be routed again.
+
+use crate::config::ModelMeta;
+use crate::records::{Record, RunDir};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Why a table could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A run directory (or its records) could not be read.
+    #[error("{}: {message}", path.display())]
+    Run {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// No run directory among the paths.
+    #[error("no run directory (one with a manifest.json) in {0}")]
+    NoRuns(String),
+    /// Two runs carry the same model on the same accelerator.
+    #[error("`{name}` appears twice: {} and {}; route one of them, or give them different [models.meta] accelerator labels", first.display(), second.display())]
+    Duplicate {
+        /// The column name.
+        name: String,
+        /// The first run.
+        first: PathBuf,
+        /// The second run.
+        second: PathBuf,
+    },
+    /// A model named on the command line is not a column.
+    #[error("no model `{name}` among the runs; the models are: {known}")]
+    UnknownModel {
+        /// The name given.
+        name: String,
+        /// The columns, comma-separated.
+        known: String,
+    },
+}
+
+/// Where a model's energy figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergySource {
+    /// Measured by samplers during the run.
+    Measured,
+    /// Computed from the model's declared energy model (J per token): an estimate.
+    Declared,
+    /// Neither: energy figures that need this model are unavailable.
+    None,
+}
+
+/// One model (a run), a column of the table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Column {
+    /// Model name, with `@accelerator` when one model ran on several accelerators.
+    pub name: String,
+    /// The model's metadata (from the run's experiment, overridden by `--meta`).
+    pub meta: ModelMeta,
+    /// The accelerator label: `meta.accelerator`, else the run's CPU.
+    pub accelerator: String,
+    /// The run directory.
+    pub run: PathBuf,
+    /// Where its energy comes from.
+    pub energy: EnergySource,
+    /// Per-model aggregates over the table's rows (what a router may learn from).
+    pub aggregates: Aggregates,
+}
+
+/// A model's means over the table's rows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Aggregates {
+    /// Mean score.
+    pub accuracy: f64,
+    /// Mean energy per query, joules (the table's energy basis), if known for every row.
+    pub energy_j: Option<f64>,
+    /// Mean latency per query, seconds.
+    pub latency_s: f64,
+    /// Mean cost per query, US dollars, if priced.
+    pub cost_usd: Option<f64>,
+}
+
+/// What one model did on one query.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Outcome {
+    /// Grade score; 0 for a failed query or one the grader could not score.
+    pub score: f64,
+    /// The query failed (no response).
+    pub failed: bool,
+    /// The grader gave no score.
+    pub unscored: bool,
+    /// Joules (net or gross, as the table's `energy_basis`; declared where not measured).
+    pub energy_j: Option<f64>,
+    /// Seconds from request to last byte.
+    pub latency_s: f64,
+    /// Prompt tokens.
+    pub input_tokens: Option<u64>,
+    /// Generated tokens.
+    pub output_tokens: Option<u64>,
+    /// 2 x active parameters x (prompt + generated tokens).
+    pub flops: Option<f64>,
+    /// Prompt and generated tokens at the model's prices, US dollars.
+    pub cost_usd: Option<f64>,
+}
+
+/// One query: what it is and what every model did on it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Query id (shared by every run of the same dataset).
+    pub query_id: String,
+    /// Dataset.
+    pub dataset: String,
+    /// Subject, if the dataset has one.
+    pub subject: Option<String>,
+    /// The prompt text.
+    pub prompt: String,
+    /// Prompt tokens as the first model that counted them did.
+    pub prompt_tokens: Option<u64>,
+    /// Per column.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// The query x model table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The models.
+    pub columns: Vec<Column>,
+    /// Queries every model answered (or failed) : the ones routing is simulated on.
+    pub rows: Vec<Row>,
+    /// Queries missing from some runs: id and the models that lack it. Reported, not routed.
+    pub incomplete: Vec<(String, Vec<String>)>,
+    /// `net` when every measured cell has net energy, else `gross`.
+    pub energy_basis: &'static str,
+}
+
+impl Table {
+    /// The column of a model name (exact, or the one column whose name starts `name@`).
+    pub fn column(&self, name: &str) -> Result<usize, TableError> {
+        if let Some(i) = self.columns.iter().position(|c| c.name == name) {
+            return Ok(i);
+        }
+        let prefix = format!("{name}@");
+        let hits: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| self.columns[i].name.starts_with(&prefix))
+            .collect();
+        match hits[..] {
+            [i] => Ok(i),
+            _ => Err(TableError::UnknownModel {
+                name: name.into(),
+                known: self
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+/// Run directories under `paths`: each path is a run (it has a manifest.json) or a folder of
+/// runs (an experiment's `--out`).
+pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TableError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let runs = crate::records::run_dirs(p).map_err(|e| TableError::Run {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        if runs.is_empty() {
+            return Err(TableError::NoRuns(p.display().to_string()));
+        }
+        out.extend(runs);
+    }
+    Ok(out)
+}
+
+struct Loaded {
+    name: String,
+    meta: ModelMeta,
+    accelerator: String,
+    run: PathBuf,
+    records: HashMap<String, Record>,
+    order: Vec<String>,
+}
+
+fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, TableError> {
+    let dir = RunDir::new(run);
+    let err = |message: String| TableError::Run {
+        path: run.to_path_buf(),
+        message,
+    };
+    let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
+    let mut meta: ModelMeta = match manifest.model.settings.get("meta") {
+        Some(v) if !v.is_null() => serde_json::from_value(v.clone())
+            .map_err(|e| err(format!("manifest model.meta: {e}")))?,
+        _ => ModelMeta::default(),
+    };
+    if let Some(o) = overrides.get(&manifest.model.name) {
+        merge(&mut meta, o);
+    }
+    let accelerator = meta.accelerator.clone().unwrap_or_else(|| {
+        manifest
+            .host
+            .cpu_model
+            .clone()
+            .unwrap_or_else(|| manifest.host.arch.clone())
+    });
+    let read = dir.read_records().map_err(|e| err(e.to_string()))?;
+    let mut records = HashMap::new();
+    let mut order = Vec::new();
+    for r in read.records {
+        if !records.contains_key(&r.query_id) {
+            order.push(r.query_id.clone());
+        }
+        // The last record of a query wins (a retried failure is appended after it).
+        records.insert(r.query_id.clone(), r);
+    }
+    Ok(Loaded {
+        name: manifest.model.name.clone(),
+        meta,
+        accelerator,
+        run: run.to_path_buf(),
+        records,
+        order,
+    })
+}
+
+/// Fields set in `over` replace those in `meta`.
+fn merge(meta: &mut ModelMeta, over: &ModelMeta) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if over.$f.is_some() { meta.$f = over.$f.clone(); } )* };
+    }
+    take!(
+        params_b,
+        active_params_b,
+        price_in_per_mtok,
+        price_out_per_mtok,
+        accelerator,
+        release_date,
+        energy_model
+    );
+}
+
+/// Build the table from run directories; `overrides` replace metadata per model name.
+pub fn build(
+    runs: &[PathBuf],
+    overrides: &BTreeMap<String, ModelMeta>,
+) -> Result<Table, TableError> {
+    let loaded: Vec<Loaded> = runs
+        .iter()
+        .map(|r| load(r, overrides))
+        .collect::<Result<_, _>>()?;
+    if loaded.is_empty() {
+        return Err(TableError::NoRuns("the paths given".into()));
+    }
+    // One model on several accelerators: name the columns model@accelerator.
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for l in &loaded {
+        *count.entry(l.name.as_str()).or_default() += 1;
+    }
+    let names: Vec<String> = loaded
+        .iter()
+        .map(|l| {
+            if count[l.name.as_str()] > 1 {
+                format!("{}@{}", l.name, l.accelerator)
+            } else {
+                l.name.clone()
+            }
+        })
+        .collect();
+    for i in 0..names.len() {
+        for j in 0..i {
+            if names[i] == names[j] {
+                return Err(TableError::Duplicate {
+                    name: names[i].clone(),
+                    first: loaded[j].run.clone(),
+                    second: loaded[i].run.clone(),
+                });
+            }
+        }
+    }
+    // Query order: the first run's, then ids only later runs have.
+    let mut ids: Vec<&String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for l in &loaded {
+        for id in &l.order {
+            if seen.insert(id) {
+                ids.push(id);
+            }
+        }
+    }
+    let measured_all_net = loaded.iter().all(|l| {
+        l.records.values().all(|r| match &r.energy {
+            Some(e) if e.gross_j.is_some() => e.net_j.is_some(),
+            _ => true,
+        })
+    });
+    let energy_basis = if measured_all_net { "net" } else { "gross" };
+    let mut rows = Vec::new();
+    let mut incomplete = Vec::new();
+    for id in ids {
+        let missing: Vec<String> = loaded
+            .iter()
+            .zip(&names)
+            .filter(|(l, _)| !l.records.contains_key(id))
+            .map(|(_, n)| n.clone())
+            .collect();
+        if !missing.is_empty() {
+            incomplete.push((id.clone(), missing));
+            continue;
+        }
+        let first = &loaded[0].records[id];
+        let outcomes = loaded
+            .iter()
+            .map(|l| outcome(&l.records[id], &l.meta, measured_all_net))
+            .collect();
+        rows.push(Row {
+            query_id: id.clone(),
+            dataset: first.dataset.clone(),
+            subject: first.subject.clone(),
+            prompt: first.prompt.clone(),
+            prompt_tokens: loaded.iter().find_map(|l| l.records[id].input_tokens),
+            outcomes,
+        });
+    }
+    let columns = loaded
+        .into_iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (l, name))| {
+            let measured = rows.iter().any(|r| {
+                l.records[&r.query_id]
+                    .energy
+                    .as_ref()
+                    .is_some_and(|e| e.gross_j.is_some())
+            });
+            let energy = if measured {
+                EnergySource::Measured
+            } else if l.meta.energy_model.is_some() {
+                EnergySource::Declared
+            } else {
+                EnergySource::None
+            };
+            Column {
+                aggregates: aggregates(&rows, i),
+                name,
+                meta: l.meta,
+                accelerator: l.accelerator,
+                run: l.run,
+                energy,
+            }
+        })
+        .collect();
+    Ok(Table {
+        columns,
+        rows,
+        incomplete,
+        energy_basis,
+    })
+}
+
+fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
+    let score = r.grade.as_ref().and_then(|g| g.score);
+    let measured = r
+        .energy
+        .as_ref()
+        .and_then(|e| if net { e.net_j } else { e.gross_j });
+    let declared = meta.energy_model.and_then(|m| {
+        Some(
+            m.j_per_input_token * r.input_tokens? as f64
+                + m.j_per_output_token * r.output_tokens? as f64,
+        )
+    });
+    let tokens = r.input_tokens.zip(r.output_tokens);
+    Outcome {
+        score: score.unwrap_or(0.0),
+        failed: r.error.is_some(),
+        unscored: r.error.is_none() && score.is_none(),
+        energy_j: measured.or(declared),
+        latency_s: r.latency_s,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        flops: meta
+            .active_params_b()
+            .zip(tokens)
+            .map(|(p, (i, o))| 2.0 * p * 1e9 * (i + o) as f64),
+        cost_usd: meta
+            .price_in_per_mtok
+            .zip(meta.price_out_per_mtok)
+            .zip(tokens)
+            .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6),
+    }
+}
+
+fn aggregates(rows: &[Row], col: usize) -> Aggregates {
+    let n = rows.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Outcome) -> Option<f64>| -> Option<f64> {
+        let v: Option<Vec<f64>> = rows.iter().map(|r| f(&r.outcomes[col])).collect();
+        v.map(|v| v.iter().sum::<f64>() / n)
+    };
+    Aggregates {
+        accuracy: mean(&|o| Some(o.score)).unwrap_or(0.0),
+        energy_j: mean(&|o| o.energy_j),
+        latency_s: mean(&|o| Some(o.latency_s)).unwrap_or(0.0),
+        cost_usd: mean(&|o| o.cost_usd),
+    }
+}

@@ -1,0 +1,167 @@
+//! `ipw route`: simulate routers over runs of several models and print what each keeps and
+//! saves; writes route.json and route.csv.
+
+use anyhow::{Context, Result};
+use ipw_core::analysis::Estimate;
+use ipw_core::routing::{self, routers::Objective, RouteRequest};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The command's arguments.
+pub struct Args {
+    pub runs: Vec<PathBuf>,
+    pub reference: String,
+    pub routers: Vec<String>,
+    pub by: String,
+    pub weak: Option<String>,
+    pub meta: Option<PathBuf>,
+    pub seed: u64,
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let meta = match &a.meta {
+        Some(path) => routing::read_meta_file(path)?,
+        None => BTreeMap::new(),
+    };
+    let routers = if a.routers.is_empty() {
+        vec![
+            "oracle".into(),
+            "p-accurate:0.8".into(),
+            "random:0.5".into(),
+        ]
+    } else {
+        a.routers.clone()
+    };
+    let req = RouteRequest {
+        runs: a.runs.clone(),
+        reference: a.reference.clone(),
+        routers,
+        objective: Objective::parse(&a.by).map_err(|e| anyhow::anyhow!("--by {e}"))?,
+        seed: a.seed,
+        meta,
+        weak: a.weak.clone(),
+    };
+    let report = routing::route(&req)?;
+    let out = match &a.out {
+        Some(d) => d.clone(),
+        None => {
+            let first = routing::table::find_runs(&a.runs)?;
+            first[0].join("analysis")
+        }
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let json = out.join("route.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let csv = out.join("route.csv");
+    std::fs::write(&csv, routing::to_csv(&report))
+        .with_context(|| format!("writing {}", csv.display()))?;
+    print(&report);
+    println!("written: {}, {}", json.display(), csv.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn est(e: &Option<Estimate>, scale: f64, digits: usize) -> String {
+    e.as_ref()
+        .map(|e| {
+            format!(
+                "{:.digits$} [{:.digits$}, {:.digits$}]",
+                e.value * scale,
+                e.ci95[0] * scale,
+                e.ci95[1] * scale
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print(r: &routing::RouteReport) {
+    println!(
+        "{} queries routed against `{}` (energy: {}, oracle minimises {:?})",
+        r.queries, r.reference, r.energy_basis, r.objective
+    );
+    if !r.incomplete.is_empty() {
+        println!(
+            "  {} queries are missing from some runs and were not routed (first: {} lacks it in {})",
+            r.incomplete.len(),
+            r.incomplete[0].0,
+            r.incomplete[0].1.join(", ")
+        );
+    }
+    for m in &r.models {
+        println!(
+            "  model {:<24} {:<20} accuracy {:.3}  {} J/query{}",
+            m.name,
+            m.accelerator,
+            m.aggregates.accuracy,
+            m.aggregates
+                .energy_j
+                .map(|e| format!("{e:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            match m.energy {
+                routing::table::EnergySource::Declared => " (declared: ESTIMATED)",
+                routing::table::EnergySource::None => " (no energy)",
+                routing::table::EnergySource::Measured => "",
+            }
+        );
+    }
+    for x in &r.routers {
+        println!(
+            "  router {}{}",
+            x.router,
+            if x.energy_estimated {
+                "  (energy partly ESTIMATED)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "    accuracy {}  (vs reference {})",
+            est(&x.accuracy, 1.0, 3),
+            est(&x.accuracy_delta, 1.0, 3)
+        );
+        println!(
+            "    per query: energy {} J  compute {} GFLOP  cost {} µ$  latency {} s",
+            est(&x.energy_j, 1.0, 2),
+            est(&x.compute_flops, 1e-9, 1),
+            est(&x.cost_usd, 1e6, 1),
+            est(&x.latency_s, 1.0, 2)
+        );
+        println!(
+            "    savings vs reference: energy {}%  compute {}%  cost {}%",
+            est(&x.savings.energy, 100.0, 1),
+            est(&x.savings.compute, 100.0, 1),
+            est(&x.savings.cost, 100.0, 1)
+        );
+        let shares: Vec<String> = x
+            .answered_by
+            .iter()
+            .map(|(m, s)| format!("{m} {:.0}%", s * 100.0))
+            .collect();
+        println!("    answered by: {}", shares.join(", "));
+        if x.escalated > 0 {
+            println!("    escalated: {} queries asked two models", x.escalated);
+        }
+        if !x.errors.is_empty() {
+            println!(
+                "    ROUTING ERRORS: {} queries (sent to the reference); first: {}: {}",
+                x.errors.len(),
+                x.errors[0].query_id,
+                x.errors[0].message
+            );
+        }
+    }
+    if let Some((weak, strong)) = &r.pair {
+        println!("  gap recovery, {weak} -> {strong}:");
+        for g in &r.gap_recovery {
+            println!(
+                "    {:<14} APGR {:.3}  CPT(50%) {:.1}%  CPT(80%) {:.1}%",
+                g.router,
+                g.apgr,
+                g.cpt50 * 100.0,
+                g.cpt80 * 100.0
+            );
+        }
+    }
+}
