@@ -217,10 +217,11 @@ fn bytemuck_u8(words: &[u64]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) }
 }
 
-impl Drop for AmdSmi {
+impl Drop for Api {
     fn drop(&mut self) {
-        // SAFETY: initialised in `Api::load`; nothing uses the handles after this.
-        unsafe { (self.api.shut_down)() };
+        // On the API, not the sampler, so an `open` that fails after `amdsmi_init` shuts the
+        // library down too. SAFETY: initialised in `Api::load`; no handle outlives this.
+        unsafe { (self.shut_down)() };
     }
 }
 
