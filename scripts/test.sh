@@ -13,3 +13,9 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 # The sampler plugins and test fixtures are cdylibs the tests load from beside the binary.
 cargo build --release --locked --workspace
 cargo test --release --locked --workspace -- --test-threads=1 "$@"
+# The third-party sampler example is its own crate outside the workspace: checked, built and
+# tested on its own, in the same target dir (its own lockfile).
+wallmeter=examples/sampler-wallmeter/Cargo.toml
+cargo fmt --manifest-path "$wallmeter" -- --check
+cargo clippy --release --locked --manifest-path "$wallmeter" --all-targets -- -D warnings
+cargo test --release --locked --manifest-path "$wallmeter"
