@@ -15,6 +15,7 @@ pub mod config;
 pub mod dataset;
 pub mod grade;
 pub mod host;
+pub mod import;
 pub mod load;
 pub mod plugins;
 pub mod power;

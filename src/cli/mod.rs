@@ -4,6 +4,7 @@ mod attribute;
 mod bench;
 mod doctor;
 mod grade;
+mod import;
 mod list;
 mod profile;
 mod progress;
@@ -96,6 +97,19 @@ enum Command {
         /// Where route.json and route.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Import a per-query table (CSV with a header, or JSONL) as run directories, one per
+    /// model, to grade, route and report like measured runs. See "Importing a table" in the
+    /// README for the columns.
+    Import {
+        /// The table: `.csv`, or `.jsonl` / `.json` (one object per line).
+        table: PathBuf,
+        /// Where the run directories go (one per model).
+        #[arg(long)]
+        out: PathBuf,
+        /// Rename a field's column (repeatable), e.g. `--map query_id=id --map score=correct`.
+        #[arg(long = "map", value_name = "FIELD=COLUMN")]
+        map: Vec<String>,
     },
     /// Recompute every record's energy from the run's power log and manifest (after a crash,
     /// or after an ipw upgrade that fixes attribution) and refresh summary.json.
@@ -192,6 +206,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         }),
+        Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
         Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),

@@ -92,6 +92,10 @@ pub struct Record {
     /// some was cheaper than a cold one, and the summary counts such records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_prompt_tokens: Option<u64>,
+    /// What the query cost in US dollars, when the source says (an imported table, a billed
+    /// API); routing prefers it to the model's prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// Seconds from request to first generated token.
     pub ttft_s: Option<f64>,
     /// Seconds from request to last byte (the window length).

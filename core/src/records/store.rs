@@ -642,6 +642,7 @@ mod tests {
             tokens_estimated: false,
             token_source: None,
             cached_prompt_tokens: None,
+            cost_usd: None,
             ttft_s: Some(0.1),
             latency_s: 1.0,
             decode_tps: None,

@@ -388,11 +388,12 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
             .active_params_b()
             .zip(tokens)
             .map(|(p, (i, o))| 2.0 * p * 1e9 * (i + o) as f64),
-        cost_usd: meta
-            .price_in_per_mtok
-            .zip(meta.price_out_per_mtok)
-            .zip(tokens)
-            .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6),
+        cost_usd: r.cost_usd.or_else(|| {
+            meta.price_in_per_mtok
+                .zip(meta.price_out_per_mtok)
+                .zip(tokens)
+                .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6)
+        }),
     }
 }
 

@@ -183,6 +183,7 @@ fn build_record(
         tokens_estimated: false,
         token_source: None,
         cached_prompt_tokens: None,
+        cost_usd: None,
         ttft_s: None,
         latency_s: 0.0,
         decode_tps: None,

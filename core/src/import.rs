@@ -1,0 +1,493 @@
+//! `ipw import`: a per-query table from elsewhere (a paper's release, another harness) becomes
+//! ordinary run directories, one per model, so it can be re-graded, routed and reported like a
+//! measured run.
+//!
+//! The table is CSV (with a header) or JSONL (one object per line). Columns are found by name;
+//! `--map field=column` renames. Fields:
+//!
+//! | field | meaning | needed |
+//! |---|---|---|
+//! | `query_id` | the query's id, shared across models | yes |
+//! | `model` | which model answered | yes |
+//! | `prompt` | the prompt text | no (empty) |
+//! | `response` | the model's answer | no; without it and a `score`, nothing to grade |
+//! | `score` | a grade in [0, 1] already given | no |
+//! | `answer` | reference answer(s): text, or a JSON list | no |
+//! | `dataset`, `subject` | labels | no (`dataset` = the file's stem) |
+//! | `input_tokens`, `output_tokens` | token counts | no |
+//! | `energy_j` | joules for the query (gross), `net_energy_j` (net) | no |
+//! | `latency_s` | seconds for the query | no (0) |
+//! | `cost_usd` | what the query cost | no |
+//! | `error` | non-empty: the query failed | no |
+//!
+//! Imported records say so: backend `imported`, token source unknown, energy (when given) in one
+//! channel `imported/table` with no readings behind it and no bound. Windows are laid end to end
+//! in table order (each as long as its latency), so busy time is the sum of latencies.
+
+use crate::records::{
+    GradeRecord, Manifest, QueryEnergy, QueryError, Record, RunDir, Window, RECORD_SCHEMA,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a table could not be imported. Every error names the file, and a bad row its line and
+/// column.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read or written.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A row is wrong.
+    #[error("{}:{line}: {message}", path.display())]
+    Row {
+        /// The table.
+        path: PathBuf,
+        /// 1-based line in the file (the header is line 1 of a CSV).
+        line: usize,
+        /// What is wrong, naming the column.
+        message: String,
+    },
+    /// The mapping or the header is wrong.
+    #[error("{}: {message}", path.display())]
+    Columns {
+        /// The table.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A run directory for one of the models exists already.
+    #[error("{} exists already: import into an empty directory", path.display())]
+    Exists {
+        /// The run directory.
+        path: PathBuf,
+    },
+}
+
+/// The fields `--map` may name.
+pub const FIELDS: [&str; 15] = [
+    "query_id",
+    "model",
+    "prompt",
+    "response",
+    "score",
+    "answer",
+    "dataset",
+    "subject",
+    "input_tokens",
+    "output_tokens",
+    "energy_j",
+    "net_energy_j",
+    "latency_s",
+    "cost_usd",
+    "error",
+];
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// Per model: its run directory and how many records it got.
+    pub runs: Vec<(String, PathBuf, usize)>,
+}
+
+/// One row as strings by field name, with its line.
+struct RawRow {
+    line: usize,
+    fields: BTreeMap<&'static str, String>,
+}
+
+/// Read `path` (CSV or JSONL by extension) and write one run directory per model into `out`.
+/// `map` renames fields (`field -> column`).
+pub fn import(
+    path: &Path,
+    out: &Path,
+    map: &BTreeMap<String, String>,
+) -> Result<Imported, ImportError> {
+    let io = |p: &Path, e: &dyn std::fmt::Display| ImportError::Io {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    for field in map.keys() {
+        if !FIELDS.contains(&field.as_str()) {
+            return Err(ImportError::Columns {
+                path: path.into(),
+                message: format!(
+                    "--map {field}=...: no field `{field}`; the fields are {}",
+                    FIELDS.join(", ")
+                ),
+            });
+        }
+    }
+    let column = |field: &str| map.get(field).cloned().unwrap_or_else(|| field.to_string());
+    let bytes = std::fs::read(path).map_err(|e| io(path, &e))?;
+    let jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json");
+    let rows = if jsonl {
+        read_jsonl(path, &bytes, &column)?
+    } else {
+        read_csv(path, &bytes, &column)?
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let mut by_model: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    let mut clock: BTreeMap<String, f64> = BTreeMap::new();
+    let mut seen: std::collections::HashSet<(String, String)> = Default::default();
+    for row in &rows {
+        let r = record(path, row, &stem, &mut clock)?;
+        if !seen.insert((r.model.clone(), r.query_id.clone())) {
+            return Err(ImportError::Row {
+                path: path.into(),
+                line: row.line,
+                message: format!(
+                    "column `{}`: `{}` appears twice for model `{}`",
+                    column("query_id"),
+                    r.query_id,
+                    r.model
+                ),
+            });
+        }
+        by_model.entry(r.model.clone()).or_default().push(r);
+    }
+    let sha = crate::dataset::hex(&Sha256::digest(&bytes));
+    let mut runs = Vec::new();
+    for (model, records) in by_model {
+        let dir = out.join(sanitize(&model));
+        if RunDir::new(&dir).exists() {
+            return Err(ImportError::Exists { path: dir });
+        }
+        let run = RunDir::new(&dir);
+        let lock = run.lock().map_err(|e| io(&dir, &e))?;
+        let manifest = manifest(path, &sha, &model, &records).map_err(|e| io(&dir, &e))?;
+        run.write_manifest(&lock, &manifest)
+            .map_err(|e| io(&dir, &e))?;
+        let mut w = run.create_records(&lock).map_err(|e| io(&dir, &e))?;
+        for r in &records {
+            w.append(r).map_err(|e| io(&dir, &e))?;
+        }
+        drop(w);
+        let summary = crate::analysis::summarize(&model, "imported", records.len(), &records, 0);
+        run.write_summary(&lock, &summary)
+            .map_err(|e| io(&dir, &e))?;
+        runs.push((model, dir, records.len()));
+    }
+    Ok(Imported { runs })
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn read_csv(
+    path: &Path,
+    bytes: &[u8],
+    column: &dyn Fn(&str) -> String,
+) -> Result<Vec<RawRow>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+    let header = reader.headers().map_err(|e| ImportError::Columns {
+        path: path.into(),
+        message: format!("no CSV header: {e}"),
+    })?;
+    let index: Vec<(&'static str, usize)> = FIELDS
+        .iter()
+        .filter_map(|&f| {
+            let name = column(f);
+            header.iter().position(|h| h.trim() == name).map(|i| (f, i))
+        })
+        .collect();
+    require(
+        path,
+        &index,
+        column,
+        &header.iter().collect::<Vec<_>>().join(", "),
+    )?;
+    let mut rows = Vec::new();
+    for (k, rec) in reader.records().enumerate() {
+        let line = rec
+            .as_ref()
+            .ok()
+            .and_then(|r| r.position())
+            .map(|p| p.line() as usize)
+            .unwrap_or(k + 2);
+        let rec = rec.map_err(|e| ImportError::Row {
+            path: path.into(),
+            line: e.position().map(|p| p.line() as usize).unwrap_or(k + 2),
+            message: e.to_string(),
+        })?;
+        let fields = index
+            .iter()
+            .filter_map(|&(f, i)| rec.get(i).map(|v| (f, v.to_string())))
+            .collect();
+        rows.push(RawRow { line, fields });
+    }
+    Ok(rows)
+}
+
+fn read_jsonl(
+    path: &Path,
+    bytes: &[u8],
+    column: &dyn Fn(&str) -> String,
+) -> Result<Vec<RawRow>, ImportError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ImportError::Io {
+        path: path.into(),
+        message: format!("not UTF-8: {e}"),
+    })?;
+    let mut rows = Vec::new();
+    for (k, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| ImportError::Row {
+            path: path.into(),
+            line: k + 1,
+            message: format!("not JSON: {e}"),
+        })?;
+        let obj = v.as_object().ok_or_else(|| ImportError::Row {
+            path: path.into(),
+            line: k + 1,
+            message: "not a JSON object".into(),
+        })?;
+        let fields = FIELDS
+            .iter()
+            .filter_map(|&f| {
+                let v = obj.get(&column(f))?;
+                Some((
+                    f,
+                    match v {
+                        serde_json::Value::Null => return None,
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                ))
+            })
+            .collect();
+        rows.push(RawRow {
+            line: k + 1,
+            fields,
+        });
+    }
+    if let Some(first) = rows.first() {
+        let index: Vec<(&'static str, usize)> = first.fields.keys().map(|&f| (f, 0)).collect();
+        let present: Vec<String> = first.fields.keys().map(|f| column(f)).collect();
+        require(path, &index, column, &present.join(", "))?;
+    }
+    Ok(rows)
+}
+
+fn require(
+    path: &Path,
+    index: &[(&'static str, usize)],
+    column: &dyn Fn(&str) -> String,
+    found: &str,
+) -> Result<(), ImportError> {
+    for needed in ["query_id", "model"] {
+        if !index.iter().any(|(f, _)| *f == needed) {
+            return Err(ImportError::Columns {
+                path: path.into(),
+                message: format!(
+                    "no column `{}` (field {needed}; rename with --map {needed}=COLUMN); the columns are: {found}",
+                    column(needed)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn record(
+    path: &Path,
+    row: &RawRow,
+    stem: &str,
+    clock: &mut BTreeMap<String, f64>,
+) -> Result<Record, ImportError> {
+    let bad = |field: &str, message: String| ImportError::Row {
+        path: path.into(),
+        line: row.line,
+        message: format!("column for `{field}`: {message}"),
+    };
+    let text = |f: &str| {
+        row.fields
+            .get(f)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    };
+    let number = |f: &str| -> Result<Option<f64>, ImportError> {
+        match text(f) {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Some)
+                .ok_or_else(|| bad(f, format!("`{s}` is not a number"))),
+        }
+    };
+    let count = |f: &str| -> Result<Option<u64>, ImportError> {
+        match number(f)? {
+            Some(v) if v >= 0.0 && v.fract() == 0.0 => Ok(Some(v as u64)),
+            Some(v) => Err(bad(f, format!("`{v}` is not a whole number >= 0"))),
+            None => Ok(None),
+        }
+    };
+    let query_id = text("query_id")
+        .ok_or_else(|| bad("query_id", "empty".into()))?
+        .to_string();
+    let model = text("model")
+        .ok_or_else(|| bad("model", "empty".into()))?
+        .to_string();
+    let score = number("score")?;
+    if let Some(s) = score {
+        if !(0.0..=1.0).contains(&s) {
+            return Err(bad("score", format!("{s} is not in [0, 1]")));
+        }
+    }
+    let latency = number("latency_s")?.unwrap_or(0.0);
+    if latency < 0.0 {
+        return Err(bad("latency_s", format!("{latency} is below 0")));
+    }
+    let gross = number("energy_j")?;
+    let net = number("net_energy_j")?;
+    let answers = match text("answer") {
+        None => Vec::new(),
+        Some(s) if s.starts_with('[') => serde_json::from_str::<Vec<String>>(s)
+            .map_err(|e| bad("answer", format!("not a JSON list of strings: {e}")))?,
+        Some(s) => vec![s.to_string()],
+    };
+    let prompt = text("prompt").unwrap_or("").to_string();
+    let error = text("error").map(|m| QueryError {
+        kind: "imported".into(),
+        message: m.to_string(),
+    });
+    let start = *clock.get(&model).unwrap_or(&0.0);
+    clock.insert(model.clone(), start + latency);
+    let (input_tokens, output_tokens) = (count("input_tokens")?, count("output_tokens")?);
+    let energy = (gross.is_some() || net.is_some()).then(|| {
+        let channel = crate::records::ChannelEnergy {
+            gross_j: gross,
+            net_j: net,
+            idle_w: None,
+            gross_bound_j: None,
+            net_bound_j: None,
+            flags: Vec::new(),
+        };
+        QueryEnergy {
+            gross_j: gross,
+            net_j: net,
+            gross_bound_j: None,
+            net_bound_j: None,
+            mean_power_w: gross.filter(|_| latency > 0.0).map(|g| g / latency),
+            j_per_output_token: output_tokens
+                .filter(|&n| n > 0)
+                .and_then(|n| net.or(gross).map(|e| e / n as f64)),
+            estimated: false,
+            flags: Vec::new(),
+            channels: [("imported/table".to_string(), channel)].into(),
+        }
+    });
+    Ok(Record {
+        schema: RECORD_SCHEMA,
+        query_id,
+        index: row.line,
+        session: 0,
+        dataset: text("dataset").unwrap_or(stem).to_string(),
+        subject: text("subject").map(str::to_string),
+        category: None,
+        prompt_hash: crate::dataset::hex(&Sha256::digest(prompt.as_bytes())),
+        prompt,
+        answers,
+        choices: Vec::new(),
+        model,
+        backend: "imported".into(),
+        response: if error.is_some() {
+            None
+        } else {
+            text("response").map(str::to_string)
+        },
+        input_tokens,
+        output_tokens,
+        tokens_estimated: false,
+        token_source: None,
+        cached_prompt_tokens: None,
+        cost_usd: number("cost_usd")?,
+        ttft_s: None,
+        latency_s: latency,
+        decode_tps: None,
+        finish_reason: None,
+        attempts: 1,
+        started_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        window: Window {
+            start_s: start,
+            end_s: start + latency,
+        },
+        grade: score.filter(|_| error.is_none()).map(|s| GradeRecord {
+            grader: "imported".into(),
+            wasm_sha256: String::new(),
+            score: Some(s),
+            parsed: true,
+            extracted: None,
+            explanation: Some("score given by the imported table".into()),
+            error: None,
+            params: None,
+        }),
+        error,
+        grade_history: Vec::new(),
+        energy,
+    })
+}
+
+fn manifest(
+    path: &Path,
+    sha: &str,
+    model: &str,
+    records: &[Record],
+) -> Result<Manifest, serde_json::Error> {
+    let now = chrono::Utc::now();
+    let mut datasets: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in records {
+        *datasets.entry(r.dataset.as_str()).or_default() += 1;
+    }
+    // Built through JSON so fields with defaults stay defaults. The host that produced the
+    // table is unknown: nothing about this machine is written as if it had measured it.
+    serde_json::from_value(serde_json::json!({
+        "schema": crate::records::MANIFEST_SCHEMA,
+        "ipw_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": env!("IPW_GIT_COMMIT"),
+        "experiment_file": path.display().to_string(),
+        "experiment_sha256": sha,
+        "experiment": {"imported_from": path.display().to_string()},
+        "model": {"name": model, "backend": "imported"},
+        "model_file": null,
+        "backend": {"kind": "imported", "table": path.display().to_string()},
+        "datasets": datasets.iter().map(|(name, n)| serde_json::json!({
+            "name": name, "source": path.display().to_string(), "sha256": sha,
+            "rows": n, "selected": n
+        })).collect::<Vec<_>>(),
+        "planned": records.len(),
+        "plan_sha256": "",
+        "host": {"hostname": null, "cpu_model": null, "logical_cores": 0,
+                 "physical_cores": null, "memory_bytes": null, "os": "unknown (imported)",
+                 "kernel": null, "arch": "unknown"},
+        "started_at": now,
+        "ended_at": now,
+        "status": "completed",
+        "sessions": [{"started_at": now, "ended_at": now, "recorded": records.len(),
+                      "resumed_from": 0, "model_load_s": null,
+                      "startup_to_first_request_s": null, "cpu_s": null,
+                      "cpu_per_query_ms": null, "peak_rss_bytes": null}],
+    }))
+}

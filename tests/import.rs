@@ -1,0 +1,211 @@
+//! `ipw import`: external per-query tables (CSV and JSONL) become run directories that
+//! `ipw route` and `ipw grade` read like measured ones; bad rows are refused naming the file,
+//! line and column.
+
+mod support;
+
+use support::*;
+
+/// Two models on four queries: `small` (cheap, right on q1 and q2) and `big` (right on q1-q3).
+const CSV: &str = "\
+id,llm,question,output,correct,gold,tokens_in,tokens_out,joules,seconds,usd
+q1,small,What is 1+1?,2,1,2,10,2,1.5,0.2,0.00001
+q2,small,What is 2+2?,4,1,4,10,2,1.5,0.2,0.00001
+q3,small,What is 3+3?,5,0,6,10,2,1.5,0.2,0.00001
+q4,small,What is 4+4?,9,0,8,10,2,1.5,0.2,0.00001
+q1,big,What is 1+1?,2,1,2,10,3,30,1.0,0.001
+q2,big,What is 2+2?,4,1,4,10,3,30,1.0,0.001
+q3,big,What is 3+3?,6,1,6,10,3,30,1.0,0.001
+q4,big,What is 4+4?,7,0,8,10,3,30,1.0,0.001
+";
+
+const MAP: [&str; 20] = [
+    "--map",
+    "query_id=id",
+    "--map",
+    "model=llm",
+    "--map",
+    "prompt=question",
+    "--map",
+    "response=output",
+    "--map",
+    "score=correct",
+    "--map",
+    "answer=gold",
+    "--map",
+    "input_tokens=tokens_in",
+    "--map",
+    "output_tokens=tokens_out",
+    "--map",
+    "energy_j=joules",
+    "--map",
+    "latency_s=seconds",
+];
+
+#[test]
+fn a_csv_table_imports_as_runs_that_route_and_regrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("paper.csv");
+    std::fs::write(&table, CSV).unwrap();
+    let out = dir.path().join("imported");
+    let mut args = vec![
+        "import",
+        table.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(MAP);
+    args.extend(["--map", "cost_usd=usd"]);
+    let o = run_ipw(&args, dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    for (model, score_sum) in [("small", 2.0), ("big", 3.0)] {
+        let recs = records(&out.join(model));
+        assert_eq!(recs.len(), 4);
+        let s: f64 = recs
+            .iter()
+            .map(|r| r["grade"]["score"].as_f64().unwrap())
+            .sum();
+        assert_eq!(s, score_sum, "{model}");
+        assert_eq!(recs[0]["backend"], "imported");
+        let summary = json(&out.join(model).join("summary.json"));
+        assert_eq!(summary["recorded"], 4);
+    }
+    // Routed like measured runs: the oracle keeps small on q1, q2 and q4 (big is wrong on q4
+    // too), big on q3: energy 3 x 1.5 + 30 = 34.5 of 120.
+    let o = run_ipw(
+        &[
+            "route",
+            out.to_str().unwrap(),
+            "--reference",
+            "big",
+            "--router",
+            "oracle",
+            "--router",
+            "oracle:cost",
+            "--out",
+            dir.path().join("analysis").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let report = json(&dir.path().join("analysis/route.json"));
+    let oracle = &report["routers"][0];
+    assert!(
+        (oracle["savings"]["energy"]["value"].as_f64().unwrap() - (1.0 - 34.5 / 120.0)).abs()
+            < 1e-12
+    );
+    assert!((oracle["accuracy"]["value"].as_f64().unwrap() - 0.75).abs() < 1e-12);
+    // The table's own cost column is what routing charges: 3 x 1e-5 + 1e-3 of 4e-3.
+    let by_cost = &report["routers"][1];
+    let want = 1.0 - (3.0 * 1e-5 + 1e-3) / 4e-3;
+    assert!((by_cost["savings"]["cost"]["value"].as_f64().unwrap() - want).abs() < 1e-9);
+    // Re-graded from the imported responses and answers: exact match gives the same scores.
+    let o = run_ipw(
+        &[
+            "grade",
+            out.join("big").to_str().unwrap(),
+            "--grader",
+            "exact",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out.join("big"));
+    let scores: Vec<f64> = recs
+        .iter()
+        .map(|r| r["grade"]["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores, [1.0, 1.0, 1.0, 0.0]);
+    assert_eq!(
+        recs[0]["grade_history"][0]["grader"], "imported",
+        "the table's grade is kept"
+    );
+    // Importing into the same place again is refused, not merged.
+    let o = run_ipw(&args, dir.path());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("exists already"), "{}", text(&o));
+}
+
+#[test]
+fn a_jsonl_table_imports_with_default_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.jsonl");
+    std::fs::write(
+        &table,
+        concat!(
+            r#"{"query_id": "a", "model": "m", "response": "x", "score": 1, "energy_j": 2.5, "latency_s": 0.5, "answer": ["x", "y"]}"#,
+            "\n\n",
+            r#"{"query_id": "b", "model": "m", "error": "timeout", "latency_s": 2}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("o");
+    let o = run_ipw(
+        &[
+            "import",
+            table.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let recs = records(&out.join("m"));
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["answers"], serde_json::json!(["x", "y"]));
+    assert_eq!(recs[0]["energy"]["gross_j"], 2.5);
+    assert_eq!(recs[1]["error"]["message"], "timeout");
+    assert!(recs[1]["grade"].is_null(), "a failed query has no grade");
+    // Windows laid end to end: busy time is the sum of latencies.
+    let s = json(&out.join("m/summary.json"));
+    assert!((s["busy_s"].as_f64().unwrap() - 2.5).abs() < 1e-12);
+    assert_eq!(s["errors"], 1);
+}
+
+#[test]
+fn bad_rows_and_columns_are_refused_by_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("bad.csv", "query_id,model,score\nq1,m,1\nq2,m,high\n", &["bad.csv:3", "`score`", "`high` is not a number"]),
+        ("range.csv", "query_id,model,score\nq1,m,1.5\n", &["range.csv:2", "1.5 is not in [0, 1]"]),
+        ("dup.csv", "query_id,model\nq1,m\nq1,m\n", &["dup.csv:3", "appears twice"]),
+        ("nocol.csv", "id,model\nq1,m\n", &["no column `query_id`", "--map query_id=COLUMN", "id, model"]),
+        ("tok.jsonl", "{\"query_id\": \"a\", \"model\": \"m\"}\n{\"query_id\": \"b\", \"model\": \"m\", \"output_tokens\": -3}\n", &["tok.jsonl:2", "`output_tokens`", "whole number"]),
+        ("broken.jsonl", "{\"query_id\": \"a\", \"model\": \"m\"}\n{\"query_id\": \n", &["broken.jsonl:2", "not JSON"]),
+    ];
+    for (name, body, says) in cases {
+        let table = dir.path().join(name);
+        std::fs::write(&table, body).unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        let o = run_ipw(
+            &[
+                "import",
+                table.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(!o.status.success(), "{name}");
+        for s in says {
+            assert!(text(&o).contains(s), "{name}: `{s}` not in {}", text(&o));
+        }
+        assert!(
+            !out.join("m").join("manifest.json").exists(),
+            "{name}: nothing half-written"
+        );
+    }
+    let o = run_ipw(
+        &[
+            "import",
+            dir.path().join("bad.csv").to_str().unwrap(),
+            "--out",
+            "x",
+            "--map",
+            "colour=c",
+        ],
+        dir.path(),
+    );
+    assert!(text(&o).contains("no field `colour`"), "{}", text(&o));
+}
