@@ -82,6 +82,11 @@ fn a_csv_table_imports_as_runs_that_route_and_regrade() {
             "oracle",
             "--router",
             "oracle:cost",
+            "--workload",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/data/bursty-trace.csv")
+                .to_str()
+                .unwrap(),
             "--out",
             dir.path().join("analysis").to_str().unwrap(),
         ],
@@ -89,6 +94,17 @@ fn a_csv_table_imports_as_runs_that_route_and_regrade() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let report = json(&dir.path().join("analysis/route.json"));
+    // The shipped 3-hour bursty trace through both routers: the oracle sends q3 only (one row
+    // in four, drawn per request) to big, so about three quarters of requests are taken off.
+    let w = &report["workload"][0];
+    assert_eq!(w["hours"].as_array().unwrap().len(), 3);
+    let off = w["offloaded_requests"].as_f64().unwrap();
+    assert!((0.7..0.8).contains(&off), "{off}");
+    assert!(
+        text(&o).contains("busiest minute at the reference"),
+        "{}",
+        text(&o)
+    );
     let oracle = &report["routers"][0];
     assert!(
         (oracle["savings"]["energy"]["value"].as_f64().unwrap() - (1.0 - 34.5 / 120.0)).abs()

@@ -27,6 +27,22 @@ pub enum BenchCommand {
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Routing speed: every built-in router over a synthetic table (default 1M queries x 20
+    /// models), the full report with intervals on a slice, and a WASM router's decisions/s.
+    Route {
+        /// Queries in the synthetic table.
+        #[arg(long, default_value_t = 1_000_000)]
+        queries: usize,
+        /// Models in the synthetic table.
+        #[arg(long, default_value_t = 20)]
+        models: usize,
+        /// A WASM router to time (e.g. the example: examples/router-short-prompts).
+        #[arg(long, value_name = "PATH")]
+        wasm: Option<PathBuf>,
+        /// Seconds of WASM decisions.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// Grader costs: compile, cache-hit load, instantiation, and grades/s on one core for
     /// every built-in grader.
     Graders {
@@ -76,6 +92,49 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             let _ = std::fs::remove_dir_all(&dir);
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Route {
+            queries,
+            models,
+            wasm,
+            seconds,
+        } => {
+            use ipw_core::routing::bench;
+            let started = Instant::now();
+            let table = bench::synthetic_table(queries, models.max(2), 1);
+            println!(
+                "synthetic table: {queries} queries x {models} models, built in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "{:<34} {:>10} {:>10} {:>14}",
+                "router", "queries", "seconds", "decisions/s"
+            );
+            let mut total = 0.0;
+            for r in bench::bench_builtin(&table) {
+                total += r.seconds;
+                println!(
+                    "{:<34} {:>10} {:>10.3} {:>14.0}",
+                    r.router, r.queries, r.seconds, r.per_s
+                );
+            }
+            println!(
+                "all built-in routers: {total:.2} s (one thread; decisions and point figures)"
+            );
+            let slice = bench::synthetic_table(queries.min(10_000), models.max(2), 1);
+            println!(
+                "full report with paired bootstrap intervals (1000 resamples), oracle, {} queries: {:.2} s",
+                slice.rows.len(),
+                bench::bench_full_report(&slice)
+            );
+            if let Some(path) = wasm {
+                let r = bench::bench_wasm(&path, &table, seconds)?;
+                println!(
+                    "WASM router {}: {:.0} decisions/s on one thread ({} decisions, a fresh instance each)",
+                    r.router, r.per_s, r.queries
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Graders { seconds } => {

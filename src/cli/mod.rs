@@ -94,6 +94,10 @@ enum Command {
         /// Seed for random routers and intervals.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// An arrival trace (CSV: Timestamp, Request tokens, Response tokens, as BurstGPT) to
+        /// replay through every router: the reference's load taken off, per hour and at peak.
+        #[arg(long, value_name = "FILE")]
+        workload: Option<PathBuf>,
         /// Where route.json and route.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -195,6 +199,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             weak,
             meta,
             seed,
+            workload,
             out,
         } => route::run(route::Args {
             runs,
@@ -204,6 +209,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             weak,
             meta,
             seed,
+            workload,
             out,
         }),
         Command::Import { table, out, map } => import::run(&table, &out, &map),

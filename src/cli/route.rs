@@ -17,6 +17,7 @@ pub struct Args {
     pub weak: Option<String>,
     pub meta: Option<PathBuf>,
     pub seed: u64,
+    pub workload: Option<PathBuf>,
     pub out: Option<PathBuf>,
 }
 
@@ -42,6 +43,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         seed: a.seed,
         meta,
         weak: a.weak.clone(),
+        workload: a.workload.clone(),
     };
     let report = routing::route(&req)?;
     let out = match &a.out {
@@ -149,6 +151,27 @@ fn print(r: &routing::RouteReport) {
                 x.errors.len(),
                 x.errors[0].query_id,
                 x.errors[0].message
+            );
+        }
+    }
+    for w in &r.workload {
+        println!(
+            "  workload, {} ({} requests): {:.1}% of requests and {:.1}% of tokens off the reference; busiest minute at the reference {} -> {} tokens ({:.1}% lower)",
+            w.router,
+            w.requests,
+            w.offloaded_requests * 100.0,
+            w.offloaded_tokens * 100.0,
+            w.peak_tokens_per_min_all_reference,
+            w.peak_tokens_per_min_routed,
+            w.peak_reduction * 100.0
+        );
+        for h in &w.hours {
+            println!(
+                "    hour {:>3}: {:>6} requests, {:>5.1}% off the reference ({:.1}% of tokens)",
+                h.hour,
+                h.requests,
+                100.0 * (1.0 - h.to_reference as f64 / h.requests.max(1) as f64),
+                100.0 * (1.0 - h.tokens_to_reference as f64 / h.tokens.max(1) as f64)
             );
         }
     }

@@ -4,10 +4,12 @@
 //! compute and cost against sending everything to a reference model, with intervals, and how
 //! each router's quality and cost move with its parameter.
 
+pub mod bench;
 pub mod routers;
 pub mod simulate;
 pub mod table;
 pub mod wasm;
+pub mod workload;
 
 use crate::config::ModelMeta;
 use routers::{Context, Objective, Router};
@@ -37,6 +39,8 @@ pub struct RouteRequest {
     /// The weak model of the weak/strong pair for APGR/CPT (default: the model with the lowest
     /// accuracy); the strong one is the reference.
     pub weak: Option<String>,
+    /// An arrival trace to replay through every router.
+    pub workload: Option<PathBuf>,
 }
 
 /// Everything `ipw route` reports (written as `route.json`).
@@ -64,6 +68,9 @@ pub struct RouteReport {
     pub pair: Option<(String, String)>,
     /// APGR and CPT of the orderings ipw can compute: random (exact), prompt length, oracle.
     pub gap_recovery: Vec<GapRecovery>,
+    /// With `--workload`: per router, the reference's load taken off, per hour and at peak.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workload: Vec<workload::WorkloadReport>,
 }
 
 /// Read a `--meta` file: `[models.NAME]` tables with the fields of `[models.meta]`.
@@ -100,6 +107,9 @@ pub enum RouteError {
         /// What is wrong (TOML errors name the line and field).
         message: String,
     },
+    /// The arrival trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] workload::TraceError),
     /// Nothing to route.
     #[error("no query is in every run; {0} queries are in some runs only")]
     NoCommonQueries(usize),
@@ -136,6 +146,20 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
                 acc(a).total_cmp(&acc(b))
             }),
     };
+    let mut loads = Vec::new();
+    if let Some(path) = &req.workload {
+        let trace = workload::read_trace(path)?;
+        for spec in &req.routers {
+            let mut r = make_router(spec, &table, ctx)?;
+            loads.push(workload::replay(
+                &trace,
+                r.as_mut(),
+                &table,
+                reference,
+                req.seed,
+            ));
+        }
+    }
     let mut gap_recovery = Vec::new();
     let mut pair = None;
     if let Some(weak) = weak.filter(|&w| w != reference) {
@@ -176,6 +200,7 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
         curves,
         pair,
         gap_recovery,
+        workload: loads,
     })
 }
 

@@ -229,27 +229,43 @@ pub struct CurvePoint {
     pub reference_share: f64,
 }
 
-/// Figures of one router without intervals.
+/// Figures of one router without intervals: one pass, no per-query storage (what a sweep
+/// over a parameter, and the 1M-query benchmark, run).
 pub fn point(router: &mut dyn Router, table: &Table, reference: usize, param: f64) -> CurvePoint {
-    let (decisions, _) = decide_all(router, table, reference);
-    let paid: Vec<Paid> = decisions
-        .iter()
-        .enumerate()
-        .map(|(i, d)| paid(table, i, d))
-        .collect();
-    let all: Vec<usize> = (0..paid.len()).collect();
-    let col = |f: fn(&Paid) -> Option<f64>| -> Vec<Option<f64>> { paid.iter().map(f).collect() };
+    let n = table.rows.len();
+    let (mut score, mut to_reference) = (0.0, 0usize);
+    let (mut energy, mut cost, mut flops) = (Some(0.0), Some(0.0), Some(0.0));
+    let add = |acc: &mut Option<f64>, v: Option<f64>| {
+        *acc = acc.zip(v).map(|(a, b)| a + b);
+    };
+    for row in &table.rows {
+        let d = match router.decide(row, table) {
+            Ok(d) if !d.tried.is_empty() && d.tried.iter().all(|&c| c < table.columns.len()) => d,
+            _ => Decision {
+                tried: vec![reference],
+                confidence: None,
+            },
+        };
+        let last = *d.tried.last().expect("non-empty");
+        score += row.outcomes[last].score;
+        if last == reference {
+            to_reference += 1;
+        }
+        for &c in &d.tried {
+            let o = &row.outcomes[c];
+            add(&mut energy, o.energy_j);
+            add(&mut cost, o.cost_usd);
+            add(&mut flops, o.flops);
+        }
+    }
+    let per = |v: Option<f64>| v.filter(|_| n > 0).map(|v| v / n as f64);
     CurvePoint {
         param,
-        accuracy: mean_of(&col(|p| Some(p.score)), &all).unwrap_or(0.0),
-        energy_j: mean_of(&col(|p| p.energy), &all),
-        cost_usd: mean_of(&col(|p| p.cost), &all),
-        compute_flops: mean_of(&col(|p| p.flops), &all),
-        reference_share: decisions
-            .iter()
-            .filter(|d| d.tried.last() == Some(&reference))
-            .count() as f64
-            / paid.len().max(1) as f64,
+        accuracy: if n > 0 { score / n as f64 } else { 0.0 },
+        energy_j: per(energy),
+        cost_usd: per(cost),
+        compute_flops: per(flops),
+        reference_share: to_reference as f64 / n.max(1) as f64,
     }
 }
 

@@ -281,3 +281,54 @@ fn bad_specs_are_refused_by_name() {
         assert!(e.contains(spec) && e.contains(what), "{spec}: {e}");
     }
 }
+
+#[test]
+fn a_workload_counts_the_reference_load_taken_off_per_hour_and_at_peak() {
+    use super::workload::{read_trace, replay, Arrival};
+    let arrival = |t: f64, tokens: u64| Arrival {
+        t,
+        input_tokens: tokens,
+        output_tokens: 0,
+    };
+    // Minute 0 holds 100 + 50 tokens, minute 61 holds 400: the busiest minute.
+    let trace = [
+        arrival(0.0, 100),
+        arrival(10.0, 50),
+        arrival(3600.0 + 65.0, 400),
+    ];
+    let t = table();
+    let mut small = routers::builtin("always:small", &t, ctx()).unwrap();
+    let w = replay(&trace, small.as_mut(), &t, 2, 1);
+    assert_eq!(w.requests, 3);
+    assert_eq!(w.hours.len(), 2);
+    assert_eq!((w.hours[0].requests, w.hours[0].tokens), (2, 150));
+    assert_eq!((w.hours[1].requests, w.hours[1].to_reference), (1, 0));
+    assert_eq!(w.offloaded_requests, 1.0);
+    assert_eq!(w.peak_tokens_per_min_all_reference, 400);
+    assert_eq!((w.peak_tokens_per_min_routed, w.peak_reduction), (0, 1.0));
+    let mut big = routers::builtin("always:big", &t, ctx()).unwrap();
+    let w = replay(&trace, big.as_mut(), &t, 2, 1);
+    assert_eq!((w.offloaded_tokens, w.peak_reduction), (0.0, 0.0));
+    // A cascade that escalates still loads the reference: on a table of queries small gets
+    // wrong (q1, q2, q3, q5) nothing is taken off; on q0 and q4 (small right) everything is.
+    let mut wrong = t.clone();
+    wrong.rows.retain(|r| r.outcomes[0].score == 0.0);
+    let mut right = t.clone();
+    right.rows.retain(|r| r.outcomes[0].score == 1.0);
+    for (tab, off) in [(&wrong, 0.0), (&right, 1.0)] {
+        let mut c = routers::builtin("cascade:small", tab, ctx()).unwrap();
+        assert_eq!(
+            replay(&trace, c.as_mut(), tab, 2, 1).offloaded_requests,
+            off
+        );
+    }
+    // The shipped bursty trace reads (BurstGPT columns), in time order.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shipped = read_trace(&root.join("examples/data/bursty-trace.csv")).unwrap();
+    assert!(shipped.len() > 1000 && shipped.windows(2).all(|w| w[0].t <= w[1].t));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "t,input_tokens,output_tokens\n1,10,10\n2,ten,10\n").unwrap();
+    let e = read_trace(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.csv:3") && e.contains("`ten`"), "{e}");
+}

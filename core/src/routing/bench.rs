@@ -1,0 +1,166 @@
+//! `ipw bench route`: how fast routing runs. A synthetic table (queries x models, scores and
+//! energies from a seeded generator) is routed by every built-in router (decisions and point
+//! figures, then the full report with bootstrap intervals on a slice), and a WASM router is
+//! timed on one thread, a fresh sandboxed instance per decision.
+
+use super::routers::{self, Context, Objective};
+use super::simulate;
+use super::table::{Aggregates, Column, EnergySource, Outcome, Row, Table};
+use crate::config::ModelMeta;
+use crate::rng::SplitMix64;
+use std::time::Instant;
+
+/// Figures for one router.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteBench {
+    /// The router.
+    pub router: String,
+    /// Queries routed.
+    pub queries: usize,
+    /// Seconds for decisions and point figures over every query.
+    pub seconds: f64,
+    /// Decisions per second (one thread).
+    pub per_s: f64,
+}
+
+/// A synthetic table: model k (of `models`) has accuracy rising and energy rising with k, the
+/// last model is the reference.
+pub fn synthetic_table(queries: usize, models: usize, seed: u64) -> Table {
+    let mut rng = SplitMix64::new(seed);
+    let columns = (0..models)
+        .map(|k| Column {
+            name: format!("m{k:02}"),
+            meta: ModelMeta {
+                params_b: Some(0.5 * (k + 1) as f64),
+                price_in_per_mtok: Some(0.1 * (k + 1) as f64),
+                price_out_per_mtok: Some(0.4 * (k + 1) as f64),
+                ..ModelMeta::default()
+            },
+            accelerator: "synthetic".into(),
+            run: "/nonexistent".into(),
+            energy: EnergySource::Measured,
+            aggregates: Aggregates::default(),
+        })
+        .collect();
+    let rows = (0..queries)
+        .map(|q| {
+            let tokens = 20 + rng.below(400) as u64;
+            Row {
+                query_id: format!("q{q}"),
+                dataset: "synthetic".into(),
+                subject: None,
+                prompt: String::new(),
+                prompt_tokens: Some(tokens),
+                outcomes: (0..models)
+                    .map(|k| {
+                        let p = 0.3 + 0.6 * k as f64 / models.max(2) as f64;
+                        let right = (rng.next_u64() % 10_000) as f64 / 10_000.0 < p;
+                        let e = (k + 1) as f64 * (5.0 + rng.below(100) as f64 / 10.0);
+                        Outcome {
+                            score: if right { 1.0 } else { 0.0 },
+                            failed: false,
+                            unscored: false,
+                            energy_j: Some(e),
+                            latency_s: e / 50.0,
+                            input_tokens: Some(tokens),
+                            output_tokens: Some(100),
+                            flops: Some(2.0 * 0.5e9 * (k + 1) as f64 * (tokens + 100) as f64),
+                            cost_usd: Some(1e-6 * (k + 1) as f64),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Table {
+        columns,
+        rows,
+        incomplete: Vec::new(),
+        energy_basis: "net",
+    }
+}
+
+/// Route `table` with every built-in router (decisions and point figures, no intervals).
+pub fn bench_builtin(table: &Table) -> Vec<RouteBench> {
+    let reference = table.columns.len() - 1;
+    let ctx = Context {
+        reference,
+        objective: Objective::Energy,
+        seed: 1,
+    };
+    [
+        "always:m00".to_string(),
+        "random:0.5".into(),
+        "oracle".into(),
+        "p-accurate:0.8".into(),
+        "threshold:prompt_tokens:200:m00".into(),
+        "cascade:m00".into(),
+    ]
+    .into_iter()
+    .map(|spec| {
+        let mut r = routers::builtin(&spec, table, ctx).expect("built-in spec");
+        let started = Instant::now();
+        let p = simulate::point(r.as_mut(), table, reference, 0.0);
+        let seconds = started.elapsed().as_secs_f64();
+        std::hint::black_box(p);
+        RouteBench {
+            router: spec,
+            queries: table.rows.len(),
+            seconds,
+            per_s: table.rows.len() as f64 / seconds,
+        }
+    })
+    .collect()
+}
+
+/// The full report (paired bootstrap intervals, 1000 resamples) for the oracle: seconds.
+pub fn bench_full_report(table: &Table) -> f64 {
+    let reference = table.columns.len() - 1;
+    let ctx = Context {
+        reference,
+        objective: Objective::Energy,
+        seed: 1,
+    };
+    let mut r = routers::builtin("oracle", table, ctx).expect("built-in spec");
+    let started = Instant::now();
+    std::hint::black_box(simulate::simulate(r.as_mut(), table, reference, 1));
+    started.elapsed().as_secs_f64()
+}
+
+/// Decisions per second of a WASM router on one thread over `table`'s first rows for about
+/// `seconds`.
+pub fn bench_wasm(
+    path: &std::path::Path,
+    table: &Table,
+    seconds: f64,
+) -> Result<RouteBench, crate::grade::GraderError> {
+    use super::routers::Router;
+    let reference = table.columns.len() - 1;
+    let mut r = super::wasm::WasmRouter::load(
+        &path.display().to_string(),
+        path,
+        "{}",
+        crate::grade::GraderLimits::default(),
+        reference,
+    )?;
+    let started = Instant::now();
+    let mut n = 0;
+    let mut errors = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        let row = &table.rows[n % table.rows.len()];
+        if r.decide(row, table).is_err() {
+            errors += 1;
+        }
+        n += 1;
+    }
+    let took = started.elapsed().as_secs_f64();
+    if errors > 0 {
+        tracing::warn!("{errors} of {n} WASM decisions were errors");
+    }
+    Ok(RouteBench {
+        router: path.display().to_string(),
+        queries: n,
+        seconds: took,
+        per_s: n as f64 / took,
+    })
+}
