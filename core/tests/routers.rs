@@ -38,6 +38,7 @@ fn table(queries: usize) -> Table {
                 query_id: format!("q{i}"),
                 dataset: "d".into(),
                 subject: None,
+                category: None,
                 // Lengths 1, 2, 3, ...: the `stray` fixture strays on even ones.
                 prompt: "x".repeat(i + 1),
                 prompt_tokens: Some(i as u64 + 1),

@@ -9,6 +9,7 @@ mod list;
 mod profile;
 mod progress;
 mod route;
+mod study;
 mod table;
 mod validate;
 
@@ -99,6 +100,50 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         workload: Option<PathBuf>,
         /// Where route.json and route.csv go (default: the first run's `analysis/`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Compare runs (models x accelerators): accuracy, APJ, APW, J/query and latency per group
+    /// with 95% intervals, and paired differences against a baseline on shared queries.
+    Compare {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Group by dataset, subject or category.
+        #[arg(long, default_value = "dataset")]
+        by: String,
+        /// The run paired differences are taken against (default: the first).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Seed for the intervals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where compare.json and compare.csv go (default: the first run's `analysis/`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Coverage: the share of queries each model answers at least as well as the reference,
+    /// best-of-local, per group and over release dates.
+    Coverage {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The reference model.
+        #[arg(long)]
+        reference: String,
+        /// Covered when score >= reference score - tolerance.
+        #[arg(long, default_value_t = 0.0)]
+        tolerance: f64,
+        /// Group by dataset, subject or category.
+        #[arg(long, default_value = "dataset")]
+        by: String,
+        /// Model metadata overriding the runs' own (release dates): `[models.NAME]` tables.
+        #[arg(long, value_name = "FILE")]
+        meta: Option<PathBuf>,
+        /// Seed for the intervals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where coverage.json and coverage.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -212,6 +257,22 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             workload,
             out,
         }),
+        Command::Compare {
+            runs,
+            by,
+            baseline,
+            seed,
+            out,
+        } => study::compare(&runs, &by, baseline.as_deref(), seed, out),
+        Command::Coverage {
+            runs,
+            reference,
+            tolerance,
+            by,
+            meta,
+            seed,
+            out,
+        } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),

@@ -49,6 +49,7 @@ pub fn synthetic_table(queries: usize, models: usize, seed: u64) -> Table {
                 query_id: format!("q{q}"),
                 dataset: "synthetic".into(),
                 subject: None,
+                category: None,
                 prompt: String::new(),
                 prompt_tokens: Some(tokens),
                 outcomes: (0..models)

@@ -115,6 +115,8 @@ pub struct Row {
     pub dataset: String,
     /// Subject, if the dataset has one.
     pub subject: Option<String>,
+    /// Category of the subject, if known.
+    pub category: Option<String>,
     /// The prompt text.
     pub prompt: String,
     /// Prompt tokens as the first model that counted them did.
@@ -322,6 +324,7 @@ pub fn build(
             query_id: id.clone(),
             dataset: first.dataset.clone(),
             subject: first.subject.clone(),
+            category: first.category.clone(),
             prompt: first.prompt.clone(),
             prompt_tokens: loaded.iter().find_map(|l| l.records[id].input_tokens),
             outcomes,

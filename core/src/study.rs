@@ -1,0 +1,417 @@
+//! The study across runs: `ipw compare` (each model x accelerator x group with intervals, and
+//! paired differences on shared queries) and `ipw coverage` (how many queries a model answers
+//! as well as the reference). Both read run directories only, through the routing table's
+//! join on query id.
+//!
+//! - Per run and group (dataset, subject or category): accuracy, APJ and APW as the run's
+//!   summary defines them (bootstrap 95% intervals), mean J per query, p50 latency, and markers:
+//!   energy estimated, records carrying quality flags.
+//! - Paired, against a baseline run, on the queries both have: accuracy difference, energy
+//!   ratio (Σ run / Σ baseline) and APJ ratio, each with a paired bootstrap interval (queries
+//!   resampled, both runs recomputed on the same draw).
+//! - Coverage: a query is covered by a model when its score is at least the reference's minus
+//!   `tolerance`; best-of-local: covered by any model but the reference; per group; and over
+//!   release dates: at each date, best-of-local over the models released by then.
+
+use crate::analysis::{quality_summary, Estimate, Quality};
+use crate::records::{Record, RunDir};
+use crate::routing::table::{self, Table};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// How rows are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// Per dataset.
+    Dataset,
+    /// Per subject (queries without one are left out of the groups, not of `all`).
+    Subject,
+    /// Per category.
+    Category,
+}
+
+impl GroupBy {
+    /// Parse `dataset`, `subject` or `category`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "dataset" => Ok(GroupBy::Dataset),
+            "subject" => Ok(GroupBy::Subject),
+            "category" => Ok(GroupBy::Category),
+            o => Err(format!("`{o}`: use dataset, subject or category")),
+        }
+    }
+}
+
+/// One run (model x accelerator) on one group.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompareRow {
+    /// The column name (model, with @accelerator when needed).
+    pub model: String,
+    /// Accelerator label.
+    pub accelerator: String,
+    /// `all`, or the group's name.
+    pub group: String,
+    /// Scored queries in the group.
+    pub scored: usize,
+    /// Mean score.
+    pub accuracy: Option<Estimate>,
+    /// Accuracy per joule.
+    pub apj: Option<Estimate>,
+    /// Accuracy per watt.
+    pub apw: Option<Estimate>,
+    /// Mean joules per query (as APJ: net or gross).
+    pub j_per_query: Option<f64>,
+    /// Median seconds per query.
+    pub latency_p50_s: Option<f64>,
+    /// Energy is modelled, not measured.
+    pub energy_estimated: bool,
+    /// Records of the group carrying an energy quality flag.
+    pub flagged: usize,
+}
+
+/// A run against the baseline on the queries both answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PairedDiff {
+    /// The run.
+    pub model: String,
+    /// The baseline.
+    pub baseline: String,
+    /// `all`, or the group.
+    pub group: String,
+    /// Shared queries.
+    pub shared: usize,
+    /// Accuracy minus the baseline's.
+    pub accuracy_delta: Option<Estimate>,
+    /// Energy / the baseline's (below 1: cheaper).
+    pub energy_ratio: Option<Estimate>,
+    /// APJ / the baseline's (above 1: more accuracy per joule).
+    pub apj_ratio: Option<Estimate>,
+}
+
+/// `ipw compare`'s result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompareReport {
+    /// How groups were made.
+    pub group_by: GroupBy,
+    /// `net` or `gross`.
+    pub energy_basis: &'static str,
+    /// Per run and group.
+    pub rows: Vec<CompareRow>,
+    /// The baseline the paired differences use.
+    pub baseline: String,
+    /// Per run (not the baseline) and group.
+    pub paired: Vec<PairedDiff>,
+    /// Queries some runs lack (left out of paired figures).
+    pub incomplete: usize,
+}
+
+/// Why a study command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    /// The runs could not be joined.
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+    /// A run's records could not be read.
+    #[error("{}: {message}", path.display())]
+    Run {
+        /// The run.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn group_key(
+    by: GroupBy,
+    dataset: &str,
+    subject: &Option<String>,
+    category: &Option<String>,
+) -> Option<String> {
+    match by {
+        GroupBy::Dataset => Some(dataset.to_string()),
+        GroupBy::Subject => subject.clone(),
+        GroupBy::Category => category.clone(),
+    }
+}
+
+fn row_of(
+    model: &str,
+    accelerator: &str,
+    group: &str,
+    q: &Quality,
+    records: &[&Record],
+) -> CompareRow {
+    let mut latency: Vec<f64> = records
+        .iter()
+        .filter(|r| r.error.is_none())
+        .map(|r| r.latency_s)
+        .collect();
+    latency.sort_by(f64::total_cmp);
+    let net_all = records
+        .iter()
+        .all(|r| r.energy.as_ref().is_none_or(|e| e.net_j.is_some()));
+    let energies: Vec<f64> = records
+        .iter()
+        .filter_map(|r| {
+            r.energy
+                .as_ref()
+                .and_then(|e| if net_all { e.net_j } else { e.gross_j })
+        })
+        .collect();
+    CompareRow {
+        model: model.into(),
+        accelerator: accelerator.into(),
+        group: group.into(),
+        scored: q.scored,
+        accuracy: q.accuracy,
+        apj: q.apj,
+        apw: q.apw,
+        j_per_query: (!energies.is_empty())
+            .then(|| energies.iter().sum::<f64>() / energies.len() as f64),
+        latency_p50_s: (!latency.is_empty())
+            .then(|| crate::analysis::stats::percentile(&latency, 0.5)),
+        energy_estimated: q.energy_estimated,
+        flagged: records
+            .iter()
+            .filter(|r| r.energy.as_ref().is_some_and(|e| !e.flags.is_empty()))
+            .count(),
+    }
+}
+
+/// Compare runs: per run and group, and paired against `baseline` (default: the first run).
+pub fn compare(
+    runs: &[PathBuf],
+    by: GroupBy,
+    baseline: Option<&str>,
+    seed: u64,
+) -> Result<CompareReport, StudyError> {
+    let runs = table::find_runs(runs)?;
+    let t = table::build(&runs, &BTreeMap::new())?;
+    let mut rows = Vec::new();
+    for col in &t.columns {
+        let read = RunDir::new(&col.run)
+            .read_records()
+            .map_err(|e| StudyError::Run {
+                path: col.run.clone(),
+                message: e.to_string(),
+            })?;
+        let records = read.records;
+        let Some(q) = quality_summary(&records, seed) else {
+            continue;
+        };
+        let all: Vec<&Record> = records.iter().collect();
+        rows.push(row_of(&col.name, &col.accelerator, "all", &q.overall, &all));
+        let groups = match by {
+            GroupBy::Dataset => &q.by_dataset,
+            GroupBy::Subject => &q.by_subject,
+            GroupBy::Category => &q.by_category,
+        };
+        for (g, quality) in groups {
+            let members: Vec<&Record> = records
+                .iter()
+                .filter(|r| {
+                    group_key(by, &r.dataset, &r.subject, &r.category).as_deref() == Some(g)
+                })
+                .collect();
+            rows.push(row_of(&col.name, &col.accelerator, g, quality, &members));
+        }
+    }
+    let base = match baseline {
+        Some(name) => t.column(name)?,
+        None => 0,
+    };
+    let mut paired = Vec::new();
+    for c in (0..t.columns.len()).filter(|&c| c != base) {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in t.rows.iter().enumerate() {
+            groups.entry("all".into()).or_default().push(i);
+            if let Some(k) = group_key(by, &r.dataset, &r.subject, &r.category) {
+                groups.entry(k).or_default().push(i);
+            }
+        }
+        for (g, idx) in groups {
+            paired.push(paired_diff(&t, c, base, &g, &idx, seed));
+        }
+    }
+    Ok(CompareReport {
+        group_by: by,
+        energy_basis: t.energy_basis,
+        rows,
+        baseline: t.columns[base].name.clone(),
+        paired,
+        incomplete: t.incomplete.len(),
+    })
+}
+
+fn paired_diff(
+    t: &Table,
+    c: usize,
+    base: usize,
+    group: &str,
+    idx: &[usize],
+    seed: u64,
+) -> PairedDiff {
+    let pick = |col: usize, f: &dyn Fn(&table::Outcome) -> Option<f64>| -> Vec<Option<f64>> {
+        idx.iter().map(|&i| f(&t.rows[i].outcomes[col])).collect()
+    };
+    let (sa, sb) = (pick(c, &|o| Some(o.score)), pick(base, &|o| Some(o.score)));
+    let (ea, eb) = (pick(c, &|o| o.energy_j), pick(base, &|o| o.energy_j));
+    let sum = |v: &[Option<f64>], draw: &[usize]| -> Option<f64> {
+        let mut s = 0.0;
+        for &i in draw {
+            s += v[i]?;
+        }
+        Some(s)
+    };
+    let n = idx.len();
+    let boot = |salt: u64, stat: &dyn Fn(&[usize]) -> Option<f64>| {
+        crate::analysis::quality::bootstrap(n, seed ^ salt, stat)
+    };
+    PairedDiff {
+        model: t.columns[c].name.clone(),
+        baseline: t.columns[base].name.clone(),
+        group: group.into(),
+        shared: n,
+        accuracy_delta: boot(0x41, &|d| {
+            if d.is_empty() {
+                return None;
+            }
+            Some((sum(&sa, d)? - sum(&sb, d)?) / d.len() as f64)
+        }),
+        energy_ratio: boot(0x42, &|d| {
+            let (a, b) = (sum(&ea, d)?, sum(&eb, d)?);
+            (b > 0.0).then_some(a / b)
+        }),
+        apj_ratio: boot(0x43, &|d| {
+            let (a_s, a_e, b_s, b_e) = (sum(&sa, d)?, sum(&ea, d)?, sum(&sb, d)?, sum(&eb, d)?);
+            (a_e > 0.0 && b_s > 0.0).then_some((a_s / a_e) / (b_s / b_e))
+        }),
+    }
+}
+
+/// Coverage of one model (or best-of-local) in one group.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CoverageRow {
+    /// The model, or `best-of-local`.
+    pub model: String,
+    /// `all`, or the group.
+    pub group: String,
+    /// Queries in the group.
+    pub queries: usize,
+    /// Share covered, with a bootstrap interval.
+    pub coverage: Option<Estimate>,
+}
+
+/// Best-of-local coverage with the models released by a date.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CoverageAtDate {
+    /// Release date (`YYYY-MM-DD`).
+    pub date: String,
+    /// Local models released by then.
+    pub models: Vec<String>,
+    /// Share of queries some of them cover.
+    pub coverage: f64,
+}
+
+/// `ipw coverage`'s result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CoverageReport {
+    /// The reference model.
+    pub reference: String,
+    /// Score margin: covered when score >= reference score − tolerance.
+    pub tolerance: f64,
+    /// Queries in every run.
+    pub queries: usize,
+    /// Queries some runs lack (left out).
+    pub incomplete: usize,
+    /// Per model and group, then best-of-local.
+    pub rows: Vec<CoverageRow>,
+    /// Over release dates (models with `release_date` in their metadata).
+    pub over_time: Vec<CoverageAtDate>,
+}
+
+/// Coverage of every model against `reference`.
+pub fn coverage(
+    runs: &[PathBuf],
+    reference: &str,
+    tolerance: f64,
+    by: GroupBy,
+    meta: &BTreeMap<String, crate::config::ModelMeta>,
+    seed: u64,
+) -> Result<CoverageReport, StudyError> {
+    let runs = table::find_runs(runs)?;
+    let t = table::build(&runs, meta)?;
+    let reference = t.column(reference)?;
+    let covered = |i: usize, c: usize| {
+        let r = &t.rows[i];
+        r.outcomes[c].score >= r.outcomes[reference].score - tolerance - 1e-12
+    };
+    let locals: Vec<usize> = (0..t.columns.len()).filter(|&c| c != reference).collect();
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in t.rows.iter().enumerate() {
+        groups.entry("all".into()).or_default().push(i);
+        if let Some(k) = group_key(by, &r.dataset, &r.subject, &r.category) {
+            groups.entry(k).or_default().push(i);
+        }
+    }
+    let share = |hits: Vec<f64>, salt: u64| {
+        crate::analysis::quality::bootstrap(hits.len(), seed ^ salt, |d| {
+            (!d.is_empty()).then(|| d.iter().map(|&i| hits[i]).sum::<f64>() / d.len() as f64)
+        })
+    };
+    let mut rows = Vec::new();
+    for (g, idx) in &groups {
+        for &c in &locals {
+            let hits = idx.iter().map(|&i| covered(i, c) as u8 as f64).collect();
+            rows.push(CoverageRow {
+                model: t.columns[c].name.clone(),
+                group: g.clone(),
+                queries: idx.len(),
+                coverage: share(hits, c as u64),
+            });
+        }
+        let hits = idx
+            .iter()
+            .map(|&i| locals.iter().any(|&c| covered(i, c)) as u8 as f64)
+            .collect();
+        rows.push(CoverageRow {
+            model: "best-of-local".into(),
+            group: g.clone(),
+            queries: idx.len(),
+            coverage: share(hits, 0xB0),
+        });
+    }
+    let mut dated: Vec<(String, usize)> = locals
+        .iter()
+        .filter_map(|&c| Some((t.columns[c].meta.release_date.clone()?, c)))
+        .collect();
+    dated.sort();
+    let mut over_time = Vec::new();
+    for (k, (date, _)) in dated.iter().enumerate() {
+        if dated.get(k + 1).is_some_and(|(d, _)| d == date) {
+            continue; // the last model of a date speaks for all released that day
+        }
+        let available: Vec<usize> = dated[..=k].iter().map(|(_, c)| *c).collect();
+        let n = t.rows.len().max(1) as f64;
+        let hits = (0..t.rows.len())
+            .filter(|&i| available.iter().any(|&c| covered(i, c)))
+            .count() as f64;
+        over_time.push(CoverageAtDate {
+            date: date.clone(),
+            models: available
+                .iter()
+                .map(|&c| t.columns[c].name.clone())
+                .collect(),
+            coverage: hits / n,
+        });
+    }
+    Ok(CoverageReport {
+        reference: t.columns[reference].name.clone(),
+        tolerance,
+        queries: t.rows.len(),
+        incomplete: t.incomplete.len(),
+        rows,
+        over_time,
+    })
+}

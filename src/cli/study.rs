@@ -1,0 +1,202 @@
+//! `ipw compare` and `ipw coverage`: the study across runs, printed and written as JSON + CSV.
+
+use anyhow::{Context, Result};
+use ipw_core::analysis::Estimate;
+use ipw_core::study::{self, GroupBy};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn out_dir(runs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match out {
+        Some(d) => d,
+        None => ipw_core::routing::table::find_runs(runs)?[0].join("analysis"),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn write(dir: &Path, name: &str, json: serde_json::Value, csv: String) -> Result<()> {
+    let j = dir.join(format!("{name}.json"));
+    std::fs::write(&j, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("writing {}", j.display()))?;
+    let c = dir.join(format!("{name}.csv"));
+    std::fs::write(&c, csv).with_context(|| format!("writing {}", c.display()))?;
+    println!("written: {}, {}", j.display(), c.display());
+    Ok(())
+}
+
+fn est(e: &Option<Estimate>, digits: usize) -> String {
+    e.as_ref()
+        .map(|e| {
+            format!(
+                "{:.digits$} [{:.digits$}, {:.digits$}]",
+                e.value, e.ci95[0], e.ci95[1]
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+fn cells(e: &Option<Estimate>) -> String {
+    match e {
+        Some(e) => format!("{},{},{}", e.value, e.ci95[0], e.ci95[1]),
+        None => ",,".into(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn compare(
+    runs: &[PathBuf],
+    by: &str,
+    baseline: Option<&str>,
+    seed: u64,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let by = GroupBy::parse(by).map_err(|e| anyhow::anyhow!("--by {e}"))?;
+    let r = study::compare(runs, by, baseline, seed)?;
+    println!(
+        "energy: {}; * = energy estimated, ! = records with energy flags",
+        r.energy_basis
+    );
+    for row in &r.rows {
+        println!(
+            "  {:<22} {:<18} {:<14} n={:<5} acc {}  APJ {}  APW {}  J/q {}  p50 {} s{}{}",
+            row.model,
+            row.accelerator,
+            row.group,
+            row.scored,
+            est(&row.accuracy, 3),
+            est(&row.apj, 4),
+            est(&row.apw, 4),
+            row.j_per_query
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            row.latency_p50_s
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            if row.energy_estimated { " *" } else { "" },
+            if row.flagged > 0 {
+                format!(" !{}", row.flagged)
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!("paired against {} on shared queries:", r.baseline);
+    for p in &r.paired {
+        println!(
+            "  {:<22} {:<14} n={:<5} Δacc {}  energy x{}  APJ x{}",
+            p.model,
+            p.group,
+            p.shared,
+            est(&p.accuracy_delta, 3),
+            est(&p.energy_ratio, 3),
+            est(&p.apj_ratio, 3)
+        );
+    }
+    if r.incomplete > 0 {
+        println!(
+            "  ({} queries are missing from some runs: not paired)",
+            r.incomplete
+        );
+    }
+    let mut csv = String::from("kind,model,accelerator,group,n,accuracy,accuracy_lo,accuracy_hi,apj,apj_lo,apj_hi,apw,apw_lo,apw_hi,j_per_query,latency_p50_s,energy_estimated,flagged\n");
+    for row in &r.rows {
+        csv += &format!(
+            "run,{},{},{},{},{},{},{},{},{},{},{}\n",
+            quote(&row.model),
+            quote(&row.accelerator),
+            quote(&row.group),
+            row.scored,
+            cells(&row.accuracy),
+            cells(&row.apj),
+            cells(&row.apw),
+            row.j_per_query.map(|v| v.to_string()).unwrap_or_default(),
+            row.latency_p50_s.map(|v| v.to_string()).unwrap_or_default(),
+            row.energy_estimated,
+            row.flagged
+        );
+    }
+    csv += "kind,model,baseline,group,shared,accuracy_delta,lo,hi,energy_ratio,lo,hi,apj_ratio,lo,hi\n";
+    for p in &r.paired {
+        csv += &format!(
+            "paired,{},{},{},{},{},{},{}\n",
+            quote(&p.model),
+            quote(&p.baseline),
+            quote(&p.group),
+            p.shared,
+            cells(&p.accuracy_delta),
+            cells(&p.energy_ratio),
+            cells(&p.apj_ratio)
+        );
+    }
+    write(
+        &out_dir(runs, out)?,
+        "compare",
+        serde_json::to_value(&r)?,
+        csv,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn coverage(
+    runs: &[PathBuf],
+    reference: &str,
+    tolerance: f64,
+    by: &str,
+    meta: Option<PathBuf>,
+    seed: u64,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let by = GroupBy::parse(by).map_err(|e| anyhow::anyhow!("--by {e}"))?;
+    let meta = match &meta {
+        Some(p) => ipw_core::routing::read_meta_file(p)?,
+        None => BTreeMap::new(),
+    };
+    let r = study::coverage(runs, reference, tolerance, by, &meta, seed)?;
+    println!(
+        "coverage against {} (covered: score >= reference - {}), {} queries",
+        r.reference, r.tolerance, r.queries
+    );
+    for row in &r.rows {
+        println!(
+            "  {:<22} {:<14} n={:<5} {}",
+            row.model,
+            row.group,
+            row.queries,
+            est(&row.coverage, 3)
+        );
+    }
+    for d in &r.over_time {
+        println!(
+            "  by {}: best-of-local {:.3} ({})",
+            d.date,
+            d.coverage,
+            d.models.join(", ")
+        );
+    }
+    let mut csv = String::from("model,group,queries,coverage,lo,hi\n");
+    for row in &r.rows {
+        csv += &format!(
+            "{},{},{},{}\n",
+            quote(&row.model),
+            quote(&row.group),
+            row.queries,
+            cells(&row.coverage)
+        );
+    }
+    write(
+        &out_dir(runs, out)?,
+        "coverage",
+        serde_json::to_value(&r)?,
+        csv,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
