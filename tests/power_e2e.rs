@@ -75,6 +75,12 @@ fn replayed_energy_trace_gives_exact_energy_per_query() {
         );
         assert_eq!(e["estimated"], false);
         assert!((e["channels"]["replay/trace"]["idle_w"].as_f64().unwrap() - 80.0).abs() < 1e-9);
+        // Split at the first token: prefill and decode add up to the query's energy, and at a
+        // constant 80 W each is 80 W x its share of time.
+        let ph = &e["phases"];
+        let (p, d) = (ph["prefill_j"].as_f64().unwrap(), ph["decode_j"].as_f64().unwrap());
+        assert!((p + d - gross).abs() < 1e-6 * gross.max(1.0), "{ph}");
+        assert!(p > 0.0 && d > 0.0, "{ph}");
     }
     // Two at a time: shares add up to the meter's energy over the union of the windows.
     let s = json(&run.join("summary.json"));

@@ -383,6 +383,7 @@ fn record(
             idle_w: None,
             gross_bound_j: None,
             net_bound_j: None,
+            phases: None,
             flags: Vec::new(),
         };
         QueryEnergy {
@@ -390,6 +391,7 @@ fn record(
             net_j: net,
             gross_bound_j: None,
             net_bound_j: None,
+            phases: None,
             mean_power_w: gross.filter(|_| latency > 0.0).map(|g| g / latency),
             j_per_output_token: output_tokens
                 .filter(|&n| n > 0)

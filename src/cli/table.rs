@@ -89,6 +89,14 @@ pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
         p50(&e.mean_power_w),
         d4(&e.j_per_output_token)
     );
+    if e.prefill_j.is_some() {
+        println!(
+            "      per phase (gross, p50): prefill {} J  decode {} J  decode J/output token {}",
+            p50(&e.prefill_j),
+            p50(&e.decode_j),
+            d4(&e.decode_j_per_output_token)
+        );
+    }
     if !e.flags.is_empty() {
         let flags: Vec<String> = e.flags.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         println!("      flags: {}", flags.join(", "));

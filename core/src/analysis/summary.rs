@@ -87,6 +87,15 @@ pub struct EnergySummary {
     pub mean_power_w: Option<Distribution>,
     /// Joules per generated token (net where available).
     pub j_per_output_token: Option<Distribution>,
+    /// Gross joules before the first token (reading the prompt), per query that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_j: Option<Distribution>,
+    /// Gross joules from the first token on (generating).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_j: Option<Distribution>,
+    /// Decode joules per generated token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_j_per_output_token: Option<Distribution>,
     /// Sum of gross joules, failed queries included (their energy was spent).
     pub total_gross_j: f64,
     /// Sum of net joules (records with net only), failed queries included.
@@ -162,6 +171,13 @@ fn energy_summary(records: &[Record], ok: &[&Record], seed: u64) -> Option<Energ
         net_j: Distribution::of(energies.iter().filter_map(|e| e.net_j)),
         mean_power_w: Distribution::of(energies.iter().filter_map(|e| e.mean_power_w)),
         j_per_output_token: Distribution::of(energies.iter().filter_map(|e| e.j_per_output_token)),
+        prefill_j: Distribution::of(energies.iter().filter_map(|e| Some(e.phases?.prefill_j))),
+        decode_j: Distribution::of(energies.iter().filter_map(|e| Some(e.phases?.decode_j))),
+        decode_j_per_output_token: Distribution::of(ok.iter().filter_map(|r| {
+            let d = r.energy.as_ref()?.phases?.decode_j;
+            let n = r.output_tokens.filter(|&n| n > 0)?;
+            Some(d / n as f64)
+        })),
         total_gross_j: energies.iter().filter_map(|e| e.gross_j).sum::<f64>() + failed_gross_j,
         total_net_j: energies.iter().filter_map(|e| e.net_j).sum::<f64>() + failed_net_j,
         failed_gross_j,

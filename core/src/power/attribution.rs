@@ -19,7 +19,7 @@
 //! the baseline, and the net range is the gross range less the idle range, worst case.
 
 use super::curve::{Anomaly, EnergyCurve};
-pub use crate::records::{ChannelEnergy, Flag, QueryEnergy};
+pub use crate::records::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 use ipw_sampler_sdk::Accuracy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,6 +108,12 @@ struct Piece {
     shares: Vec<(usize, f64)>,
 }
 
+/// When a query's first token arrived, if known and inside its window.
+fn first_token(w: &QueryWindow) -> Option<f64> {
+    let t = w.start + w.ttft?;
+    (t > w.start && t < w.end).then_some(t)
+}
+
 fn token_rate(w: &QueryWindow, at: f64) -> Option<f64> {
     let (ttft, input, output) = (w.ttft?, w.input_tokens?, w.output_tokens?);
     let first = w.start + ttft;
@@ -184,10 +190,19 @@ fn channel_shares(
     let mut gross: Vec<Option<f64>> = vec![Some(0.0); windows.len()];
     let mut bound: Vec<Option<(f64, f64)>> = vec![Some((0.0, 0.0)); windows.len()];
     let mut idle_time = vec![0.0; windows.len()];
+    // Per query, [prefill, decode]: gross joules and time share. Pieces are cut at every first
+    // token, so each lies wholly in one phase of each query.
+    let mut phase_j: Vec<[Option<f64>; 2]> = vec![[Some(0.0); 2]; windows.len()];
+    let mut phase_s: Vec<[f64; 2]> = vec![[0.0; 2]; windows.len()];
     for p in pieces {
         let e = ch.curve.between(p.from, p.to);
         let b = ch.curve.bound_between(p.from, p.to);
         for &(q, share) in &p.shares {
+            if let Some(first) = first_token(&windows[q]) {
+                let k = usize::from(p.from >= first);
+                phase_j[q][k] = phase_j[q][k].zip(e).map(|(a, e)| a + e * share);
+                phase_s[q][k] += (p.to - p.from) * share;
+            }
             gross[q] = match (gross[q], e) {
                 (Some(g), Some(e)) => Some(g + e * share),
                 _ => None,
@@ -257,11 +272,22 @@ fn channel_shares(
             flags.sort();
             flags.dedup();
             let gross_bound = bound[q].map(|(lo, hi)| widen(lo, hi, idle_time[q], ch.accuracy));
+            let phases = first_token(w).and_then(|_| {
+                let [p, d] = phase_j[q];
+                let net = |j: f64, s: f64| ch.idle_w.map(|idle| j - idle * s);
+                Some(PhaseEnergy {
+                    prefill_j: p?,
+                    decode_j: d?,
+                    prefill_net_j: net(p?, phase_s[q][0]),
+                    decode_net_j: net(d?, phase_s[q][1]),
+                })
+            });
             ChannelEnergy {
                 gross_j: gross[q],
                 net_j: net,
                 idle_w: ch.idle_w,
                 gross_bound_j: gross_bound.map(|(lo, hi)| [lo, hi]),
+                phases,
                 net_bound_j: match (gross_bound, ch.idle_bound_w) {
                     (Some((lo, hi)), Some((idle_lo, idle_hi))) => {
                         Some([lo - idle_hi * idle_time[q], hi - idle_lo * idle_time[q]])
@@ -303,6 +329,20 @@ fn combine(channels: BTreeMap<String, ChannelEnergy>, w: &QueryWindow) -> QueryE
         net_j: net,
         gross_bound_j: sum_bound(|c| c.gross_bound_j),
         net_bound_j: sum_bound(|c| c.net_bound_j),
+        phases: (!channels.is_empty())
+            .then(|| {
+                let mut total = PhaseEnergy::default();
+                for c in channels.values() {
+                    let p = c.phases?;
+                    total.prefill_j += p.prefill_j;
+                    total.decode_j += p.decode_j;
+                    total.prefill_net_j =
+                        total.prefill_net_j.zip(p.prefill_net_j).map(|(a, b)| a + b);
+                    total.decode_net_j = total.decode_net_j.zip(p.decode_net_j).map(|(a, b)| a + b);
+                }
+                Some(total)
+            })
+            .flatten(),
         mean_power_w: gross.filter(|_| duration > 0.0).map(|g| g / duration),
         j_per_output_token: match w.output_tokens {
             Some(n) if n > 0 => net.or(gross).map(|e| e / n as f64),

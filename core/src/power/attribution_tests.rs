@@ -690,3 +690,58 @@ fn shaping_a_counter_with_instant_power_removes_most_of_the_edge_bias() {
         "shaping must remove most of it: {shaped_bias} vs {plain_bias}"
     );
 }
+
+#[test]
+fn energy_splits_at_the_first_token_into_prefill_and_decode() {
+    // 100 W while the prompt is read (1.0-1.5 s), 40 W while generating (1.5-3.0 s), 10 W
+    // around: prefill 50 J, decode 60 J; with 40 W idle, net 30 J and 0 J.
+    let p = |t: f64| {
+        if (1.0..1.5).contains(&t) {
+            100.0
+        } else if (1.5..3.0).contains(&t) {
+            40.0
+        } else {
+            10.0
+        }
+    };
+    let times: Vec<f64> = (0..=5000).map(|i| i as f64 / 1000.0).collect();
+    let curve = EnergyCurve::build(
+        &ChannelKind::EnergyCounter {
+            resolution_j: 1e-9,
+            wrap_j: None,
+        },
+        &counter_readings(&p, &times, 1e-9),
+    );
+    let w = QueryWindow {
+        start: 1.0,
+        end: 3.0,
+        ttft: Some(0.5),
+        input_tokens: Some(100),
+        output_tokens: Some(30),
+    };
+    let e = attribute(&[channel(&curve, false)], &[w], SplitRule::Tokens).remove(0);
+    let ph = e.phases.unwrap();
+    assert!((ph.prefill_j - 50.0).abs() < 1e-6, "{ph:?}");
+    assert!((ph.decode_j - 60.0).abs() < 1e-6, "{ph:?}");
+    assert!((ph.prefill_net_j.unwrap() - 30.0).abs() < 1e-6);
+    assert!(ph.decode_net_j.unwrap().abs() < 1e-6);
+    // Overlapping queries: each one's phases add up to its own total.
+    let other = QueryWindow {
+        start: 2.0,
+        end: 4.0,
+        ttft: Some(0.8),
+        input_tokens: Some(50),
+        output_tokens: Some(10),
+    };
+    for e in attribute(&[channel(&curve, false)], &[w, other], SplitRule::Tokens) {
+        let ph = e.phases.unwrap();
+        assert!((ph.prefill_j + ph.decode_j - e.gross_j.unwrap()).abs() < 1e-9);
+    }
+    // No first token (a failed query): no split, not a zero.
+    let failed = QueryWindow { ttft: None, ..w };
+    assert!(
+        attribute(&[channel(&curve, false)], &[failed], SplitRule::Tokens)[0]
+            .phases
+            .is_none()
+    );
+}

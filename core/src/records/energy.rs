@@ -56,8 +56,38 @@ pub struct ChannelEnergy {
     /// `[low, high]` of net energy: the gross bound less the idle bound, worst case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net_bound_j: Option<[f64; 2]>,
+    /// Split at the first token, when the query has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PhaseEnergy>,
     /// Quality flags.
     pub flags: Vec<Flag>,
+}
+
+/// A query's energy before its first token (prefill: reading the prompt) and after (decode:
+/// generating). Overlapping queries share each piece of time by the same rule as the total.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct PhaseEnergy {
+    /// Gross joules from the request to the first token.
+    pub prefill_j: f64,
+    /// Gross joules from the first token to the last byte.
+    pub decode_j: f64,
+    /// Prefill less idle power over its time, when there is a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_net_j: Option<f64>,
+    /// Decode less idle power over its time, when there is a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_net_j: Option<f64>,
+}
+
+impl Default for PhaseEnergy {
+    fn default() -> Self {
+        Self {
+            prefill_j: 0.0,
+            decode_j: 0.0,
+            prefill_net_j: Some(0.0),
+            decode_net_j: Some(0.0),
+        }
+    }
 }
 
 /// Energy of one query over all channels.
@@ -74,6 +104,9 @@ pub struct QueryEnergy {
     /// `[low, high]` of `net_j`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net_bound_j: Option<[f64; 2]>,
+    /// Summed over channels, when every channel has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PhaseEnergy>,
     /// Gross energy over the window length, watts.
     pub mean_power_w: Option<f64>,
     /// Net (else gross) joules per generated token.

@@ -20,7 +20,7 @@ mod manifest;
 mod record;
 mod store;
 
-pub use energy::{ChannelEnergy, Flag, QueryEnergy};
+pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use grade::{GradeRecord, GraderInfo};
 pub use manifest::{
     Baseline, DatasetInfo, HostInfo, Manifest, ModelFile, OtherLoad, RecordedModel, RecorderStats,
