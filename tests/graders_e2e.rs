@@ -7,7 +7,6 @@ mod support;
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::*;
 
 fn repo() -> PathBuf {
@@ -126,34 +125,9 @@ fn sha256_file(p: &Path) -> String {
         .collect()
 }
 
-/// Build the third-party example grader the way its README says.
-fn build_example_grader() -> PathBuf {
-    let manifest = repo().join("examples/grader-concise/Cargo.toml");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        // The outer build's settings are not the example's.
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building examples/grader-concise");
-    let wasm =
-        repo().join("examples/grader-concise/target/wasm32-wasip2/release/grader_concise.wasm");
-    assert!(wasm.is_file());
-    wasm
-}
-
 #[test]
 fn third_party_grader_by_path_then_regrade_without_the_model() {
-    let wasm = build_example_grader();
+    let wasm = build_wasm_example("grader-concise");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // The example experiment exactly as shipped (paths are relative to the file).

@@ -78,7 +78,10 @@ fn replayed_energy_trace_gives_exact_energy_per_query() {
         // Split at the first token: prefill and decode add up to the query's energy, and at a
         // constant 80 W each is 80 W x its share of time.
         let ph = &e["phases"];
-        let (p, d) = (ph["prefill_j"].as_f64().unwrap(), ph["decode_j"].as_f64().unwrap());
+        let (p, d) = (
+            ph["prefill_j"].as_f64().unwrap(),
+            ph["decode_j"].as_f64().unwrap(),
+        );
         assert!((p + d - gross).abs() < 1e-6 * gross.max(1.0), "{ph}");
         assert!(p > 0.0 && d > 0.0, "{ph}");
     }

@@ -44,32 +44,6 @@ fn router<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no router {name} in the report"))
 }
 
-/// Build the third-party example router the way its Cargo.toml says.
-fn build_example_router() -> std::path::PathBuf {
-    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(repo.join("examples/router-short-prompts/Cargo.toml"))
-        // The outer build's settings are not the example's.
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building examples/router-short-prompts");
-    let wasm = repo.join(
-        "examples/router-short-prompts/target/wasm32-wasip2/release/router_short_prompts.wasm",
-    );
-    assert!(wasm.is_file());
-    wasm
-}
-
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
@@ -102,7 +76,7 @@ fn routing_two_real_runs_matches_the_records() {
 
     // The third-party router sends prompts up to the local run's median length to the model
     // with the lowest mean energy, the rest to the reference.
-    let example = build_example_router();
+    let example = build_wasm_example("router-short-prompts");
     let mut lengths: Vec<u64> = records(&out_local.join("local"))
         .iter()
         .map(|r| r["input_tokens"].as_u64().unwrap())

@@ -255,3 +255,31 @@ pub fn profile_ok(dir: &Path, name: &str, toml: &str) -> PathBuf {
     assert!(o.status.success(), "{}", text(&o));
     out
 }
+
+/// Build a third-party WASM example (`examples/<crate>`, outside the workspace) for
+/// wasm32-wasip2 the way its Cargo.toml says, and return its `.wasm`.
+pub fn build_wasm_example(krate: &str) -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(repo.join("examples").join(krate).join("Cargo.toml"))
+        // The outer build's settings are not the example's.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building examples/{krate}");
+    let wasm = repo.join("examples").join(krate).join(format!(
+        "target/wasm32-wasip2/release/{}.wasm",
+        krate.replace('-', "_")
+    ));
+    assert!(wasm.is_file(), "{} was not built", wasm.display());
+    wasm
+}
