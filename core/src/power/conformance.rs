@@ -796,3 +796,180 @@ pub fn check_library(path: &Path, opts: &Options) -> Report {
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipw_sampler_sdk::Accuracy;
+
+    fn channel(name: &str, kind: ChannelKind) -> Channel {
+        Channel {
+            name: name.into(),
+            domain: Domain::Gpu,
+            device: None,
+            kind,
+            update_period_s: 0.01,
+            accuracy: Accuracy::default(),
+            shaped_by: None,
+        }
+    }
+
+    fn counter(wrap_j: Option<f64>) -> Channel {
+        channel(
+            "gpu0",
+            ChannelKind::EnergyCounter {
+                resolution_j: 1e-3,
+                wrap_j,
+            },
+        )
+    }
+
+    fn watts(name: &str) -> Channel {
+        channel(name, ChannelKind::Telemetry { unit: "W".into() })
+    }
+
+    fn verdict(findings: &[Finding], check: Check) -> Option<Verdict> {
+        findings
+            .iter()
+            .filter(|f| f.check == check)
+            .map(|f| f.verdict)
+            .max()
+    }
+
+    #[test]
+    fn a_counter_shaped_by_watts_telemetry_passes_describe() {
+        let mut c = counter(Some(100.0));
+        c.shaped_by = Some("gpu0-power".into());
+        let f = check_channels(&[c, watts("gpu0-power")]);
+        assert_eq!(verdict(&f, Check::Describe), Some(Verdict::Pass), "{f:?}");
+    }
+
+    #[test]
+    fn describe_fails_each_broken_declaration() {
+        let fails = |chs: Vec<Channel>| {
+            let f = check_channels(&chs);
+            assert_eq!(verdict(&f, Check::Describe), Some(Verdict::Fail), "{chs:?}");
+        };
+        fails(vec![counter(None), counter(None)]);
+        let mut c = counter(None);
+        c.update_period_s = 0.0;
+        fails(vec![c]);
+        let mut c = counter(None);
+        c.update_period_s = f64::INFINITY;
+        fails(vec![c]);
+        fails(vec![counter(Some(0.0))]);
+        fails(vec![channel(
+            "gpu0",
+            ChannelKind::EnergyCounter {
+                resolution_j: -1.0,
+                wrap_j: None,
+            },
+        )]);
+        let mut c = counter(None);
+        c.accuracy.relative = f64::NAN;
+        fails(vec![c]);
+        let mut c = counter(None);
+        c.shaped_by = Some("nope".into());
+        fails(vec![c]);
+        // Shaped by a channel that is not power: a temperature.
+        let mut c = counter(None);
+        c.shaped_by = Some("temp".into());
+        let temp = channel(
+            "temp",
+            ChannelKind::Telemetry {
+                unit: "celsius".into(),
+            },
+        );
+        fails(vec![c, temp]);
+    }
+
+    fn read_at(t: f64, values: &[(u32, f64, f64)]) -> ReadSample {
+        ReadSample {
+            started: t,
+            finished: t + 1e-4,
+            wall_s: 1e-4,
+            result: Ok(values
+                .iter()
+                .map(|&(channel, timestamp_s, value)| RawReading {
+                    channel,
+                    reserved: 0,
+                    timestamp_s,
+                    value,
+                })
+                .collect()),
+            dropped: 0,
+        }
+    }
+
+    /// A counter read at 100 Hz with these values.
+    fn counter_run(values: &[f64]) -> Vec<ReadSample> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let t = 100.0 + i as f64 * 0.01;
+                read_at(t, &[(0, t, *v)])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_drop_is_a_wrap_only_when_a_modulus_is_declared_and_respected() {
+        let wrapping = counter_run(&[19.8, 19.9, 0.1, 0.2]);
+        let (f, counts, _) = check_reads(&[counter(Some(20.0))], &wrapping);
+        assert_eq!(verdict(&f, Check::Counters), Some(Verdict::Pass), "{f:?}");
+        assert_eq!(counts, [4]);
+        let (f, ..) = check_reads(&[counter(None)], &wrapping);
+        assert_eq!(verdict(&f, Check::Counters), Some(Verdict::Fail), "{f:?}");
+        // Above the declared modulus: the declaration is wrong.
+        let (f, ..) = check_reads(&[counter(Some(10.0))], &wrapping);
+        assert_eq!(verdict(&f, Check::Counters), Some(Verdict::Fail), "{f:?}");
+        // A drop from mid-range, read as a wrap, would be over half the modulus in 10 ms
+        // (20 - 9.9 + 0.5 = 10.6 J): a reset, warned about.
+        let (f, ..) = check_reads(&[counter(Some(20.0))], &counter_run(&[9.8, 9.9, 0.5]));
+        assert_eq!(verdict(&f, Check::Counters), Some(Verdict::Warn), "{f:?}");
+    }
+
+    #[test]
+    fn timestamps_must_be_in_order_and_on_the_reads_clock() {
+        let gauge = channel(
+            "p",
+            ChannelKind::PowerGauge {
+                timing: GaugeTiming::Instant,
+                estimated: false,
+            },
+        );
+        let ok = vec![
+            read_at(10.0, &[(0, 10.0, 5.0)]),
+            read_at(10.1, &[(0, 10.1, 5.0)]),
+        ];
+        let (f, ..) = check_reads(std::slice::from_ref(&gauge), &ok);
+        assert_eq!(verdict(&f, Check::Timestamps), Some(Verdict::Pass), "{f:?}");
+        for bad in [
+            // In the future of the read that returned it.
+            vec![read_at(10.0, &[(0, 10.5, 5.0)])],
+            // Long before it (another clock, or a stale value stamped with its own time).
+            vec![read_at(10.0, &[(0, 1.0, 5.0)])],
+            // Backwards.
+            vec![
+                read_at(10.0, &[(0, 10.0, 5.0)]),
+                read_at(10.1, &[(0, 9.9, 5.0)]),
+            ],
+            vec![read_at(10.0, &[(0, f64::NAN, 5.0)])],
+        ] {
+            let (f, ..) = check_reads(std::slice::from_ref(&gauge), &bad);
+            assert_eq!(verdict(&f, Check::Timestamps), Some(Verdict::Fail), "{f:?}");
+        }
+        // A silent energy channel fails `readings`; failed reads are counted.
+        let failed = vec![ReadSample {
+            result: Err(ReadFailure {
+                message: "gone".into(),
+                panicked: false,
+            }),
+            ..read_at(10.0, &[])
+        }];
+        let (f, ..) = check_reads(std::slice::from_ref(&gauge), &failed);
+        assert_eq!(verdict(&f, Check::Readings), Some(Verdict::Fail), "{f:?}");
+        assert_eq!(verdict(&f, Check::Read), Some(Verdict::Fail), "{f:?}");
+    }
+}
