@@ -27,6 +27,38 @@ fn kind_text(kind: &ChannelKind) -> String {
     }
 }
 
+/// The plugin name a library file stands for (`libipw_sampler_cpu_estimate.so` -> `cpu-estimate`).
+fn name_from_file(path: &std::path::Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = file
+        .strip_prefix(std::env::consts::DLL_PREFIX)
+        .unwrap_or(&file);
+    let stem = stem
+        .strip_suffix(std::env::consts::DLL_SUFFIX)
+        .unwrap_or(stem);
+    stem.strip_prefix("ipw_sampler_")
+        .unwrap_or(stem)
+        .replace('_', "-")
+}
+
+/// What a plugin measures, how, and what it needs (from the CLI's table of known plugins;
+/// opened channels, printed after, say exactly what this machine gives).
+fn print_known(name: &str) {
+    match super::sampler::known(name) {
+        Some((measures, how, needs)) => {
+            println!("  measures: {measures}");
+            println!("  how:      {how}");
+            println!("  needs:    {needs}");
+        }
+        None => println!(
+            "  (not a first-party plugin: see its README for what it needs; `ipw sampler check` tests it)"
+        ),
+    }
+}
+
 pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // Competing load first: a measurement on a busy machine includes someone else's draw.
     match ipw_core::load::measure(std::time::Duration::from_secs(1)) {
@@ -65,6 +97,7 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
             rate_hz: None,
             config: serde_json::json!({}),
         };
+        let name = name_from_file(&plugin.path);
         match open_sampler(&cfg, extra) {
             Ok((lib, handle)) => {
                 usable += 1;
@@ -74,6 +107,7 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     lib.path.display(),
                     lib.sdk_version
                 );
+                print_known(&lib.name);
                 for c in &handle.channels {
                     println!(
                         "  {:<14} {:<12} {:<40} update every {:.3} s{}",
@@ -88,7 +122,10 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            Err(e) => println!("{}: unavailable: {e}", plugin.path.display()),
+            Err(e) => {
+                println!("{name} ({}): unavailable: {e}", plugin.path.display());
+                print_known(&name);
+            }
         }
     }
     println!("{usable} sampler(s) usable on this machine");

@@ -9,6 +9,7 @@ mod list;
 mod profile;
 mod progress;
 mod route;
+mod sampler;
 mod study;
 mod table;
 mod validate;
@@ -181,10 +182,27 @@ enum Command {
     },
     /// Show what this machine can measure: every sampler plugin found, opened with default
     /// settings, with its channels, kinds and update periods (or why it cannot work here).
+    ///
+    /// With --plugin, run that one library (a path or a name) through the conformance check
+    /// instead, as `ipw sampler check` does.
     Doctor {
         /// Also search these plugin directories.
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
+        /// Check this sampler library (a path, or a plugin name) against the sampler contract.
+        #[arg(long, value_name = "PATH_OR_NAME")]
+        plugin: Option<String>,
+        /// With --plugin: the sampler's settings as JSON.
+        #[arg(long, default_value = "{}", requires = "plugin")]
+        config: String,
+        /// With --plugin: seconds of reading.
+        #[arg(long, default_value_t = 3.0, requires = "plugin")]
+        seconds: f64,
+    },
+    /// Sampler plugin authoring: check a library against the contract, or start a new one.
+    Sampler {
+        #[command(subcommand)]
+        what: sampler::SamplerCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -276,7 +294,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
-        Command::Doctor { plugin_dirs } => doctor::run(&plugin_dirs),
+        Command::Doctor {
+            plugin_dirs,
+            plugin: Some(target),
+            config,
+            seconds,
+        } => sampler::check(&target, &config, seconds, &plugin_dirs),
+        Command::Doctor { plugin_dirs, .. } => doctor::run(&plugin_dirs),
+        Command::Sampler { what } => sampler::run(what),
         Command::Bench { what } => bench::run(what),
     }
 }

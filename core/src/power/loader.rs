@@ -28,6 +28,18 @@ pub enum SamplerError {
         /// What is wrong.
         message: String,
     },
+    /// The sampler opened but its channel list could not be had: `describe` failed, returned
+    /// JSON that is not a channel list, or no channels. Its own variant so that a conformance
+    /// check can tell an author which entry point is at fault.
+    #[error("sampler `{name}` ({}): {message}", path.display())]
+    Describe {
+        /// Sampler name.
+        name: String,
+        /// The library.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The sampler refused to open or failed.
     #[error("sampler `{name}` ({}): {message}", path.display())]
     Plugin {
@@ -143,6 +155,11 @@ impl SamplerLibrary {
         if rc < 0 || handle.is_null() {
             return Err(plugin_err(err.message(rc)));
         }
+        let describe_err = |message: String| SamplerError::Describe {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            message,
+        };
         let mut h = SamplerHandle {
             api: self.api,
             handle,
@@ -168,15 +185,15 @@ impl SamplerLibrary {
                 continue;
             }
             if rc < 0 {
-                return Err(plugin_err(format!("describe: {}", err.message(rc))));
+                return Err(describe_err(format!("describe: {}", err.message(rc))));
             }
             buf.truncate(rc as usize);
-            break String::from_utf8(buf).map_err(|e| plugin_err(format!("describe: {e}")))?;
+            break String::from_utf8(buf).map_err(|e| describe_err(format!("describe: {e}")))?;
         };
         h.channels = serde_json::from_str(&json)
-            .map_err(|e| plugin_err(format!("describe returned bad channel JSON: {e}")))?;
+            .map_err(|e| describe_err(format!("describe returned bad channel JSON: {e}")))?;
         if h.channels.is_empty() {
-            return Err(plugin_err("no channels".into()));
+            return Err(describe_err("no channels".into()));
         }
         Ok(h)
     }
@@ -226,8 +243,16 @@ impl SamplerHandle {
     /// Append the readings available now to `out`. Readings naming a channel that does not
     /// exist are dropped.
     pub fn read(&mut self, out: &mut Vec<RawReading>) -> Result<(), String> {
+        self.read_counted(out).map(|_| ()).map_err(|e| e.message)
+    }
+
+    /// [`read`](Self::read), also saying how many readings named a channel that does not exist
+    /// (dropped) and, on failure, whether the plugin panicked: the conformance check reports
+    /// both, the recorder needs neither.
+    pub fn read_counted(&mut self, out: &mut Vec<RawReading>) -> Result<usize, ReadFailure> {
         let mut buf = [RawReading::default(); 64];
         let mut err = ErrBuf::new();
+        let mut dropped = 0;
         // Drain, bounded: a plugin that keeps producing cannot hold the thread forever.
         for _ in 0..64 {
             let rc = unsafe {
@@ -240,20 +265,35 @@ impl SamplerHandle {
                 )
             };
             if rc < 0 {
-                return Err(err.message(rc));
+                return Err(ReadFailure {
+                    message: err.message(rc),
+                    panicked: rc == abi::ERR_PANIC,
+                });
             }
             let n = (rc as usize).min(buf.len());
+            let before = out.len();
             out.extend(
                 buf[..n]
                     .iter()
                     .filter(|r| (r.channel as usize) < self.channels.len()),
             );
+            dropped += n - (out.len() - before);
             if n < buf.len() {
                 break;
             }
         }
-        Ok(())
+        Ok(dropped)
     }
+}
+
+/// A `read` that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ReadFailure {
+    /// The plugin's message.
+    pub message: String,
+    /// The plugin panicked (the SDK caught it at the boundary and returned `ERR_PANIC`).
+    pub panicked: bool,
 }
 
 impl Drop for SamplerHandle {

@@ -6,6 +6,7 @@
 //! gross/net energy with quality flags.
 
 pub mod attribution;
+pub mod conformance;
 pub mod curve;
 pub mod loader;
 pub mod recorder;
