@@ -19,3 +19,9 @@ wallmeter=examples/sampler-wallmeter/Cargo.toml
 cargo fmt --manifest-path "$wallmeter" -- --check
 cargo clippy --release --locked --manifest-path "$wallmeter" --all-targets -- -D warnings
 cargo test --release --locked --manifest-path "$wallmeter"
+# The Apple Silicon sampler's IOReport code compiles only for macOS: type-check and lint it
+# for that target (no linking, so no macOS SDK needed) so it cannot rot unseen on Linux CI.
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-apple-darwin; then
+  rustup target add aarch64-apple-darwin
+fi
+cargo clippy --release --locked --target aarch64-apple-darwin -p ipw-sampler-apple -- -D warnings

@@ -210,7 +210,7 @@ impl Powermetrics {
             let mut block = String::new();
             // A sample ends at its `Combined Power` line (the last of these samplers' lines)
             // or at the next header, whichever comes first: stamped when it is complete.
-            let mut flush = |block: &mut String| {
+            let flush = |block: &mut String| {
                 let s = parse_sample(block);
                 block.clear();
                 !s.is_empty() && tx.send((monotonic_now(), s)).is_err()
