@@ -80,8 +80,15 @@ fn est(e: &Option<Estimate>, scale: f64, digits: usize) -> String {
 
 fn print(r: &routing::RouteReport) {
     println!(
-        "{} queries routed against `{}` (energy: {}, oracle minimises {:?})",
-        r.queries, r.reference, r.energy_basis, r.objective
+        "{} queries routed against `{}` (energy: {}, the oracle minimises {})",
+        r.queries,
+        r.reference,
+        r.energy_basis,
+        match r.objective {
+            routing::routers::Objective::Energy => "energy",
+            routing::routers::Objective::Compute => "compute",
+            routing::routers::Objective::Cost => "cost",
+        }
     );
     if !r.incomplete.is_empty() {
         println!(
@@ -174,6 +181,11 @@ fn print(r: &routing::RouteReport) {
                 100.0 * (1.0 - h.tokens_to_reference as f64 / h.tokens.max(1) as f64)
             );
         }
+    }
+    if r.pair.is_none() {
+        println!(
+            "  gap recovery: none (the reference is not more accurate than the weak model, so there is no gap to recover)"
+        );
     }
     if let Some((weak, strong)) = &r.pair {
         println!("  gap recovery, {weak} -> {strong}:");

@@ -64,7 +64,8 @@ pub struct RouteReport {
     pub routers: Vec<RouterReport>,
     /// Quality and cost over each sweepable router's parameter.
     pub curves: BTreeMap<String, Vec<CurvePoint>>,
-    /// The weak/strong pair for gap recovery, if the two differ in accuracy.
+    /// The weak/strong pair for gap recovery, when the strong (the reference) is the more
+    /// accurate; otherwise there is no gap to recover and no gap figures.
     pub pair: Option<(String, String)>,
     /// APGR and CPT of the orderings ipw can compute: random (exact), prompt length, oracle.
     pub gap_recovery: Vec<GapRecovery>,

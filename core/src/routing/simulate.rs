@@ -287,7 +287,7 @@ pub struct GapRecovery {
 }
 
 /// PGR curve when the `k` highest-`priority` queries go to the strong model, for k = 0..n.
-/// `None` when the two models are equally accurate (no gap to recover).
+/// `None` when the strong model is not more accurate than the weak one (no gap to recover).
 pub fn gap_recovery(
     table: &Table,
     weak: usize,
@@ -309,7 +309,7 @@ pub fn gap_recovery(
         ss.iter().sum::<f64>() / n as f64,
     );
     let gap = acc_s - acc_w;
-    if gap.abs() < 1e-12 {
+    if gap < 1e-12 {
         return None;
     }
     let mut order: Vec<usize> = (0..n).collect();

@@ -333,3 +333,10 @@ fn a_workload_counts_the_reference_load_taken_off_per_hour_and_at_peak() {
     let e = read_trace(&bad).unwrap_err().to_string();
     assert!(e.contains("bad.csv:3") && e.contains("`ten`"), "{e}");
 }
+
+#[test]
+fn no_gap_figures_when_the_strong_model_is_not_the_more_accurate() {
+    // big (3/6) as weak and small (2/6) as strong: a negative gap has nothing to recover.
+    let t = table();
+    assert!(gap_recovery(&t, 2, 0, "x", &[0.0; 6]).is_none());
+}
