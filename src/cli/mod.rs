@@ -5,6 +5,7 @@ mod bench;
 mod doctor;
 mod grade;
 mod import;
+mod init;
 mod list;
 mod profile;
 mod progress;
@@ -175,6 +176,20 @@ enum Command {
         #[arg(long, value_name = "JSON", requires = "trace")]
         trace_config: Option<String>,
     },
+    /// Write a commented starter experiment (it validates as written).
+    Init {
+        /// Where to write it, e.g. `my-exp.toml`; an existing file is never overwritten.
+        #[arg(default_value = "experiment.toml")]
+        path: PathBuf,
+        /// The experiment's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a shell completion script: `ipw completions bash > /etc/bash_completion.d/ipw`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Check an experiment without running it: parse, resolve paths, load datasets.
     Validate {
         /// The experiment TOML.
@@ -292,6 +307,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
+        Command::Init { path, name } => init::init(&path, name),
+        Command::Completions { shell } => init::completions(shell),
         Command::Validate { experiment } => validate::run(&experiment),
         Command::List { plugin_dirs } => list::run(&plugin_dirs),
         Command::Doctor {
