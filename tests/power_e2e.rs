@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::Value;
 use std::io::Write;
+use support::fake_powercap::FakePowercap;
 use support::fault_server::FaultServer;
 use support::*;
 
@@ -185,67 +186,20 @@ fn cpu_estimate_labels_embedded_energy_as_estimated_and_graded_runs_get_apj_and_
     assert!(!s["quality"]["by_category"].as_object().unwrap().is_empty());
 }
 
-/// Writes a fake powercap tree and keeps its counters running at 40 W (package) and 5 W (dram)
-/// with a 20 J wrap, the way the kernel would, until dropped.
-struct FakePowercap {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakePowercap {
-    fn start(root: &std::path::Path) -> Self {
-        let zones = [
+#[test]
+fn rapl_on_a_fake_powercap_tree_handles_wrap_and_mirrors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("powercap");
+    let _fake = FakePowercap::start(
+        &root,
+        &[
             ("intel-rapl:0", "package-0", 40.0),
             ("intel-rapl:0/intel-rapl:0:0", "dram", 5.0),
             ("intel-rapl:0/intel-rapl:0:1", "core", 30.0), // overlaps the package: must be ignored
             ("intel-rapl-mmio:0", "package-0", 40.0),      // the MMIO mirror of package 0
             ("intel-rapl:1", "psys", 90.0),                // whole platform: must be ignored
-        ];
-        let range_uj: u64 = 20_000_000;
-        for (path, name, _) in zones {
-            let d = root.join(path);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("name"), format!("{name}\n")).unwrap();
-            std::fs::write(d.join("max_energy_range_uj"), format!("{range_uj}\n")).unwrap();
-            std::fs::write(d.join("energy_uj"), "0\n").unwrap();
-        }
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (root, flag) = (root.to_path_buf(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let t0 = std::time::Instant::now();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = t0.elapsed().as_secs_f64();
-                for (path, _, watts) in zones {
-                    let uj = (watts * 1e6 * t) as u64 % range_uj;
-                    let file = root.join(path).join("energy_uj");
-                    let tmp = file.with_extension("tmp");
-                    std::fs::write(&tmp, format!("{uj}\n")).unwrap();
-                    std::fs::rename(&tmp, &file).unwrap(); // atomic, like a sysfs read
-                }
-                std::thread::sleep(std::time::Duration::from_micros(500));
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakePowercap {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-#[test]
-fn rapl_on_a_fake_powercap_tree_handles_wrap_and_mirrors() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("powercap");
-    let _fake = FakePowercap::start(&root);
+        ],
+    );
     let server = FaultServer::start();
     let toml = format!(
         "name = \"rapl\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0\n{}\

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use support::fake_powercap::FakePowercap;
 use support::*;
 
 /// Run `ipw sampler check TARGET --config CONFIG --seconds 1` with extra environment.
@@ -85,6 +86,54 @@ fn replay_passes_on_a_trace_file() {
     assert!(text(&o).contains("PASS counters"), "{}", text(&o));
 }
 
+/// IOReport Energy Model samples every 20 ms for 20 s, M1 Pro style (CPU clusters in mJ, no CPU
+/// total; GPU in mJ; ANE and DRAM in nJ), cumulative; `drop_ane` leaves ANE out of every 10th.
+fn ioreport_recording(path: &Path, drop_ane: bool) {
+    let mut text = String::new();
+    for i in 0..1000u64 {
+        let t = i as f64 * 0.02;
+        let ch = |name: &str, unit: &str, value: u64| {
+            format!(
+                r#"{{"group": "Energy Model", "subgroup": "", "channel": "{name}", "unit": "{unit}", "value": {value}}}"#
+            )
+        };
+        let mut channels = vec![
+            ch("EACC_CPU", "mJ", 40 * i),
+            ch("PACC0_CPU", "mJ", 120 * i),
+            ch("GPU Energy", "mJ", 200 * i),
+            ch("DRAM", "nJ", 30_000_000 * i),
+        ];
+        if !(drop_ane && i % 10 == 5) {
+            channels.push(ch("ANE", "nJ", 5_000_000 * i));
+        }
+        text += &format!(
+            "{{\"t\": {t:.3}, \"channels\": [{}]}}\n",
+            channels.join(", ")
+        );
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn apple_passes_on_recorded_ioreport_samples_and_a_missing_subsystem_fails_the_read() {
+    // The IOReport channel logic through the real loader and host on Linux: a recording made
+    // in the format the sampler's `recorded` source replays.
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("ioreport.jsonl");
+    ioreport_recording(&rec, false);
+    let config = serde_json::json!({"source": "recorded", "file": rec}).to_string();
+    let o = check(&lib("ipw_sampler_apple"), &config, &[]);
+    assert_passes(&o, "apple (recorded)");
+    assert!(text(&o).contains("PASS counters"), "{}", text(&o));
+    // ANE absent from some samples: those reads fail naming it (a warning: a gap in the curve,
+    // never a zero reading).
+    ioreport_recording(&rec, true);
+    let o = check(&lib("ipw_sampler_apple"), &config, &[]);
+    let t = text(&o);
+    let read = t.lines().find(|l| l.contains(" read ")).unwrap_or_default();
+    assert!(read.contains("WARN") && read.contains("lacks `ANE`"), "{t}");
+}
+
 #[test]
 fn cpu_estimate_passes_found_by_name() {
     // By name: found next to the binary, as `plugin = "cpu-estimate"` would be.
@@ -93,64 +142,17 @@ fn cpu_estimate_passes_found_by_name() {
     assert!(text(&o).contains("PASS gauges"), "{}", text(&o));
 }
 
-/// A powercap tree whose package counter runs at 40 W and wraps at 20 J (every 0.5 s), and a
-/// DRAM counter at 5 W, updated by a thread the way the kernel would, until dropped.
-struct FakePowercap {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakePowercap {
-    fn start(root: &Path) -> Self {
-        let zones = [
-            ("intel-rapl:0", "package-0", 40.0),
-            ("intel-rapl:0/intel-rapl:0:0", "dram", 5.0),
-        ];
-        let range_uj: u64 = 20_000_000;
-        for (path, name, _) in zones {
-            let d = root.join(path);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("name"), format!("{name}\n")).unwrap();
-            std::fs::write(d.join("max_energy_range_uj"), format!("{range_uj}\n")).unwrap();
-            std::fs::write(d.join("energy_uj"), "0\n").unwrap();
-        }
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (root, flag) = (root.to_path_buf(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let t0 = std::time::Instant::now();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = t0.elapsed().as_secs_f64();
-                for (path, _, watts) in zones {
-                    let uj = (watts * 1e6 * t) as u64 % range_uj;
-                    let file = root.join(path).join("energy_uj");
-                    let tmp = file.with_extension("tmp");
-                    std::fs::write(&tmp, format!("{uj}\n")).unwrap();
-                    std::fs::rename(&tmp, &file).unwrap(); // atomic, like a sysfs read
-                }
-                std::thread::sleep(std::time::Duration::from_micros(500));
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakePowercap {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[test]
 fn rapl_passes_on_a_fake_powercap_tree_through_its_wraps() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("powercap");
-    let _fake = FakePowercap::start(&root);
+    let _fake = FakePowercap::start(
+        &root,
+        &[
+            ("intel-rapl:0", "package-0", 40.0),
+            ("intel-rapl:0/intel-rapl:0:0", "dram", 5.0),
+        ],
+    );
     let config = serde_json::json!({ "root": root }).to_string();
     let o = check(&lib("ipw_sampler_rapl"), &config, &[]);
     assert_passes(&o, "rapl");

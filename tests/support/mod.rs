@@ -2,6 +2,7 @@
 //! test model and llama-server, read run directories.
 #![allow(dead_code)]
 
+pub mod fake_powercap;
 pub mod fault_server;
 
 use serde_json::Value;

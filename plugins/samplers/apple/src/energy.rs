@@ -13,11 +13,13 @@ use std::collections::{BTreeMap, HashMap};
 pub const GROUP: &str = "Energy Model";
 
 /// One channel of one IOReport sample.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelSample {
     /// IOReport group, e.g. `Energy Model`.
     pub group: String,
     /// IOReport subgroup (may be empty).
+    #[serde(default)]
     pub subgroup: String,
     /// Channel name, e.g. `CPU Energy`, `PACC0_CPU`, `GPU`, `ANE`, `DRAM`.
     pub channel: String,

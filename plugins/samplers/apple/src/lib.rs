@@ -10,8 +10,14 @@
 //! `interval_ms` (default 500), and `combined-power` telemetry; a line powermetrics leaves
 //! out gives no reading.
 //!
+//! `source = "recorded"` with `file`: replays IOReport samples recorded earlier (JSON lines
+//! `{"t": seconds since the first, "channels": [{"group", "subgroup", "channel", "unit",
+//! "value"}]}`, cumulative values) through the same channel logic, on any OS: for analysing a
+//! capture made on a Mac, and for running the sampler through `ipw sampler check` on Linux.
+//! A sample is released once its time has passed.
+//!
 //! Everything but the IOReport and process calls is portable and tested on any OS; on other
-//! systems the sampler builds, loads and fails at `open` saying it needs Apple Silicon.
+//! systems the live sources fail at `open` saying they need Apple Silicon.
 
 use ipw_sampler_sdk::{
     export_sampler, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
@@ -39,6 +45,9 @@ pub struct Config {
     /// powermetrics' sample interval, milliseconds.
     #[serde(default = "default_interval")]
     pub interval_ms: u64,
+    /// `recorded`: the JSON-lines file of samples.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Where the figures come from.
@@ -50,6 +59,8 @@ pub enum Source {
     Ioreport,
     /// The `powermetrics` tool's power lines (needs root).
     Powermetrics,
+    /// IOReport samples recorded earlier, from `file` (any OS).
+    Recorded,
 }
 
 fn default_interval() -> u64 {
@@ -179,9 +190,82 @@ pub fn powermetrics_readings(s: &PowerSample, t: f64, out: &mut Vec<Reading>) {
 }
 
 /// The sampler.
-pub struct Apple {
+pub struct Apple(Backend);
+
+enum Backend {
+    /// Live IOReport or powermetrics.
     #[cfg(target_os = "macos")]
-    inner: macos::Inner,
+    Live(macos::Inner),
+    /// Recorded IOReport samples.
+    Recorded(Recorded),
+}
+
+/// One recorded IOReport sample.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordedSample {
+    t: f64,
+    channels: Vec<energy::ChannelSample>,
+}
+
+/// Recorded IOReport samples played back on the host's clock from `open`.
+pub struct Recorded {
+    model: energy::EnergyModel,
+    subsystems: Vec<Subsystem>,
+    samples: Vec<RecordedSample>,
+    next: usize,
+    t0: f64,
+}
+
+impl Recorded {
+    fn open(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("apple: cannot read {}: {e}", path.display()))?;
+        let mut samples = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let s: RecordedSample = serde_json::from_str(line)
+                .map_err(|e| format!("apple: {}:{}: {e}", path.display(), i + 1))?;
+            if !s.t.is_finite() || samples.last().is_some_and(|p: &RecordedSample| s.t < p.t) {
+                return Err(format!(
+                    "apple: {}:{}: `t` must be finite and never go back",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            samples.push(s);
+        }
+        let first = samples
+            .first()
+            .ok_or_else(|| format!("apple: {}: no samples", path.display()))?;
+        let mut model = energy::EnergyModel::new(&first.channels)?;
+        model.add_cumulative(&first.channels)?;
+        let subsystems = model.subsystems();
+        Ok(Self {
+            model,
+            subsystems,
+            samples,
+            next: 1,
+            t0: ipw_sampler_sdk::monotonic_now(),
+        })
+    }
+
+    fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
+        let now = ipw_sampler_sdk::monotonic_now() - self.t0;
+        let mut result = Ok(());
+        while self.next < self.samples.len() && self.samples[self.next].t <= now {
+            let s = &self.samples[self.next];
+            self.next += 1;
+            let update = self.model.add_cumulative(&s.channels)?;
+            if let Err(e) = energy_readings(&self.subsystems, &update, self.t0 + s.t, out) {
+                result = Err(e);
+            }
+        }
+        result
+    }
 }
 
 /// Why `open` fails off Apple Silicon.
@@ -197,40 +281,39 @@ impl Sampler for Apple {
     fn open(config: &serde_json::Value) -> Result<Self, String> {
         let cfg: Config =
             serde_json::from_value(config.clone()).map_err(|e| format!("apple config: {e}"))?;
+        if cfg.source == Source::Recorded {
+            let file = cfg
+                .file
+                .as_deref()
+                .ok_or("apple: source = \"recorded\" needs `file`")?;
+            return Ok(Apple(Backend::Recorded(Recorded::open(file)?)));
+        }
         #[cfg(target_os = "macos")]
         {
             if std::env::consts::ARCH != "aarch64" {
                 return Err(unsupported());
             }
-            Ok(Apple {
-                inner: macos::Inner::open(&cfg)?,
-            })
+            Ok(Apple(Backend::Live(macos::Inner::open(&cfg)?)))
         }
         #[cfg(not(target_os = "macos"))]
         {
-            let _ = cfg;
             Err(unsupported())
         }
     }
 
     fn channels(&self) -> Vec<Channel> {
-        #[cfg(target_os = "macos")]
-        {
-            self.inner.channels()
+        match &self.0 {
+            #[cfg(target_os = "macos")]
+            Backend::Live(inner) => inner.channels(),
+            Backend::Recorded(r) => energy_channels(&r.subsystems),
         }
-        #[cfg(not(target_os = "macos"))]
-        Vec::new()
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
-        #[cfg(target_os = "macos")]
-        {
-            self.inner.read(out)
-        }
-        #[cfg(not(target_os = "macos"))]
-        {
-            let _ = out;
-            Err(unsupported())
+        match &mut self.0 {
+            #[cfg(target_os = "macos")]
+            Backend::Live(inner) => inner.read(out),
+            Backend::Recorded(r) => r.read(out),
         }
     }
 }

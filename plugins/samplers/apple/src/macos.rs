@@ -256,6 +256,8 @@ impl Inner {
         Ok(match cfg.source {
             Source::Ioreport => Inner::IoReport(IoReport::open()?),
             Source::Powermetrics => Inner::Powermetrics(Powermetrics::open(cfg.interval_ms)?),
+            // Opened by `Apple::open` before the live sources; never a live one.
+            Source::Recorded => return Err("apple: a recorded source is not live".into()),
         })
     }
 
