@@ -80,6 +80,7 @@ enum Command {
         reference: String,
         /// A router (repeatable): always:<model>, random[:<share>], oracle[:energy|compute|cost],
         /// p-accurate:<p>[:reference|random], threshold:prompt_tokens|prompt_chars:<n>:<model>,
+        /// threshold:subject:<a>|<b>:<model>,
         /// cascade:<model>[:<min score>]. Default: oracle, p-accurate:0.8, random:0.5.
         #[arg(long = "router", value_name = "SPEC")]
         routers: Vec<String>,

@@ -11,7 +11,8 @@
 //! - `p-accurate:<p>` / `p-accurate:<p>:random`: the oracle's choice with probability `p`,
 //!   else the reference (as in the study) or a uniformly random model;
 //! - `threshold:prompt_tokens:<n>:<model>` (or `prompt_chars`): `model` for prompts up to `n`,
-//!   the reference above;
+//!   the reference above; `threshold:subject:<a>|<b>|...:<model>`: `model` for queries of
+//!   those subjects (or datasets), the reference for the rest;
 //! - `cascade:<model>` / `cascade:<model>:<min score>`: ask `model`; when its grade is below
 //!   `min score` (default 1, i.e. wrong) ask the reference too; both attempts are paid.
 
@@ -167,6 +168,12 @@ pub fn builtin(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Router
                 ctx,
             })
         }
+        ["threshold", "subject", list, model] => Box::new(BySubject {
+            name,
+            subjects: list.split('|').map(str::to_string).collect(),
+            small: column(model)?,
+            ctx,
+        }),
         ["cascade", model] => Box::new(Cascade {
             name,
             small: column(model)?,
@@ -183,6 +190,7 @@ pub fn builtin(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Router
             return Err(err(
                 "unknown router; use always:<model>, random[:<share>], oracle[:energy|compute|cost], \
                  p-accurate:<p>[:reference|random], threshold:prompt_tokens|prompt_chars:<n>:<model>, \
+                 threshold:subject:<a>|<b>:<model>, \
                  cascade:<model>[:<min score>], or a .wasm router"
                     .into(),
             ))
@@ -336,6 +344,30 @@ impl Router for Threshold {
                 .ok_or("no model counted this query's prompt tokens")? as f64
         };
         Ok(Decision::one(if size <= self.limit {
+            self.small
+        } else {
+            self.ctx.reference
+        }))
+    }
+}
+
+struct BySubject {
+    name: String,
+    subjects: Vec<String>,
+    small: usize,
+    ctx: Context,
+}
+
+impl Router for BySubject {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn decide(&mut self, row: &Row, _: &Table) -> Result<Decision, String> {
+        let hit = self
+            .subjects
+            .iter()
+            .any(|s| row.subject.as_deref() == Some(s.as_str()) || row.dataset == *s);
+        Ok(Decision::one(if hit {
             self.small
         } else {
             self.ctx.reference

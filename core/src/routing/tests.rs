@@ -340,3 +340,20 @@ fn no_gap_figures_when_the_strong_model_is_not_the_more_accurate() {
     let t = table();
     assert!(gap_recovery(&t, 2, 0, "x", &[0.0; 6]).is_none());
 }
+
+#[test]
+fn a_subject_threshold_sends_the_named_subjects_to_the_small_model() {
+    let mut t = table();
+    for (i, r) in t.rows.iter_mut().enumerate() {
+        r.subject = Some(if i < 2 { "easy".into() } else { "hard".into() });
+    }
+    // q0, q1 (easy) to small: scores 1, 0; q2..q5 to big: 1, 0, 0, 0.
+    let r = run("threshold:subject:easy:small", &t);
+    assert!((value(&r.accuracy) - 2.0 / 6.0).abs() < 1e-12);
+    assert!((value(&r.energy_j) - (2.0 + 80.0) / 6.0).abs() < 1e-12);
+    // Several subjects, or a dataset name.
+    let r = run("threshold:subject:easy|hard:small", &t);
+    assert!((r.answered_by["small"] - 1.0).abs() < 1e-12);
+    let r = run("threshold:subject:d:small", &t);
+    assert!((r.answered_by["small"] - 1.0).abs() < 1e-12);
+}
