@@ -291,10 +291,7 @@ pub fn attribute_records(
                     continue;
                 }
                 let name = format!("{}/{}", info.name, ch.name);
-                let of = |name: &str| -> Vec<(f64, f64)> {
-                    readings.get(&(s, name)).cloned().unwrap_or_default()
-                };
-                let mut curve = EnergyCurve::build(&ch.kind, &of(&name));
+                let mut curve = EnergyCurve::build(&ch.kind, readings_of(&readings, s, &name));
                 if let Some(power) = &ch.shaped_by {
                     let instant = ChannelKind::PowerGauge {
                         timing: ipw_sampler_sdk::GaugeTiming::Instant,
@@ -302,7 +299,7 @@ pub fn attribute_records(
                     };
                     curve.shape_with(EnergyCurve::build(
                         &instant,
-                        &of(&format!("{}/{power}", info.name)),
+                        readings_of(&readings, s, &format!("{}/{power}", info.name)),
                     ));
                 }
                 let estimated = matches!(
@@ -360,17 +357,16 @@ pub fn attribute_records(
             .collect();
         // Other processes on a measured device (e.g. NVML's process list): each count covers
         // the span up to the next one, a period of its channel.
-        let mut device_processes: Vec<(Vec<(f64, f64)>, f64)> = Vec::new();
+        let mut device_processes: Vec<(&[(f64, f64)], f64)> = Vec::new();
         for info in sp.samplers {
             for ch in &info.channels {
-                if let ChannelKind::Telemetry { unit } = &ch.kind {
+                if matches!(&ch.kind, ChannelKind::Telemetry { unit } if unit == ipw_sampler_sdk::OTHER_PROCESSES_UNIT)
+                {
                     let name = format!("{}/{}", info.name, ch.name);
-                    if unit == ipw_sampler_sdk::OTHER_PROCESSES_UNIT {
-                        if let Some(r) = readings.get(&(s, name.as_str())) {
-                            device_processes
-                                .push((r.clone(), ch.update_period_s.max(info.interval_s)));
-                        }
-                    }
+                    device_processes.push((
+                        readings_of(&readings, s, &name),
+                        ch.update_period_s.max(info.interval_s),
+                    ));
                 }
             }
         }
@@ -414,4 +410,18 @@ pub fn attribute_records(
         }
     }
     Ok(())
+}
+
+/// A session's readings of one channel (none if it gave none). A function, not a closure, so
+/// the slice borrows the map rather than the name looked up.
+fn readings_of<'m>(
+    readings: &'m HashMap<(usize, &str), Vec<(f64, f64)>>,
+    session: usize,
+    channel: &str,
+) -> &'m [(f64, f64)] {
+    readings
+        .iter()
+        .find(|((s, c), _)| *s == session && *c == channel)
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or(&[])
 }

@@ -60,6 +60,32 @@ pub trait Sampler: Sized + Send + 'static {
     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String>;
 }
 
+/// Read every one of `sources` (source i is channel i) with `read`, pushing a reading stamped
+/// when it was taken for each that worked. Every source is tried, so one failing sensor does
+/// not hide another, and the error names all that failed this time.
+pub fn read_each<T>(
+    sources: &[T],
+    out: &mut Vec<Reading>,
+    mut read: impl FnMut(&T) -> Result<f64, String>,
+) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        match read(s) {
+            Ok(value) => out.push(Reading {
+                channel: i as u32,
+                timestamp_s: monotonic_now(),
+                value,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
 /// Seconds on the monotonic clock the host uses for query windows (`CLOCK_MONOTONIC`).
 pub fn monotonic_now() -> f64 {
     // SAFETY: clock_gettime writes only into `ts`.

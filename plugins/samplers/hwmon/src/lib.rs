@@ -33,7 +33,7 @@
 //! `read` naming the file, never a 0.
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
+    export_sampler, read_each, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -568,24 +568,8 @@ impl Sampler for Hwmon {
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
-        // Every file is tried, so one failing sensor's error names all that failed this time.
-        let mut errors = Vec::new();
-        for (i, s) in self.sensors.iter().enumerate() {
-            match read_int(&s.file) {
-                // µJ -> J and µW -> W alike.
-                Ok(v) => out.push(Reading {
-                    channel: i as u32,
-                    timestamp_s: monotonic_now(),
-                    value: v * 1e-6,
-                }),
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        // µJ -> J and µW -> W alike.
+        read_each(&self.sensors, out, |s| read_int(&s.file).map(|v| v * 1e-6))
     }
 }
 

@@ -122,7 +122,7 @@ fn read_all(s: &mut Hwmon) -> BTreeMap<String, f64> {
     let mut out = Vec::new();
     s.read(&mut out).unwrap();
     assert_eq!(out.len(), names.len(), "one reading per channel");
-    let now = monotonic_now();
+    let now = ipw_sampler_sdk::monotonic_now();
     out.iter()
         .map(|r| {
             assert!(r.timestamp_s > 0.0 && r.timestamp_s <= now);

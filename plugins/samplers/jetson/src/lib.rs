@@ -34,7 +34,7 @@
 //! `hwmon` sampler.
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
+    export_sampler, read_each, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -513,23 +513,7 @@ impl Sampler for Jetson {
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
-        // Every rail is tried, so the error names all that failed this time.
-        let mut errors = Vec::new();
-        for (i, g) in self.gauges.iter().enumerate() {
-            match read_watts(&g.source) {
-                Ok(w) => out.push(Reading {
-                    channel: i as u32,
-                    timestamp_s: monotonic_now(),
-                    value: w,
-                }),
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        read_each(&self.gauges, out, |g| read_watts(&g.source))
     }
 }
 

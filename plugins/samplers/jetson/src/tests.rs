@@ -159,7 +159,7 @@ fn read_all(s: &mut Jetson) -> BTreeMap<String, f64> {
     assert_eq!(out.len(), names.len(), "one reading per channel");
     out.iter()
         .map(|r| {
-            assert!(r.timestamp_s > 0.0 && r.timestamp_s <= monotonic_now());
+            assert!(r.timestamp_s > 0.0 && r.timestamp_s <= ipw_sampler_sdk::monotonic_now());
             (names[r.channel as usize].clone(), r.value)
         })
         .collect()
