@@ -2,6 +2,7 @@
 //! Read from /proc and /etc on Linux; fields that cannot be read are `null`, never guessed.
 
 pub use crate::records::HostInfo;
+use std::path::Path;
 
 impl HostInfo {
     /// Inspect this machine.
@@ -58,7 +59,91 @@ impl HostInfo {
             os,
             kernel: read_trim("/proc/sys/kernel/osrelease"),
             arch: std::env::consts::ARCH.to_string(),
+            accelerators: accelerators(
+                Path::new("/proc/driver/nvidia/gpus"),
+                Path::new("/sys/class/drm"),
+            ),
         }
+    }
+}
+
+/// Accelerator model names, without any vendor library: NVIDIA's driver lists each GPU under
+/// `/proc/driver/nvidia/gpus/<bus id>/information` (`Model: ...`), and amdgpu names its cards in
+/// `/sys/class/drm/card<N>/device/product_name`. In bus-id and card order.
+fn accelerators(nvidia: &Path, drm: &Path) -> Vec<String> {
+    let sorted = |dir: &Path| {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        paths
+    };
+    let mut out = Vec::new();
+    for gpu in sorted(nvidia) {
+        let info = std::fs::read_to_string(gpu.join("information")).unwrap_or_default();
+        if let Some(model) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Model:"))
+            .map(str::trim)
+        {
+            out.push(model.to_string());
+        }
+    }
+    for card in sorted(drm) {
+        let name = card.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // card0, card1: not the connectors (card0-DP-1) or render nodes.
+        if name
+            .strip_prefix("card")
+            .is_none_or(|n| n.parse::<u32>().is_err())
+        {
+            continue;
+        }
+        if let Ok(p) = std::fs::read_to_string(card.join("device/product_name")) {
+            if !p.trim().is_empty() {
+                out.push(p.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod accelerator_tests {
+    use super::accelerators;
+
+    #[test]
+    fn gpus_are_read_from_the_nvidia_and_drm_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let nv = root.path().join("nvidia");
+        for (bus, model) in [
+            ("0000:41:00.0", "NVIDIA H100 80GB HBM3"),
+            ("0000:01:00.0", "NVIDIA A100"),
+        ] {
+            std::fs::create_dir_all(nv.join(bus)).unwrap();
+            std::fs::write(
+                nv.join(bus).join("information"),
+                format!("Model: \t\t {model}\nIRQ:   42\n"),
+            )
+            .unwrap();
+        }
+        let drm = root.path().join("drm");
+        std::fs::create_dir_all(drm.join("card1/device")).unwrap();
+        std::fs::write(
+            drm.join("card1/device/product_name"),
+            "AMD Instinct MI300X\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(drm.join("card1-DP-1/device")).unwrap();
+        std::fs::write(drm.join("card1-DP-1/device/product_name"), "not a card").unwrap();
+        assert_eq!(
+            accelerators(&nv, &drm),
+            [
+                "NVIDIA A100",
+                "NVIDIA H100 80GB HBM3",
+                "AMD Instinct MI300X"
+            ]
+        );
+        assert!(accelerators(&root.path().join("none"), &root.path().join("none")).is_empty());
     }
 }
 

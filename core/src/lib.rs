@@ -17,6 +17,7 @@ pub mod grade;
 pub mod host;
 pub mod import;
 pub mod load;
+pub mod merge;
 pub mod plugins;
 pub mod power;
 pub mod records;

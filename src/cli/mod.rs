@@ -7,6 +7,7 @@ mod grade;
 mod import;
 mod init;
 mod list;
+mod merge;
 mod profile;
 mod progress;
 mod route;
@@ -45,17 +46,33 @@ enum Command {
         /// Continue an interrupted experiment directory: queries already recorded are not redone.
         #[arg(long, value_name = "EXPERIMENT_DIR")]
         resume: Option<PathBuf>,
-        /// With --resume: measure the failed queries again (their old records are kept in
-        /// records.retried.jsonl).
-        #[arg(long, requires = "resume")]
+        /// With --resume (or --shard, on a shard that exists): measure the failed queries again
+        /// (their old records are kept in records.retried.jsonl).
+        #[arg(long)]
         retry_failed: bool,
         /// Refuse to start while other processes keep the machine busy (more than a quarter of
         /// a core), naming them.
         #[arg(long)]
         require_idle: bool,
+        /// Measure one shard of the plan: `i/n` (0 <= i < n) or `auto` (SLURM_ARRAY_TASK_ID, or
+        /// JOB_COMPLETION_INDEX with IPW_SHARD_COUNT). Writes <out>/shards/<i>-of-<n>@<host>/
+        /// and continues it when it exists; join the shards with `ipw merge <out>`.
+        #[arg(long, value_name = "i/n|auto")]
+        shard: Option<ipw_core::run::shard::ShardArg>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Join the shards of a split experiment (`ipw profile --shard`) into one run per model and
+    /// accelerator: checks they belong to one experiment and plan, and that every planned query
+    /// was measured exactly once (naming what is missing or doubled). Safe to run again.
+    Merge {
+        /// The experiment directory the shards were written into (`--out` of the shards).
+        dir: PathBuf,
+        /// Merge even when queries are missing or doubled (a doubled query keeps its first
+        /// record); the merged runs say `partial`.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Re-grade a finished run's saved responses without running the model again: the new
     /// grade is added beside the old ones (`grade_history`) and summary.json is refreshed.
@@ -258,8 +275,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             resume,
             retry_failed,
             require_idle,
+            shard,
             quiet,
-        } => profile::run(&experiment, out, resume, retry_failed, require_idle, quiet),
+        } => profile::run(
+            &experiment,
+            profile::Options {
+                out,
+                resume,
+                retry_failed,
+                require_idle,
+                shard,
+                quiet,
+            },
+        ),
+        Command::Merge { dir, allow_partial } => merge::run(&dir, allow_partial),
         Command::Grade {
             run_dir,
             grader,

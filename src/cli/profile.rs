@@ -2,18 +2,35 @@
 
 use super::{progress::Progress, table};
 use anyhow::Context;
-use ipw_core::run::{Cancel, ProfileOptions};
+use ipw_core::run::{shard::ShardArg, Cancel, ProfileOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(
-    file: &Path,
-    out: Option<PathBuf>,
-    resume: Option<PathBuf>,
-    retry_failed: bool,
-    require_idle: bool,
-    quiet: bool,
-) -> anyhow::Result<ExitCode> {
+/// `ipw profile`'s options.
+pub struct Options {
+    pub out: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub retry_failed: bool,
+    pub require_idle: bool,
+    pub shard: Option<ShardArg>,
+    pub quiet: bool,
+}
+
+pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
+    let Options {
+        out,
+        resume,
+        retry_failed,
+        require_idle,
+        shard,
+        quiet,
+    } = opts;
+    if retry_failed && resume.is_none() && shard.is_none() {
+        anyhow::bail!("--retry-failed needs --resume (or --shard, to retry in an existing shard)");
+    }
+    let shard = shard
+        .map(|s| s.resolve(|k| std::env::var(k).ok()))
+        .transpose()?;
     let loaded = ipw_core::config::load_experiment(file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -27,6 +44,7 @@ pub fn run(
         resume,
         retry_failed,
         require_idle,
+        shard,
     };
     let (dir, outcomes) = runtime.block_on(async {
         tokio::spawn(watch_stop_signals(cancel.clone()));
@@ -39,11 +57,17 @@ pub fn run(
         let code = SIGNALLED
             .get()
             .map_or(130, |s| u8::try_from(exit_code(s)).unwrap_or(130));
-        println!(
-            "interrupted; continue with: ipw profile {} --resume {}",
-            file.display(),
-            dir.display()
-        );
+        if shard.is_some() {
+            println!(
+                "interrupted; continue by running the same shard again (same --shard and --out)"
+            );
+        } else {
+            println!(
+                "interrupted; continue with: ipw profile {} --resume {}",
+                file.display(),
+                dir.display()
+            );
+        }
         return Ok(ExitCode::from(code));
     }
     Ok(ExitCode::SUCCESS)

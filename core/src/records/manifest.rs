@@ -50,9 +50,31 @@ pub struct Manifest {
     pub error: Option<String>,
     /// One entry per session (the first run and each `--resume`).
     pub sessions: Vec<Session>,
+    /// The shard of a split experiment this run measured (`ipw profile --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// The shard runs `ipw merge` joined into this one, in session order; their own manifests
+    /// are kept beside it in `shards/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedShard>,
 }
 
 impl Manifest {
+    /// What the run measured on, for grouping runs by hardware: the model's declared
+    /// `meta.accelerator`, else the accelerators the host showed, else its CPU model.
+    pub fn accelerator(&self) -> String {
+        if let Some(a) = self
+            .model
+            .settings
+            .get("meta")
+            .and_then(|m| m.get("accelerator"))
+            .and_then(|a| a.as_str())
+        {
+            return a.to_string();
+        }
+        self.host.accelerator()
+    }
+
     /// The experiment's seed as recorded (0 when absent).
     pub fn seed(&self) -> u64 {
         self.experiment
@@ -195,6 +217,24 @@ pub struct HostInfo {
     pub kernel: Option<String>,
     /// CPU architecture.
     pub arch: String,
+    /// GPUs and other accelerators the host showed (model names), in device order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accelerators: Vec<String>,
+}
+
+impl HostInfo {
+    /// The hardware a model ran on, as far as the host description says: its accelerators
+    /// (`2x NVIDIA H100 80GB HBM3`), else the CPU model, else the architecture.
+    pub fn accelerator(&self) -> String {
+        let Some(first) = self.accelerators.first() else {
+            return self.cpu_model.clone().unwrap_or_else(|| self.arch.clone());
+        };
+        if self.accelerators.iter().all(|a| a == first) && self.accelerators.len() > 1 {
+            format!("{}x {first}", self.accelerators.len())
+        } else {
+            self.accelerators.join(" + ")
+        }
+    }
 }
 
 /// What the manifest keeps about a sampler in a session.
@@ -258,4 +298,59 @@ pub struct RecorderStats {
     /// reading after it blocked exists.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
+}
+
+/// How a plan was split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitMethod {
+    /// Whole model x dataset cells.
+    Cells,
+    /// Single (model, query) units.
+    Queries,
+}
+
+/// What a shard's manifest records about the split it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardInfo {
+    /// This shard's index, from 0.
+    pub index: usize,
+    /// Shards in the split.
+    pub count: usize,
+    /// How the plan was split.
+    pub method: SplitMethod,
+    /// sha256 of the experiment's full plan file ([`PLAN_FILE`]): every shard of one experiment
+    /// has the same.
+    pub plan_sha256: String,
+    /// sha256 of the experiment file's text this shard ran.
+    pub experiment_sha256: String,
+    /// The host that measured this shard's directory.
+    pub host: String,
+    /// This shard's expected work, tokens (prompt + max output), over all its models.
+    pub work_tokens: f64,
+    /// Queries of this run that another directory of the same shard (another host, after a
+    /// resubmission) had already measured, so this one did not: `dir -> count`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub measured_elsewhere: std::collections::BTreeMap<String, usize>,
+}
+
+/// One shard run that `ipw merge` joined into a merged run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergedShard {
+    /// The shard's run directory, relative to the experiment directory.
+    pub dir: String,
+    /// Shard index, from 0.
+    pub index: usize,
+    /// Shards in the split.
+    pub count: usize,
+    /// The host that measured it.
+    pub host: String,
+    /// Its status when merged (`completed`, `interrupted`, ...).
+    pub status: String,
+    /// Records taken from it.
+    pub records: usize,
+    /// Its sessions in the merged manifest: `sessions[first_session..first_session + sessions]`.
+    pub first_session: usize,
+    /// How many sessions it had.
+    pub sessions: usize,
 }

@@ -23,8 +23,8 @@ mod store;
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use grade::{GradeRecord, GraderInfo};
 pub use manifest::{
-    Baseline, DatasetInfo, HostInfo, Manifest, ModelFile, OtherLoad, RecordedModel, RecorderStats,
-    SamplerInfo, Session, MANIFEST_SCHEMA,
+    Baseline, DatasetInfo, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad, RecordedModel,
+    RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
 };
 pub use record::{decode_tps, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{

@@ -60,7 +60,7 @@ pub struct Column {
     pub name: String,
     /// The model's metadata (from the run's experiment, overridden by `--meta`).
     pub meta: ModelMeta,
-    /// The accelerator label: `meta.accelerator`, else the run's CPU.
+    /// The accelerator label: `meta.accelerator`, else the run's GPUs, else its CPU.
     pub accelerator: String,
     /// The run directory.
     pub run: PathBuf,
@@ -204,13 +204,10 @@ fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, T
     if let Some(o) = overrides.get(&manifest.model.name) {
         merge(&mut meta, o);
     }
-    let accelerator = meta.accelerator.clone().unwrap_or_else(|| {
-        manifest
-            .host
-            .cpu_model
-            .clone()
-            .unwrap_or_else(|| manifest.host.arch.clone())
-    });
+    let accelerator = meta
+        .accelerator
+        .clone()
+        .unwrap_or_else(|| manifest.host.accelerator());
     let read = dir.read_records().map_err(|e| err(e.to_string()))?;
     let mut records = HashMap::new();
     let mut order = Vec::new();

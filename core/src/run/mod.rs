@@ -21,11 +21,14 @@ mod import;
 mod plan;
 mod resume;
 mod session;
+pub mod shard;
 
 pub use cancel::Cancel;
 pub use finish::{reattribute, Reattributed};
 pub use import::import_trace;
+pub(crate) use plan::plan_hash;
 pub use plan::{plan_queries, sanitize};
+pub(crate) use resume::{differences, recorded_settings};
 
 use crate::analysis::Summary;
 use crate::backend;
@@ -63,7 +66,9 @@ pub enum RunError {
     /// A power sampler could not be used.
     #[error(transparent)]
     Sampler(#[from] crate::power::loader::SamplerError),
-    /// `--resume` on a directory that does not match this experiment.
+    /// `--shard` cannot be used as given, or the directory was split another way.
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
     /// `--require-idle` and the machine is busy.
     #[error("the machine is not idle (--require-idle): {0}")]
     Busy(String),
@@ -75,6 +80,7 @@ pub enum RunError {
         /// Why.
         message: String,
     },
+    /// `--resume` on a directory that does not match this experiment.
     #[error("cannot resume {}: {message}", dir.display())]
     Resume {
         /// The run directory.
@@ -103,6 +109,9 @@ pub struct ProfileOptions {
     pub retry_failed: bool,
     /// Refuse to start a session while other processes keep the machine busy.
     pub require_idle: bool,
+    /// Measure one shard of the plan (`--shard`): into `<out>/shards/<i>-of-<n>@<host>/`,
+    /// continuing that directory when it exists.
+    pub shard: Option<shard::ShardRequest>,
 }
 
 /// Progress callbacks, so the CLI can draw a progress bar without the runner printing.
@@ -143,7 +152,123 @@ pub async fn profile(
     cancel: &Cancel,
 ) -> Result<(PathBuf, Vec<RunOutcome>), RunError> {
     let exp = &loaded.experiment;
-    let exp_dir = match (&options.resume, &options.out_dir) {
+    let (queries, datasets) = plan_queries(loaded)?;
+    let layout = match options.shard {
+        None => unsharded_layout(loaded, options)?,
+        Some(request) => sharded_layout(loaded, options, &queries, request)?,
+    };
+    if options.retry_failed && !layout.resume {
+        tracing::warn!("--retry-failed: nothing to retry in a new run");
+    }
+    let graders = Arc::new(load_graders(loaded).await?);
+    let mut outcomes = Vec::new();
+    for (m, model) in exp.models.iter().enumerate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let model = model.get_ref();
+        let dir_name = sanitize(&model.name);
+        let run = RunDir::new(layout.dir.join(&dir_name));
+        let (model_queries, shard) = match &layout.shard {
+            None => (queries.clone(), None),
+            Some(s) => {
+                let mine: Vec<Query> = s
+                    .split
+                    .queries_of(m, s.index)
+                    .into_iter()
+                    .map(|i| queries[i].clone())
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                (mine, Some(s.run_of(&dir_name)?))
+            }
+        };
+        let outcome = run_model(
+            loaded,
+            model,
+            &model_queries,
+            &datasets,
+            &run,
+            options,
+            layout.resume,
+            shard,
+            &graders,
+            observer,
+            cancel,
+        )
+        .await?;
+        observer.run_finished(&outcome);
+        let interrupted = outcome.interrupted;
+        outcomes.push(outcome);
+        if interrupted {
+            break;
+        }
+    }
+    Ok((layout.dir, outcomes))
+}
+
+/// Where an experiment's runs go, and whether they continue earlier ones.
+struct Layout {
+    /// The directory holding one run directory per model.
+    dir: PathBuf,
+    /// Continue the runs found there.
+    resume: bool,
+    /// The shard this process measures, when split.
+    shard: Option<ShardLayout>,
+}
+
+/// One shard's place in a split experiment.
+struct ShardLayout {
+    index: usize,
+    split: shard::Split,
+    info: crate::records::ShardInfo,
+    /// Directories of the same shard measured on other hosts (a resubmission that landed
+    /// elsewhere): what they recorded is not measured again.
+    siblings: Vec<PathBuf>,
+}
+
+impl ShardLayout {
+    /// This shard's record for the run of model directory `dir_name`, with the queries its
+    /// siblings already measured.
+    fn run_of(&self, dir_name: &str) -> Result<ShardRun, RunError> {
+        let mut info = self.info.clone();
+        let mut elsewhere = HashSet::new();
+        for sib in &self.siblings {
+            let run = RunDir::new(sib.join(dir_name));
+            if !run.records_path().is_file() {
+                continue;
+            }
+            let ids: Vec<String> = run
+                .read_records()?
+                .records
+                .into_iter()
+                .map(|r| r.query_id)
+                .collect();
+            let name = sib
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            info.measured_elsewhere.insert(name, ids.len());
+            elsewhere.extend(ids);
+        }
+        Ok(ShardRun { info, elsewhere })
+    }
+}
+
+/// What a model's run in a shard needs to know.
+struct ShardRun {
+    info: crate::records::ShardInfo,
+    elsewhere: HashSet<String>,
+}
+
+/// The experiment directory of an unsharded run: `--resume`, `--out`, or a new timestamped one.
+fn unsharded_layout(
+    loaded: &LoadedExperiment,
+    options: &ProfileOptions,
+) -> Result<Layout, RunError> {
+    let exp = &loaded.experiment;
+    let dir = match (&options.resume, &options.out_dir) {
         (Some(dir), _) => {
             if !dir.join("experiment.toml").is_file() {
                 return Err(RunError::Resume {
@@ -160,32 +285,96 @@ pub async fn profile(
             chrono::Utc::now().format("%Y%m%d-%H%M%S")
         )),
     };
-    std::fs::create_dir_all(&exp_dir).map_err(io_err(&exp_dir))?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     if options.resume.is_none() {
-        let copy = exp_dir.join("experiment.toml");
+        let copy = dir.join("experiment.toml");
         crate::records::write_atomic(&copy, loaded.source.as_bytes()).map_err(io_err(&copy))?;
     }
-    let (queries, datasets) = plan_queries(loaded)?;
-    let graders = Arc::new(load_graders(loaded).await?);
-    let mut outcomes = Vec::new();
-    for model in &exp.models {
-        if cancel.is_cancelled() {
-            break;
-        }
-        let model = model.get_ref();
-        let run = RunDir::new(exp_dir.join(sanitize(&model.name)));
-        let outcome = run_model(
-            loaded, model, &queries, &datasets, &run, options, &graders, observer, cancel,
-        )
-        .await?;
-        observer.run_finished(&outcome);
-        let interrupted = outcome.interrupted;
-        outcomes.push(outcome);
-        if interrupted {
-            break;
-        }
+    Ok(Layout {
+        dir,
+        resume: options.resume.is_some(),
+        shard: None,
+    })
+}
+
+/// A shard's experiment directory, `<out>/shards/<i>-of-<n>@<host>/`: settled against the
+/// plan and count the experiment directory fixes, continued when it exists (a resubmitted
+/// task), new otherwise. `--out` (or `--resume`) names the experiment directory shared by all
+/// shards; without either it is `<output.dir>/<name>` (no timestamp: every task must agree).
+fn sharded_layout(
+    loaded: &LoadedExperiment,
+    options: &ProfileOptions,
+    queries: &[Query],
+    request: shard::ShardRequest,
+) -> Result<Layout, RunError> {
+    let exp = &loaded.experiment;
+    let top = options
+        .resume
+        .clone()
+        .or_else(|| options.out_dir.clone())
+        .unwrap_or_else(|| exp.output.dir.join(sanitize(&exp.name)));
+    let plan_text = shard::plan_file_text(queries);
+    let count = shard::settle_directory(&top, &plan_text, request)?;
+    let split = shard::split(queries, exp.models.len(), exp.generation.max_tokens, count);
+    let host = shard::host_label();
+    let name = shard::shard_dir_name(request.index, count, &host);
+    let shards = top.join(shard::SHARDS_DIR);
+    let dir = shards.join(&name);
+    let resume = dir.join("experiment.toml").is_file();
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    if !resume {
+        let copy = dir.join("experiment.toml");
+        crate::records::write_atomic(&copy, loaded.source.as_bytes()).map_err(io_err(&copy))?;
     }
-    Ok((exp_dir, outcomes))
+    let top_copy = top.join("experiment.toml");
+    if !top_copy.exists() {
+        crate::records::write_atomic(&top_copy, loaded.source.as_bytes())
+            .map_err(io_err(&top_copy))?;
+    }
+    let mut siblings: Vec<PathBuf> = std::fs::read_dir(&shards)
+        .map_err(io_err(&shards))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n != name
+                && shard::parse_shard_dir_name(&n)
+                    .is_some_and(|(i, c, _)| i == request.index && c == count)
+        })
+        .map(|e| e.path())
+        .collect();
+    siblings.sort();
+    tracing::info!(
+        "shard {}/{count} ({:?} split, {} queries of {} x {} models) into {}{}",
+        request.index,
+        split.method,
+        split.units_of(request.index),
+        queries.len(),
+        exp.models.len(),
+        dir.display(),
+        if resume { " (continuing)" } else { "" }
+    );
+    let info = crate::records::ShardInfo {
+        index: request.index,
+        count,
+        method: split.method,
+        plan_sha256: shard::plan_file_sha256(&plan_text),
+        experiment_sha256: crate::dataset::hex(&sha2::Digest::finalize(
+            <sha2::Sha256 as sha2::Digest>::new_with_prefix(loaded.source.as_bytes()),
+        )),
+        host,
+        work_tokens: split.work[request.index],
+        measured_elsewhere: Default::default(),
+    };
+    Ok(Layout {
+        dir,
+        resume,
+        shard: Some(ShardLayout {
+            index: request.index,
+            split,
+            info,
+            siblings,
+        }),
+    })
 }
 
 /// The experiment's graders (and the judge model, if one is configured).
@@ -208,6 +397,8 @@ async fn run_model(
     datasets: &[DatasetInfo],
     run: &RunDir,
     options: &ProfileOptions,
+    resume: bool,
+    shard: Option<ShardRun>,
     graders: &Arc<DatasetGraders>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
@@ -220,7 +411,7 @@ async fn run_model(
         queries,
         datasets,
         run,
-        options.resume.is_some(),
+        resume,
         options.retry_failed,
         graders,
         file,
@@ -232,7 +423,26 @@ async fn run_model(
         existing,
         rejected_lines,
     } = opened;
-    let done: HashSet<&str> = existing.iter().map(|r| r.query_id.as_str()).collect();
+    let elsewhere = shard.as_ref().map_or(0, |s| {
+        queries
+            .iter()
+            .filter(|q| s.elsewhere.contains(&q.id))
+            .count()
+    });
+    if let Some(s) = &shard {
+        if elsewhere > 0 {
+            tracing::info!(
+                "{elsewhere} queries of this shard were measured in another directory of it \
+                 ({:?}); not measuring them again",
+                s.info.measured_elsewhere
+            );
+        }
+        manifest.shard = Some(s.info.clone());
+    }
+    let mut done: HashSet<&str> = existing.iter().map(|r| r.query_id.as_str()).collect();
+    if let Some(s) = &shard {
+        done.extend(s.elsewhere.iter().map(String::as_str));
+    }
     let todo: Vec<(usize, &Query)> = queries
         .iter()
         .enumerate()
@@ -242,7 +452,7 @@ async fn run_model(
         started_at: chrono::Utc::now(),
         ended_at: None,
         recorded: 0,
-        resumed_from: done.len(),
+        resumed_from: existing.len(),
         truncated_bytes: 0,
         model_load_s: None,
         startup_to_first_request_s: None,
@@ -294,7 +504,13 @@ async fn run_model(
     finish::grade_ungraded(run, &lock, graders).await?;
     let records = finish::attribute_run(run, &lock, &manifest, exp.energy.split)?;
     let summary = finish::write_summary(run, &lock, &manifest, &records, exp.seed)?;
-    finish::close_manifest(run, &lock, &mut manifest, interrupted, records.len())?;
+    finish::close_manifest(
+        run,
+        &lock,
+        &mut manifest,
+        interrupted,
+        records.len() + elsewhere,
+    )?;
     Ok(RunOutcome {
         dir: run.path().to_path_buf(),
         summary,

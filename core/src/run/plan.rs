@@ -35,13 +35,16 @@ pub fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// sha256 over the plan's query ids and prompt hashes, in order.
-pub(super) fn plan_hash(queries: &[Query]) -> String {
+/// sha256 over the plan's `(query id, prompt sha256)` pairs, in order: the same for a run and
+/// for the merge of its shards.
+pub(crate) fn plan_hash<A: AsRef<str>, B: AsRef<str>>(
+    entries: impl IntoIterator<Item = (A, B)>,
+) -> String {
     let mut h = Sha256::new();
-    for q in queries {
-        h.update(q.id.as_bytes());
+    for (id, prompt) in entries {
+        h.update(id.as_ref().as_bytes());
         h.update([0]);
-        h.update(q.prompt_hash().as_bytes());
+        h.update(prompt.as_ref().as_bytes());
         h.update([b'\n']);
     }
     hex(&h.finalize())

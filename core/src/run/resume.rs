@@ -40,7 +40,7 @@ pub(super) fn open_run(
     model_file: Option<ModelFile>,
 ) -> Result<OpenedRun, RunError> {
     let lock = run.lock()?;
-    let plan_sha256 = plan_hash(queries);
+    let plan_sha256 = plan_hash(queries.iter().map(|q| (q.id.as_str(), q.prompt_hash())));
     let resume_err = |message: String| RunError::Resume {
         dir: run.path().to_path_buf(),
         message,
@@ -124,6 +124,8 @@ pub(super) fn open_run(
         status: "running".into(),
         error: None,
         sessions: Vec::new(),
+        shard: None,
+        merged_from: Vec::new(),
     };
     Ok(OpenedRun {
         lock,
@@ -143,7 +145,7 @@ fn model_json(model: &ModelConfig) -> Value {
 }
 
 /// What must not change inside one run, as recorded in its manifest.
-fn recorded_settings(m: &Manifest) -> Value {
+pub(crate) fn recorded_settings(m: &Manifest) -> Value {
     let model = serde_json::to_value(&m.model).expect("recorded model serialises");
     let graders: Vec<GraderInfo> = m
         .sessions
@@ -201,7 +203,7 @@ fn settings(experiment: &Value, model: &Value, graders: &[GraderInfo]) -> Value 
 /// Every path where `now` differs from `was`, as `path: old -> new`. A field the old manifest
 /// does not have is a difference only when the new value is not null (an ipw upgrade that adds a
 /// setting with no value must not block a resume).
-pub(super) fn differences(was: &Value, now: &Value) -> Vec<String> {
+pub(crate) fn differences(was: &Value, now: &Value) -> Vec<String> {
     let mut out = Vec::new();
     diff("", Some(was), Some(now), &mut out);
     out

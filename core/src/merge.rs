@@ -1,0 +1,605 @@
+//! `ipw merge`: join the shards of a split experiment (`ipw profile --shard`) back into one run
+//! directory per model and accelerator, which every analysis command reads like an unsharded
+//! run: the records in plan order with their plan positions, every shard's sessions one after
+//! another (records and power readings renumbered to match, so `ipw attribute` works on the
+//! merged run), a fresh summary, and each shard's own manifest kept in `shards/`.
+//!
+//! Before writing anything it checks that the shards belong together (the same plan, count and
+//! settings, the same model files) and that together they measured every planned query exactly
+//! once; a gap or a doubled query is named, and refused unless `allow_partial`. Each shard run
+//! is locked while it is read, so a shard still running is reported, not half-read. Merging
+//! again gives the same bytes.
+
+use crate::analysis::summarize;
+use crate::records::{
+    run_dirs, write_atomic, write_json_atomic, Manifest, MergedShard, Record, RunDir, RunLock,
+    StoreError,
+};
+use crate::run::shard::{parse_shard_dir_name, plan_file_sha256, SplitRecord, PLAN_FILE};
+use crate::run::shard::{SHARDS_DIR, SPLIT_FILE};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// Missing or doubled queries listed in a message at most this many at a time.
+const SHOWN: usize = 8;
+
+/// Why shards could not be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The directory holds no split experiment.
+    #[error("{}: not a split experiment directory (no {PLAN_FILE}); shards are written by `ipw profile --shard`", .0.display())]
+    NotSplit(PathBuf),
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A run directory could not be read or locked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The shards do not belong to one experiment and plan.
+    #[error("{}: {message}", dir.display())]
+    Mismatch {
+        /// The shard run that differs.
+        dir: PathBuf,
+        /// How.
+        message: String,
+    },
+    /// Queries are missing or measured twice.
+    #[error("{0}\nmerge what there is with --allow-partial")]
+    Incomplete(String),
+    /// An output directory is an ordinary run, not an earlier merge.
+    #[error("{}: holds a run that `ipw merge` did not write; move it away first", .0.display())]
+    Occupied(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
+    move |source| MergeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A shard directory found.
+#[derive(Debug, Clone)]
+pub struct ShardSeen {
+    /// Its name (`<i>-of-<n>@<host>`).
+    pub name: String,
+    /// Index.
+    pub index: usize,
+    /// Host.
+    pub host: String,
+    /// Model runs in it.
+    pub runs: usize,
+    /// Records in them.
+    pub records: usize,
+    /// Status of each run (`model: status`).
+    pub statuses: Vec<String>,
+}
+
+/// One merged run written.
+#[derive(Debug, Clone)]
+pub struct MergedRun {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Model.
+    pub model: String,
+    /// Accelerator it ran on.
+    pub accelerator: String,
+    /// Queries in the plan.
+    pub planned: usize,
+    /// Records merged.
+    pub records: usize,
+    /// `completed` or `partial`.
+    pub status: String,
+    /// Shard runs joined.
+    pub shards: usize,
+}
+
+/// What [`merge`] found and wrote.
+#[derive(Debug, Clone)]
+pub struct MergeReport {
+    /// Shard count of the split.
+    pub count: usize,
+    /// Queries in the plan.
+    pub planned: usize,
+    /// Shard directories, in index order.
+    pub shards: Vec<ShardSeen>,
+    /// Merged runs, by model.
+    pub runs: Vec<MergedRun>,
+    /// Gaps and doubles accepted with `allow_partial`, one line each.
+    pub problems: Vec<String>,
+}
+
+/// One shard's run of one model, read and locked.
+struct ShardRun {
+    shard: String,
+    index: usize,
+    host: String,
+    dir: PathBuf,
+    manifest: Manifest,
+    records: Vec<Record>,
+    _lock: RunLock,
+}
+
+/// Merge the shards under `top` (an experiment directory given to `ipw profile --shard --out`).
+pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError> {
+    let plan_path = top.join(PLAN_FILE);
+    let plan_text = match std::fs::read_to_string(&plan_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MergeError::NotSplit(top.to_path_buf()))
+        }
+        Err(e) => return Err(io_err(&plan_path)(e)),
+    };
+    let plan_sha256 = plan_file_sha256(&plan_text);
+    let plan: Vec<(&str, &str)> = plan_text
+        .lines()
+        .map(|l| l.split_once('\t').unwrap_or((l, "")))
+        .collect();
+    let position: HashMap<&str, usize> = plan.iter().enumerate().map(|(i, p)| (p.0, i)).collect();
+    let split_path = top.join(SPLIT_FILE);
+    let split: SplitRecord = serde_json::from_slice(
+        &std::fs::read(&split_path).map_err(io_err(&split_path))?,
+    )
+    .map_err(|e| MergeError::Mismatch {
+        dir: split_path.clone(),
+        message: format!("does not read: {e}"),
+    })?;
+    let count = split.count;
+
+    let (shards, runs) = read_shards(top, count, &plan_sha256)?;
+    let mut by_model: BTreeMap<String, Vec<ShardRun>> = BTreeMap::new();
+    for r in runs {
+        by_model
+            .entry(r.manifest.model.name.clone())
+            .or_default()
+            .push(r);
+    }
+    let absent: Vec<usize> = (0..count)
+        .filter(|i| !shards.iter().any(|s| s.index == *i))
+        .collect();
+
+    let mut problems = Vec::new();
+    if !absent.is_empty() {
+        problems.push(format!(
+            "{} of {count} shards have no directory in {}: {}",
+            absent.len(),
+            top.join(SHARDS_DIR).display(),
+            absent
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut chosen: BTreeMap<String, Vec<Vec<usize>>> = BTreeMap::new();
+    for (model, runs) in &by_model {
+        check_same_experiment(runs)?;
+        let (keep, model_problems) = cover(model, runs, &plan, &position)?;
+        problems.extend(model_problems);
+        chosen.insert(model.clone(), keep);
+    }
+    if by_model.is_empty() {
+        return Err(MergeError::Incomplete(format!(
+            "no shard runs under {}",
+            top.join(SHARDS_DIR).display()
+        )));
+    }
+    if !problems.is_empty() && !allow_partial {
+        return Err(MergeError::Incomplete(problems.join("\n")));
+    }
+
+    let mut merged = Vec::new();
+    for (model, runs) in &by_model {
+        let keep = &chosen[model];
+        // One merged run per accelerator the model ran on.
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in runs.iter().enumerate() {
+            groups.entry(r.manifest.accelerator()).or_default().push(i);
+        }
+        let several = groups.len() > 1;
+        for (accelerator, members) in groups {
+            let name = if several {
+                format!(
+                    "{}@{}",
+                    crate::run::sanitize(model),
+                    crate::run::sanitize(&accelerator)
+                )
+            } else {
+                crate::run::sanitize(model)
+            };
+            let out = top.join(name);
+            let group: Vec<(&ShardRun, &[usize])> = members
+                .iter()
+                .map(|&i| (&runs[i], keep[i].as_slice()))
+                .collect();
+            merged.push(write_merged(&out, &group, &plan, accelerator)?);
+        }
+    }
+    Ok(MergeReport {
+        count,
+        planned: plan.len(),
+        shards,
+        runs: merged,
+        problems,
+    })
+}
+
+/// Every shard directory under `top/shards`, checked against the plan and count, with its runs
+/// read and locked (in directory-name order: index, then host).
+fn read_shards(
+    top: &Path,
+    count: usize,
+    plan_sha256: &str,
+) -> Result<(Vec<ShardSeen>, Vec<ShardRun>), MergeError> {
+    let shards_dir = top.join(SHARDS_DIR);
+    let mut names: Vec<String> = match std::fs::read_dir(&shards_dir) {
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(&shards_dir)(e)),
+    };
+    names.sort();
+    let mut seen = Vec::new();
+    let mut runs = Vec::new();
+    for name in names {
+        let dir = shards_dir.join(&name);
+        let Some((index, n, host)) = parse_shard_dir_name(&name) else {
+            return Err(MergeError::Mismatch {
+                dir,
+                message: "not a shard directory (expected <index>-of-<count>@<host>)".into(),
+            });
+        };
+        if n != count {
+            return Err(MergeError::Mismatch {
+                dir,
+                message: format!(
+                    "a shard of a {n}-way split; this experiment was split {count} ways"
+                ),
+            });
+        }
+        let mut shard = ShardSeen {
+            name: name.clone(),
+            index,
+            host: host.clone(),
+            runs: 0,
+            records: 0,
+            statuses: Vec::new(),
+        };
+        for run_dir in run_dirs(&dir).map_err(io_err(&dir))? {
+            let run = RunDir::new(&run_dir);
+            let lock = run.lock()?;
+            let manifest = run.read_manifest()?;
+            let mismatch = |message: String| MergeError::Mismatch {
+                dir: run_dir.clone(),
+                message,
+            };
+            let Some(info) = &manifest.shard else {
+                return Err(mismatch(
+                    "not a shard run (its manifest has no `shard`)".into(),
+                ));
+            };
+            if info.plan_sha256 != plan_sha256 {
+                return Err(mismatch(format!(
+                    "measured another plan (plan sha256 {} here, {} in {PLAN_FILE}): a shard of a \
+                     different experiment or seed",
+                    short(&info.plan_sha256),
+                    short(plan_sha256)
+                )));
+            }
+            if (info.index, info.count) != (index, count) {
+                return Err(mismatch(format!(
+                    "its manifest says shard {}/{}, its directory name {index}/{count}",
+                    info.index, info.count
+                )));
+            }
+            let read = run.read_records()?;
+            if !read.rejected.is_empty() {
+                tracing::warn!(
+                    "{}: {} unreadable record lines are not merged (resume the shard to measure them again)",
+                    run_dir.display(),
+                    read.rejected.len()
+                );
+            }
+            // The last record of a query wins inside one run (a retried failure comes later).
+            let mut last: HashMap<String, usize> = HashMap::new();
+            let mut records: Vec<Record> = Vec::new();
+            for r in read.records {
+                match last.get(&r.query_id) {
+                    Some(&i) => records[i] = r,
+                    None => {
+                        last.insert(r.query_id.clone(), records.len());
+                        records.push(r);
+                    }
+                }
+            }
+            shard.runs += 1;
+            shard.records += records.len();
+            shard
+                .statuses
+                .push(format!("{}: {}", manifest.model.name, manifest.status));
+            runs.push(ShardRun {
+                shard: name.clone(),
+                index,
+                host: host.clone(),
+                dir: run_dir,
+                manifest,
+                records,
+                _lock: lock,
+            });
+        }
+        seen.push(shard);
+    }
+    Ok((seen, runs))
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// One model's shard runs must have measured the same thing: the settings `--resume` guards,
+/// and the same model file.
+fn check_same_experiment(runs: &[ShardRun]) -> Result<(), MergeError> {
+    let first = &runs[0];
+    let want = crate::run::recorded_settings(&first.manifest);
+    for r in &runs[1..] {
+        let changed = crate::run::differences(&want, &crate::run::recorded_settings(&r.manifest));
+        if !changed.is_empty() {
+            return Err(MergeError::Mismatch {
+                dir: r.dir.clone(),
+                message: format!(
+                    "settings differ from {} (shards of different experiments):\n  {}",
+                    first.dir.display(),
+                    changed.join("\n  ")
+                ),
+            });
+        }
+        let sha = |m: &Manifest| m.model_file.as_ref().map(|f| f.sha256.clone());
+        if sha(&r.manifest) != sha(&first.manifest) {
+            return Err(MergeError::Mismatch {
+                dir: r.dir.clone(),
+                message: format!(
+                    "measured another model file than {} ({:?} vs {:?})",
+                    first.dir.display(),
+                    sha(&r.manifest).map(|s| short(&s).to_string()),
+                    sha(&first.manifest).map(|s| short(&s).to_string()),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Which records of each run to keep (indices into its records), and what is missing or
+/// doubled. A query measured by two runs is kept from the first (directory-name order).
+#[allow(clippy::type_complexity)]
+fn cover(
+    model: &str,
+    runs: &[ShardRun],
+    plan: &[(&str, &str)],
+    position: &HashMap<&str, usize>,
+) -> Result<(Vec<Vec<usize>>, Vec<String>), MergeError> {
+    let mut owner: Vec<Option<usize>> = vec![None; plan.len()];
+    let mut doubled: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+    let mut keep = vec![Vec::new(); runs.len()];
+    for (ri, run) in runs.iter().enumerate() {
+        for (i, r) in run.records.iter().enumerate() {
+            let Some(&p) = position.get(r.query_id.as_str()) else {
+                return Err(MergeError::Mismatch {
+                    dir: run.dir.clone(),
+                    message: format!(
+                        "has a record of `{}`, which is not in the experiment's plan",
+                        r.query_id
+                    ),
+                });
+            };
+            if r.prompt_hash != plan[p].1 {
+                return Err(MergeError::Mismatch {
+                    dir: run.dir.clone(),
+                    message: format!(
+                        "`{}` was asked with another prompt than the plan's",
+                        r.query_id
+                    ),
+                });
+            }
+            match owner[p] {
+                None => {
+                    owner[p] = Some(ri);
+                    keep[ri].push(i);
+                }
+                Some(first) => {
+                    doubled
+                        .entry(p)
+                        .or_insert_with(|| vec![runs[first].shard.as_str()])
+                        .push(run.shard.as_str());
+                }
+            }
+        }
+    }
+    let missing: Vec<usize> = (0..plan.len()).filter(|&p| owner[p].is_none()).collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        let unfinished: Vec<String> = runs
+            .iter()
+            .filter(|r| r.manifest.status != "completed")
+            .map(|r| format!("{} is {}", r.shard, r.manifest.status))
+            .collect();
+        problems.push(format!(
+            "{model}: {} of {} planned queries have no record: {}{}",
+            missing.len(),
+            plan.len(),
+            list(missing.iter().map(|&p| plan[p].0.to_string())),
+            if unfinished.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", unfinished.join(", "))
+            }
+        ));
+    }
+    if !doubled.is_empty() {
+        problems.push(format!(
+            "{model}: {} queries were measured by more than one shard run: {}",
+            doubled.len(),
+            list(doubled.iter().map(|(p, shards)| format!(
+                "{} ({})",
+                plan[*p].0,
+                shards.join(", ")
+            )))
+        ));
+    }
+    Ok((keep, problems))
+}
+
+/// The first [`SHOWN`] items, then how many more.
+fn list(items: impl ExactSizeIterator<Item = String>) -> String {
+    let n = items.len();
+    let mut shown: Vec<String> = items.take(SHOWN).collect();
+    if n > SHOWN {
+        shown.push(format!("and {} more", n - SHOWN));
+    }
+    shown.join(", ")
+}
+
+/// Write one merged run to `out` from `group` (shard runs, each with the records it keeps).
+fn write_merged(
+    out: &Path,
+    group: &[(&ShardRun, &[usize])],
+    plan: &[(&str, &str)],
+    accelerator: String,
+) -> Result<MergedRun, MergeError> {
+    let run = RunDir::new(out);
+    if run.exists() {
+        let existing = run.read_manifest()?;
+        if existing.merged_from.is_empty() {
+            return Err(MergeError::Occupied(out.to_path_buf()));
+        }
+    }
+    let lock = run.lock()?;
+    let position: HashMap<&str, usize> = plan.iter().enumerate().map(|(i, p)| (p.0, i)).collect();
+    let first = &group[0].0.manifest;
+    let mut manifest = first.clone();
+    manifest.sessions = Vec::new();
+    manifest.merged_from = Vec::new();
+    manifest.shard = None;
+    manifest.error = None;
+    let mut records: Vec<Record> = Vec::new();
+    let kept_dir = out.join(SHARDS_DIR);
+    std::fs::create_dir_all(&kept_dir).map_err(io_err(&kept_dir))?;
+    let power_path = run.power_log_path();
+    let power_tmp = out.join(".power.jsonl.merging");
+    let mut power =
+        std::io::BufWriter::new(std::fs::File::create(&power_tmp).map_err(io_err(&power_tmp))?);
+    let mut any_power = false;
+    let top = out.parent().unwrap_or(Path::new("."));
+    for (shard_run, keep) in group {
+        let m = &shard_run.manifest;
+        let offset = manifest.sessions.len();
+        manifest.sessions.extend(m.sessions.iter().cloned());
+        for &i in *keep {
+            let mut r = shard_run.records[i].clone();
+            r.session += offset;
+            r.index = position[r.query_id.as_str()];
+            records.push(r);
+        }
+        any_power |= renumber_power(
+            &RunDir::new(&shard_run.dir).power_log_path(),
+            offset,
+            &mut power,
+        )
+        .map_err(io_err(&shard_run.dir))?;
+        manifest.started_at = manifest.started_at.min(m.started_at);
+        manifest.ended_at = manifest.ended_at.max(m.ended_at);
+        let rel = shard_run
+            .dir
+            .strip_prefix(top)
+            .unwrap_or(&shard_run.dir)
+            .display()
+            .to_string();
+        manifest.merged_from.push(MergedShard {
+            dir: rel,
+            index: shard_run.index,
+            count: m.shard.as_ref().map_or(0, |s| s.count),
+            host: shard_run.host.clone(),
+            status: m.status.clone(),
+            records: keep.len(),
+            first_session: offset,
+            sessions: m.sessions.len(),
+        });
+        let copy = kept_dir.join(format!("{}.manifest.json", shard_run.shard));
+        write_json_atomic(&copy, m).map_err(io_err(&copy))?;
+    }
+    power
+        .into_inner()
+        .map_err(|e| io_err(&power_tmp)(e.into_error()))?
+        .sync_all()
+        .map_err(io_err(&power_tmp))?;
+    if any_power {
+        std::fs::rename(&power_tmp, &power_path).map_err(io_err(&power_path))?;
+    } else {
+        let _ = std::fs::remove_file(&power_tmp);
+        let _ = std::fs::remove_file(&power_path);
+    }
+    records.sort_by_key(|r| r.index);
+    manifest.planned = plan.len();
+    manifest.plan_sha256 = crate::run::plan_hash(plan.iter().copied());
+    let complete =
+        records.len() == plan.len() && group.iter().all(|(r, _)| r.manifest.status == "completed");
+    manifest.status = if complete { "completed" } else { "partial" }.into();
+    // Replace the records whole: the file is new or an earlier merge's.
+    let records_path = run.records_path();
+    let mut text = Vec::new();
+    for r in &records {
+        serde_json::to_writer(&mut text, r).map_err(|e| io_err(&records_path)(e.into()))?;
+        text.push(b'\n');
+    }
+    write_atomic(&records_path, &text).map_err(io_err(&records_path))?;
+    let summary = summarize(
+        &manifest.model.name,
+        &manifest.model.backend,
+        manifest.planned,
+        &records,
+        manifest.seed(),
+    );
+    run.write_summary(&lock, &summary)?;
+    run.write_manifest(&lock, &manifest)?;
+    Ok(MergedRun {
+        dir: out.to_path_buf(),
+        model: manifest.model.name.clone(),
+        accelerator,
+        planned: manifest.planned,
+        records: records.len(),
+        status: manifest.status.clone(),
+        shards: group.len(),
+    })
+}
+
+/// Copy a shard's `power.jsonl` into `out` with each line's `session` moved up by `offset`.
+/// Returns whether there was one.
+fn renumber_power(path: &Path, offset: usize, out: &mut impl Write) -> std::io::Result<bool> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            // A line torn by a crash: attribution skips it in the shard too.
+            continue;
+        };
+        if let Some(s) = v.get("session").and_then(|s| s.as_u64()) {
+            v["session"] = (s + offset as u64).into();
+        }
+        serde_json::to_writer(&mut *out, &v)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(true)
+}
