@@ -9,6 +9,12 @@ command -v cmake >/dev/null || need+=(cmake)
 # packages pull in on their own.
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* 2>/dev/null)" ] || need+=(libclang-dev)
 command -v c++ >/dev/null || need+=(g++)
+# --tests: what only the tests need. A real single-node Slurm cluster (tests/scale_out.rs starts
+# munged, slurmctld and slurmd itself, no systemd).
+if [ "${1:-}" = "--tests" ]; then
+  [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v sbatch >/dev/null || need+=(slurm-wlm)
+  [ -x /usr/sbin/munged ] || need+=(munge)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}"

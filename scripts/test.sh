@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
-./scripts/install-deps.sh
+./scripts/install-deps.sh --tests
 ./scripts/fetch-model.sh
 ./scripts/build-llama-server.sh
 cargo fmt --all -- --check

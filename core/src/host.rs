@@ -62,6 +62,7 @@ impl HostInfo {
             accelerators: accelerators(
                 Path::new("/proc/driver/nvidia/gpus"),
                 Path::new("/sys/class/drm"),
+                std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
             ),
         }
     }
@@ -69,8 +70,11 @@ impl HostInfo {
 
 /// Accelerator model names, without any vendor library: NVIDIA's driver lists each GPU under
 /// `/proc/driver/nvidia/gpus/<bus id>/information` (`Model: ...`), and amdgpu names its cards in
-/// `/sys/class/drm/card<N>/device/product_name`. In bus-id and card order.
-fn accelerators(nvidia: &Path, drm: &Path) -> Vec<String> {
+/// `/sys/class/drm/card<N>/device/product_name`. In bus-id and card order. NVIDIA GPUs are
+/// only those `cuda_visible` (CUDA_VISIBLE_DEVICES) names, by UUID or index, so a task given one
+/// GPU of a node is described by that GPU (an index counts in bus order, which is CUDA's order
+/// under CUDA_DEVICE_ORDER=PCI_BUS_ID; a MIG name keeps every GPU listed).
+fn accelerators(nvidia: &Path, drm: &Path, cuda_visible: Option<&str>) -> Vec<String> {
     let sorted = |dir: &Path| {
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
@@ -78,17 +82,33 @@ fn accelerators(nvidia: &Path, drm: &Path) -> Vec<String> {
         paths.sort();
         paths
     };
-    let mut out = Vec::new();
-    for gpu in sorted(nvidia) {
-        let info = std::fs::read_to_string(gpu.join("information")).unwrap_or_default();
-        if let Some(model) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("Model:"))
+    let field = |info: &str, key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+    };
+    let gpus: Vec<(String, Option<String>)> = sorted(nvidia)
+        .into_iter()
+        .filter_map(|gpu| {
+            let info = std::fs::read_to_string(gpu.join("information")).ok()?;
+            Some((field(&info, "Model:")?, field(&info, "GPU UUID:")))
+        })
+        .collect();
+    let mut out: Vec<String> = match cuda_visible.map(str::trim) {
+        Some(v) if !v.contains("MIG-") => v
+            .split(',')
             .map(str::trim)
-        {
-            out.push(model.to_string());
-        }
-    }
+            .filter(|e| !e.is_empty())
+            .filter_map(|e| match e.parse::<usize>() {
+                Ok(i) => gpus.get(i).map(|g| g.0.clone()),
+                Err(_) => gpus
+                    .iter()
+                    .find(|g| g.1.as_deref().is_some_and(|u| u.starts_with(e)))
+                    .map(|g| g.0.clone()),
+            })
+            .collect(),
+        _ => gpus.into_iter().map(|g| g.0).collect(),
+    };
     for card in sorted(drm) {
         let name = card.file_name().and_then(|n| n.to_str()).unwrap_or("");
         // card0, card1: not the connectors (card0-DP-1) or render nodes.
@@ -115,14 +135,14 @@ mod accelerator_tests {
     fn gpus_are_read_from_the_nvidia_and_drm_trees() {
         let root = tempfile::tempdir().unwrap();
         let nv = root.path().join("nvidia");
-        for (bus, model) in [
-            ("0000:41:00.0", "NVIDIA H100 80GB HBM3"),
-            ("0000:01:00.0", "NVIDIA A100"),
+        for (bus, model, uuid) in [
+            ("0000:41:00.0", "NVIDIA H100 80GB HBM3", "GPU-bbbb"),
+            ("0000:01:00.0", "NVIDIA A100", "GPU-aaaa"),
         ] {
             std::fs::create_dir_all(nv.join(bus)).unwrap();
             std::fs::write(
                 nv.join(bus).join("information"),
-                format!("Model: \t\t {model}\nIRQ:   42\n"),
+                format!("Model: \t\t {model}\nIRQ:   42\nGPU UUID: \t {uuid}\n"),
             )
             .unwrap();
         }
@@ -135,15 +155,23 @@ mod accelerator_tests {
         .unwrap();
         std::fs::create_dir_all(drm.join("card1-DP-1/device")).unwrap();
         std::fs::write(drm.join("card1-DP-1/device/product_name"), "not a card").unwrap();
+        let amd = "AMD Instinct MI300X";
         assert_eq!(
-            accelerators(&nv, &drm),
-            [
-                "NVIDIA A100",
-                "NVIDIA H100 80GB HBM3",
-                "AMD Instinct MI300X"
-            ]
+            accelerators(&nv, &drm, None),
+            ["NVIDIA A100", "NVIDIA H100 80GB HBM3", amd]
         );
-        assert!(accelerators(&root.path().join("none"), &root.path().join("none")).is_empty());
+        // A task given one GPU is described by that GPU, by index or UUID.
+        assert_eq!(
+            accelerators(&nv, &drm, Some("1")),
+            ["NVIDIA H100 80GB HBM3", amd]
+        );
+        assert_eq!(
+            accelerators(&nv, &drm, Some("GPU-aaaa")),
+            ["NVIDIA A100", amd]
+        );
+        assert_eq!(accelerators(&nv, &drm, Some("MIG-x")).len(), 3);
+        let none = root.path().join("none");
+        assert!(accelerators(&none, &none, None).is_empty());
     }
 }
 
