@@ -566,7 +566,7 @@ pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result
 }
 
 /// Replace `path` with `bytes` so that a reader (or a crash) sees the old file or the new one,
-/// never a mix: write a temporary file beside it (unique per process and call), sync it, rename
+/// never a mix: write a temporary file beside it (unique per host, process and call), sync it, rename
 /// it over `path`, then sync the directory so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -575,8 +575,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file path"))?
         .to_string_lossy();
+    // The host too: shards on several machines may write one shared file system's files.
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().replace(['/', '.'], "_"))
+            .unwrap_or_default()
+    });
     let tmp = path.with_file_name(format!(
-        ".{name}.{}.{}.part",
+        ".{name}.{host}.{}.{}.part",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
