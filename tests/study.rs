@@ -204,3 +204,174 @@ fn compare_gives_each_run_and_paired_differences_by_hand() {
     assert_eq!(r["baseline"], "big");
     assert!(text(&o).contains("paired against big"), "{}", text(&o));
 }
+
+/// `ipw trend` on runs whose every figure is known in closed form. Ten queries; a model gets the
+/// same ones right on every accelerator (old: 4, new: 8), every query takes 1 s, and energy per
+/// query depends on the accelerator only, so APW = accuracy / watts = a(model) x b(accelerator):
+///
+/// | run | accuracy | J/query (= W) | APW |
+/// |---|---|---|---|
+/// | old on gpuA (2022, cloud) | 0.4 | 10 | 0.04 |
+/// | new on gpuA | 0.8 | 10 | 0.08 |
+/// | old on gpuB (2024-06, cloud) | 0.4 | 4 | 0.10 |
+/// | new on gpuB | 0.8 | 4 | 0.20 |
+/// | new on laptop (2024-01, local) | 0.8 | 16 | 0.05 |
+///
+/// old is released 2023-01-01, new 2025-01-01. The best at 2023 is old on gpuA (gpuB is not out
+/// yet), at 2025 new on gpuB: x5 = model x2 (0.8 / 0.4) x hardware x2.5 (10 J / 4 J).
+#[test]
+fn trend_splits_a_known_change_into_its_model_and_hardware_factors() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = |rows: &[(&str, &str, f64, u32)]| {
+        let mut csv = String::from("query_id,model,accelerator,dataset,score,energy_j,latency_s\n");
+        for &(model, accel, joules, right) in rows {
+            for q in 0..10 {
+                let score = u32::from(q < right);
+                csv += &format!("q{q},{model},{accel},d,{score},{joules},1\n");
+            }
+        }
+        csv
+    };
+    let import = |name: &str, csv: String| {
+        let file = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&file, csv).unwrap();
+        let out = dir.path().join(name);
+        let o = run_ipw(
+            &[
+                "import",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        out
+    };
+    let runs = import(
+        "runs",
+        table(&[
+            ("old", "gpuA", 10.0, 4),
+            ("new", "gpuA", 10.0, 8),
+            ("old", "gpuB", 4.0, 4),
+            ("new", "gpuB", 4.0, 8),
+            ("new", "laptop", 16.0, 8),
+        ]),
+    );
+    let meta = dir.path().join("meta.toml");
+    std::fs::write(
+        &meta,
+        "[models.old]\nrelease_date = \"2023-01-01\"\n[models.new]\nrelease_date = \"2025-01-01\"\n\
+         [accelerators.gpuA]\nrelease_date = \"2022-01-01\"\nclass = \"cloud\"\n\
+         [accelerators.gpuB]\nrelease_date = \"2024-06-01\"\nclass = \"cloud\"\n\
+         [accelerators.laptop]\nrelease_date = \"2024-01-01\"\nclass = \"local\"\n",
+    )
+    .unwrap();
+    let trend = |runs: &[&std::path::Path], out: &str| -> Value {
+        let out = dir.path().join(out);
+        let mut args = vec!["trend".to_string()];
+        args.extend(runs.iter().map(|r| r.display().to_string()));
+        args.extend([
+            "--meta".into(),
+            meta.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run_ipw(&args, dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(out.join("trend.csv").is_file());
+        json(&out.join("trend.json"))
+    };
+    let r = trend(&[&runs], "all");
+    let apw = |model: &str, accel: &str| {
+        let p = r["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["model"] == model && p["accelerator"] == accel)
+            .unwrap_or_else(|| panic!("no {model} on {accel}"));
+        value(&p["value"])
+    };
+    for (m, a, want) in [
+        ("old", "gpuA", 0.04),
+        ("new", "gpuA", 0.08),
+        ("old", "gpuB", 0.1),
+        ("new", "gpuB", 0.2),
+        ("new", "laptop", 0.05),
+    ] {
+        assert!(close(apw(m, a), want), "{m} on {a}: {}", apw(m, a));
+    }
+    let frontier = r["frontier"].as_array().unwrap();
+    assert_eq!(frontier.len(), 2);
+    assert_eq!(
+        (&frontier[0]["model"], &frontier[0]["accelerator"]),
+        (&"old".into(), &"gpuA".into()),
+        "gpuB is not released by 2023"
+    );
+    assert_eq!(frontier[1]["accelerator"], "gpuB");
+    let c = &r["change"];
+    assert!(close(value(&c["total"]), 5.0), "{c}");
+    assert!(close(value(&c["model_factor"]), 2.0), "{c}");
+    assert!(close(value(&c["hardware_factor"]), 2.5), "{c}");
+    assert!(c["method"].as_str().unwrap().starts_with("Shapley"), "{c}");
+    // Two frontier points 731 days apart: x5 over 2.0014 years.
+    let years = 731.0 / 365.2425;
+    assert!(
+        close(value(&r["per_year"]), 5f64.powf(1.0 / years)),
+        "{}",
+        r["per_year"]
+    );
+    // Same model, local vs cloud: new's best cloud (gpuB, 0.2) over its laptop (0.05).
+    let lc = &r["local_vs_cloud"][0];
+    assert_eq!(
+        (&lc["model"], &lc["local"], &lc["cloud"]),
+        (&"new".into(), &"laptop".into(), &"gpuB".into())
+    );
+    assert!(close(value(&lc["ratio"]), 4.0), "{lc}");
+    // Every interval holds its value.
+    for e in [
+        &c["total"],
+        &c["model_factor"],
+        &r["per_year"],
+        &lc["ratio"],
+    ] {
+        let (v, lo, hi) = (
+            value(e),
+            e["ci95"][0].as_f64().unwrap(),
+            e["ci95"][1].as_f64().unwrap(),
+        );
+        assert!(lo <= v + 1e-12 && v <= hi + 1e-12, "{e}");
+    }
+
+    // With an interaction (new on gpuB at 5 J: APW 0.16) the orders disagree; Shapley takes
+    // their mean in log space: model sqrt(2 x 1.6), hardware sqrt(2.5 x 2), product x4.
+    let interaction = import("interaction", table(&[("new", "gpuB", 5.0, 8)]));
+    let parts: Vec<std::path::PathBuf> = ["old@gpuA", "new@gpuA", "old@gpuB"]
+        .iter()
+        .map(|n| runs.join(n))
+        .chain([interaction.join("new@gpuB")])
+        .collect();
+    let refs: Vec<&std::path::Path> = parts.iter().map(|p| p.as_path()).collect();
+    let r = trend(&refs, "interaction-out");
+    let c = &r["change"];
+    assert!(close(value(&c["total"]), 4.0), "{c}");
+    assert!(close(value(&c["model_factor"]), 3.2f64.sqrt()), "{c}");
+    assert!(close(value(&c["hardware_factor"]), 5f64.sqrt()), "{c}");
+    // Without old on gpuB only one order is measured: model first (x2), then hardware (x2).
+    let r = trend(
+        &refs[..2]
+            .iter()
+            .chain(&refs[3..])
+            .copied()
+            .collect::<Vec<_>>(),
+        "one-order",
+    );
+    let c = &r["change"];
+    assert!(
+        c["method"].as_str().unwrap().starts_with("model first"),
+        "{c}"
+    );
+    assert!(close(value(&c["model_factor"]), 2.0), "{c}");
+    assert!(close(value(&c["hardware_factor"]), 2.0), "{c}");
+}

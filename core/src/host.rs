@@ -127,6 +127,21 @@ fn accelerators(nvidia: &Path, drm: &Path, cuda_visible: Option<&str>) -> Vec<St
     out
 }
 
+/// This process's CPU time (user + system, seconds) and peak resident memory (bytes), from
+/// `getrusage`. The profiler reports its own overhead with these.
+pub fn self_usage() -> (f64, u64) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let max_rss = if cfg!(target_os = "macos") {
+        ru.ru_maxrss as u64
+    } else {
+        ru.ru_maxrss as u64 * 1024
+    };
+    (secs(ru.ru_utime) + secs(ru.ru_stime), max_rss)
+}
+
 #[cfg(test)]
 mod accelerator_tests {
     use super::accelerators;
@@ -173,19 +188,4 @@ mod accelerator_tests {
         let none = root.path().join("none");
         assert!(accelerators(&none, &none, None).is_empty());
     }
-}
-
-/// This process's CPU time (user + system, seconds) and peak resident memory (bytes), from
-/// `getrusage`. The profiler reports its own overhead with these.
-pub fn self_usage() -> (f64, u64) {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let max_rss = if cfg!(target_os = "macos") {
-        ru.ru_maxrss as u64
-    } else {
-        ru.ru_maxrss as u64 * 1024
-    };
-    (secs(ru.ru_utime) + secs(ru.ru_stime), max_rss)
 }

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `query_id` | the query's id, shared across models | yes |
 //! | `model` | which model answered | yes |
+//! | `accelerator` | what it ran on: one run per model and accelerator (`<model>@<accelerator>`) | no |
 //! | `prompt` | the prompt text | no (empty) |
 //! | `response` | the model's answer | no; without it and a `score`, nothing to grade |
 //! | `score` | a grade in [0, 1] already given | no |
@@ -70,9 +71,10 @@ pub enum ImportError {
 }
 
 /// The fields `--map` may name.
-pub const FIELDS: [&str; 15] = [
+pub const FIELDS: [&str; 16] = [
     "query_id",
     "model",
+    "accelerator",
     "prompt",
     "response",
     "score",
@@ -137,35 +139,53 @@ pub fn import(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    let mut by_model: BTreeMap<String, Vec<Record>> = BTreeMap::new();
-    let mut clock: BTreeMap<String, f64> = BTreeMap::new();
-    let mut seen: std::collections::HashSet<(String, String)> = Default::default();
+    // One run per model and accelerator.
+    let mut by_model: BTreeMap<(String, Option<String>), Vec<Record>> = BTreeMap::new();
+    let mut clock: BTreeMap<(String, Option<String>), f64> = BTreeMap::new();
+    let mut seen: std::collections::HashSet<(String, Option<String>, String)> = Default::default();
     for row in &rows {
-        let r = record(path, row, &stem, &mut clock)?;
-        if !seen.insert((r.model.clone(), r.query_id.clone())) {
+        let accelerator = row
+            .fields
+            .get("accelerator")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let r = record(path, row, &stem, &accelerator, &mut clock)?;
+        if !seen.insert((r.model.clone(), accelerator.clone(), r.query_id.clone())) {
             return Err(ImportError::Row {
                 path: path.into(),
                 line: row.line,
                 message: format!(
-                    "column `{}`: `{}` appears twice for model `{}`",
+                    "column `{}`: `{}` appears twice for model `{}`{}",
                     column("query_id"),
                     r.query_id,
-                    r.model
+                    r.model,
+                    accelerator
+                        .as_ref()
+                        .map(|a| format!(" on `{a}`"))
+                        .unwrap_or_default()
                 ),
             });
         }
-        by_model.entry(r.model.clone()).or_default().push(r);
+        by_model
+            .entry((r.model.clone(), accelerator))
+            .or_default()
+            .push(r);
     }
     let sha = crate::dataset::hex(&Sha256::digest(&bytes));
     let mut runs = Vec::new();
-    for (model, records) in by_model {
-        let dir = out.join(sanitize(&model));
+    for ((model, accelerator), records) in by_model {
+        let name = match &accelerator {
+            Some(a) => format!("{model}@{a}"),
+            None => model.clone(),
+        };
+        let dir = out.join(sanitize(&name));
         if RunDir::new(&dir).exists() {
             return Err(ImportError::Exists { path: dir });
         }
         let run = RunDir::new(&dir);
         let lock = run.lock().map_err(|e| io(&dir, &e))?;
-        let manifest = manifest(path, &sha, &model, &records).map_err(|e| io(&dir, &e))?;
+        let manifest = manifest(path, &sha, &model, accelerator.as_deref(), &records)
+            .map_err(|e| io(&dir, &e))?;
         run.write_manifest(&lock, &manifest)
             .map_err(|e| io(&dir, &e))?;
         let mut w = run.create_records(&lock).map_err(|e| io(&dir, &e))?;
@@ -176,7 +196,7 @@ pub fn import(
         let summary = crate::analysis::summarize(&model, "imported", records.len(), &records, 0);
         run.write_summary(&lock, &summary)
             .map_err(|e| io(&dir, &e))?;
-        runs.push((model, dir, records.len()));
+        runs.push((name, dir, records.len()));
     }
     Ok(Imported { runs })
 }
@@ -313,7 +333,8 @@ fn record(
     path: &Path,
     row: &RawRow,
     stem: &str,
-    clock: &mut BTreeMap<String, f64>,
+    accelerator: &Option<String>,
+    clock: &mut BTreeMap<(String, Option<String>), f64>,
 ) -> Result<Record, ImportError> {
     let bad = |field: &str, message: String| ImportError::Row {
         path: path.into(),
@@ -373,8 +394,9 @@ fn record(
         kind: "imported".into(),
         message: m.to_string(),
     });
-    let start = *clock.get(&model).unwrap_or(&0.0);
-    clock.insert(model.clone(), start + latency);
+    let key = (model.clone(), accelerator.clone());
+    let start = *clock.get(&key).unwrap_or(&0.0);
+    clock.insert(key, start + latency);
     let (input_tokens, output_tokens) = (count("input_tokens")?, count("output_tokens")?);
     let energy = (gross.is_some() || net.is_some()).then(|| {
         let channel = crate::records::ChannelEnergy {
@@ -456,6 +478,7 @@ fn manifest(
     path: &Path,
     sha: &str,
     model: &str,
+    accelerator: Option<&str>,
     records: &[Record],
 ) -> Result<Manifest, serde_json::Error> {
     let now = chrono::Utc::now();
@@ -472,7 +495,10 @@ fn manifest(
         "experiment_file": path.display().to_string(),
         "experiment_sha256": sha,
         "experiment": {"imported_from": path.display().to_string()},
-        "model": {"name": model, "backend": "imported"},
+        "model": match accelerator {
+            Some(a) => serde_json::json!({"name": model, "backend": "imported", "meta": {"accelerator": a}}),
+            None => serde_json::json!({"name": model, "backend": "imported"}),
+        },
         "model_file": null,
         "backend": {"kind": "imported", "table": path.display().to_string()},
         "datasets": datasets.iter().map(|(name, n)| serde_json::json!({

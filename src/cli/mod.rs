@@ -142,6 +142,33 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Trends: APW (or APJ) per model x accelerator against release dates, the best available
+    /// at each date, a log-linear fit, and the change between two dates split into a model and
+    /// a hardware factor; the same model on local vs cloud accelerators.
+    Trend {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// `apw` (intelligence per watt) or `apj`.
+        #[arg(long, default_value = "apw")]
+        metric: String,
+        /// Metadata overriding the runs' own: `[models.NAME]` (release_date, accelerator, ...)
+        /// and `[accelerators.NAME]` (release_date, class = "local" | "cloud").
+        #[arg(long, value_name = "FILE")]
+        meta: Option<PathBuf>,
+        /// Start date of the change (default: the first model release date).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// End date of the change (default: the last).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<String>,
+        /// Seed for the intervals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where trend.json and trend.csv go (default: the first run's `analysis/`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Coverage: the share of queries each model answers at least as well as the reference,
     /// best-of-local, per group and over release dates.
     Coverage {
@@ -327,6 +354,23 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => study::compare(&runs, &by, baseline.as_deref(), seed, out),
+        Command::Trend {
+            runs,
+            metric,
+            meta,
+            from,
+            to,
+            seed,
+            out,
+        } => study::trend(
+            &runs,
+            &metric,
+            meta,
+            from.as_deref(),
+            to.as_deref(),
+            seed,
+            out,
+        ),
         Command::Coverage {
             runs,
             reference,

@@ -200,3 +200,144 @@ pub fn coverage(
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[allow(clippy::too_many_arguments)]
+pub fn trend(
+    runs: &[PathBuf],
+    metric: &str,
+    meta: Option<PathBuf>,
+    from: Option<&str>,
+    to: Option<&str>,
+    seed: u64,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use ipw_core::study::trend::{self, Metric};
+    let metric = Metric::parse(metric).map_err(|e| anyhow::anyhow!("--metric {e}"))?;
+    let (models, accelerators) = match &meta {
+        Some(p) => ipw_core::routing::read_study_meta(p)?,
+        None => Default::default(),
+    };
+    let r = trend::trend(runs, metric, &models, &accelerators, (from, to), seed)?;
+    let name = match metric {
+        Metric::Apw => "APW",
+        Metric::Apj => "APJ",
+    };
+    println!("{name} per run (model x accelerator):");
+    for p in &r.points {
+        println!(
+            "  {:<22} {:<22} model {:<10} accel {:<10} {:<5} n={:<5} {}{}",
+            p.model,
+            p.accelerator,
+            p.model_release.as_deref().unwrap_or("-"),
+            p.accelerator_release.as_deref().unwrap_or("-"),
+            p.class
+                .map(|c| format!("{c:?}").to_lowercase())
+                .unwrap_or_else(|| "-".into()),
+            p.records,
+            est(&p.value, 4),
+            if p.energy_estimated { " *" } else { "" }
+        );
+    }
+    if !r.frontier.is_empty() {
+        println!("best available by model release date:");
+        for b in &r.frontier {
+            println!(
+                "  {}  {} on {}  {}",
+                b.date,
+                b.model,
+                b.accelerator,
+                est(&Some(b.value), 4)
+            );
+        }
+    }
+    if let Some(f) = &r.per_year {
+        println!(
+            "log-linear fit of the frontier: x{} per year",
+            est(&Some(*f), 2)
+        );
+    }
+    if let Some(c) = &r.change {
+        println!(
+            "{} -> {}: x{} ({} on {} -> {} on {})",
+            c.from.date,
+            c.to.date,
+            est(&Some(c.total), 2),
+            c.from.model,
+            c.from.accelerator,
+            c.to.model,
+            c.to.accelerator
+        );
+        println!(
+            "  model x{}  hardware x{}  ({})",
+            est(&c.model_factor, 2),
+            est(&c.hardware_factor, 2),
+            c.method
+        );
+    }
+    for l in &r.local_vs_cloud {
+        println!(
+            "  {}: cloud {} / local {} = x{}",
+            l.model,
+            l.cloud,
+            l.local,
+            est(&Some(l.ratio), 2)
+        );
+    }
+    let mut csv = String::from(
+        "kind,model,accelerator,model_release,accelerator_release,class,records,value,lo,hi\n",
+    );
+    for p in &r.points {
+        csv += &format!(
+            "run,{},{},{},{},{},{},{}\n",
+            quote(&p.model),
+            quote(&p.accelerator),
+            p.model_release.as_deref().unwrap_or(""),
+            p.accelerator_release.as_deref().unwrap_or(""),
+            p.class
+                .map(|c| format!("{c:?}").to_lowercase())
+                .unwrap_or_default(),
+            p.records,
+            cells(&p.value)
+        );
+    }
+    for b in &r.frontier {
+        csv += &format!(
+            "frontier,{},{},{},,,,{}\n",
+            quote(&b.model),
+            quote(&b.accelerator),
+            b.date,
+            cells(&Some(b.value))
+        );
+    }
+    if let Some(c) = &r.change {
+        for (kind, e) in [
+            ("change_total", Some(c.total)),
+            ("change_model", c.model_factor),
+            ("change_hardware", c.hardware_factor),
+        ] {
+            csv += &format!(
+                "{kind},{},{},{},{},,,{}\n",
+                quote(&c.to.model),
+                quote(&c.to.accelerator),
+                c.from.date,
+                c.to.date,
+                cells(&e)
+            );
+        }
+    }
+    for l in &r.local_vs_cloud {
+        csv += &format!(
+            "cloud_over_local,{},{},,,,,{}\n",
+            quote(&l.model),
+            quote(&format!("{} / {}", l.cloud, l.local)),
+            cells(&Some(l.ratio))
+        );
+    }
+    write(
+        &out_dir(runs, out)?,
+        "trend",
+        serde_json::to_value(&r)?,
+        csv,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,7 +5,7 @@ pub(crate) mod quality;
 pub(crate) mod stats;
 mod summary;
 
-pub use quality::{quality_summary, Estimate, Quality, QualitySummary};
+pub use quality::{quality_summary, EnergyRows, Estimate, Quality, QualitySummary};
 
 pub use stats::Distribution;
 pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

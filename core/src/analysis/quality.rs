@@ -206,6 +206,84 @@ pub(crate) fn bootstrap(
     })
 }
 
+/// Rows with a score and energy, whether the energy is net (every one has a net figure) or
+/// gross, and (score, joules, busy seconds) per row: what APJ and APW are made of.
+#[allow(clippy::type_complexity)]
+fn joule_rows(rows: &[&Row]) -> (bool, Vec<(f64, RowEnergy, f64)>, Vec<(f64, f64, f64)>) {
+    let with_energy: Vec<(f64, RowEnergy, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.score?, r.energy?, r.busy_s)))
+        .collect();
+    let use_net = !with_energy.is_empty() && with_energy.iter().all(|(_, e, _)| e.net.is_some());
+    let joules: Vec<(f64, f64, f64)> = with_energy
+        .iter()
+        .filter_map(|&(s, e, busy)| Some((s, if use_net { e.net? } else { e.gross? }, busy)))
+        .collect();
+    (use_net, with_energy, joules)
+}
+
+/// A run's APJ/APW material: per scored record with energy, (score, joules, busy seconds) —
+/// exactly the rows [`quality_summary`]'s overall APJ and APW use.
+#[derive(Debug, Clone)]
+pub struct EnergyRows {
+    /// (score, joules, busy seconds) per record.
+    pub rows: Vec<(f64, f64, f64)>,
+    /// Net energy (else gross).
+    pub net: bool,
+    /// Some energy is modelled, not measured.
+    pub estimated: bool,
+}
+
+impl EnergyRows {
+    /// The rows of a run's records.
+    pub fn of(records: &[Record]) -> Self {
+        let windows: Vec<(f64, f64)> = records
+            .iter()
+            .map(|r| (r.window.start_s, r.window.end_s))
+            .collect();
+        let busy = super::stats::busy_shares(&windows);
+        let rows: Vec<Row> = records
+            .iter()
+            .zip(busy)
+            .filter_map(|(r, b)| row(r, b))
+            .filter(|r| !r.failed)
+            .collect();
+        let refs: Vec<&Row> = rows.iter().collect();
+        let (net, with_energy, rows) = joule_rows(&refs);
+        EnergyRows {
+            rows,
+            net,
+            estimated: with_energy.iter().any(|(_, e, _)| e.estimated),
+        }
+    }
+
+    /// APW over the records `idx`: mean score / (joules / busy seconds).
+    pub fn apw(&self, idx: &[usize]) -> Option<f64> {
+        apw_of(&self.rows, idx)
+    }
+
+    /// APJ over the records `idx`: mean score / mean joules.
+    pub fn apj(&self, idx: &[usize]) -> Option<f64> {
+        let (mut score, mut j) = (0.0, 0.0);
+        for &i in idx {
+            score += self.rows[i].0;
+            j += self.rows[i].1;
+        }
+        (!idx.is_empty() && j > 0.0).then(|| score / j)
+    }
+}
+
+/// Accuracy / (joules / busy seconds) over the drawn `(score, joules, busy)` rows.
+fn apw_of(rows: &[(f64, f64, f64)], idx: &[usize]) -> Option<f64> {
+    let (mut score, mut j, mut busy) = (0.0, 0.0, 0.0);
+    for &i in idx {
+        score += rows[i].0;
+        j += rows[i].1;
+        busy += rows[i].2;
+    }
+    (!idx.is_empty() && j > 0.0 && busy > 0.0).then(|| score / idx.len() as f64 / (j / busy))
+}
+
 fn quality(all: &[&Row], seed: u64) -> Quality {
     let failed = all.iter().filter(|r| r.failed).count();
     let rows: Vec<&Row> = all.iter().copied().filter(|r| !r.failed).collect();
@@ -219,17 +297,7 @@ fn quality(all: &[&Row], seed: u64) -> Quality {
         (!idx.is_empty()).then(|| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64)
     };
     let accuracy = bootstrap(scored.len(), seed, |idx| mean(&scored, idx));
-    // Rows with a score and energy; net where every one has it, else gross.
-    let with_energy: Vec<(f64, RowEnergy, f64)> = rows
-        .iter()
-        .filter_map(|r| Some((r.score?, r.energy?, r.busy_s)))
-        .collect();
-    let use_net = !with_energy.is_empty() && with_energy.iter().all(|(_, e, _)| e.net.is_some());
-    // (score, joules, busy seconds)
-    let joules: Vec<(f64, f64, f64)> = with_energy
-        .iter()
-        .filter_map(|&(s, e, busy)| Some((s, if use_net { e.net? } else { e.gross? }, busy)))
-        .collect();
+    let (use_net, with_energy, joules) = joule_rows(&rows);
     // The same rows with their energy at the low, then the high end of its bound; `None` when
     // any row has no bound (a run attributed before bounds existed).
     let at_bound = |end: usize| -> Option<Vec<(f64, f64, f64)>> {
@@ -258,16 +326,7 @@ fn quality(all: &[&Row], seed: u64) -> Quality {
         .filter_map(|&(s, e, _)| Some((s, e.power?)))
         .collect();
     let per_joule: Vec<(f64, f64)> = joules.iter().map(|&(s, j, _)| (s, j)).collect();
-    // accuracy / (joules / busy seconds) over the drawn records.
-    let per_watt_of = |rows: &[(f64, f64, f64)], idx: &[usize]| -> Option<f64> {
-        let (mut score, mut j, mut busy) = (0.0, 0.0, 0.0);
-        for &i in idx {
-            score += rows[i].0;
-            j += rows[i].1;
-            busy += rows[i].2;
-        }
-        (!idx.is_empty() && j > 0.0 && busy > 0.0).then(|| score / idx.len() as f64 / (j / busy))
-    };
+    let per_watt_of = apw_of;
     let per_watt = |idx: &[usize]| per_watt_of(&joules, idx);
     let ratio = |pairs: &[(f64, f64)], idx: &[usize]| -> Option<f64> {
         if idx.is_empty() {

@@ -363,6 +363,13 @@ pub struct ModelMeta {
     /// Release date, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_date: Option<String>,
+    /// The accelerator's release date, `YYYY-MM-DD` (the hardware side of `ipw trend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_release_date: Option<String>,
+    /// `local` (laptop, workstation, edge device) or `cloud` (datacenter): `ipw trend` compares
+    /// the two on the same model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_class: Option<AcceleratorClass>,
     /// For a model whose energy cannot be measured (a cloud API): joules per token, declared.
     /// Every figure built on it is labelled estimated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,6 +381,16 @@ impl ModelMeta {
     pub fn active_params_b(&self) -> Option<f64> {
         self.active_params_b.or(self.params_b)
     }
+}
+
+/// Where an accelerator sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceleratorClass {
+    /// A laptop, workstation or edge device.
+    Local,
+    /// A datacenter accelerator.
+    Cloud,
 }
 
 /// A declared energy model: joules per prompt token and per generated token.

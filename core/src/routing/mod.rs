@@ -76,10 +76,28 @@ pub struct RouteReport {
 
 /// Read a `--meta` file: `[models.NAME]` tables with the fields of `[models.meta]`.
 pub fn read_meta_file(path: &std::path::Path) -> Result<BTreeMap<String, ModelMeta>, RouteError> {
+    read_study_meta(path).map(|(models, _)| models)
+}
+
+/// A `--meta` file with its `[accelerators.NAME]` tables too (release date, `local`/`cloud`),
+/// which `ipw trend` reads; the other commands take the models only.
+#[allow(clippy::type_complexity)]
+pub fn read_study_meta(
+    path: &std::path::Path,
+) -> Result<
+    (
+        BTreeMap<String, ModelMeta>,
+        BTreeMap<String, crate::study::trend::AcceleratorMeta>,
+    ),
+    RouteError,
+> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct MetaFile {
+        #[serde(default)]
         models: BTreeMap<String, ModelMeta>,
+        #[serde(default)]
+        accelerators: BTreeMap<String, crate::study::trend::AcceleratorMeta>,
     }
     let err = |message: String| RouteError::Meta {
         path: path.to_path_buf(),
@@ -87,7 +105,7 @@ pub fn read_meta_file(path: &std::path::Path) -> Result<BTreeMap<String, ModelMe
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     toml::from_str::<MetaFile>(&text)
-        .map(|m| m.models)
+        .map(|m| (m.models, m.accelerators))
         .map_err(|e| err(e.to_string()))
 }
 

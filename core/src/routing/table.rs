@@ -202,7 +202,7 @@ fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, T
         _ => ModelMeta::default(),
     };
     if let Some(o) = overrides.get(&manifest.model.name) {
-        merge(&mut meta, o);
+        merge_meta(&mut meta, o);
     }
     let accelerator = meta
         .accelerator
@@ -229,7 +229,7 @@ fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, T
 }
 
 /// Fields set in `over` replace those in `meta`.
-fn merge(meta: &mut ModelMeta, over: &ModelMeta) {
+pub(crate) fn merge_meta(meta: &mut ModelMeta, over: &ModelMeta) {
     macro_rules! take {
         ($($f:ident),*) => { $( if over.$f.is_some() { meta.$f = over.$f.clone(); } )* };
     }
@@ -240,6 +240,8 @@ fn merge(meta: &mut ModelMeta, over: &ModelMeta) {
         price_out_per_mtok,
         accelerator,
         release_date,
+        accelerator_release_date,
+        accelerator_class,
         energy_model
     );
 }

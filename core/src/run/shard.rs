@@ -475,9 +475,9 @@ mod tests {
     fn assert_partition(s: &Split, queries: usize, models: usize) {
         let mut seen = vec![vec![0; queries]; models];
         for i in 0..s.count {
-            for m in 0..models {
+            for (m, counts) in seen.iter_mut().enumerate() {
                 for q in s.queries_of(m, i) {
-                    seen[m][q] += 1;
+                    counts[q] += 1;
                 }
             }
         }

@@ -13,6 +13,8 @@
 //!   `tolerance`; best-of-local: covered by any model but the reference; per group; and over
 //!   release dates: at each date, best-of-local over the models released by then.
 
+pub mod trend;
+
 use crate::analysis::{quality_summary, Estimate, Quality};
 use crate::records::{Record, RunDir};
 use crate::routing::table::{self, Table};
@@ -120,6 +122,9 @@ pub enum StudyError {
         /// What went wrong.
         message: String,
     },
+    /// An option is wrong.
+    #[error("{0}")]
+    Input(String),
 }
 
 fn group_key(
