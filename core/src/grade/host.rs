@@ -222,7 +222,9 @@ impl ResourceLimiter for MemoryBudget {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // The pool's slot size would refuse this quietly (`memory.grow` gives -1); say why.
+        self.charge(desired.saturating_sub(current), "a linear memory")?;
+        // Within the budget but larger than a pooled slot holds: the pool would refuse it
+        // quietly (`memory.grow` gives -1); say why instead.
         if desired > self.caps.memory_bytes {
             return Err(SlotCapExceeded {
                 kind: self.kind,
@@ -233,7 +235,7 @@ impl ResourceLimiter for MemoryBudget {
             }
             .into());
         }
-        self.charge(desired.saturating_sub(current), "a linear memory")
+        Ok(true)
     }
 
     fn table_growing(
@@ -242,6 +244,8 @@ impl ResourceLimiter for MemoryBudget {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        let elements = desired.saturating_sub(current);
+        self.charge(elements.saturating_mul(TABLE_ELEMENT_BYTES), "a table")?;
         if desired > self.caps.table_elements {
             return Err(SlotCapExceeded {
                 kind: self.kind,
@@ -252,8 +256,7 @@ impl ResourceLimiter for MemoryBudget {
             }
             .into());
         }
-        let elements = desired.saturating_sub(current);
-        self.charge(elements.saturating_mul(TABLE_ELEMENT_BYTES), "a table")
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
