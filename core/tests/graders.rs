@@ -227,11 +227,11 @@ fn hostile_graders_become_errors_and_nothing_escapes() {
     };
     let q = query(&["x"], &[]);
 
+    // Timed from the call, not from the load: compiling the fixture is not the guest's time
+    // (on a busy machine it took 0.6 s of the window when it was counted).
+    let spin = hostile("spin", limits);
     let started = Instant::now();
-    let err = hostile("spin", limits)
-        .grade(&q, "r", "{}")
-        .unwrap_err()
-        .to_string();
+    let err = spin.grade(&q, "r", "{}").unwrap_err().to_string();
     let took = started.elapsed();
     assert!(err.contains("deadline"), "{err}");
     assert!(
@@ -663,4 +663,109 @@ fn cache_entries_are_verified_before_use() {
     std::fs::set_permissions(&entry, perm).unwrap();
     assert!(!load().from_cache, "a world-writable entry is not trusted");
     assert!(load().from_cache, "and its replacement is");
+}
+
+#[test]
+fn every_call_starts_from_a_fresh_instance() {
+    // The grader counts its calls in a global and in linear memory, and grows its memory by a
+    // page each call; it answers `stale` if any of them is not as a fresh instance has it. A
+    // host that reused an instance, or a pool slot that kept a previous call's memory, a
+    // global or a grown size, would show here.
+    let counter = wat_grader(&format!(
+        r#"(global $calls (mut i32) (i32.const 0))
+  (data (i32.const 128) "\01\00\00\00\00\00\00\00\c8\00\00\00\05\00\00\00")
+  (data (i32.const 144) "\01\00\00\00\00\00\00\00\2c\01\00\00\05\00\00\00")
+  (data (i32.const 200) "fresh")
+  (data (i32.const 300) "stale")
+  (func (export "grade") {GRADE_SIGNATURE}
+    (local $stale i32)
+    (local.set $stale
+      (i32.or
+        (i32.or (global.get $calls) (i32.load (i32.const 400)))
+        (i32.ne (memory.size) (i32.const 1))))
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.store (i32.const 400) (i32.add (i32.load (i32.const 400)) (i32.const 1)))
+    (drop (memory.grow (i32.const 1)))
+    (if (result i32) (local.get $stale)
+      (then (i32.const 144))
+      (else (i32.const 128))))"#
+    ));
+    let grader = Arc::new(
+        host()
+            .load("counter", &counter, GraderLimits::default(), None)
+            .unwrap(),
+    );
+    let q = query(&["x"], &[]);
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let (grader, q) = (grader.clone(), q.clone());
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|_| grader.grade(&q, "r", "{}").unwrap_err().to_string())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for err in t.join().unwrap() {
+            assert_eq!(err, "grader error: fresh");
+        }
+    }
+}
+
+#[test]
+fn graders_over_the_per_instance_caps_get_a_clear_error() {
+    let limits = GraderLimits {
+        memory_mib: 64,
+        ..GraderLimits::default()
+    };
+    let q = query(&["x"], &[]);
+    // 17 memories (16 declared here, the template's one besides): refused when loaded, on
+    // either allocator (the pool's own check at compile time, or the host's before any slot
+    // is asked for), naming both counts.
+    let memories: String = (0..16).map(|i| format!("(memory $m{i} 0)\n")).collect();
+    let many = wat_grader(&format!(
+        r#"{memories}
+  (func (export "grade") {GRADE_SIGNATURE}
+    (i32.const 16))"#
+    ));
+    let err = host()
+        .load("many-memories", &many, limits, None)
+        .err()
+        .expect("17 memories are refused")
+        .to_string();
+    assert!(
+        err.starts_with("grader `many-memories`")
+            && err.contains("17")
+            && err.contains("16")
+            && err.contains("memor"),
+        "{err}"
+    );
+    // 2M table slots (16 MiB): inside the memory budget, but more than a pooled table holds.
+    let table = wat_grader(&format!(
+        r#"(table $t 0 funcref)
+  (func (export "grade") {GRADE_SIGNATURE}
+    (drop (table.grow $t (ref.null func) (i32.const 2000000)))
+    (i32.const 16))"#
+    ));
+    let host = host();
+    let err = host
+        .load("big-table", &table, limits, None)
+        .unwrap()
+        .grade(&q, "r", "{}")
+        .unwrap_err()
+        .to_string();
+    if host.pooled() {
+        assert!(
+            err.contains("grader asked for a table of 2000000 elements, over the host's cap"),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("not stopped"), "{err}");
+    }
+    // The host is unharmed.
+    assert_eq!(
+        builtin_grader("exact").grade(&q, "x", "{}").unwrap().score,
+        Some(1.0)
+    );
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -47,6 +48,12 @@ const MAX_INSTANCES: usize = 64;
 const MAX_TABLES: usize = 64;
 /// Linear memories one grader instance may create (a Rust component has two).
 const MAX_MEMORIES: usize = 16;
+/// Elements one table may hold under the pooling allocator: each pooled table slot reserves
+/// room for this many (8 MiB of address space). A Rust component's tables hold a few hundred.
+const POOL_TABLE_ELEMENTS: usize = 1 << 20;
+/// Bytes one linear memory may grow to under the pooling allocator: the whole 32-bit space,
+/// so the memory budget, not the pool, is what limits any budget up to 4 GiB.
+const POOL_MEMORY_BYTES: usize = 1 << 32;
 
 /// Per-call limits. Each is a separate knob with a safe default.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -144,6 +151,26 @@ struct MemoryBudgetExceeded {
     wanted: usize,
 }
 
+/// A memory or table larger than one pooled slot holds: carried as the trap's error so the
+/// record says which host cap it met (the pool itself would only fail the growth quietly).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} asked for a {what} of {wanted} {unit}, over the host's cap of {cap} per {what}")]
+struct SlotCapExceeded {
+    kind: &'static str,
+    what: &'static str,
+    wanted: usize,
+    cap: usize,
+    unit: &'static str,
+}
+
+/// The largest single memory and table an instance may have: the pool's slot sizes, or no
+/// cap (beyond the memory budget) on the on-demand allocator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotCaps {
+    memory_bytes: usize,
+    table_elements: usize,
+}
+
 /// One budget for every linear memory and table of an instance. wasmtime asks before each
 /// memory or table is created (current size 0, desired = its minimum) and before each growth,
 /// so summing the increments counts everything the guest holds. Growth that fails after it was
@@ -154,16 +181,18 @@ struct MemoryBudget {
     mib: u64,
     limit: usize,
     used: usize,
+    caps: SlotCaps,
 }
 
 impl MemoryBudget {
-    fn new(kind: &'static str, mib: u64) -> Self {
+    fn new(kind: &'static str, mib: u64, caps: SlotCaps) -> Self {
         let limit = usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         Self {
             kind,
             mib,
             limit,
             used: 0,
+            caps,
         }
     }
 
@@ -193,7 +222,20 @@ impl ResourceLimiter for MemoryBudget {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.charge(desired.saturating_sub(current), "a linear memory")
+        self.charge(desired.saturating_sub(current), "a linear memory")?;
+        // Within the budget but larger than a pooled slot holds: the pool would refuse it
+        // quietly (`memory.grow` gives -1); say why instead.
+        if desired > self.caps.memory_bytes {
+            return Err(SlotCapExceeded {
+                kind: self.kind,
+                what: "linear memory",
+                wanted: desired,
+                cap: self.caps.memory_bytes,
+                unit: "bytes",
+            }
+            .into());
+        }
+        Ok(true)
     }
 
     fn table_growing(
@@ -203,7 +245,18 @@ impl ResourceLimiter for MemoryBudget {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let elements = desired.saturating_sub(current);
-        self.charge(elements.saturating_mul(TABLE_ELEMENT_BYTES), "a table")
+        self.charge(elements.saturating_mul(TABLE_ELEMENT_BYTES), "a table")?;
+        if desired > self.caps.table_elements {
+            return Err(SlotCapExceeded {
+                kind: self.kind,
+                what: "table",
+                wanted: desired,
+                cap: self.caps.table_elements,
+                unit: "elements",
+            }
+            .into());
+        }
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -301,15 +354,23 @@ impl bindings::ipw::plugins::host::Host for CallState {
 /// Advances the engine's epoch every [`EPOCH_TICK`] while a grader call runs guest code and
 /// sleeps otherwise, so the deadline machinery costs nothing while the profiler waits on a
 /// model or a judge (a free-running 100 Hz ticker was a fifth of the profiler's own CPU).
+///
+/// Holding and releasing is an atomic count; only the first hold after the ticker parked takes
+/// the lock and wakes it. Back-to-back calls (tens of thousands a second) therefore never pay a
+/// system call or a thread switch for the ticker: it parks only when it finds no call running
+/// at the end of a tick.
 struct EpochTicker {
-    running: Mutex<usize>,
+    running: AtomicUsize,
+    /// Whether the ticker thread waits on `wake` (guarded, so a wake-up is never lost).
+    parked: Mutex<bool>,
     wake: Condvar,
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> std::io::Result<Arc<Self>> {
         let ticker = Arc::new(Self {
-            running: Mutex::new(0),
+            running: AtomicUsize::new(0),
+            parked: Mutex::new(false),
             wake: Condvar::new(),
         });
         let t = ticker.clone();
@@ -317,10 +378,15 @@ impl EpochTicker {
             .name("ipw-wasm-epoch".into())
             .spawn(move || loop {
                 {
-                    let mut running = t.running.lock().unwrap_or_else(|p| p.into_inner());
-                    while *running == 0 {
-                        running = t.wake.wait(running).unwrap_or_else(|p| p.into_inner());
+                    let mut parked = t.parked.lock().unwrap_or_else(|p| p.into_inner());
+                    // Read under the lock: a `hold` that raises the count from zero takes the
+                    // lock before looking at `parked`, so it either sees us parked or we see
+                    // its count here.
+                    while t.running.load(Ordering::SeqCst) == 0 {
+                        *parked = true;
+                        parked = t.wake.wait(parked).unwrap_or_else(|p| p.into_inner());
                     }
+                    *parked = false;
                 }
                 std::thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
@@ -330,13 +396,17 @@ impl EpochTicker {
 
     /// One more call needs the epoch to advance.
     fn hold(&self) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.wake.notify_one();
+        if self.running.fetch_add(1, Ordering::SeqCst) == 0 {
+            let parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+            if *parked {
+                self.wake.notify_one();
+            }
+        }
     }
 
     /// One call no longer needs it.
     fn release(&self) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -437,6 +507,171 @@ pub(crate) struct Shared {
     engine: Engine,
     ticker: Arc<EpochTicker>,
     runtime: tokio::runtime::Handle,
+    /// The largest memory and table one instance may have.
+    caps: SlotCaps,
+    /// Admission to the pool's slots; `None` on the on-demand allocator, which has no slots.
+    gate: Option<Arc<SlotGate>>,
+}
+
+/// The engine settings both allocators share.
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .wasm_component_model(true);
+    config
+}
+
+/// Fresh instances (one per call) that fit in this many pooled slots run at once; more calls
+/// wait for a slot. Sized to the machine (calls are CPU-bound, a judge wait aside), with room
+/// for judge-bound graders: the pool reserves address space (not memory) per slot, so it stays
+/// modest for machines that limit overcommit or address space.
+fn pool_slots() -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * 4).clamp(16, 64)
+}
+
+/// The engine, its caps and (pooling) its slot gate: the pooling allocator with copy-on-write
+/// memory images, which makes a fresh instance per call cheap (slots, stacks and memory
+/// mappings are reused and reset instead of mapped and unmapped each time), or the on-demand
+/// allocator when the pool cannot be reserved (or `IPW_WASM_POOL=0` asks for it).
+fn new_engine() -> wasmtime::Result<(Engine, SlotCaps, Option<Arc<SlotGate>>)> {
+    let wanted = std::env::var("IPW_WASM_POOL").map_or(true, |v| v != "0");
+    if wanted {
+        let slots = pool_slots();
+        let totals = Free {
+            instances: slots,
+            memories: (slots * 2).max(MAX_MEMORIES),
+            tables: (slots * 4).max(MAX_TABLES),
+            waiting: 0,
+        };
+        let as_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(as_u32(totals.instances))
+            .total_core_instances(as_u32(slots * MAX_INSTANCES))
+            .total_memories(as_u32(totals.memories))
+            .total_tables(as_u32(totals.tables))
+            // A store runs one fiber at a time; twice that leaves room for one being freed.
+            .total_stacks(as_u32(slots * 2))
+            .max_core_instances_per_component(as_u32(MAX_INSTANCES))
+            .max_memories_per_component(as_u32(MAX_MEMORIES))
+            .max_tables_per_component(as_u32(MAX_TABLES))
+            .max_memories_per_module(as_u32(MAX_MEMORIES))
+            .max_tables_per_module(as_u32(MAX_TABLES))
+            .max_memory_size(POOL_MEMORY_BYTES)
+            .table_elements(POOL_TABLE_ELEMENTS);
+        // Where the kernel can list the pages a call dirtied (PAGEMAP_SCAN, Linux 6.7+),
+        // zeroing just those in place is cheaper than handing them back to the kernel and
+        // faulting them in again on the next call (the profile showed a fifth of each call in
+        // page faults). Without it, zeroing a fixed prefix blindly costs more than it saves.
+        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(POOL_KEEP_RESIDENT)
+                .table_keep_resident(POOL_KEEP_RESIDENT);
+        }
+        let mut config = base_config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&config) {
+            Ok(engine) => {
+                let caps = SlotCaps {
+                    memory_bytes: POOL_MEMORY_BYTES,
+                    table_elements: POOL_TABLE_ELEMENTS,
+                };
+                return Ok((engine, caps, Some(Arc::new(SlotGate::new(totals)))));
+            }
+            Err(e) => tracing::warn!(
+                "cannot reserve the WASM instance pool ({e:#}); using the on-demand allocator \
+                 (every call maps its own memory: slower, equally sandboxed)"
+            ),
+        }
+    }
+    let caps = SlotCaps {
+        memory_bytes: usize::MAX,
+        table_elements: usize::MAX,
+    };
+    Ok((Engine::new(&base_config())?, caps, None))
+}
+
+/// Bytes of each pooled memory and table whose dirty pages are zeroed in place (kept
+/// resident) when its slot is reset, rather than released to the kernel: a Rust guest's stack,
+/// data and early heap.
+const POOL_KEEP_RESIDENT: usize = 8 << 20;
+
+/// Pool slots still free, and how many callers wait for some.
+#[derive(Debug, Clone, Copy)]
+struct Free {
+    instances: usize,
+    memories: usize,
+    tables: usize,
+    waiting: usize,
+}
+
+/// What one call of a plugin takes from the pool: one component instance and its memories and
+/// tables (known from the component before it is instantiated).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    memories: usize,
+    tables: usize,
+}
+
+/// Admission to the pool: a call waits here until its instance, memories and tables all fit,
+/// so a busy pool delays a call instead of failing it, and a plugin with many memories can
+/// never crowd out another plugin's call.
+struct SlotGate {
+    free: Mutex<Free>,
+    freed: Condvar,
+    total: Free,
+}
+
+impl SlotGate {
+    fn new(total: Free) -> Self {
+        Self {
+            free: Mutex::new(total),
+            freed: Condvar::new(),
+            total,
+        }
+    }
+
+    /// Whether a call needing `needs` can ever be admitted.
+    fn fits(&self, needs: Needs) -> bool {
+        needs.memories <= self.total.memories && needs.tables <= self.total.tables
+    }
+
+    fn acquire(self: &Arc<Self>, needs: Needs) -> SlotPermit {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while free.instances == 0 || free.memories < needs.memories || free.tables < needs.tables {
+            free.waiting += 1;
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            free.waiting -= 1;
+        }
+        free.instances -= 1;
+        free.memories -= needs.memories;
+        free.tables -= needs.tables;
+        SlotPermit {
+            gate: self.clone(),
+            needs,
+        }
+    }
+}
+
+/// A call's place in the pool; dropped after the call's store, which hands the slots back.
+struct SlotPermit {
+    gate: Arc<SlotGate>,
+    needs: Needs,
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        let mut free = self.gate.free.lock().unwrap_or_else(|p| p.into_inner());
+        free.instances += 1;
+        free.memories += self.needs.memories;
+        free.tables += self.needs.tables;
+        // Waking costs a system call; most of the time nobody waits.
+        if free.waiting > 0 {
+            self.gate.freed.notify_all();
+        }
+    }
 }
 
 /// The runtime that drives grader calls. Each call runs on its caller's thread
@@ -545,12 +780,7 @@ impl GraderHost {
                 id: "engine".into(),
                 message,
             };
-            let mut config = Config::new();
-            config
-                .consume_fuel(true)
-                .epoch_interruption(true)
-                .wasm_component_model(true);
-            let engine = Engine::new(&config).map_err(|e| engine_err(e.to_string()))?;
+            let (engine, caps, gate) = new_engine().map_err(|e| engine_err(e.to_string()))?;
             let ticker =
                 EpochTicker::start(engine.clone()).map_err(|e| engine_err(e.to_string()))?;
             let runtime = runtime().map_err(|e| engine_err(e.to_string()))?;
@@ -558,10 +788,18 @@ impl GraderHost {
                 engine,
                 ticker,
                 runtime,
+                caps,
+                gate,
             });
         }
         let shared = shared.clone().expect("initialised above");
         Ok(Self { shared, cache_dir })
+    }
+
+    /// Whether calls run on the pooling allocator (`false`: the on-demand fallback, when the
+    /// pool could not be reserved or `IPW_WASM_POOL=0`).
+    pub fn pooled(&self) -> bool {
+        self.shared.gate.is_some()
     }
 
     /// The default compiled-component cache: `$IPW_CACHE/wasm` or `~/.cache/ipw/wasm`.
@@ -715,7 +953,7 @@ impl GraderHost {
             id: id.into(),
             sha256,
             pre,
-            sandbox: self.sandbox("grader", id, limits, judge),
+            sandbox: self.sandbox("grader", id, &component, limits, judge)?,
             from_cache: cached,
         })
     }
@@ -746,21 +984,62 @@ impl GraderHost {
         Ok(linker)
     }
 
-    /// The sandbox a plugin's calls run in.
+    /// The sandbox a plugin's calls run in. Refuses (as a load error) a component that could
+    /// never be instantiated under the host's caps: more memories or tables than one instance
+    /// may have, or an initial memory or table larger than one slot holds.
     pub(crate) fn sandbox(
         &self,
         kind: &'static str,
         id: &str,
+        component: &Component,
         limits: GraderLimits,
         judge: Option<JudgeFn>,
-    ) -> Sandbox {
-        Sandbox {
+    ) -> Result<Sandbox, GraderError> {
+        let refuse = |message: String| GraderError::Load {
+            id: id.into(),
+            message,
+        };
+        // `None` only for a component that imports core modules, which no linker here
+        // provides: instantiate_pre has refused it already; count it as the caps' worst case.
+        let needs = component.resources_required().map_or(
+            Needs {
+                memories: MAX_MEMORIES,
+                tables: MAX_TABLES,
+            },
+            |r| Needs {
+                memories: r.num_memories as usize,
+                tables: r.num_tables as usize,
+            },
+        );
+        if needs.memories > MAX_MEMORIES {
+            return Err(refuse(format!(
+                "{kind} declares {} linear memories; an instance may have at most {MAX_MEMORIES}",
+                needs.memories
+            )));
+        }
+        if needs.tables > MAX_TABLES {
+            return Err(refuse(format!(
+                "{kind} declares {} tables; an instance may have at most {MAX_TABLES}",
+                needs.tables
+            )));
+        }
+        if let Some(gate) = &self.shared.gate {
+            // Holds by construction (the pool has room for the caps above); checked so a
+            // change to either can never leave a call waiting forever.
+            if !gate.fits(needs) {
+                return Err(refuse(format!(
+                    "{kind} needs more memories or tables than the instance pool holds"
+                )));
+            }
+        }
+        Ok(Sandbox {
             kind,
             id: id.into(),
             shared: self.shared.clone(),
             limits,
             judge,
-        }
+            needs,
+        })
     }
 }
 
@@ -787,6 +1066,8 @@ pub(crate) struct Sandbox {
     pub(crate) shared: Shared,
     pub(crate) limits: GraderLimits,
     pub(crate) judge: Option<JudgeFn>,
+    /// What one call takes from the instance pool.
+    needs: Needs,
 }
 
 impl Sandbox {
@@ -802,7 +1083,7 @@ impl Sandbox {
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            budget: MemoryBudget::new(self.kind, self.limits.memory_mib),
+            budget: MemoryBudget::new(self.kind, self.limits.memory_mib, self.shared.caps),
             grader: self.id.clone(),
             judge: self.judge.clone(),
             limits: self.limits,
@@ -829,6 +1110,9 @@ impl Sandbox {
         &self,
         call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, GraderError> {
+        // Declared before the store, so dropped after it: the store hands its slots back to
+        // the pool when it drops, and only then may another call take them.
+        let _permit = self.shared.gate.as_ref().map(|g| g.acquire(self.needs));
         let deadline = Deadline::start(
             Duration::from_millis(self.limits.timeout_ms),
             self.shared.ticker.clone(),
@@ -910,6 +1194,9 @@ fn describe_trap(e: &wasmtime::Error, limits: &GraderLimits, kind: &str) -> Stri
     for cause in e.chain() {
         if let Some(b) = cause.downcast_ref::<MemoryBudgetExceeded>() {
             return b.to_string();
+        }
+        if let Some(c) = cause.downcast_ref::<SlotCapExceeded>() {
+            return c.to_string();
         }
         if let Some(j) = cause.downcast_ref::<JudgeCapExceeded>() {
             return j.to_string();

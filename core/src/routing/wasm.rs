@@ -90,7 +90,7 @@ impl WasmRouter {
             name: spec.into(),
             sha256,
             pre,
-            sandbox: host.sandbox("router", &id, limits, None),
+            sandbox: host.sandbox("router", &id, &component, limits, None)?,
             params: params.into(),
             reference,
         })
