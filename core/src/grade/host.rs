@@ -1,5 +1,7 @@
 //! The WASM grader host: compile once (cached on disk, verified before use), instantiate per
-//! call (cheap, from an `InstancePre`), and bound every call: fuel (a deterministic
+//! call (cheap: from an `InstancePre`, into wasmtime's pooling allocator, whose slots, stacks
+//! and copy-on-write memory images are reset and reused rather than mapped afresh; a call waits
+//! for free slots instead of failing), and bound every call: fuel (a deterministic
 //! instruction budget), a wall-clock deadline that holds whatever the guest calls, one memory
 //! budget for all of an instance's memories and tables, and caps on the `judge` import. A
 //! trap, a limit or a malformed result becomes a grader error for that record; the run goes on.
