@@ -14,6 +14,8 @@ command -v c++ >/dev/null || need+=(g++)
 if [ "${1:-}" = "--tests" ]; then
   [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v sbatch >/dev/null || need+=(slurm-wlm)
   [ -x /usr/sbin/munged ] || need+=(munge)
+  # `ipw schema` is checked with a real JSON Schema validator.
+  python3 -c "import jsonschema" 2>/dev/null || need+=(python3-jsonschema)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq

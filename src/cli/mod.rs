@@ -142,6 +142,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Print a JSON Schema of the experiment file (for editors: Taplo / Even Better TOML read
+    /// it from a `#:schema ./ipw.schema.json` line at the top of the file).
+    Schema,
     /// Trends: APW (or APJ) per model x accelerator against release dates, the best available
     /// at each date, a log-linear fit, and the change between two dates split into a model and
     /// a hardware factor; the same model on local vs cloud accelerators.
@@ -354,6 +357,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => study::compare(&runs, &by, baseline.as_deref(), seed, out),
+        Command::Schema => {
+            use std::io::Write;
+            let text = serde_json::to_string_pretty(&ipw_core::config::experiment_schema())?;
+            // A closed pipe (`ipw schema | head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Trend {
             runs,
             metric,

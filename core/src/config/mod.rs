@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// A parsed, validated experiment, with relative paths resolved against the file's directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
     /// Name of the experiment; names the output directory.
@@ -41,11 +41,14 @@ pub struct Experiment {
     #[serde(default)]
     pub plugin_dirs: Vec<PathBuf>,
     /// The models to profile: one run per model.
+    #[schemars(with = "Vec<ModelConfig>")]
     pub models: Vec<Spanned<ModelConfig>>,
     /// The datasets every model answers.
+    #[schemars(with = "Vec<DatasetConfig>")]
     pub datasets: Vec<Spanned<DatasetConfig>>,
     /// Power samplers (native plugins) recording during the run.
     #[serde(default)]
+    #[schemars(with = "Vec<SamplerConfig>")]
     pub samplers: Vec<Spanned<SamplerConfig>>,
     /// How energy is attributed to queries.
     #[serde(default)]
@@ -56,7 +59,7 @@ pub struct Experiment {
 }
 
 /// `[grading]`: limits for every grader call, and the model the `judge` grader asks.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GradingConfig {
     /// Instruction budget per grader call (wasmtime fuel). Default 1e9.
@@ -88,7 +91,7 @@ pub struct GradingConfig {
 }
 
 /// `[[samplers]]`: a power sampler plugin and its settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SamplerConfig {
     /// Plugin name, found on the plugin search path as `libipw_sampler_<name>.so`
@@ -111,7 +114,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// `[energy]`: idle baseline and how overlapping queries share energy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnergyConfig {
     /// Seconds of idle measured before the queries, per session (0 = skip; no net energy).
@@ -129,7 +132,9 @@ pub struct EnergyConfig {
 }
 
 /// See [`EnergyConfig::overlap`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverlapPolicy {
     /// Warn that totals double-count.
@@ -154,7 +159,7 @@ fn default_baseline_s() -> f64 {
 }
 
 /// `[output]`: where results are written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Root directory for run directories, relative to the working directory. Default `runs`.
@@ -175,7 +180,7 @@ fn default_output_dir() -> PathBuf {
 }
 
 /// `[run]`: how queries are scheduled.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Queries in flight at once. Default 1 (clean per-query energy windows).
@@ -209,7 +214,7 @@ fn one() -> usize {
 }
 
 /// `[generation]`: decoding settings shared by every model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationConfig {
     /// Maximum new tokens per query. Default 256.
@@ -246,7 +251,9 @@ fn default_max_tokens() -> u32 {
 }
 
 /// Which code talks to the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// llama.cpp in-process (GGUF file); needs no server. The default.
@@ -282,7 +289,7 @@ impl BackendKind {
 }
 
 /// `[[models]]`: one model to profile. Fields that a backend does not use are rejected.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Label used in records and directory names.
@@ -342,7 +349,7 @@ pub struct ModelConfig {
 }
 
 /// `[models.meta]`: facts about a model that measurements cannot give.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelMeta {
     /// Total parameters, billions.
@@ -384,7 +391,7 @@ impl ModelMeta {
 }
 
 /// Where an accelerator sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AcceleratorClass {
     /// A laptop, workstation or edge device.
@@ -394,7 +401,7 @@ pub enum AcceleratorClass {
 }
 
 /// A declared energy model: joules per prompt token and per generated token.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnergyModel {
     /// Joules per prompt token.
@@ -411,7 +418,7 @@ impl ModelConfig {
 }
 
 /// A dataset that ships inside the `ipw` binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuiltinDataset {
     /// GSM8K test split (1,319 grade-school maths problems; MIT).
@@ -421,7 +428,7 @@ pub enum BuiltinDataset {
 }
 
 /// File format of a user dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetFormat {
     /// One JSON object per line.
@@ -431,7 +438,7 @@ pub enum DatasetFormat {
 }
 
 /// A built-in prompt template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TemplateName {
     /// The question as-is.
@@ -443,7 +450,7 @@ pub enum TemplateName {
 }
 
 /// `[[datasets]]`: where queries come from and how they are turned into prompts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     /// Label in records. Default: the built-in name or the file stem.
@@ -542,7 +549,7 @@ impl DatasetConfig {
 }
 
 /// Where a record field comes from: a JSONL key / CSV column name, or a 0-based CSV column index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum FieldRef {
     /// Column index (CSV without header).
@@ -561,7 +568,7 @@ impl std::fmt::Display for FieldRef {
 }
 
 /// Choices live either in one field holding a list, or in several columns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ChoicesRef {
     /// One column per option (CSV), in order A, B, C, ...
@@ -571,7 +578,7 @@ pub enum ChoicesRef {
 }
 
 /// `fields = { ... }`: the mapping from dataset columns to query parts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMap {
     /// Query id. Default: `id` when present, else the row number.
@@ -589,6 +596,16 @@ pub struct FieldMap {
     /// Subject label for per-domain breakdowns.
     #[serde(default)]
     pub subject: Option<FieldRef>,
+}
+
+/// A JSON Schema (draft 2020-12) of the experiment file, derived from the types that read it,
+/// so editors (Taplo, Even Better TOML, VS Code) validate and complete experiment files with
+/// the same fields, defaults and documentation ipw itself uses.
+pub fn experiment_schema() -> serde_json::Value {
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(Experiment)).expect("a schema serialises");
+    schema["title"] = "ipw experiment".into();
+    schema
 }
 
 /// Everything `ipw validate` and `ipw profile` need from one experiment file.

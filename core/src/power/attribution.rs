@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// How overlapping windows share energy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SplitRule {
     /// In proportion to tokens processed per second (prompt during TTFT, output after).
