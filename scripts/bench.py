@@ -86,12 +86,12 @@ shuffle = true
     return path
 
 
-def run_ipw(work, name, model_toml, queries, seed):
+def run_ipw(work, name, model_toml, queries, seed, ipw=IPW):
     """Run `ipw profile` and return (summary, manifest session, records)."""
     out = os.path.join(work, "out-" + name)
     shutil.rmtree(out, ignore_errors=True)
     toml = experiment(work, name, model_toml, queries, seed)
-    done = subprocess.run([IPW, "profile", toml, "--out", out, "-q"],
+    done = subprocess.run([ipw, "profile", toml, "--out", out, "-q"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"ipw profile failed:\n{done.stderr}")
@@ -183,16 +183,26 @@ model = "smollm2\""""
     print(f"client CPU per query against llama-server ({os.path.basename(MODEL)}, {THREADS} "
           f"threads): {queries} GSM8K queries x {ROUNDS} rounds, max_tokens {MAX_TOKENS}, "
           f"alternating; CPU = user+sys of the client process over the measured queries")
-    print(f"{'round':<6} {'client':<8} {'CPU ms/query':>13} {'out tokens/query':>17}")
+    print(f"{'round':<6} {'client':<10} {'CPU ms/query':>13} {'out tokens/query':>17}")
     figures = {"ipw": [], "curl": [], "python": []}
+    # IPW_BEFORE: another ipw binary (e.g. a build of the previous commit), measured on the same
+    # prompts right after this one, for before/after figures from one run.
+    before = os.environ.get("IPW_BEFORE")
+    if before:
+        figures["ipw-before"] = []
     try:
         for r in range(ROUNDS):
+            if before:
+                _, session, _ = run_ipw(work, "server", remote, queries, seed=200 + r, ipw=before)
+                figures["ipw-before"].append(session["cpu_per_query_ms"])
+                print(f"{r + 1:<6} {'ipw-before':<10} {session['cpu_per_query_ms']:>13.2f}",
+                      flush=True)
             s, session, records = run_ipw(work, "server", remote, queries, seed=200 + r)
             measured = [x for x in records if x.get("response") is not None]
             tokens = sum(x.get("output_tokens") or 0 for x in measured) / max(len(measured), 1)
             bodies = request_bodies(measured, 200 + r)
             figures["ipw"].append(session["cpu_per_query_ms"])
-            print(f"{r + 1:<6} {'ipw':<8} {session['cpu_per_query_ms']:>13.2f} {tokens:>17.1f}",
+            print(f"{r + 1:<6} {'ipw':<10} {session['cpu_per_query_ms']:>13.2f} {tokens:>17.1f}",
                   flush=True)
             others = [("curl", run_curl), ("python", run_python)]
             if r % 2:
@@ -200,14 +210,14 @@ model = "smollm2\""""
             for name, fn in others:
                 ms = fn(server.port, bodies, work)
                 figures[name].append(ms)
-                print(f"{r + 1:<6} {name:<8} {ms:>13.2f}", flush=True)
+                print(f"{r + 1:<6} {name:<10} {ms:>13.2f}", flush=True)
     finally:
         server.stop()
     print()
     for name, xs in figures.items():
-        print(f"{name:<7} {fmt_range(xs, 'ms/query', 2)}")
+        print(f"{name:<10} {fmt_range(xs, 'ms/query', 2)}")
     curl = statistics.median(figures["curl"])
-    for name in ("ipw", "python"):
+    for name in [n for n in figures if n != "curl"]:
         print(f"{name} / curl (medians): {statistics.median(figures[name]) / curl:.2f}x")
     print("target: ipw / curl <= 1.10x")
     shutil.rmtree(work, ignore_errors=True)
