@@ -81,6 +81,29 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
         }
         assert_eq!(r["prompt_hash"].as_str().unwrap().len(), 64);
         assert!(r["energy"].is_null(), "no sampler, no energy");
+        // Self-accounting: the harness's CPU in the window is its own, not the model's. The
+        // process spent at least the decoding (two llama.cpp threads busy) and the engine's
+        // threads most of that; ipw itself a sliver.
+        let h = &r["harness"];
+        let (harness, process, engine) = (
+            h["cpu_s"].as_f64().unwrap(),
+            h["process_cpu_s"].as_f64().unwrap(),
+            h["engine_cpu_s"].as_f64().unwrap(),
+        );
+        assert!(harness > 0.0, "the harness did some work: {h}");
+        assert!(
+            process >= 0.5 * latency,
+            "generation used the CPU through the window: {h}, latency {latency}"
+        );
+        assert!(
+            engine > 0.8 * process,
+            "the engine's threads (ipw-llama-* and their OpenMP workers) did the work: {h}"
+        );
+        assert!(
+            harness < 0.1 * process && (harness + engine - process).abs() < 1e-9,
+            "harness = process - engine, a small part of it: {h}"
+        );
+        assert!(h["machine_cpu_s"].as_f64().unwrap() > 0.0, "{h}");
         let g = &r["grade"];
         let want = if r["dataset"] == "gsm8k" {
             "numeric"
@@ -127,6 +150,16 @@ fn profile_embedded_model_over_gsm8k_and_mmlu() {
     assert_eq!(s["by_dataset"]["gsm8k"]["recorded"], 6);
     assert_eq!(s["by_dataset"]["mmlu"]["recorded"], 6);
     assert!(s["decode_tps"]["p50"].as_f64().unwrap() > 1.0);
+    let harness = &s["harness"];
+    assert_eq!(harness["queries"], 12);
+    let summed: f64 = recs
+        .iter()
+        .map(|r| r["harness"]["cpu_s"].as_f64().unwrap())
+        .sum();
+    assert!((harness["cpu_s"].as_f64().unwrap() - summed).abs() < 1e-9);
+    let share = harness["share_of_machine_cpu"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 0.2, "{harness}");
+    assert!(harness["cpu_energy_j"].is_null(), "no sampler: {harness}");
 
     let m = json(&run.join("manifest.json"));
     assert_eq!(m["status"], "completed");

@@ -62,6 +62,15 @@ stratify = true
                 r["latency_s"].as_f64().unwrap(),
             );
             assert!(ttft > 0.0 && ttft <= latency, "{ttft} {latency}");
+            // Self-accounting for a remote model: all of the process's CPU is the harness's.
+            let h = &r["harness"];
+            assert!(h["cpu_s"].as_f64().unwrap() > 0.0, "{h}");
+            assert_eq!(h["cpu_s"], h["process_cpu_s"], "{h}");
+            assert!(h["engine_cpu_s"].is_null(), "{h}");
+            assert!(
+                h["cpu_s"].as_f64().unwrap() < h["machine_cpu_s"].as_f64().unwrap() + 0.03,
+                "ipw is part of the machine's busy CPU (ticks are 10 ms): {h}"
+            );
             assert!(["stop", "length"].contains(&r["finish_reason"].as_str().unwrap()));
             if r["finish_reason"] == "length" && !estimated {
                 assert_eq!(

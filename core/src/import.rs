@@ -407,6 +407,7 @@ fn record(
             net_bound_j: None,
             phases: None,
             flags: Vec::new(),
+            domain: None,
         };
         QueryEnergy {
             gross_j: gross,
@@ -470,6 +471,7 @@ fn record(
         }),
         error,
         grade_history: Vec::new(),
+        harness: None,
         energy,
     })
 }

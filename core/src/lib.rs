@@ -24,6 +24,7 @@ pub mod records;
 pub mod rng;
 pub mod routing;
 pub mod run;
+pub mod selfcpu;
 pub mod study;
 
 /// The version of ipw that produced a run, stamped into every manifest.

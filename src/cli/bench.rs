@@ -43,6 +43,31 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// The embedded backend against llama-server on the same GGUF, threads and context:
+    /// decode tokens/s and TTFT side by side, alternating query by query, in one run.
+    Embedded {
+        /// The GGUF model.
+        #[arg(long, env = "IPW_TEST_MODEL")]
+        model: PathBuf,
+        /// The llama-server binary (scripts/build-llama-server.sh builds one).
+        #[arg(long, env = "IPW_LLAMA_SERVER")]
+        server: PathBuf,
+        /// Threads for both (generation and prompt processing).
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Context length for both.
+        #[arg(long, default_value_t = 4096)]
+        context: u32,
+        /// Queries per round (each side).
+        #[arg(long, default_value_t = 30)]
+        queries: usize,
+        /// Rounds, each with fresh prompts.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Maximum new tokens per query.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+    },
     /// Grader costs: compile, cache-hit load, instantiation, and grades/s on one core for
     /// every built-in grader.
     Graders {
@@ -137,6 +162,23 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Embedded {
+            model,
+            server,
+            threads,
+            context,
+            queries,
+            rounds,
+            max_tokens,
+        } => super::bench_embedded::run(super::bench_embedded::Settings {
+            model,
+            server,
+            threads,
+            context,
+            queries,
+            rounds,
+            max_tokens,
+        }),
         BenchCommand::Graders { seconds } => {
             let rows = ipw_core::grade::bench::bench_builtin_graders(seconds)?;
             println!(

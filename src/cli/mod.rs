@@ -2,6 +2,7 @@
 
 mod attribute;
 mod bench;
+mod bench_embedded;
 mod doctor;
 mod grade;
 mod import;

@@ -32,8 +32,11 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         .map(|s| s.resolve(|k| std::env::var(k).ok()))
         .transpose()?;
     let loaded = ipw_core::config::load_experiment(file)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for all the async work: it is waiting on sockets (a streamed token is a few
+    // microseconds of parsing), and a single thread wakes once per token where a work-stealing
+    // pool also wakes its other workers. Blocking work (model load, grading, the summary)
+    // goes to the blocking pool; the samplers and embedded generation have threads of their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -59,6 +59,80 @@ pub struct Summary {
     pub energy: Option<EnergySummary>,
     /// Accuracy, APJ and APW with 95% intervals, when responses were graded.
     pub quality: Option<super::QualitySummary>,
+    /// What the instrument itself cost (self-accounting), when records carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<HarnessSummary>,
+}
+
+/// The harness's (ipw's own) CPU in the query windows, and its share of CPU-domain energy:
+/// how much of the figures above is the instrument. Over every record that carries
+/// [`crate::records::HarnessCpu`], failed ones included (their energy is in the totals too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HarnessSummary {
+    /// Records with harness figures.
+    pub queries: usize,
+    /// Harness CPU milliseconds per query.
+    pub cpu_ms: Option<Distribution>,
+    /// Harness CPU seconds, summed over records.
+    pub cpu_s: f64,
+    /// The ipw process's CPU seconds in the windows (an embedded engine included), summed.
+    pub process_cpu_s: f64,
+    /// The whole machine's busy CPU seconds in the windows, summed; `null` when any record
+    /// lacks it.
+    pub machine_cpu_s: Option<f64>,
+    /// `cpu_s / machine_cpu_s`: the harness's share of all CPU work done in the windows.
+    pub share_of_machine_cpu: Option<f64>,
+    /// Joules of CPU-domain energy that were the harness's: per record, the gross energy of
+    /// its `cpu-package` channels times the harness's share of the machine's busy CPU in the
+    /// window (at most 1), summed. `null` without `cpu-package` channels.
+    pub cpu_energy_j: Option<f64>,
+    /// `cpu_energy_j` over the same records' `cpu-package` gross energy.
+    pub share_of_cpu_energy: Option<f64>,
+}
+
+fn harness_summary(records: &[Record]) -> Option<HarnessSummary> {
+    let with: Vec<(&Record, &crate::records::HarnessCpu)> = records
+        .iter()
+        .filter_map(|r| Some((r, r.harness.as_ref()?)))
+        .collect();
+    if with.is_empty() {
+        return None;
+    }
+    let cpu_s: f64 = with.iter().map(|(_, h)| h.cpu_s).sum();
+    let machine_cpu_s: Option<f64> = with.iter().map(|(_, h)| h.machine_cpu_s).sum();
+    let (mut harness_j, mut cpu_j, mut any) = (0.0, 0.0, false);
+    for (r, h) in &with {
+        let Some(e) = &r.energy else { continue };
+        let mut package = e
+            .channels
+            .values()
+            .filter(|c| c.domain == Some(ipw_sampler_sdk::Domain::CpuPackage))
+            .peekable();
+        if package.peek().is_none() {
+            continue;
+        }
+        let (Some(j), Some(machine)) = (
+            package.map(|c| c.gross_j).sum::<Option<f64>>(),
+            h.machine_cpu_s,
+        ) else {
+            continue;
+        };
+        any = true;
+        cpu_j += j;
+        if machine > 0.0 {
+            harness_j += j * (h.cpu_s / machine).min(1.0);
+        }
+    }
+    Some(HarnessSummary {
+        queries: with.len(),
+        cpu_ms: Distribution::of(with.iter().map(|(_, h)| h.cpu_s * 1000.0)),
+        cpu_s,
+        process_cpu_s: with.iter().map(|(_, h)| h.process_cpu_s).sum(),
+        machine_cpu_s,
+        share_of_machine_cpu: machine_cpu_s.filter(|&m| m > 0.0).map(|m| cpu_s / m),
+        cpu_energy_j: any.then_some(harness_j),
+        share_of_cpu_energy: (any && cpu_j > 0.0).then(|| harness_j / cpu_j),
+    })
 }
 
 /// Energy over the successful records that have it.
@@ -262,6 +336,7 @@ pub fn summarize(
         },
         energy: energy_summary(records, &ok, seed),
         quality: super::quality_summary(records, seed),
+        harness: harness_summary(records),
         by_dataset: by_dataset
             .into_iter()
             .map(|(name, rs)| {
@@ -290,4 +365,57 @@ fn busy_seconds(records: &[Record]) -> f64 {
         .map(|r| (r.window.start_s, r.window.end_s))
         .collect();
     super::stats::busy_shares(&windows).iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record whose window had `package_j` J on a cpu-package channel, `gpu_j` J on a GPU
+    /// one, and the given harness and machine CPU seconds.
+    fn record(i: usize, package_j: f64, gpu_j: f64, harness_s: f64, machine_s: f64) -> Record {
+        let channel = |j: f64, domain: &str| {
+            serde_json::json!({"gross_j": j, "net_j": null, "idle_w": null, "flags": [],
+                               "domain": domain})
+        };
+        serde_json::from_value(serde_json::json!({
+            "schema": 1, "query_id": format!("d/{i}"), "index": i, "session": 0,
+            "dataset": "d", "prompt_hash": "h", "prompt": "p", "answers": ["a"], "model": "m",
+            "backend": "openai", "response": "r", "latency_s": 1.0, "attempts": 1,
+            "started_at": "2026-01-01T00:00:00Z", "tokens_estimated": false,
+            "window": {"start_s": i as f64, "end_s": i as f64 + 1.0},
+            "energy": {"gross_j": package_j + gpu_j, "net_j": null, "mean_power_w": null,
+                       "j_per_output_token": null, "estimated": false, "flags": [],
+                       "channels": {"rapl/package-0": channel(package_j, "cpu-package"),
+                                    "nvml/gpu0": channel(gpu_j, "gpu")}},
+            "harness": {"cpu_s": harness_s, "process_cpu_s": harness_s,
+                        "engine_cpu_s": null, "machine_cpu_s": machine_s}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn harness_share_is_its_part_of_the_busy_cpu_times_cpu_package_energy() {
+        // Query 0: the harness was 10% of the machine's busy CPU in a 20 J package window;
+        // query 1: 50% of 10 J. GPU energy is never the harness's.
+        let records = [
+            record(0, 20.0, 100.0, 0.1, 1.0),
+            record(1, 10.0, 50.0, 0.2, 0.4),
+        ];
+        let h = summarize("m", "openai", 2, &records, 1).harness.unwrap();
+        assert_eq!(h.queries, 2);
+        assert!((h.cpu_s - 0.3).abs() < 1e-12);
+        assert!((h.machine_cpu_s.unwrap() - 1.4).abs() < 1e-12);
+        assert!((h.share_of_machine_cpu.unwrap() - 0.3 / 1.4).abs() < 1e-12);
+        assert!((h.cpu_energy_j.unwrap() - (2.0 + 5.0)).abs() < 1e-12);
+        assert!((h.share_of_cpu_energy.unwrap() - 7.0 / 30.0).abs() < 1e-12);
+        assert!((h.cpu_ms.unwrap().p50 - 150.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn records_without_harness_figures_have_no_harness_summary() {
+        let mut r = record(0, 1.0, 1.0, 0.1, 1.0);
+        r.harness = None;
+        assert!(summarize("m", "openai", 1, &[r], 1).harness.is_none());
+    }
 }

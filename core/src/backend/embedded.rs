@@ -21,6 +21,10 @@ use std::num::NonZeroU32;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+/// Names of the generation threads (and so of the OpenMP workers they start): the engine's
+/// CPU is these threads' ([`Backend::engine_cpu_s`]).
+const WORKER_THREAD_PREFIX: &str = "ipw-llama-";
+
 /// llama.cpp's global state may be initialised once per process.
 static LLAMA: OnceLock<LlamaBackend> = OnceLock::new();
 /// Creating contexts in parallel is unsound in llama.cpp (it mutates the model); serialise it.
@@ -97,7 +101,7 @@ impl EmbeddedBackend {
                 ready_tx.clone(),
             );
             std::thread::Builder::new()
-                .name(format!("ipw-llama-{w}"))
+                .name(format!("{WORKER_THREAD_PREFIX}{w}"))
                 .spawn(move || worker(backend, &model, &template, n_ctx, per_worker, &rx, ready))
                 .map_err(|e| setup(format!("cannot start worker thread: {e}")))?;
         }
@@ -277,5 +281,13 @@ impl Backend for EmbeddedBackend {
 
     fn describe(&self) -> Value {
         self.info.clone()
+    }
+
+    /// The generation threads are named `ipw-llama-<n>`, and the OpenMP workers llama.cpp
+    /// starts from them inherit that name, so summing those threads is the engine's CPU.
+    /// Template, tokenisation and detokenisation run on the generation thread too: they are
+    /// the engine's work (a server does them as well), not the harness's.
+    fn engine_cpu_s(&self) -> Option<f64> {
+        crate::selfcpu::threads_cpu_s(WORKER_THREAD_PREFIX)
     }
 }

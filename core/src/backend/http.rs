@@ -166,30 +166,53 @@ pub struct ChunkReader {
     stream:
         std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     idle: Duration,
+    /// Fires no later than `idle` after the last chunk. Re-armed only when it fires early, not
+    /// per chunk: a fresh timeout per chunk was a timer-wheel insert and removal for every
+    /// streamed token, work per token that only needs doing per stall.
+    stall: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_data: tokio::time::Instant,
 }
 
 impl ChunkReader {
     /// Wrap a response.
     pub fn new(resp: reqwest::Response, idle: Duration) -> Self {
+        let now = tokio::time::Instant::now();
         Self {
             stream: Box::pin(resp.bytes_stream()),
             idle,
+            stall: Box::pin(tokio::time::sleep_until(now + idle)),
+            last_data: now,
         }
     }
 
     /// The next chunk; `Ok(None)` at a clean end of body.
     pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, BackendError> {
-        match tokio::time::timeout(self.idle, self.stream.next()).await {
-            Err(_) => Err(BackendError::new(
-                ErrorKind::Timeout,
-                format!("stream stalled: no data for {:?}", self.idle),
-            )),
-            Ok(None) => Ok(None),
-            Ok(Some(Ok(b))) => Ok(Some(b)),
-            Ok(Some(Err(e))) => Err(BackendError::new(
-                ErrorKind::StreamClosed,
-                format!("connection closed mid-stream: {}", root_cause(&e)),
-            )),
+        loop {
+            tokio::select! {
+                // Data first: a chunk that is already there never touches the timer.
+                biased;
+                item = self.stream.next() => {
+                    self.last_data = tokio::time::Instant::now();
+                    return match item {
+                        None => Ok(None),
+                        Some(Ok(b)) => Ok(Some(b)),
+                        Some(Err(e)) => Err(BackendError::new(
+                            ErrorKind::StreamClosed,
+                            format!("connection closed mid-stream: {}", root_cause(&e)),
+                        )),
+                    };
+                }
+                () = &mut self.stall => {
+                    let due = self.last_data + self.idle;
+                    if tokio::time::Instant::now() >= due {
+                        return Err(BackendError::new(
+                            ErrorKind::Timeout,
+                            format!("stream stalled: no data for {:?}", self.idle),
+                        ));
+                    }
+                    self.stall.as_mut().reset(due);
+                }
+            }
         }
     }
 }

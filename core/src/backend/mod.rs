@@ -151,6 +151,11 @@ pub trait Backend: Send + Sync {
     async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError>;
     /// Facts about the model for the manifest (file hash, load time, server model id).
     fn describe(&self) -> serde_json::Value;
+    /// CPU seconds used so far by an in-process engine's threads, so that a record can tell the
+    /// harness's own CPU from the model's. `None` for a model in another process.
+    fn engine_cpu_s(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Build the backend a model config asks for. `concurrency` sizes the embedded worker pool.

@@ -15,8 +15,63 @@ use super::{
 use crate::config::{BackendKind, ModelConfig};
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
+
+/// One streamed chat-completion frame: only the fields ipw reads (others are skipped unparsed).
+/// Strings borrow from the frame unless they hold escapes.
+#[derive(serde::Deserialize)]
+struct StreamFrame<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<StreamChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<StreamUsage>,
+    #[serde(default)]
+    timings: Option<StreamTimings>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<StreamDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamTimings {
+    #[serde(default)]
+    cache_n: Option<u64>,
+}
 
 /// An OpenAI-compatible server.
 pub struct OpenAiBackend {
@@ -170,49 +225,46 @@ impl Backend for OpenAiBackend {
                 if frame.trim() == "[DONE]" {
                     return Ok(Flow::Done);
                 }
-                let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
-                if let Some(err) = v.get("error") {
+                // Typed and borrowing: a streamed token is one small frame, so parsing it into
+                // a `Value` tree (a map and strings per field) was most of the work per token.
+                let v: StreamFrame =
+                    serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
+                if let Some(err) = v.error {
                     return Err(BackendError::new(
                         ErrorKind::ServerError,
                         format!("server error in stream: {err}"),
                     ));
                 }
-                if let Some(choice) = v.get("choices").and_then(|c| c.get(0)) {
-                    if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
-                        if !piece.is_empty() {
+                if let Some(choice) = v.choices.as_deref().and_then(<[_]>::first) {
+                    if let Some(delta) = &choice.delta {
+                        if let Some(piece) = delta.content.as_deref().filter(|p| !p.is_empty()) {
                             first_token_at.get_or_insert_with(Instant::now);
                             content_chunks += 1;
                             text.push_str(piece);
                         }
+                        // A reasoning model's thinking is generated output too: it starts the
+                        // clock for TTFT and counts as output (it is not part of the answer).
+                        let reasoning = [&delta.reasoning_content, &delta.reasoning]
+                            .into_iter()
+                            .any(|r| r.as_deref().is_some_and(|p| !p.is_empty()));
+                        if reasoning {
+                            first_token_at.get_or_insert_with(Instant::now);
+                            content_chunks += 1;
+                        }
                     }
-                    // A reasoning model's thinking is generated output too: it starts the
-                    // clock for TTFT and counts as output (it is not part of the answer).
-                    let delta = choice.get("delta");
-                    let reasoning = ["reasoning_content", "reasoning"]
-                        .iter()
-                        .filter_map(|k| delta.and_then(|d| d.get(*k)).and_then(Value::as_str))
-                        .find(|p| !p.is_empty());
-                    if reasoning.is_some() {
-                        first_token_at.get_or_insert_with(Instant::now);
-                        content_chunks += 1;
-                    }
-                    if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+                    if let Some(r) = &choice.finish_reason {
                         finish_reason = Some(r.to_string());
                     }
                 }
-                if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                    let get = |k: &str| u.get(k).and_then(Value::as_u64);
-                    if let (Some(p), Some(c)) = (get("prompt_tokens"), get("completion_tokens")) {
+                if let Some(u) = v.usage {
+                    if let (Some(p), Some(c)) = (u.prompt_tokens, u.completion_tokens) {
                         usage = Some((p, c));
                     }
-                    if let Some(n) = u
-                        .pointer("/prompt_tokens_details/cached_tokens")
-                        .and_then(Value::as_u64)
-                    {
+                    if let Some(n) = u.prompt_tokens_details.and_then(|d| d.cached_tokens) {
                         cached_prompt_tokens = Some(n);
                     }
                 }
-                if let Some(n) = v.pointer("/timings/cache_n").and_then(Value::as_u64) {
+                if let Some(n) = v.timings.and_then(|t| t.cache_n) {
                     cached_prompt_tokens = Some(cached_prompt_tokens.map_or(n, |c| c.max(n)));
                 }
                 Ok(Flow::Continue)

@@ -59,6 +59,8 @@ pub struct ChannelInput<'a> {
     pub accuracy: Accuracy,
     /// `[low, high]` of the idle power, if there is a baseline.
     pub idle_bound_w: Option<(f64, f64)>,
+    /// The power domain the channel measures, copied to each record's channel.
+    pub domain: Option<ipw_sampler_sdk::Domain>,
 }
 
 /// Without edge reads, a window shorter than this many sampling intervals is flagged
@@ -297,6 +299,7 @@ fn channel_shares(
                     _ => None,
                 },
                 flags,
+                domain: ch.domain,
             }
         })
         .collect()

@@ -61,6 +61,7 @@ fn channel<'a>(curve: &'a EnergyCurve, estimated: bool) -> ChannelInput<'a> {
         edge_reads: true,
         accuracy: Default::default(),
         idle_bound_w: Some((40.0, 40.0)),
+        domain: None,
     }
 }
 

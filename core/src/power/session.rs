@@ -317,6 +317,7 @@ pub fn attribute_records(
                     estimated,
                     info.edge_reads,
                     ch.accuracy,
+                    ch.domain,
                 ));
             }
         }
@@ -324,21 +325,24 @@ pub fn attribute_records(
         let inputs: Vec<ChannelInput> = curves
             .iter()
             .map(
-                |(name, curve, period, interval, estimated, edge_reads, accuracy)| ChannelInput {
-                    name: name.clone(),
-                    curve,
-                    update_period_s: *period,
-                    sample_interval_s: *interval,
-                    estimated: *estimated,
-                    idle_w: sp
-                        .baseline
-                        .and_then(|b| idle_power(curve, b.from_s, b.to_s)),
-                    idle_bound_w: sp
-                        .baseline
-                        .and_then(|b| idle_bound(curve, b.from_s, b.to_s, *accuracy)),
-                    errors: errors.get(&(s, name.as_str())).unwrap_or(&empty),
-                    edge_reads: *edge_reads,
-                    accuracy: *accuracy,
+                |(name, curve, period, interval, estimated, edge_reads, accuracy, domain)| {
+                    ChannelInput {
+                        name: name.clone(),
+                        curve,
+                        update_period_s: *period,
+                        sample_interval_s: *interval,
+                        estimated: *estimated,
+                        idle_w: sp
+                            .baseline
+                            .and_then(|b| idle_power(curve, b.from_s, b.to_s)),
+                        idle_bound_w: sp
+                            .baseline
+                            .and_then(|b| idle_bound(curve, b.from_s, b.to_s, *accuracy)),
+                        errors: errors.get(&(s, name.as_str())).unwrap_or(&empty),
+                        edge_reads: *edge_reads,
+                        accuracy: *accuracy,
+                        domain: Some(*domain),
+                    }
                 },
             )
             .collect();

@@ -61,6 +61,10 @@ pub struct ChannelEnergy {
     pub phases: Option<PhaseEnergy>,
     /// Quality flags.
     pub flags: Vec<Flag>,
+    /// The power domain the channel measures (its sampler's declaration), so that readers can
+    /// pick out CPU-domain energy; absent in runs attributed before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<ipw_sampler_sdk::Domain>,
 }
 
 /// A query's energy before its first token (prefill: reading the prompt) and after (decode:

@@ -26,7 +26,7 @@ pub use manifest::{
     Baseline, DatasetInfo, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad, RecordedModel,
     RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
 };
-pub use record::{decode_tps, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
+pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
     run_dirs, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
     RunLock, StoreError,

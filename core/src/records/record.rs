@@ -121,6 +121,30 @@ pub struct Record {
     /// Energy attributed to the query; `null` without samplers.
     #[serde(default)]
     pub energy: Option<QueryEnergy>,
+    /// CPU the harness (ipw itself) spent during the window; absent in records written
+    /// before ipw accounted for itself, and in imported ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<HarnessCpu>,
+}
+
+/// CPU time during a query's window: how much of it was the instrument (see the README's
+/// "Self-accounting"). With `run.concurrency` > 1 windows overlap and so do these figures,
+/// like the windows' energy before it is split.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct HarnessCpu {
+    /// CPU seconds ipw itself spent in the window: the process's CPU less the in-process
+    /// engine's (`engine_cpu_s`). For a remote model, all of the process's.
+    pub cpu_s: f64,
+    /// CPU seconds of the whole ipw process in the window (engine included).
+    pub process_cpu_s: f64,
+    /// CPU seconds of the in-process engine's threads (embedded llama.cpp: its generation
+    /// threads and their OpenMP workers); `null` for remote models.
+    #[serde(default)]
+    pub engine_cpu_s: Option<f64>,
+    /// Busy CPU seconds of the whole machine in the window (every process, all cores, from
+    /// `/proc/stat` at 10 ms resolution); `null` where it cannot be read.
+    #[serde(default)]
+    pub machine_cpu_s: Option<f64>,
 }
 
 /// Decode throughput: tokens after the first over the time after the first.

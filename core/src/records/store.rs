@@ -663,6 +663,7 @@ mod tests {
             error: None,
             grade: None,
             grade_history: Vec::new(),
+            harness: None,
             energy: None,
         }
     }

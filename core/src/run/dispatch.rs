@@ -9,6 +9,7 @@ use crate::grade::DatasetGraders;
 use crate::power::EdgeMarker;
 use crate::records::clock::RunClock;
 use crate::records::{decode_tps, QueryError, Record, RecordsWriter, Window, RECORD_SCHEMA};
+use crate::selfcpu::CpuMark;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -81,6 +82,9 @@ impl Dispatch<'_> {
                 first_request.get_or_insert_with(Instant::now);
                 tasks.spawn(async move {
                     let started_at = chrono::Utc::now();
+                    // The harness's CPU over the window (self-accounting): read just outside
+                    // its edges so that the reads are not timed as the query.
+                    let cpu_start = CpuMark::now(backend.engine_cpu_s());
                     marker.mark();
                     let start = Instant::now();
                     // One deadline over everything (connect, retries, a slow trickle of tokens):
@@ -97,6 +101,7 @@ impl Dispatch<'_> {
                             attempts: 1,
                         }),
                     };
+                    let cpu_end = CpuMark::now(backend.engine_cpu_s());
                     marker.mark();
                     let mut record = build_record(
                         &q,
@@ -109,6 +114,7 @@ impl Dispatch<'_> {
                         clock,
                         result,
                     );
+                    record.harness = Some(cpu_start.until(&cpu_end));
                     // Grading is outside the window (it ended with the last byte) and off the
                     // async workers: a grader call may take up to its deadline. With other
                     // queries in flight it would run inside their windows (a judge call, a
@@ -197,6 +203,7 @@ fn build_record(
         error: None,
         grade: None,
         grade_history: Vec::new(),
+        harness: None,
         energy: None,
     };
     match result {
