@@ -218,7 +218,7 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
                 .iter()
                 .map(|&i| (&runs[i], keep[i].as_slice()))
                 .collect();
-            merged.push(write_merged(&out, &group, &plan, accelerator)?);
+            merged.push(write_merged(&out, &group, &plan, &position, accelerator)?);
         }
     }
     Ok(MergeReport {
@@ -473,6 +473,7 @@ fn write_merged(
     out: &Path,
     group: &[(&ShardRun, &[usize])],
     plan: &[(&str, &str)],
+    position: &HashMap<&str, usize>,
     accelerator: String,
 ) -> Result<MergedRun, MergeError> {
     let run = RunDir::new(out);
@@ -483,7 +484,6 @@ fn write_merged(
         }
     }
     let lock = run.lock()?;
-    let position: HashMap<&str, usize> = plan.iter().enumerate().map(|(i, p)| (p.0, i)).collect();
     let first = &group[0].0.manifest;
     let mut manifest = first.clone();
     manifest.sessions = Vec::new();

@@ -189,16 +189,16 @@ struct Loaded {
     order: Vec<String>,
 }
 
-fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, TableError> {
-    let dir = RunDir::new(run);
-    let err = |message: String| TableError::Run {
-        path: run.to_path_buf(),
-        message,
-    };
-    let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
+/// A run's model metadata as recorded in its manifest with `overrides` (by model name) laid
+/// over it, and its accelerator label: `meta.accelerator`, else what the host showed.
+pub(crate) fn run_meta(
+    manifest: &crate::records::Manifest,
+    overrides: &BTreeMap<String, ModelMeta>,
+) -> Result<(ModelMeta, String), String> {
     let mut meta: ModelMeta = match manifest.model.settings.get("meta") {
-        Some(v) if !v.is_null() => serde_json::from_value(v.clone())
-            .map_err(|e| err(format!("manifest model.meta: {e}")))?,
+        Some(v) if !v.is_null() => {
+            serde_json::from_value(v.clone()).map_err(|e| format!("manifest model.meta: {e}"))?
+        }
         _ => ModelMeta::default(),
     };
     if let Some(o) = overrides.get(&manifest.model.name) {
@@ -208,6 +208,17 @@ fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, T
         .accelerator
         .clone()
         .unwrap_or_else(|| manifest.host.accelerator());
+    Ok((meta, accelerator))
+}
+
+fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, TableError> {
+    let dir = RunDir::new(run);
+    let err = |message: String| TableError::Run {
+        path: run.to_path_buf(),
+        message,
+    };
+    let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
+    let (meta, accelerator) = run_meta(&manifest, overrides).map_err(err)?;
     let read = dir.read_records().map_err(|e| err(e.to_string()))?;
     let mut records = HashMap::new();
     let mut order = Vec::new();
@@ -229,7 +240,7 @@ fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, T
 }
 
 /// Fields set in `over` replace those in `meta`.
-pub(crate) fn merge_meta(meta: &mut ModelMeta, over: &ModelMeta) {
+fn merge_meta(meta: &mut ModelMeta, over: &ModelMeta) {
     macro_rules! take {
         ($($f:ident),*) => { $( if over.$f.is_some() { meta.$f = over.$f.clone(); } )* };
     }

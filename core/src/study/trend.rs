@@ -219,18 +219,8 @@ pub fn trend(
         let run = RunDir::new(dir);
         let manifest = run.read_manifest().map_err(|e| err(e.to_string()))?;
         let name = manifest.model.name.clone();
-        let mut meta: ModelMeta = match manifest.model.settings.get("meta") {
-            Some(v) if !v.is_null() => serde_json::from_value(v.clone())
-                .map_err(|e| err(format!("manifest model.meta: {e}")))?,
-            _ => ModelMeta::default(),
-        };
-        if let Some(o) = models.get(&name) {
-            crate::routing::table::merge_meta(&mut meta, o);
-        }
-        let accelerator = meta
-            .accelerator
-            .clone()
-            .unwrap_or_else(|| manifest.host.accelerator());
+        let (meta, accelerator) =
+            crate::routing::table::run_meta(&manifest, models).map_err(err)?;
         let am = accelerators.get(&accelerator).cloned().unwrap_or_default();
         let accelerator_release = am.release_date.or(meta.accelerator_release_date.clone());
         let class = am.class.or(meta.accelerator_class);
