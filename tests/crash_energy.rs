@@ -243,7 +243,7 @@ fn sigterm_stops_like_ctrl_c_with_energy_attributed() {
     let exp = write_experiment(dir.path(), "e.toml", &experiment(&trace));
     let out = dir.path().join("out");
     let run: PathBuf = out.join("smollm2");
-    let (child, rx) = spawn(&exp, &out, false);
+    let (mut child, rx) = spawn(&exp, &out, false);
     wait_for_line(&rx, "phase: measuring queries");
     let deadline = Instant::now() + Duration::from_secs(120);
     while record_count(&run) < 2 {
@@ -256,8 +256,11 @@ fn sigterm_stops_like_ctrl_c_with_energy_attributed() {
         .status()
         .unwrap()
         .success());
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(143), "{}", text(&o));
+    let status = child.wait().unwrap();
+    // The log after the signal says how it ended (the reader thread has all of it once the
+    // child has exited and the pipe closed).
+    let log: Vec<String> = rx.iter().collect();
+    assert_eq!(status.code(), Some(143), "{status:?}\n{}", log.join("\n"));
     let m = json(&run.join("manifest.json"));
     assert_eq!(m["status"], "interrupted");
     let partial = records(&run);

@@ -50,7 +50,10 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         shard,
     };
     let (dir, outcomes) = runtime.block_on(async {
-        tokio::spawn(watch_stop_signals(cancel.clone()));
+        // Registered before any work starts (not when the watcher is first polled), so a stop
+        // signal at any moment of the run is a clean stop, never the default kill.
+        let signals = stop_signals();
+        tokio::spawn(watch_stop_signals(signals, cancel.clone()));
         ipw_core::run::profile(&loaded, &options, &progress, &cancel).await
     })?;
     table::print(&outcomes);
@@ -79,15 +82,27 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
 /// The first stop signal received.
 static SIGNALLED: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
-/// SIGTERM (Slurm, Kubernetes, systemd) is a request to stop, like Ctrl-C: the first of either
-/// cancels the run, which finishes up with everything measured on disk; a second exits at once.
-async fn watch_stop_signals(cancel: Cancel) {
+type StopSignals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+/// SIGINT and SIGTERM handlers, installed now; `None` if the OS refuses.
+fn stop_signals() -> StopSignals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot watch SIGINT/SIGTERM; a stop signal will end the run at once");
+    ) {
+        (Ok(int), Ok(term)) => Some((int, term)),
+        _ => {
+            tracing::warn!("cannot watch SIGINT/SIGTERM; a stop signal will end the run at once");
+            None
+        }
+    }
+}
+
+/// SIGTERM (Slurm, Kubernetes, systemd) is a request to stop, like Ctrl-C: the first of either
+/// cancels the run, which finishes up with everything measured on disk; a second exits at once.
+async fn watch_stop_signals(signals: StopSignals, cancel: Cancel) {
+    let Some((mut int, mut term)) = signals else {
         return;
     };
     loop {

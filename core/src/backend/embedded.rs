@@ -37,8 +37,26 @@ struct Job {
 
 /// A GGUF model served by in-process worker threads.
 pub struct EmbeddedBackend {
-    jobs: mpsc::Sender<Job>,
+    /// `None` only while dropping: closing the channel is what tells the workers to end.
+    jobs: Option<mpsc::Sender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     info: Value,
+}
+
+/// Dropping the backend ends its workers and waits for them: a worker still inside llama.cpp
+/// when the process exits races the library's global teardown and can crash the process after
+/// every record is written (seen as a SIGTERM-stopped run dying by a signal under load). A
+/// worker in a generation stops at its next token, since nobody can still be waiting for it.
+impl Drop for EmbeddedBackend {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                tracing::warn!("an embedded generation thread panicked");
+            }
+        }
+        tracing::debug!("embedded generation threads stopped");
+    }
 }
 
 fn llama() -> Result<&'static LlamaBackend, String> {
@@ -61,10 +79,10 @@ impl EmbeddedBackend {
             .path
             .clone()
             .ok_or_else(|| setup("`path` is required".into()))?;
-        let backend = llama().map_err(setup)?;
+        let llama = llama().map_err(setup)?;
         let started = Instant::now();
         let params = LlamaModelParams::default().with_n_gpu_layers(m.gpu_layers.unwrap_or(0));
-        let model = LlamaModel::load_from_file(backend, &path, &params)
+        let model = LlamaModel::load_from_file(llama, &path, &params)
             .map_err(|e| setup(format!("cannot load {}: {e}", path.display())))?;
         let load_s = started.elapsed().as_secs_f64();
         let template = model.chat_template(None).map_err(|e| {
@@ -93,6 +111,13 @@ impl EmbeddedBackend {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let (ready_tx, ready_rx) = mpsc::channel();
+        // Owned from the start: any early return below joins the workers already started
+        // (they end when the job channel closes).
+        let mut backend = Self {
+            jobs: Some(tx),
+            workers: Vec::with_capacity(workers),
+            info,
+        };
         for w in 0..workers {
             let (model, rx, template, ready) = (
                 model.clone(),
@@ -100,10 +125,11 @@ impl EmbeddedBackend {
                 template.clone(),
                 ready_tx.clone(),
             );
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("{WORKER_THREAD_PREFIX}{w}"))
-                .spawn(move || worker(backend, &model, &template, n_ctx, per_worker, &rx, ready))
+                .spawn(move || worker(llama, &model, &template, n_ctx, per_worker, &rx, ready))
                 .map_err(|e| setup(format!("cannot start worker thread: {e}")))?;
+            backend.workers.push(handle);
         }
         drop(ready_tx);
         for _ in 0..workers {
@@ -113,7 +139,7 @@ impl EmbeddedBackend {
                 Err(_) => return Err(setup("worker thread died while starting".into())),
             }
         }
-        Ok(Self { jobs: tx, info })
+        Ok(backend)
     }
 }
 
@@ -269,6 +295,8 @@ impl Backend for EmbeddedBackend {
     async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs
+            .as_ref()
+            .expect("the job channel is open until drop")
             .send(Job {
                 req: req.clone(),
                 reply,
