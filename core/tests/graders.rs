@@ -414,24 +414,35 @@ fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
 /// and wit-component wraps it in the real `ipw:plugins/grader` world. Hostile graders that
 /// Rust cannot express (grow a table, declare several memories) are written this way.
 fn wat_grader(body: &str) -> Vec<u8> {
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/wit/ipw.wit");
+    wat_grader_against(body, &std::fs::read_to_string(wit).unwrap())
+}
+
+/// [`wat_grader`] built against the WIT text `wit` (e.g. an earlier version of the contract).
+fn wat_grader_against(body: &str, wit: &str) -> Vec<u8> {
+    // Imports come before every other definition in a module.
+    let (imports, body): (Vec<&str>, Vec<&str>) = body
+        .lines()
+        .partition(|l| l.trim_start().starts_with("(import"));
+    let (imports, body) = (imports.join("\n"), body.join("\n"));
     let wat = format!(
         r#"(module
+  {imports}
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 1024))
+  ;; The result area: `err("not stopped")`, what the grader returns if the host lets it be.
+  (data (i32.const 16) "\01\00\00\00\00\00\00\00\40\00\00\00\0b\00\00\00")
+  (data (i32.const 64) "not stopped")
+  {body}
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
     (local $p i32)
     (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
     (global.set $heap (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
-  ;; The result area: `err("not stopped")`, what the grader returns if the host lets it be.
-  (data (i32.const 16) "\01\00\00\00\00\00\00\00\40\00\00\00\0b\00\00\00")
-  (data (i32.const 64) "not stopped")
-  {body})"#
+    (local.get $p)))"#
     );
     let mut module = wat::parse_str(&wat).expect("fixture WAT parses");
     let mut resolve = wit_parser::Resolve::default();
-    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/wit");
-    let (pkg, _) = resolve.push_path(&wit).unwrap();
+    let pkg = resolve.push_source("ipw.wit", wit).unwrap();
     let world = resolve.select_world(&[pkg], Some("grader")).unwrap();
     wit_component::embed_component_metadata(
         &mut module,
@@ -768,4 +779,79 @@ fn graders_over_the_per_instance_caps_get_a_clear_error() {
         builtin_grader("exact").grade(&q, "x", "{}").unwrap().score,
         Some(1.0)
     );
+}
+
+#[test]
+fn a_grader_built_against_wit_0_1_0_runs_on_this_host() {
+    // The contract as 0.1.0 had it: no `regex-captures`, no `span` or `matches`. A plugin built
+    // then imports `ipw:plugins/host@0.1.0`; the host (0.1.1) must still link and run it.
+    let now = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/wit/ipw.wit"),
+    )
+    .unwrap();
+    assert!(
+        now.contains("package ipw:plugins@0.1.1;"),
+        "update this test"
+    );
+    let cut = |s: &str, from: &str, to: &str| -> String {
+        let a = s.find(from).unwrap();
+        let b = a + s[a..].find(to).unwrap() + to.len();
+        format!("{}{}", &s[..a], &s[b..])
+    };
+    let mut old = now.replace("package ipw:plugins@0.1.1;", "package ipw:plugins@0.1.0;");
+    old = cut(&old, "///\n/// 0.1.1 added", "`types.matches`).\n");
+    old = cut(&old, "    /// A piece of a string", "        all,\n    }\n");
+    old = cut(&old, "    /// Search `text` with `pattern`", "string>;\n");
+    old = old.replace("use types.{level, span, matches};", "use types.{level};");
+    assert!(!old.contains("regex") && !old.contains("span"), "{old}");
+    // It logs through the 0.1.0 host interface, then returns `err("not stopped")`.
+    let grader = wat_grader_against(
+        &format!(
+            r#"(import "ipw:plugins/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (data (i32.const 512) "hello from 0.1.0")
+  (func (export "grade") {GRADE_SIGNATURE}
+    (call $log (i32.const 2) (i32.const 512) (i32.const 16))
+    (i32.const 16))"#
+        ),
+        &old,
+    );
+    let text = String::from_utf8_lossy(&grader);
+    assert!(
+        text.contains("ipw:plugins/host@0.1.0"),
+        "built against 0.1.0"
+    );
+    let g = host()
+        .load("old", &grader, GraderLimits::default(), None)
+        .unwrap();
+    let err = g.grade(&query(&["x"], &[]), "r", "{}").unwrap_err();
+    assert_eq!(err.to_string(), "grader error: not stopped");
+}
+
+#[test]
+fn the_regex_grader_searches_through_the_host_and_reports_a_bad_pattern() {
+    let re = builtin_grader("regex");
+    let q = query(&["7"], &[]);
+    // The last match counts; group 0 when the pattern has no group; a group that took no
+    // part leaves the response unparsed.
+    let g = re
+        .grade(&q, "a: 3 then a: 7", r#"{"pattern": "a: (\\d)"}"#)
+        .unwrap();
+    assert_eq!((g.score, g.extracted.as_deref()), (Some(1.0), Some("7")));
+    let g = re.grade(&q, "x 7 y 3", r#"{"pattern": "\\d"}"#).unwrap();
+    assert_eq!((g.score, g.extracted.as_deref()), (Some(0.0), Some("3")));
+    let g = re
+        .grade(&q, "a: 7", r#"{"pattern": "a: (\\d)|(b)", "group": 2}"#)
+        .unwrap();
+    assert!(!g.parsed, "{g:?}");
+    // Multibyte text: spans are byte offsets into the response.
+    let g = re
+        .grade(
+            &query(&["ç7"], &[]),
+            "é→ ç7!",
+            r#"{"pattern": "→ (\\S+)!"}"#,
+        )
+        .unwrap();
+    assert_eq!(g.extracted.as_deref(), Some("ç7"));
+    let err = re.grade(&q, "x", r#"{"pattern": "("}"#).unwrap_err();
+    assert!(err.to_string().contains("bad pattern"), "{err}");
 }

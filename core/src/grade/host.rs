@@ -11,6 +11,7 @@
 //! guest, even inside a blocking WASI call such as a sleep), and the epoch only makes guest
 //! compute yield often enough for that race to be noticed.
 
+use super::patterns::{PatternCache, Which};
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,9 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-mod bindings {
+/// The grader world's bindings; the router world reuses their `types` and `host` interfaces,
+/// so both kinds of plugin get one implementation of what the host lends.
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "grader",
@@ -34,6 +37,7 @@ mod bindings {
 }
 
 pub use bindings::ipw::plugins::types::{Grade, Level, Query};
+use bindings::ipw::plugins::types::{Matches, Span};
 
 /// How often the epoch advances while a call runs: guest code yields to the deadline race at
 /// least this often.
@@ -288,6 +292,8 @@ pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     budget: MemoryBudget,
+    /// `grader` or `router`, for its log lines and messages.
+    kind: &'static str,
     /// The plugin's id, for its log lines.
     pub(crate) grader: String,
     judge: Option<JudgeFn>,
@@ -295,6 +301,7 @@ pub(crate) struct CallState {
     deadline: Arc<Deadline>,
     judge_calls: u32,
     judge_prompt_bytes: u64,
+    patterns: Arc<PatternCache>,
 }
 
 impl WasiView for CallState {
@@ -311,21 +318,23 @@ impl bindings::ipw::plugins::types::Host for CallState {}
 impl bindings::ipw::plugins::host::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
         let message: String = message.chars().take(MAX_TEXT).collect();
-        let g = &self.grader;
+        let (kind, id) = (self.kind, &self.grader);
         match level {
-            Level::Trace => tracing::trace!(grader = %g, "{message}"),
-            Level::Debug => tracing::debug!(grader = %g, "{message}"),
-            Level::Info => tracing::info!(grader = %g, "{message}"),
-            Level::Warn => tracing::warn!(grader = %g, "{message}"),
-            Level::Error => tracing::error!(grader = %g, "{message}"),
+            Level::Trace => tracing::trace!(plugin = %id, kind, "{message}"),
+            Level::Debug => tracing::debug!(plugin = %id, kind, "{message}"),
+            Level::Info => tracing::info!(plugin = %id, kind, "{message}"),
+            Level::Warn => tracing::warn!(plugin = %id, kind, "{message}"),
+            Level::Error => tracing::error!(plugin = %id, kind, "{message}"),
         }
     }
 
     async fn judge(&mut self, prompt: String) -> wasmtime::Result<Result<String, String>> {
         let Some(judge) = self.judge.clone() else {
-            return Ok(Err(
-                "no judge model configured (add a [grading.judge] table to the experiment)".into(),
-            ));
+            return Ok(Err(if self.kind == "router" {
+                "routers have no judge: a routing decision may not call a model".into()
+            } else {
+                "no judge model configured (add a [grading.judge] table to the experiment)".into()
+            }));
         };
         // The caps end the grade (a trap), not just this call: a guest that ignores an error
         // and asks again would otherwise keep a model busy for as long as it likes.
@@ -350,6 +359,40 @@ impl bindings::ipw::plugins::host::Host for CallState {
                 self.limits.judge_timeout_ms
             )),
         })
+    }
+
+    fn regex_captures(
+        &mut self,
+        pattern: String,
+        text: String,
+        which: Matches,
+    ) -> Result<Vec<Vec<Option<Span>>>, String> {
+        self.regex(&pattern, &text, which)
+    }
+}
+
+impl CallState {
+    fn regex(
+        &self,
+        pattern: &str,
+        text: &str,
+        which: Matches,
+    ) -> Result<Vec<Vec<Option<Span>>>, String> {
+        let which = match which {
+            Matches::First => Which::First,
+            Matches::Last => Which::Last,
+            Matches::All => Which::All,
+        };
+        let found = self.patterns.captures(pattern, text, which)?;
+        Ok(found
+            .into_iter()
+            .map(|groups| {
+                groups
+                    .into_iter()
+                    .map(|g| g.map(|(start, end)| Span { start, end }))
+                    .collect()
+            })
+            .collect())
     }
 }
 
@@ -513,6 +556,8 @@ pub(crate) struct Shared {
     caps: SlotCaps,
     /// Admission to the pool's slots; `None` on the on-demand allocator, which has no slots.
     gate: Option<Arc<SlotGate>>,
+    /// Patterns compiled for `host.regex-captures`, shared by every plugin.
+    patterns: Arc<PatternCache>,
 }
 
 /// The engine settings both allocators share.
@@ -792,6 +837,7 @@ impl GraderHost {
                 runtime,
                 caps,
                 gate,
+                patterns: Arc::default(),
             });
         }
         let shared = shared.clone().expect("initialised above");
@@ -1086,12 +1132,14 @@ impl Sandbox {
             wasi,
             table: ResourceTable::new(),
             budget: MemoryBudget::new(self.kind, self.limits.memory_mib, self.shared.caps),
+            kind: self.kind,
             grader: self.id.clone(),
             judge: self.judge.clone(),
             limits: self.limits,
             deadline,
             judge_calls: 0,
             judge_prompt_bytes: 0,
+            patterns: self.shared.patterns.clone(),
         };
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.budget);

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod builtin;
 pub mod host;
+pub(crate) mod patterns;
 mod regrade;
 mod setup;
 

@@ -14,36 +14,18 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "router",
-        imports: { "ipw:plugins/host.judge": async | trappable },
         exports: { default: async },
+        // What the host lends (log, judge, regex) is implemented once, for graders.
+        with: {
+            "ipw:plugins/types": crate::grade::host::bindings::ipw::plugins::types,
+            "ipw:plugins/host": crate::grade::host::bindings::ipw::plugins::host,
+        },
     });
 }
 
 use bindings::ipw::plugins::routing::{Candidate, RouteQuery};
-use bindings::ipw::plugins::types::Level;
 
-impl bindings::ipw::plugins::types::Host for CallState {}
 impl bindings::ipw::plugins::routing::Host for CallState {}
-
-impl bindings::ipw::plugins::host::Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
-        let message: String = message.chars().take(4096).collect();
-        let r = &self.grader;
-        match level {
-            Level::Trace => tracing::trace!(router = %r, "{message}"),
-            Level::Debug => tracing::debug!(router = %r, "{message}"),
-            Level::Info => tracing::info!(router = %r, "{message}"),
-            Level::Warn => tracing::warn!(router = %r, "{message}"),
-            Level::Error => tracing::error!(router = %r, "{message}"),
-        }
-    }
-
-    async fn judge(&mut self, _prompt: String) -> wasmtime::Result<Result<String, String>> {
-        Ok(Err(
-            "routers have no judge: a routing decision may not call a model".into(),
-        ))
-    }
-}
 
 /// A loaded WASM router.
 pub struct WasmRouter {

@@ -5,7 +5,9 @@
 //!
 //! Implement [`Grader`] and call [`export_grader!`] once; build with
 //! `cargo build --release --target wasm32-wasip2`. The WIT bindings stay private: authors see
-//! plain Rust types ([`Query`], [`Grade`]) and two host functions, [`log`] and [`judge`].
+//! plain Rust types ([`Query`], [`Grade`]) and the host functions [`log`], [`judge`] and
+//! [`regex_captures`] (a pattern the host compiles once, where the plugin would compile it on
+//! every call: each call gets a fresh instance).
 //!
 //! ```ignore
 //! struct Exact;
@@ -32,7 +34,7 @@ pub use grader::*;
 pub use serde_json;
 
 /// The version of the WIT package this SDK targets.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// The plugin's parameters: a JSON object from the experiment or command line (empty if none).
 pub type Params = serde_json::Map<String, serde_json::Value>;
@@ -61,7 +63,7 @@ pub mod wit {
     });
 }
 
-pub use wit::ipw::plugins::types::{Grade, Level, Query};
+pub use wit::ipw::plugins::types::{Grade, Level, Matches, Query, Span};
 
 /// A grader: scores one response to one query.
 pub trait Grader {
@@ -100,6 +102,14 @@ pub fn log(level: Level, message: &str) {
 /// Ask the host's judge model; the host makes the call.
 pub fn judge(prompt: &str) -> Result<String, String> {
     wit::ipw::plugins::host::judge(prompt)
+}
+
+/// Search `text` with `pattern` (Rust `regex` syntax), compiled and kept by the host: each match
+/// is its capture groups' byte spans in `text` (group 0 the whole match, `None` a group that
+/// took no part). `Err` for an invalid or oversized pattern, a text over 1 MiB or more than
+/// 4096 matches.
+pub fn regex_captures(pattern: &str, text: &str, which: Matches) -> Result<Vec<Vec<Option<Span>>>, String> {
+    wit::ipw::plugins::host::regex_captures(pattern, text, which)
 }
 
 /// Export a [`Grader`] implementation as this component's grader.

@@ -14,7 +14,7 @@ pub mod wit {
 }
 
 pub use wit::ipw::plugins::routing::{Candidate, Choice, RouteQuery};
-pub use wit::ipw::plugins::types::Level;
+pub use wit::ipw::plugins::types::{Level, Matches, Span};
 
 /// A router: decides which candidate answers a query. It sees the query and every candidate's
 /// metadata and aggregates over the runs, never a candidate's outcome on this query.
@@ -39,6 +39,12 @@ impl Choice {
 /// Log through the host (tracing).
 pub fn log(level: Level, message: &str) {
     wit::ipw::plugins::host::log(level, message)
+}
+
+/// Search `text` with `pattern`, compiled and kept by the host (see the grader SDK's
+/// `regex_captures`).
+pub fn regex_captures(pattern: &str, text: &str, which: Matches) -> Result<Vec<Vec<Option<Span>>>, String> {
+    wit::ipw::plugins::host::regex_captures(pattern, text, which)
 }
 
 /// Export a [`Router`] implementation as this component's router.
