@@ -11,7 +11,10 @@ use support::*;
 
 fn experiment(name: &str, max_tokens: u32, model: &str, queries: usize) -> String {
     format!(
-        "name = {name:?}\n[run]\nwarmup_queries = 1\n[energy]\nbaseline_s = 1\n\
+        // No idle baseline: routing is checked on gross energy, which is never zero or below.
+        // (A baseline taken while other work loads the machine can exceed a query's estimate,
+        // and a reference with no net energy has no savings to check.)
+        "name = {name:?}\n[run]\nwarmup_queries = 1\n[energy]\nbaseline_s = 0\n\
          [generation]\nmax_tokens = {max_tokens}\n{model}\
          [models.meta]\nparams_b = 0.135\nprice_in_per_mtok = 0.1\nprice_out_per_mtok = 0.4\n\
          [[samplers]]\nplugin = \"cpu-estimate\"\n\
@@ -125,6 +128,7 @@ fn routing_two_real_runs_matches_the_records() {
     assert_eq!(report["incomplete"][0][1][0], "local");
 
     let basis = report["energy_basis"].as_str().unwrap();
+    assert_eq!(basis, "gross", "no baseline was taken");
     let a = outcomes(&out_local.join("local"), basis);
     let b = outcomes(&out_server.join("server"), basis);
     let ids: Vec<&String> = a.keys().collect();
