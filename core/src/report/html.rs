@@ -25,7 +25,8 @@ figure{margin:1em 0 1.6em}
 figure>h3{font-size:1em;margin:0 0 .4em}
 figcaption,.prov{font-size:.78em;color:var(--muted);margin-top:.4em}
 figcaption ul{margin:.2em 0;padding-left:1.2em}
-svg{display:block;max-width:100%;height:auto;font-size:12px}
+figcaption summary{cursor:pointer}
+svg{display:block;max-width:100%;height:auto;font-size:13px}
 svg text{fill:#333}
 svg .label{font-weight:600}
 .grid{stroke:var(--grid)}
@@ -34,6 +35,7 @@ svg .label{font-weight:600}
 table{border-collapse:collapse;font-size:.88em;font-variant-numeric:tabular-nums}
 th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
+td.path,th.path{text-align:left}
 th{font-weight:600;border-bottom:1px solid #bbb}
 .swatch{display:inline-block;width:.75em;height:.75em;border-radius:50%;margin-right:.4em}
 .note{color:var(--muted)}
@@ -42,9 +44,11 @@ code{font-size:.85em;overflow-wrap:anywhere}
 @media (max-width:600px){body{font-size:14px;padding:0 8px 32px} th,td{padding:3px 4px}}
 "#;
 
-/// Counts a chart's errors before anything else runs: a script error, or any load the
-/// Content-Security-Policy refused (a fetch the page must not make).
-const EARLY_SCRIPT: &str = r#"window.__ipwErrors=0;function __ipwError(){window.__ipwErrors++;document.documentElement.setAttribute('data-errors',String(window.__ipwErrors));}window.addEventListener('error',__ipwError,true);document.addEventListener('securitypolicyviolation',__ipwError);"#;
+/// Counts the page's errors from before anything else runs: a script error, or any load the
+/// Content-Security-Policy refused (a fetch the page must not make). Policy violations are
+/// reported asynchronously, possibly after the check below ran: one arriving later turns its
+/// `data-ok` back to `no`.
+const EARLY_SCRIPT: &str = r#"window.__ipwErrors=0;function __ipwError(){window.__ipwErrors++;document.documentElement.setAttribute('data-errors',String(window.__ipwErrors));if(document.body&&document.body.hasAttribute('data-ok'))document.body.setAttribute('data-ok','no');}window.addEventListener('error',__ipwError,true);document.addEventListener('securitypolicyviolation',__ipwError);"#;
 
 /// Counts each chart's marks and checks it has a size; `data-ok` on `<body>` sums it up.
 const CHECK_SCRIPT: &str = r#"(function(){var figs=document.querySelectorAll('figure.chart'),ok=figs.length>0;for(var i=0;i<figs.length;i++){var s=figs[i].querySelector('svg'),n=s?s.querySelectorAll('.mark').length:0,b=s?s.getBoundingClientRect():null;figs[i].setAttribute('data-marks',String(n));if(!n||!b||b.width<1||b.height<1)ok=false;}document.body.setAttribute('data-charts',String(figs.length));document.body.setAttribute('data-ok',ok&&!window.__ipwErrors?'yes':'no');})();"#;
@@ -93,21 +97,55 @@ impl Page<'_> {
         colour(self.run_index(name))
     }
 
+    /// A figure's provenance: one line that says which runs, whose energy is what, and which
+    /// ipw drew it; the paths and the command line one click away (they are long).
     fn provenance(&mut self, p: &Provenance) {
         let r = self.r;
-        let mut s = String::from("<figcaption><ul>");
-        for name in &p.runs {
-            if let Some(run) = r.runs.iter().find(|x| &x.name == name) {
-                let _ = write!(
-                    s,
-                    "<li>{} ({}): <code>{}</code>; energy {}; measured with ipw {}</li>",
-                    esc(&run.name),
-                    esc(&run.accelerator),
-                    esc(&run.path.display().to_string()),
-                    run.energy.label(),
-                    esc(&run.ipw_version)
-                );
+        let runs: Vec<&super::RunInfo> = p
+            .runs
+            .iter()
+            .filter_map(|n| r.runs.iter().find(|x| &x.name == n))
+            .collect();
+        let mut kinds: Vec<super::EnergyKind> = Vec::new();
+        for run in &runs {
+            if !kinds.contains(&run.energy) {
+                kinds.push(run.energy);
             }
+        }
+        let energy = match kinds[..] {
+            [] => String::new(),
+            [one] => format!("; energy {} for all", one.label()),
+            _ => {
+                let parts: Vec<String> = kinds
+                    .iter()
+                    .map(|k| {
+                        let who: Vec<String> = runs
+                            .iter()
+                            .filter(|x| x.energy == *k)
+                            .map(|x| esc(&x.name))
+                            .collect();
+                        format!("{} for {}", k.label(), who.join(", "))
+                    })
+                    .collect();
+                format!("; energy {}", parts.join("; "))
+            }
+        };
+        let mut s = format!(
+            "<figcaption><details><summary>Provenance: {} run{}{energy}; ipw {}</summary><ul>",
+            runs.len(),
+            if runs.len() == 1 { "" } else { "s" },
+            esc(&r.ipw_version)
+        );
+        for run in &runs {
+            let _ = write!(
+                s,
+                "<li>{} ({}): <code>{}</code>; energy {}; measured with ipw {}</li>",
+                esc(&run.name),
+                esc(&run.accelerator),
+                esc(&run.path.display().to_string()),
+                run.energy.label(),
+                esc(&run.ipw_version)
+            );
         }
         if let Some(f) = &p.file {
             let _ = write!(
@@ -118,7 +156,7 @@ impl Page<'_> {
         }
         let _ = write!(
             s,
-            "<li>report by ipw {} ({}): <code>{}</code></li></ul></figcaption>",
+            "<li>report by ipw {} ({}): <code>{}</code></li></ul></details></figcaption>",
             esc(&r.ipw_version),
             esc(&r.git_commit),
             esc(&r.command.join(" "))
@@ -196,7 +234,7 @@ impl Page<'_> {
                 est_cell(&row.apw, None),
                 opt(row.j_per_query),
                 opt(row.latency_p50_s),
-                info.map(|i| i.energy.label()).unwrap_or("-"),
+                info.map(|i| i.energy.short()).unwrap_or("-"),
                 esc(&marks)
             );
         }
@@ -410,7 +448,7 @@ impl Page<'_> {
                 r#"<p class="empty">no router curves (no sweepable router, or no energy)</p>"#,
             );
         } else {
-            let body = route_curves(self, &curves);
+            let body = route_curves(self, &route.routers, &curves);
             self.chart(
                 "route-curves",
                 "Routers' accuracy and energy over their parameter",
@@ -424,12 +462,12 @@ impl Page<'_> {
     fn provenance_section(&mut self) {
         let r = self.r;
         let mut s = String::from(
-            r#"<h2 id="provenance">Provenance</h2><div class="table-wrap"><table><thead><tr><th>Run</th><th>Directory</th><th>Records</th><th>Status</th><th>Energy</th><th>ipw</th></tr></thead><tbody>"#,
+            r#"<h2 id="provenance">Provenance</h2><div class="table-wrap"><table><thead><tr><th>Run</th><th class="path">Directory</th><th>Records</th><th>Status</th><th>Energy</th><th>ipw</th></tr></thead><tbody>"#,
         );
         for run in &r.runs {
             let _ = write!(
                 s,
-                r#"<tr><td><span class="swatch" style="background:{}"></span>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td></tr>"#,
+                r#"<tr><td><span class="swatch" style="background:{}"></span>{}</td><td class="path"><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td></tr>"#,
                 self.colour_of(&run.name),
                 esc(&run.name),
                 esc(&run.path.display().to_string()),
@@ -463,7 +501,7 @@ struct Bar {
 fn interval_chart(id: &str, title: &str, unit: &str, bars: &[Bar], scale: f64) -> String {
     let row = 30.0;
     let f = Frame {
-        w: 720.0,
+        w: 640.0,
         h: 40.0 + 44.0 + row * bars.len() as f64,
         left: 160.0,
         right: 110.0,
@@ -543,7 +581,7 @@ fn interval_chart(id: &str, title: &str, unit: &str, bars: &[Bar], scale: f64) -
 
 fn scatter(page: &Page, points: &[ParetoPoint]) -> String {
     let f = Frame {
-        w: 720.0,
+        w: 640.0,
         h: 420.0,
         left: 64.0,
         right: 28.0,
@@ -655,7 +693,7 @@ fn coverage_chart(page: &Page, c: &super::Coverage) -> String {
         }
     }
     let (left, top, rowh) = (150.0, 52.0, 28.0);
-    let w = 720.0;
+    let w = 640.0;
     let cellw = ((w - left - 16.0) / models.len().max(1) as f64).min(140.0);
     let h = top + rowh * groups.len() as f64 + 16.0;
     let f = Frame {
@@ -747,12 +785,43 @@ fn coverage_chart(page: &Page, c: &super::Coverage) -> String {
 }
 
 fn trace_chart(t: &Trace) -> String {
+    // Channels get the palette after orange, which the windows use.
+    let channel_colour = |i: usize| colour(if i == 0 { 0 } else { i + 1 });
+    let mut items: Vec<svg::LegendItem> = t
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| svg::LegendItem {
+            colour: channel_colour(i),
+            swatch: svg::Swatch::Line,
+            label: format!(
+                "{}{}",
+                short(&c.name, 24),
+                c.idle_w
+                    .map(|w| format!(" (idle {} W, dashed)", fmt_sig(w)))
+                    .unwrap_or_default()
+            ),
+        })
+        .collect();
+    items.push(svg::LegendItem {
+        colour: "#E69F00",
+        swatch: svg::Swatch::Box,
+        label: "query windows".into(),
+    });
+    if t.baseline.is_some() {
+        items.push(svg::LegendItem {
+            colour: "#999",
+            swatch: svg::Swatch::Box,
+            label: "idle baseline".into(),
+        });
+    }
+    let (legend, legend_h) = svg::legend(&items, 64.0, 620.0, 8.0);
     let f = Frame {
-        w: 720.0,
-        h: 340.0,
+        w: 640.0,
+        h: 300.0 + legend_h,
         left: 64.0,
         right: 20.0,
-        top: 40.0,
+        top: legend_h + 14.0,
         bottom: 46.0,
     };
     let pmax = t
@@ -765,7 +834,7 @@ fn trace_chart(t: &Trace) -> String {
         .iter()
         .flat_map(|c| c.points.iter().map(|p| p[1]))
         .fold(0.0, f64::min);
-    let x = Scale::linear(t.span[0], t.span[1], f.left, f.w - f.right);
+    let x = Scale::exact(t.span[0], t.span[1], f.left, f.w - f.right);
     let y = Scale::linear(pmin, pmax, f.h - f.bottom, f.top);
     let mut s = String::new();
     svg::open(
@@ -811,8 +880,6 @@ fn trace_chart(t: &Trace) -> String {
         );
     }
     svg::axes(&mut s, &f, &x, Some(&y), "run clock (s)", "power (W)");
-    // Channels get the palette after orange, which the windows use.
-    let channel_colour = |i: usize| colour(if i == 0 { 0 } else { i + 1 });
     for (i, c) in t.channels.iter().enumerate() {
         let mut d = String::new();
         for (k, p) in c.points.iter().enumerate() {
@@ -847,55 +914,14 @@ fn trace_chart(t: &Trace) -> String {
             );
         }
     }
-    // Legend above the plot.
-    let mut lx = f.left;
-    let ly = 16.0;
-    for (i, c) in t.channels.iter().enumerate() {
-        let label = format!(
-            "{}{}",
-            short(&c.name, 24),
-            c.idle_w
-                .map(|w| format!(" (idle {} W, dashed)", fmt_sig(w)))
-                .unwrap_or_default()
-        );
-        let _ = write!(
-            s,
-            r#"<path d="M{} {}h20" stroke="{}" stroke-width="2"/><text x="{}" y="{}" dy="0.32em">{}</text>"#,
-            px(lx),
-            px(ly),
-            channel_colour(i),
-            px(lx + 24.0),
-            px(ly),
-            esc(&label)
-        );
-        lx += 34.0 + 6.5 * label.chars().count() as f64;
-    }
-    let _ = write!(
-        s,
-        r##"<rect x="{}" y="{}" width="14" height="10" fill="#E69F00" fill-opacity="0.35"/><text x="{}" y="{}" dy="0.32em">query windows</text>"##,
-        px(lx),
-        px(ly - 5.0),
-        px(lx + 18.0),
-        px(ly)
-    );
-    lx += 120.0;
-    if t.baseline.is_some() {
-        let _ = write!(
-            s,
-            r##"<rect x="{}" y="{}" width="14" height="10" fill="#999" fill-opacity="0.4"/><text x="{}" y="{}" dy="0.32em">idle baseline</text>"##,
-            px(lx),
-            px(ly - 5.0),
-            px(lx + 18.0),
-            px(ly)
-        );
-    }
+    s.push_str(&legend);
     s.push_str("</svg>");
     s
 }
 
 fn histograms(page: &Page, hists: &[Histogram]) -> String {
     let ph = 150.0;
-    let w = 720.0;
+    let w = 640.0;
     let total = ph * hists.len() as f64;
     let f = Frame {
         w,
@@ -979,9 +1005,13 @@ fn histograms(page: &Page, hists: &[Histogram]) -> String {
     s
 }
 
-fn route_curves(page: &Page, curves: &[(&String, &Vec<super::RouteCurvePoint>)]) -> String {
+fn route_curves(
+    page: &Page,
+    routers: &[super::RouterSummary],
+    curves: &[(&String, &Vec<super::RouteCurvePoint>)],
+) -> String {
     let f = Frame {
-        w: 720.0,
+        w: 640.0,
         h: 400.0,
         left: 64.0,
         right: 28.0,
@@ -1030,15 +1060,24 @@ fn route_curves(page: &Page, curves: &[(&String, &Vec<super::RouteCurvePoint>)])
     for p in &runs {
         let _ = write!(
             s,
-            r##"<circle class="mark run" cx="{}" cy="{}" r="5" fill="#bbb"><title>{}: run</title></circle>"##,
+            r##"<circle class="mark run" cx="{}" cy="{}" r="5" fill="#bbb"><title>{}: run</title></circle><text x="{}" y="{}" fill="#777">{}</text>"##,
             px(x.at(p.j_per_query)),
             px(y.at(p.accuracy)),
-            esc(&p.run)
+            esc(&p.run),
+            px(x.at(p.j_per_query) + 4.0),
+            px(y.at(p.accuracy) + 18.0),
+            esc(&short(&p.run, 20))
         );
     }
     let mut ly = f.top + 10.0;
     for (i, (name, pts)) in curves.iter().enumerate() {
-        let col = colour(i);
+        // The colour the router has in the savings chart.
+        let col = colour(
+            routers
+                .iter()
+                .position(|r| r.router == **name)
+                .unwrap_or(routers.len() + i),
+        );
         let mut d = String::new();
         for p in pts.iter().filter(|p| p.energy_j.is_some()) {
             let _ = write!(

@@ -115,6 +115,17 @@ impl EnergyKind {
             EnergyKind::None => "none",
         }
     }
+
+    /// One word, for a table cell.
+    pub fn short(self) -> &'static str {
+        match self {
+            EnergyKind::Measured => "measured",
+            EnergyKind::Estimated => "estimated",
+            EnergyKind::Declared => "declared",
+            EnergyKind::Imported => "imported",
+            EnergyKind::None => "none",
+        }
+    }
 }
 
 /// One run (a model on an accelerator).
@@ -184,11 +195,23 @@ pub struct RouteSummary {
     pub energy_basis: String,
     /// Queries routed.
     pub queries: usize,
+    /// The models routed between, with their runs.
+    #[serde(default)]
+    pub models: Vec<RouteModel>,
     /// One per router.
     pub routers: Vec<RouterSummary>,
     /// Accuracy and energy over each sweepable router's parameter.
     #[serde(default)]
     pub curves: BTreeMap<String, Vec<RouteCurvePoint>>,
+}
+
+/// A model `ipw route` routed between.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteModel {
+    /// Column name.
+    pub name: String,
+    /// Its run directory.
+    pub run: PathBuf,
 }
 
 /// One router's results.
@@ -485,7 +508,7 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
         provenance: everyone(),
     };
 
-    let routing = routing_figure(req, &dirs)?;
+    let routing = routing_figure(req, &dirs, &runs)?;
 
     Ok(Report {
         schema: REPORT_SCHEMA,
@@ -641,7 +664,11 @@ fn trace_figure(
     })
 }
 
-fn routing_figure(req: &ReportRequest, dirs: &[PathBuf]) -> Result<Figure<Routing>, ReportError> {
+fn routing_figure(
+    req: &ReportRequest,
+    dirs: &[PathBuf],
+    runs: &[RunInfo],
+) -> Result<Figure<Routing>, ReportError> {
     let (path, given) = match &req.route {
         Some(p) => (p.clone(), true),
         None => (dirs[0].join("analysis").join("route.json"), false),
@@ -671,7 +698,13 @@ fn routing_figure(req: &ReportRequest, dirs: &[PathBuf]) -> Result<Figure<Routin
             route.energy_basis
         ),
         provenance: Provenance {
-            runs: Vec::new(),
+            // The report's runs that route.json routed between (by directory: names may
+            // differ when it was made from other runs).
+            runs: runs
+                .iter()
+                .filter(|r| route.models.iter().any(|m| m.run == r.path))
+                .map(|r| r.name.clone())
+                .collect(),
             file: Some(path.clone()),
         },
         data: Some(Routing { path, route }),

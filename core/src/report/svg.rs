@@ -95,6 +95,22 @@ impl Scale {
         }
     }
 
+    /// A linear scale over exactly `[lo, hi]` (a time axis: padding would show time nothing
+    /// was recorded in).
+    pub fn exact(lo: f64, hi: f64, from: f64, to: f64) -> Self {
+        if hi > lo {
+            Self {
+                lo,
+                hi,
+                from,
+                to,
+                log: false,
+            }
+        } else {
+            Self::linear(lo, hi, from, to)
+        }
+    }
+
     /// A log10 scale over `[lo, hi]` (both positive) widened to whole decades.
     pub fn log(lo: f64, hi: f64, from: f64, to: f64) -> Self {
         Self {
@@ -145,9 +161,11 @@ impl Scale {
             }
             t
         } else {
+            // Multiples of a nice step inside the range (an exact range need not start on one).
             let step = nice_step((self.hi - self.lo) / 5.0);
-            let n = ((self.hi - self.lo) / step).round() as usize;
-            (0..=n).map(|i| self.lo + step * i as f64).collect()
+            let first = (self.lo / step - 1e-9).ceil() as i64;
+            let last = (self.hi / step + 1e-9).floor() as i64;
+            (first..=last).map(|k| k as f64 * step).collect()
         }
     }
 }
@@ -257,6 +275,72 @@ pub fn axes(out: &mut String, f: &Frame, x: &Scale, y: Option<&Scale>, xlabel: &
         px((y0 + y1) / 2.0),
         esc(ylabel)
     );
+}
+
+/// How a legend entry shows its colour.
+#[derive(Debug, Clone, Copy)]
+pub enum Swatch {
+    /// A line (a series).
+    Line,
+    /// A filled box (an area).
+    Box,
+}
+
+/// One legend entry.
+#[derive(Debug, Clone)]
+pub struct LegendItem {
+    /// Its colour.
+    pub colour: &'static str,
+    /// Line or box.
+    pub swatch: Swatch,
+    /// Its text (escaped here).
+    pub label: String,
+}
+
+/// A legend laid out left to right from `x0`, wrapping before `x1`, rows from `top`: the SVG
+/// and the height it takes. Text width is estimated (7.6 units a character at the charts' font
+/// size, generous): a browser measures, a server does not.
+pub fn legend(items: &[LegendItem], x0: f64, x1: f64, top: f64) -> (String, f64) {
+    let row = 18.0;
+    let (mut x, mut y) = (x0, top + row / 2.0);
+    let mut out = String::from(r#"<g class="legend">"#);
+    for it in items {
+        let w = 34.0 + 7.6 * it.label.chars().count() as f64;
+        if x > x0 && x + w > x1 {
+            x = x0;
+            y += row;
+        }
+        match it.swatch {
+            Swatch::Line => {
+                let _ = write!(
+                    out,
+                    r#"<path d="M{} {}h20" stroke="{}" stroke-width="2"/>"#,
+                    px(x),
+                    px(y),
+                    it.colour
+                );
+            }
+            Swatch::Box => {
+                let _ = write!(
+                    out,
+                    r#"<rect x="{}" y="{}" width="18" height="10" fill="{}" fill-opacity="0.4"/>"#,
+                    px(x + 1.0),
+                    px(y - 5.0),
+                    it.colour
+                );
+            }
+        }
+        let _ = write!(
+            out,
+            r#"<text x="{}" y="{}" dy="0.32em">{}</text>"#,
+            px(x + 24.0),
+            px(y),
+            esc(&it.label)
+        );
+        x += w;
+    }
+    out.push_str("</g>");
+    (out, y + row / 2.0 - top + 4.0)
 }
 
 #[cfg(test)]
