@@ -392,7 +392,13 @@ fn report_numbers_match_the_table_by_hand_and_every_figure_has_marks() {
 /// Chromium, from `IPW_CHROMIUM` or the PATH. Missing is a failure, not a skip: CI installs it.
 fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("IPW_CHROMIUM") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "IPW_CHROMIUM={} is not a file: install chromium with `scripts/install-deps.sh --tests`",
+            p.display()
+        );
+        return p;
     }
     for name in [
         "chromium",

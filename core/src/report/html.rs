@@ -848,7 +848,7 @@ fn trace_chart(t: &Trace) -> String {
             fmt_sig(t.span[1] - t.span[0]),
             t.windows.len(),
             if t.baseline.is_some() {
-                "hatched, idle power dashed"
+                "shaded grey, idle power dashed"
             } else {
                 "not measured"
             }
@@ -1152,6 +1152,6 @@ pub fn render(r: &Report) -> String {
     p.energy();
     p.routing();
     p.provenance_section();
-    let _ = write!(p.out, "<script>{CHECK_SCRIPT}</script></body></html>\n");
+    let _ = writeln!(p.out, "<script>{CHECK_SCRIPT}</script></body></html>");
     p.out
 }
