@@ -41,7 +41,7 @@ th{font-weight:600;border-bottom:1px solid #bbb}
 .note{color:var(--muted)}
 .empty{color:var(--muted);font-style:italic}
 code{font-size:.85em;overflow-wrap:anywhere}
-@media (max-width:600px){body{font-size:14px;padding:0 8px 32px} th,td{padding:3px 4px}}
+@media (max-width:600px){body{font-size:14px;padding:0 8px 32px} th,td{padding:3px 4px} svg{font-size:15px}}
 "#;
 
 /// Counts the page's errors from before anything else runs: a script error, or any load the
@@ -500,11 +500,17 @@ struct Bar {
 /// Horizontal bars with interval whiskers; values are multiplied by `scale` for display.
 fn interval_chart(id: &str, title: &str, unit: &str, bars: &[Bar], scale: f64) -> String {
     let row = 30.0;
+    // Room on the right for the longest value label (as the legend estimates text width).
+    let label = bars
+        .iter()
+        .map(|b| fmt_sig(b.e.value * scale).len() + b.extra.chars().count() + 3)
+        .max()
+        .unwrap_or(0);
     let f = Frame {
         w: 640.0,
         h: 40.0 + 44.0 + row * bars.len() as f64,
         left: 160.0,
-        right: 110.0,
+        right: (12.0 + 8.8 * label as f64).clamp(60.0, 240.0),
         top: 16.0,
         bottom: 44.0,
     };
@@ -543,7 +549,7 @@ fn interval_chart(id: &str, title: &str, unit: &str, bars: &[Bar], scale: f64) -
             r#"<text x="{}" y="{}" dy="0.32em" text-anchor="end">{}</text><rect class="mark bar" x="{}" y="{}" width="{}" height="{}" fill="{}" fill-opacity="0.75"><title>{}</title></rect>"#,
             px(f.left - 8.0),
             px(cy),
-            esc(&short(&b.label, 22)),
+            esc(&short(&b.label, 20)),
             px(x0),
             px(cy - 9.0),
             px((x1 - x0).max(0.5)),

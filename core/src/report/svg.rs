@@ -298,14 +298,14 @@ pub struct LegendItem {
 }
 
 /// A legend laid out left to right from `x0`, wrapping before `x1`, rows from `top`: the SVG
-/// and the height it takes. Text width is estimated (7.6 units a character at the charts' font
-/// size, generous): a browser measures, a server does not.
+/// and the height it takes. Text width is estimated (8.8 units a character, room for the larger
+/// font a narrow window gets): a browser measures, a server does not.
 pub fn legend(items: &[LegendItem], x0: f64, x1: f64, top: f64) -> (String, f64) {
     let row = 18.0;
     let (mut x, mut y) = (x0, top + row / 2.0);
     let mut out = String::from(r#"<g class="legend">"#);
     for it in items {
-        let w = 34.0 + 7.6 * it.label.chars().count() as f64;
+        let w = 34.0 + 8.8 * it.label.chars().count() as f64;
         if x > x0 && x + w > x1 {
             x = x0;
             y += row;
