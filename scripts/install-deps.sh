@@ -16,6 +16,8 @@ if [ "${1:-}" = "--tests" ]; then
   [ -x /usr/sbin/munged ] || need+=(munge)
   # `ipw schema` is checked with a real JSON Schema validator.
   python3 -c "import jsonschema" 2>/dev/null || need+=(python3-jsonschema)
+  # `ipw report`'s page is opened in a real headless browser (tests/report.rs).
+  command -v chromium >/dev/null || need+=(chromium)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq

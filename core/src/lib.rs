@@ -21,6 +21,7 @@ pub mod merge;
 pub mod plugins;
 pub mod power;
 pub mod records;
+pub mod report;
 pub mod rng;
 pub mod routing;
 pub mod run;

@@ -11,6 +11,7 @@ mod list;
 mod merge;
 mod profile;
 mod progress;
+mod report;
 mod route;
 mod sampler;
 mod study;
@@ -197,6 +198,38 @@ enum Command {
         /// Where coverage.json and coverage.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// One self-contained HTML page over runs: summary with intervals, accuracy vs energy with
+    /// the Pareto frontier, APJ/APW, coverage, a power trace, the energy distribution and
+    /// routing results, each figure with its provenance; JSON and CSV with the numbers beside it.
+    Report {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The page to write; report.json and report.*.csv go beside it (default: the first
+        /// run's `analysis/report.html`).
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Coverage reference (default: the run with the most energy per query).
+        #[arg(long)]
+        reference: Option<String>,
+        /// Coverage: covered when score >= reference score - tolerance.
+        #[arg(long, default_value_t = 0.0)]
+        tolerance: f64,
+        /// Coverage groups: dataset, subject or category.
+        #[arg(long, default_value = "dataset")]
+        by: String,
+        /// The run whose power trace is drawn, by model (`model@accelerator`) or directory
+        /// name (default: the first run with a power log).
+        #[arg(long, value_name = "NAME")]
+        trace_run: Option<String>,
+        /// Routing results to show (default: the first run's `analysis/route.json`, where
+        /// `ipw route` writes it).
+        #[arg(long, value_name = "FILE")]
+        route: Option<PathBuf>,
+        /// Seed for the intervals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Import a per-query table (CSV with a header, or JSONL) as run directories, one per
     /// model, to grade, route and report like measured runs. See "Importing a table" in the
@@ -391,6 +424,25 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
+        Command::Report {
+            runs,
+            out,
+            reference,
+            tolerance,
+            by,
+            trace_run,
+            route,
+            seed,
+        } => report::run(report::Args {
+            runs,
+            out,
+            reference,
+            tolerance,
+            by,
+            trace_run,
+            route,
+            seed,
+        }),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Init { path, name } => init::init(&path, name),
         Command::Completions { shell } => init::completions(shell),

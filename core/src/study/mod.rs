@@ -140,6 +140,23 @@ fn group_key(
     }
 }
 
+/// Joules per query as a run's J/query counts them: net when every record with energy has net,
+/// else gross, over every record with energy (failed ones too: their energy was spent). The
+/// report's histogram uses the same figures, so its mean is the summary's J/query.
+pub(crate) fn query_energies(records: &[&Record]) -> Vec<f64> {
+    let net_all = records
+        .iter()
+        .all(|r| r.energy.as_ref().is_none_or(|e| e.net_j.is_some()));
+    records
+        .iter()
+        .filter_map(|r| {
+            r.energy
+                .as_ref()
+                .and_then(|e| if net_all { e.net_j } else { e.gross_j })
+        })
+        .collect()
+}
+
 fn row_of(
     model: &str,
     accelerator: &str,
@@ -153,17 +170,7 @@ fn row_of(
         .map(|r| r.latency_s)
         .collect();
     latency.sort_by(f64::total_cmp);
-    let net_all = records
-        .iter()
-        .all(|r| r.energy.as_ref().is_none_or(|e| e.net_j.is_some()));
-    let energies: Vec<f64> = records
-        .iter()
-        .filter_map(|r| {
-            r.energy
-                .as_ref()
-                .and_then(|e| if net_all { e.net_j } else { e.gross_j })
-        })
-        .collect();
+    let energies = query_energies(records);
     CompareRow {
         model: model.into(),
         accelerator: accelerator.into(),
