@@ -4,6 +4,7 @@ mod attribute;
 mod bench;
 mod bench_embedded;
 mod doctor;
+mod export;
 mod grade;
 mod import;
 mod init;
@@ -196,6 +197,22 @@ enum Command {
         seed: u64,
         /// Where coverage.json and coverage.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Export runs as Parquet: per run, `records.parquet` (one flat row per record, a column
+    /// per field and per energy channel) and `power.parquet` (the raw power log). See
+    /// "Exporting to Parquet" in the README for the columns. Analysis commands read an exported
+    /// run (a `records.parquet` without `records.jsonl`) like any other.
+    Export {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The format.
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: export::Format,
+        /// Write `<DIR>/<run name>/` (with a copy of each run's manifest.json, so DIR is an
+        /// experiment directory analysis reads) instead of into each run directory.
+        #[arg(long, short, value_name = "DIR")]
         out: Option<PathBuf>,
     },
     /// Import a per-query table (CSV with a header, or JSONL) as run directories, one per
@@ -391,6 +408,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
+        Command::Export { runs, format, out } => export::run(&runs, format, out),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Init { path, name } => init::init(&path, name),
         Command::Completions { shell } => init::completions(shell),
