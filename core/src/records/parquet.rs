@@ -707,9 +707,11 @@ pub fn read_records_file(
     let meta = builder.schema().metadata();
     if let Some(v) = meta.get(META_SCHEMA) {
         match v.parse::<u32>() {
-            Ok(found) if found > RECORD_SCHEMA => return Err(format!(
+            Ok(found) if found > RECORD_SCHEMA => {
+                return Err(format!(
                 "record schema {found} is newer than this ipw reads ({RECORD_SCHEMA}); upgrade ipw"
-            )),
+            ))
+            }
             Ok(_) => {}
             Err(_) => return Err(format!("metadata `{META_SCHEMA}` is `{v}`, not a number")),
         }
