@@ -18,10 +18,17 @@ if [ "${1:-}" = "--tests" ]; then
   python3 -c "import jsonschema" 2>/dev/null || need+=(python3-jsonschema)
   # `ipw report`'s page is opened in a real headless browser (tests/report.rs).
   command -v chromium >/dev/null || need+=(chromium)
+  # `ipw export --format parquet` is read back with pyarrow (tests/export.rs). Debian 12 has no
+  # python3-pyarrow: a venv under $IPW_CACHE (python3-venv brings ensurepip) with pyarrow from PyPI.
+  python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}"
+fi
+if [ "${1:-}" = "--tests" ] && ! "$IPW_CACHE/venv/bin/python3" -c "import pyarrow" 2>/dev/null; then
+  python3 -m venv "$IPW_CACHE/venv"
+  "$IPW_CACHE/venv/bin/pip" install -q --disable-pip-version-check pyarrow
 fi
 # The graders are WASM components built for wasm32-wasip2 by ipw-core's build script.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then

@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod backend;
 pub mod config;
 pub mod dataset;
+pub mod export;
 pub mod grade;
 pub mod host;
 pub mod import;

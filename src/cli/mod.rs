@@ -4,6 +4,7 @@ mod attribute;
 mod bench;
 mod bench_embedded;
 mod doctor;
+mod export;
 mod grade;
 mod import;
 mod init;
@@ -231,6 +232,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Export runs as Parquet: per run, `records.parquet` (one flat row per record, a column
+    /// per field and per energy channel) and `power.parquet` (the raw power log). See
+    /// "Exporting to Parquet" in the README for the columns. Analysis commands read an exported
+    /// run (a `records.parquet` without `records.jsonl`) like any other.
+    Export {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The format.
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: export::Format,
+        /// Write `<DIR>/<run name>/` (with a copy of each run's manifest.json, so DIR is an
+        /// experiment directory analysis reads) instead of into each run directory.
+        #[arg(long, short, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Import a per-query table (CSV with a header, or JSONL) as run directories, one per
     /// model, to grade, route and report like measured runs. See "Importing a table" in the
     /// README for the columns.
@@ -443,6 +460,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             route,
             seed,
         }),
+    },
+        Command::Export { runs, format, out } => export::run(&runs, format, out),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Init { path, name } => init::init(&path, name),
         Command::Completions { shell } => init::completions(shell),

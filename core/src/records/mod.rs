@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `manifest.json` | [`Manifest`] (with [`Session`]s, [`SamplerInfo`], [`Baseline`], [`GraderInfo`]) |
 //! | `records.jsonl` | one [`Record`] per line (with its [`GradeRecord`] and [`QueryEnergy`]) |
+//! | `records.parquet` | the records as one flat table ([`parquet`]), read when `records.jsonl` is absent |
 //! | `records.rejected.jsonl` | [`RejectedLine`]s: unreadable lines moved aside, never erased |
 //! | `summary.json` | written by analysis through [`RunDir::write_summary`] |
 //!
@@ -17,6 +18,7 @@ pub mod clock;
 mod energy;
 mod grade;
 mod manifest;
+pub mod parquet;
 mod record;
 mod store;
 

@@ -63,6 +63,14 @@ pub enum StoreError {
         /// The schema the line carries.
         found: u32,
     },
+    /// `records.parquet` could not be read.
+    #[error("{}: {message}", path.display())]
+    Parquet {
+        /// `records.parquet`.
+        path: PathBuf,
+        /// What went wrong, naming the column.
+        message: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -120,6 +128,17 @@ impl RunDir {
     /// `records.jsonl`.
     pub fn records_path(&self) -> PathBuf {
         self.dir.join("records.jsonl")
+    }
+
+    /// `records.parquet`: the records as a Parquet table (`ipw export --format parquet`), read
+    /// when `records.jsonl` is absent.
+    pub fn records_parquet_path(&self) -> PathBuf {
+        self.dir.join("records.parquet")
+    }
+
+    /// `power.parquet`: the power log as a Parquet table (`ipw export --format parquet`).
+    pub fn power_parquet_path(&self) -> PathBuf {
+        self.dir.join("power.parquet")
     }
 
     /// `records.rejected.jsonl`: unreadable record lines moved aside.
@@ -212,13 +231,64 @@ impl RunDir {
 
     /// Every readable record, and the lines that are not (reported, left in place: reading
     /// changes nothing). A record from a newer ipw is an error, not a rejected line.
+    ///
+    /// A run with no `records.jsonl` but a `records.parquet` (an exported run) is read from
+    /// the Parquet file.
     pub fn read_records(&self) -> Result<RecordsRead, StoreError> {
-        let path = self.records_path();
-        let (read, _) = scan_records(&path)?;
-        for r in &read.rejected {
+        let mut read = RecordsRead::default();
+        read.rejected = self.for_each_record(usize::MAX, |batch| read.records.extend(batch))?;
+        Ok(read)
+    }
+
+    /// Where the records are read from: `records.jsonl`, else `records.parquet` when only that
+    /// exists.
+    pub fn records_source(&self) -> PathBuf {
+        let jsonl = self.records_path();
+        let parquet = self.records_parquet_path();
+        if !jsonl.exists() && parquet.is_file() {
+            parquet
+        } else {
+            jsonl
+        }
+    }
+
+    /// Every readable record in file order, handed to `each` in batches of at most `batch`
+    /// records (so a run of any size is read in bounded memory); returns the lines that are
+    /// not records (reported, left in place). Reads `records.parquet` when there is no
+    /// `records.jsonl` (see [`RunDir::records_source`]).
+    pub fn for_each_record(
+        &self,
+        batch: usize,
+        mut each: impl FnMut(Vec<Record>),
+    ) -> Result<Vec<RejectedLine>, StoreError> {
+        let path = self.records_source();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            super::parquet::read_records_file(&path, |records| {
+                for chunk in chunks(records, batch) {
+                    each(chunk);
+                }
+                Ok(())
+            })
+            .map_err(|message| StoreError::Parquet {
+                path: path.clone(),
+                message,
+            })?;
+            return Ok(Vec::new());
+        }
+        let mut pending = Vec::new();
+        let (rejected, _) = scan_records(&path, &mut |r| {
+            pending.push(r);
+            if pending.len() >= batch {
+                each(std::mem::take(&mut pending));
+            }
+        })?;
+        if !pending.is_empty() {
+            each(pending);
+        }
+        for r in &rejected {
             tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
         }
-        Ok(read)
+        Ok(rejected)
     }
 
     /// Start a new `records.jsonl`; refuses to touch one that exists.
@@ -279,7 +349,7 @@ impl RunDir {
     ) -> Result<(RecordsWriter, Vec<Record>, Vec<RejectedLine>), StoreError> {
         let path = self.records_path();
         let (mut read, clean_len) = if path.exists() {
-            scan_records(&path)?
+            read_all(&path)?
         } else {
             (RecordsRead::default(), None)
         };
@@ -324,7 +394,7 @@ impl RunDir {
     pub fn rewrite_records(&self, _lock: &RunLock, records: &[Record]) -> Result<(), StoreError> {
         let path = self.records_path();
         if path.exists() {
-            let (read, _) = scan_records(&path)?;
+            let (read, _) = read_all(&path)?;
             if !read.rejected.is_empty() {
                 let now = chrono::Utc::now();
                 let moved: Vec<RejectedLine> = read
@@ -427,10 +497,33 @@ impl Drop for RecordsWriter {
     }
 }
 
-/// Read `records.jsonl`: readable records and rejected lines. The second value is the length of
-/// the file without a cut-off last line when that is the only kind of damage (so recovery can
-/// truncate instead of rewriting), `None` otherwise.
-fn scan_records(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
+/// `records` in pieces of at most `n`.
+fn chunks(records: Vec<Record>, n: usize) -> Vec<Vec<Record>> {
+    if records.len() <= n {
+        return vec![records];
+    }
+    let mut out = Vec::new();
+    let mut it = records.into_iter().peekable();
+    while it.peek().is_some() {
+        out.push(it.by_ref().take(n).collect());
+    }
+    out
+}
+
+/// [`scan_records`] into memory.
+fn read_all(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
+    let mut records = Vec::new();
+    let (rejected, clean_len) = scan_records(path, &mut |r| records.push(r))?;
+    Ok((RecordsRead { records, rejected }, clean_len))
+}
+
+/// Read `records.jsonl`: each readable record goes to `sink`, in file order; returns the
+/// rejected lines and the length of the file without a cut-off last line when that is the only
+/// kind of damage (so recovery can truncate instead of rewriting), `None` otherwise.
+fn scan_records(
+    path: &Path,
+    sink: &mut dyn FnMut(Record),
+) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
     let mut reader = BufReader::new(File::open(path).map_err(io_err(path))?);
     let mut read = RecordsRead::default();
     let mut line = Vec::new();
@@ -455,7 +548,7 @@ fn scan_records(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
         } else {
             match parse_record(body) {
                 Ok(r) => {
-                    read.records.push(r);
+                    sink(r);
                     None
                 }
                 Err(LineError::Newer(found)) => {
@@ -481,7 +574,7 @@ fn scan_records(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
     if read.rejected.len() != 1 {
         clean_len = None;
     }
-    Ok((read, clean_len))
+    Ok((read.rejected, clean_len))
 }
 
 /// Why a line is not a record this version can use.
