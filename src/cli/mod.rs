@@ -460,7 +460,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             route,
             seed,
         }),
-    },
         Command::Export { runs, format, out } => export::run(&runs, format, out),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Init { path, name } => init::init(&path, name),
