@@ -229,7 +229,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 /// latency, tokens, subjects), import them, and time the study commands on them.
 fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use std::fmt::Write as _;
-    anyhow::ensure!(models >= 2, "--models: coverage needs a reference and another model");
+    anyhow::ensure!(
+        models >= 2,
+        "--models: coverage needs a reference and another model"
+    );
     let scratch = keep.is_none();
     let root = keep.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ipw-bench-analyze-{}", std::process::id()))
@@ -283,7 +286,11 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
     )?;
     let coverage_s = t.elapsed().as_secs_f64();
     println!("{records} records ({models} models x {queries} queries), generated in {generated:.1} s, imported in {import_s:.1} s");
-    println!("  compare   {compare_s:>7.2} s  ({} rows, {} paired)", c.rows.len(), c.paired.len());
+    println!(
+        "  compare   {compare_s:>7.2} s  ({} rows, {} paired)",
+        c.rows.len(),
+        c.paired.len()
+    );
     println!("  coverage  {coverage_s:>7.2} s  ({} rows)", v.rows.len());
     println!("  target: each under 5 s on a 2-core machine for 1M records");
     if scratch {
