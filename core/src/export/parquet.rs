@@ -63,20 +63,46 @@ pub fn export(paths: &[PathBuf], dest: &Destination) -> Result<Vec<ExportedRun>,
         }
         runs.extend(found);
     }
-    let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for r in &runs {
-        let name = run_name(r);
-        if let Some(first) = names.insert(name.clone(), r.clone()) {
+    // Under one folder, runs with the same directory name (one model measured in two
+    // experiments, on two accelerators) are told apart by their experiment's name.
+    let base: Vec<String> = runs.iter().map(|r| run_name(r)).collect();
+    let names: Vec<String> = runs
+        .iter()
+        .zip(&base)
+        .map(|(r, b)| {
+            if base.iter().filter(|o| *o == b).count() > 1 {
+                let parent = r
+                    .canonicalize()
+                    .ok()
+                    .and_then(|c| {
+                        c.parent()
+                            .and_then(|p| p.file_name())
+                            .map(|n| n.to_os_string())
+                    })
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                format!("{parent}-{b}")
+            } else {
+                b.clone()
+            }
+        })
+        .collect();
+    let mut seen: HashMap<&str, &PathBuf> = HashMap::new();
+    for (r, name) in runs.iter().zip(&names) {
+        if let Some(first) = seen.insert(name, r) {
             if matches!(dest, Destination::Under(_)) {
                 return Err(ExportError::SameName {
-                    name,
-                    first,
+                    name: name.clone(),
+                    first: first.clone(),
                     second: r.clone(),
                 });
             }
         }
     }
-    runs.iter().map(|r| export_run(r, dest)).collect()
+    runs.iter()
+        .zip(&names)
+        .map(|(r, name)| export_run(r, name, dest))
+        .collect()
 }
 
 fn run_name(run: &Path) -> String {
@@ -103,22 +129,21 @@ fn pq(path: &Path) -> impl FnOnce(String) -> ExportError + '_ {
     }
 }
 
-/// Export one run directory.
-pub fn export_run(run: &Path, dest: &Destination) -> Result<ExportedRun, ExportError> {
+/// Export one run directory; `name` is its `run` column and, under a folder, its directory.
+pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<ExportedRun, ExportError> {
     let src = RunDir::new(run);
     let manifest = src.read_manifest()?;
     let (_, accelerator) =
         crate::routing::table::run_meta(&manifest, &BTreeMap::new()).map_err(|m| pq(run)(m))?;
-    let name = run_name(run);
     let ctx = RunColumns {
-        run: name.clone(),
+        run: name.to_string(),
         accelerator,
     };
     // In place: hold the run so nothing rewrites records.jsonl under us.
     let (dir, _lock) = match dest {
         Destination::InPlace => (src.clone(), Some(src.lock()?)),
         Destination::Under(out) => {
-            let dir = RunDir::new(out.join(&name));
+            let dir = RunDir::new(out.join(name));
             std::fs::create_dir_all(dir.path()).map_err(io(dir.path()))?;
             for (from, to) in [
                 (src.manifest_path(), dir.manifest_path()),
