@@ -181,7 +181,7 @@ pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<Exported
     }
     file.finish().map_err(pq(&out_path))?;
     let (power_rows, unreadable) = if src.power_log_path().is_file() {
-        let (n, bad) = export_power(&src, &dir, &manifest, &name)?;
+        let (n, bad) = export_power(&src, &dir, &manifest, name)?;
         (Some(n), bad)
     } else {
         (None, 0)
