@@ -61,19 +61,7 @@ fn runs(dir: &Path) -> (PathBuf, PathBuf) {
             );
         }
     }
-    let table = dir.join("study.csv");
-    std::fs::write(&table, csv).unwrap();
-    let out = dir.join("runs");
-    let o = run_ipw(
-        &[
-            "import",
-            table.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let out = import_table(dir, &csv);
     let small = out.join("small");
     add_power_log(&small);
     (out, small)

@@ -39,20 +39,7 @@ fn runs(dir: &std::path::Path) -> std::path::PathBuf {
             csv += &format!("q{},{name},{dataset},{},{joules},0.5\n", q + 1, s[m]);
         }
     }
-    let table = dir.join("study.csv");
-    std::fs::write(&table, csv).unwrap();
-    let out = dir.join("runs");
-    let o = run_ipw(
-        &[
-            "import",
-            table.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        dir,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    out
+    import_table(dir, &csv)
 }
 
 fn value(v: &Value) -> f64 {

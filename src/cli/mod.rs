@@ -203,35 +203,7 @@ enum Command {
     /// One self-contained HTML page over runs: summary with intervals, accuracy vs energy with
     /// the Pareto frontier, APJ/APW, coverage, a power trace, the energy distribution and
     /// routing results, each figure with its provenance; JSON and CSV with the numbers beside it.
-    Report {
-        /// Run directories or experiment directories.
-        #[arg(required = true)]
-        runs: Vec<PathBuf>,
-        /// The page to write; report.json and report.*.csv go beside it (default: the first
-        /// run's `analysis/report.html`).
-        #[arg(short, long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Coverage reference (default: the run with the most energy per query).
-        #[arg(long)]
-        reference: Option<String>,
-        /// Coverage: covered when score >= reference score - tolerance.
-        #[arg(long, default_value_t = 0.0)]
-        tolerance: f64,
-        /// Coverage groups: dataset, subject or category.
-        #[arg(long, default_value = "dataset")]
-        by: String,
-        /// The run whose power trace is drawn, by model (`model@accelerator`) or directory
-        /// name (default: the first run with a power log).
-        #[arg(long, value_name = "NAME")]
-        trace_run: Option<String>,
-        /// Routing results to show (default: the first run's `analysis/route.json`, where
-        /// `ipw route` writes it).
-        #[arg(long, value_name = "FILE")]
-        route: Option<PathBuf>,
-        /// Seed for the intervals.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
+    Report(report::Args),
     /// Export runs as Parquet: per run, `records.parquet` (one flat row per record, a column
     /// per field and per energy channel) and `power.parquet` (the raw power log). See
     /// "Exporting to Parquet" in the README for the columns. Analysis commands read an exported
@@ -441,25 +413,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
-        Command::Report {
-            runs,
-            out,
-            reference,
-            tolerance,
-            by,
-            trace_run,
-            route,
-            seed,
-        } => report::run(report::Args {
-            runs,
-            out,
-            reference,
-            tolerance,
-            by,
-            trace_run,
-            route,
-            seed,
-        }),
+        Command::Report(args) => report::run(args),
         Command::Export { runs, format, out } => export::run(&runs, format, out),
         Command::Import { table, out, map } => import::run(&table, &out, &map),
         Command::Init { path, name } => init::init(&path, name),

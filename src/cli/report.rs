@@ -1,38 +1,43 @@
 //! `ipw report`: one self-contained HTML page over runs, with report.json and CSV files of the
 //! numbers beside it.
 
+use super::study::{cells, quote};
 use anyhow::{Context, Result};
-use ipw_core::analysis::Estimate;
 use ipw_core::report::{self, Report, ReportRequest};
 use ipw_core::study::GroupBy;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The command's arguments.
+#[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Run directories or experiment directories.
+    #[arg(required = true)]
     pub runs: Vec<PathBuf>,
+    /// The page to write; report.json and report.*.csv go beside it (default: the first
+    /// run's `analysis/report.html`).
+    #[arg(short, long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Coverage reference (default: the run with the most energy per query).
+    #[arg(long)]
     pub reference: Option<String>,
+    /// Coverage: covered when score >= reference score - tolerance.
+    #[arg(long, default_value_t = 0.0)]
     pub tolerance: f64,
+    /// Coverage groups: dataset, subject or category.
+    #[arg(long, default_value = "dataset")]
     pub by: String,
+    /// The run whose power trace is drawn, by model (`model@accelerator`) or directory
+    /// name (default: the first run with a power log).
+    #[arg(long, value_name = "NAME")]
     pub trace_run: Option<String>,
+    /// Routing results to show (default: the first run's `analysis/route.json`, where
+    /// `ipw route` writes it).
+    #[arg(long, value_name = "FILE")]
     pub route: Option<PathBuf>,
+    /// Seed for the intervals.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-fn quote(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn cells(e: &Option<Estimate>) -> String {
-    match e {
-        Some(e) => format!("{},{},{}", e.value, e.ci95[0], e.ci95[1]),
-        None => ",,".into(),
-    }
 }
 
 fn num(v: Option<f64>) -> String {

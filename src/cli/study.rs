@@ -37,14 +37,14 @@ fn est(e: &Option<Estimate>, digits: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn cells(e: &Option<Estimate>) -> String {
+pub(super) fn cells(e: &Option<Estimate>) -> String {
     match e {
         Some(e) => format!("{},{},{}", e.value, e.ci95[0], e.ci95[1]),
         None => ",,".into(),
     }
 }
 
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -284,3 +284,22 @@ pub fn build_wasm_example(krate: &str) -> PathBuf {
     assert!(wasm.is_file(), "{} was not built", wasm.display());
     wasm
 }
+
+/// Write `csv` as `<dir>/study.csv` and `ipw import` it into `<dir>/runs` (one run directory
+/// per model), asserting success. Returns `<dir>/runs`.
+pub fn import_table(dir: &Path, csv: &str) -> PathBuf {
+    let table = dir.join("study.csv");
+    std::fs::write(&table, csv).unwrap();
+    let out = dir.join("runs");
+    let o = run_ipw(
+        &[
+            "import",
+            table.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    out
+}

@@ -88,7 +88,16 @@ struct Page<'a> {
     out: String,
 }
 
-impl Page<'_> {
+impl<'a> Page<'a> {
+    /// A section's heading, then its figure's data, or its note (why it is empty) and `None`.
+    fn section<T>(&mut self, id: &str, heading: &str, f: &'a Figure<T>) -> Option<&'a T> {
+        let _ = write!(self.out, r#"<h2 id="{id}">{heading}</h2>"#);
+        if f.data.is_none() {
+            self.empty(f);
+        }
+        f.data.as_ref()
+    }
+
     fn run_index(&self, name: &str) -> usize {
         self.r.runs.iter().position(|x| x.name == name).unwrap_or(0)
     }
@@ -199,9 +208,8 @@ impl Page<'_> {
 
     fn summary(&mut self) {
         let r = self.r;
-        self.out.push_str(r#"<h2 id="summary">Summary</h2>"#);
-        let Some(rows) = &r.summary.data else {
-            return self.empty(&r.summary);
+        let Some(rows) = self.section("summary", "Summary", &r.summary) else {
+            return;
         };
         let mut s = String::from(
             r#"<figure class="table" id="fig-summary"><div class="table-wrap"><table><thead><tr><th>Run</th><th>Accelerator</th><th>Scored</th><th>Accuracy [95%]</th><th>APJ (1/J) [95%]</th><th>APW (1/W) [95%]</th><th>J/query</th><th>p50 latency (s)</th><th>Energy</th></tr></thead><tbody>"#,
@@ -251,10 +259,9 @@ impl Page<'_> {
 
     fn pareto(&mut self) {
         let r = self.r;
-        self.out
-            .push_str(r#"<h2 id="pareto">Accuracy and energy per query</h2>"#);
-        let Some(points) = &r.pareto.data else {
-            return self.empty(&r.pareto);
+        let Some(points) = self.section("pareto", "Accuracy and energy per query", &r.pareto)
+        else {
+            return;
         };
         let body = scatter(self, points);
         self.chart(
@@ -268,10 +275,9 @@ impl Page<'_> {
 
     fn intervals(&mut self) {
         let r = self.r;
-        self.out
-            .push_str(r#"<h2 id="efficiency">Accuracy per joule and per watt</h2>"#);
-        let Some(rows) = &r.summary.data else {
-            return self.empty(&r.summary);
+        let Some(rows) = self.section("efficiency", "Accuracy per joule and per watt", &r.summary)
+        else {
+            return;
         };
         for (id, title, unit, pick) in [
             (
@@ -319,9 +325,8 @@ impl Page<'_> {
 
     fn coverage(&mut self) {
         let r = self.r;
-        self.out.push_str(r#"<h2 id="coverage">Coverage</h2>"#);
-        let Some(c) = &r.coverage.data else {
-            return self.empty(&r.coverage);
+        let Some(c) = self.section("coverage", "Coverage", &r.coverage) else {
+            return;
         };
         let body = coverage_chart(self, c);
         let note = format!(
@@ -346,9 +351,8 @@ impl Page<'_> {
 
     fn trace(&mut self) {
         let r = self.r;
-        self.out.push_str(r#"<h2 id="trace">Power trace</h2>"#);
-        let Some(t) = &r.trace.data else {
-            return self.empty(&r.trace);
+        let Some(t) = self.section("trace", "Power trace", &r.trace) else {
+            return;
         };
         let body = trace_chart(t);
         let mut note = r.trace.note.clone();
@@ -372,10 +376,8 @@ impl Page<'_> {
 
     fn energy(&mut self) {
         let r = self.r;
-        self.out
-            .push_str(r#"<h2 id="energy">Energy per query distribution</h2>"#);
-        let Some(h) = &r.energy.data else {
-            return self.empty(&r.energy);
+        let Some(h) = self.section("energy", "Energy per query distribution", &r.energy) else {
+            return;
         };
         let body = histograms(self, h);
         self.chart(
@@ -389,9 +391,8 @@ impl Page<'_> {
 
     fn routing(&mut self) {
         let r = self.r;
-        self.out.push_str(r#"<h2 id="routing">Routing</h2>"#);
-        let Some(routing) = &r.routing.data else {
-            return self.empty(&r.routing);
+        let Some(routing) = self.section("routing", "Routing", &r.routing) else {
+            return;
         };
         let route = &routing.route;
         let bars: Vec<Bar> = route
