@@ -1,11 +1,14 @@
 //! Analysis of records on disk. Reads records only, never a live run, so a run can be
 //! re-analysed at any time.
 
+pub(crate) mod bootstrap;
 pub(crate) mod quality;
 pub(crate) mod stats;
 mod summary;
 
-pub use quality::{quality_summary, EnergyRows, Estimate, Quality, QualitySummary};
+pub use quality::{
+    quality_grouped, quality_summary, EnergyRows, Estimate, Quality, QualitySummary,
+};
 
 pub use stats::Distribution;
 pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

@@ -16,17 +16,15 @@
 //!   c reads about c times APW; kept under its own name for comparison.
 //!
 //! Intervals resample records (with replacement, 1000 times, seeded by the experiment seed)
-//! and recompute the ratio each time, so they carry the joint uncertainty of both sides.
+//! and recompute the ratio each time, so they carry the joint uncertainty of both sides (see
+//! [`super::bootstrap`] for how large groups are resampled).
 
-use super::stats::percentile;
+use super::bootstrap::bootstrap;
 use crate::records::GradeRecord;
 use crate::records::QueryEnergy;
 use crate::records::Record;
-use crate::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-const RESAMPLES: usize = 1000;
 
 /// A value with its bootstrap 95% interval.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -170,42 +168,6 @@ fn row(r: &Record, busy_s: f64) -> Option<Row> {
     })
 }
 
-/// `stat` over all `n` items with its bootstrap 95% interval (1000 seeded resamples).
-pub(crate) fn bootstrap(
-    n: usize,
-    seed: u64,
-    stat: impl Fn(&[usize]) -> Option<f64>,
-) -> Option<Estimate> {
-    let all: Vec<usize> = (0..n).collect();
-    let value = stat(&all)?;
-    let mut rng = SplitMix64::new(seed);
-    let mut draws: Vec<f64> = (0..RESAMPLES)
-        .filter_map(|_| {
-            let sample: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
-            stat(&sample)
-        })
-        .filter(|v| v.is_finite())
-        .collect();
-    let dropped_draws = RESAMPLES - draws.len();
-    if draws.is_empty() {
-        return Some(Estimate {
-            value,
-            ci95: [value, value],
-            dropped_draws,
-            measurement: None,
-            combined: None,
-        });
-    }
-    draws.sort_by(f64::total_cmp);
-    Some(Estimate {
-        value,
-        ci95: [percentile(&draws, 0.025), percentile(&draws, 0.975)],
-        dropped_draws,
-        measurement: None,
-        combined: None,
-    })
-}
-
 /// Rows with a score and energy, whether the energy is net (every one has a net figure) or
 /// gross, and (score, joules, busy seconds) per row: what APJ and APW are made of.
 #[allow(clippy::type_complexity)]
@@ -257,50 +219,73 @@ impl EnergyRows {
         }
     }
 
-    /// APW over the records `idx`: mean score / (joules / busy seconds).
-    pub fn apw(&self, idx: &[usize]) -> Option<f64> {
-        apw_of(&self.rows, idx)
-    }
-
-    /// APJ over the records `idx`: mean score / mean joules.
-    pub fn apj(&self, idx: &[usize]) -> Option<f64> {
-        let (mut score, mut j) = (0.0, 0.0);
-        for &i in idx {
-            score += self.rows[i].0;
-            j += self.rows[i].1;
-        }
-        (!idx.is_empty() && j > 0.0).then(|| score / j)
+    /// The rows as columns: scores, joules, busy seconds (what [`apw`] and [`apj`] take).
+    pub fn columns(&self) -> [Vec<f64>; 3] {
+        [
+            self.rows.iter().map(|r| r.0).collect(),
+            self.rows.iter().map(|r| r.1).collect(),
+            self.rows.iter().map(|r| r.2).collect(),
+        ]
     }
 }
 
-/// Accuracy / (joules / busy seconds) over the drawn `(score, joules, busy)` rows.
-fn apw_of(rows: &[(f64, f64, f64)], idx: &[usize]) -> Option<f64> {
-    let (mut score, mut j, mut busy) = (0.0, 0.0, 0.0);
-    for &i in idx {
-        score += rows[i].0;
-        j += rows[i].1;
-        busy += rows[i].2;
+/// APW from the sums of (score, joules, busy seconds) over `n` records: mean score / (joules /
+/// busy seconds).
+pub fn apw(sums: &[f64], n: f64) -> Option<f64> {
+    (n > 0.0 && sums[1] > 0.0 && sums[2] > 0.0).then(|| sums[0] / n / (sums[1] / sums[2]))
+}
+
+/// APJ from the sums of (score, joules): mean score / mean joules (equal counts cancel).
+pub fn apj(sums: &[f64], n: f64) -> Option<f64> {
+    (n > 0.0 && sums[1] > 0.0).then(|| sums[0] / sums[1])
+}
+
+/// A mean from the sum of one column.
+pub(crate) fn mean(sums: &[f64], n: f64) -> Option<f64> {
+    (n > 0.0).then(|| sums[0] / n)
+}
+
+/// The sums of the columns of `rows`.
+fn sums_of<const K: usize>(rows: &[[f64; K]]) -> [f64; K] {
+    let mut t = [0.0; K];
+    for r in rows {
+        for (t, v) in t.iter_mut().zip(r) {
+            *t += v;
+        }
     }
-    (!idx.is_empty() && j > 0.0 && busy > 0.0).then(|| score / idx.len() as f64 / (j / busy))
+    t
+}
+
+/// The columns of `rows` (row-major) as column vectors.
+fn columns_of<const K: usize>(rows: &[[f64; K]]) -> Vec<Vec<f64>> {
+    (0..K)
+        .map(|c| rows.iter().map(|r| r[c]).collect())
+        .collect()
+}
+
+fn boot<const K: usize>(
+    rows: &[[f64; K]],
+    seed: u64,
+    stat: fn(&[f64], f64) -> Option<f64>,
+) -> Option<Estimate> {
+    let cols = columns_of(rows);
+    let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+    bootstrap(&refs, seed, stat)
 }
 
 fn quality(all: &[&Row], seed: u64) -> Quality {
     let failed = all.iter().filter(|r| r.failed).count();
     let rows: Vec<&Row> = all.iter().copied().filter(|r| !r.failed).collect();
-    let scored: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
-    let with_failures: Vec<f64> = scored
+    let scored: Vec<[f64; 1]> = rows.iter().filter_map(|r| Some([r.score?])).collect();
+    let with_failures: Vec<[f64; 1]> = scored
         .iter()
         .copied()
-        .chain(std::iter::repeat_n(0.0, failed))
+        .chain(std::iter::repeat_n([0.0], failed))
         .collect();
-    let mean = |v: &[f64], idx: &[usize]| -> Option<f64> {
-        (!idx.is_empty()).then(|| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64)
-    };
-    let accuracy = bootstrap(scored.len(), seed, |idx| mean(&scored, idx));
     let (use_net, with_energy, joules) = joule_rows(&rows);
     // The same rows with their energy at the low, then the high end of its bound; `None` when
     // any row has no bound (a run attributed before bounds existed).
-    let at_bound = |end: usize| -> Option<Vec<(f64, f64, f64)>> {
+    let at_bound = |end: usize| -> Option<Vec<[f64; 3]>> {
         with_energy
             .iter()
             .filter(|(_, e, _)| {
@@ -316,27 +301,23 @@ fn quality(all: &[&Row], seed: u64) -> Quality {
                 } else {
                     e.gross_bound?
                 };
-                Some((s, b[end], busy))
+                Some([s, b[end], busy])
             })
             .collect()
     };
     let (low_j, high_j) = (at_bound(0), at_bound(1));
-    let watts: Vec<(f64, f64)> = with_energy
-        .iter()
-        .filter_map(|&(s, e, _)| Some((s, e.power?)))
-        .collect();
-    let per_joule: Vec<(f64, f64)> = joules.iter().map(|&(s, j, _)| (s, j)).collect();
-    let per_watt_of = apw_of;
-    let per_watt = |idx: &[usize]| per_watt_of(&joules, idx);
-    let ratio = |pairs: &[(f64, f64)], idx: &[usize]| -> Option<f64> {
-        if idx.is_empty() {
-            return None;
-        }
-        let (a, d) = idx
-            .iter()
-            .fold((0.0, 0.0), |(a, d), &i| (a + pairs[i].0, d + pairs[i].1));
-        (d > 0.0).then(|| a / d) // equal counts cancel: mean(score) / mean(energy)
+    // A figure on every row at one end of the bounds (no resampling: the bound is systematic).
+    let at = |rows: &Option<Vec<[f64; 3]>>, f: fn(&[f64], f64) -> Option<f64>| {
+        let rows = rows.as_ref()?;
+        f(&sums_of(rows), rows.len() as f64)
     };
+    let bound_of =
+        |f: fn(&[f64], f64) -> Option<f64>| at(&high_j, f).zip(at(&low_j, f)).map(|(a, b)| [a, b]);
+    let watts: Vec<[f64; 2]> = with_energy
+        .iter()
+        .filter_map(|&(s, e, _)| Some([s, e.power?]))
+        .collect();
+    let joules: Vec<[f64; 3]> = joules.iter().map(|&(s, j, b)| [s, j, b]).collect();
     Quality {
         graded: rows.len(),
         scored: scored.len(),
@@ -346,57 +327,79 @@ fn quality(all: &[&Row], seed: u64) -> Quality {
             rows.iter().filter(|r| !r.parsed).count() as f64 / rows.len() as f64
         },
         grader_errors: rows.iter().filter(|r| r.error).count(),
-        accuracy,
+        accuracy: boot(&scored, seed, mean),
         failed,
-        accuracy_with_failures: bootstrap(with_failures.len(), seed ^ 4, |idx| {
-            mean(&with_failures, idx)
-        }),
-        apj: bootstrap(per_joule.len(), seed ^ 1, |idx| ratio(&per_joule, idx)).map(|e| {
-            let at = |rows: &Option<Vec<(f64, f64, f64)>>| {
-                let pairs: Vec<(f64, f64)> =
-                    rows.as_ref()?.iter().map(|&(s, j, _)| (s, j)).collect();
-                let all: Vec<usize> = (0..pairs.len()).collect();
-                ratio(&pairs, &all)
-            };
-            e.with_measurement(at(&high_j).zip(at(&low_j)).map(|(a, b)| [a, b]))
-        }),
+        accuracy_with_failures: boot(&with_failures, seed ^ 4, mean),
+        apj: boot(&joules, seed ^ 1, apj).map(|e| e.with_measurement(bound_of(apj))),
         apj_energy: (!joules.is_empty()).then(|| if use_net { "net" } else { "gross" }.to_string()),
-        apw: bootstrap(joules.len(), seed ^ 2, per_watt).map(|e| {
-            let at = |rows: &Option<Vec<(f64, f64, f64)>>| {
-                let rows = rows.as_ref()?;
-                per_watt_of(rows, &(0..rows.len()).collect::<Vec<_>>())
-            };
-            e.with_measurement(at(&high_j).zip(at(&low_j)).map(|(a, b)| [a, b]))
-        }),
-        apw_per_query_mean: bootstrap(watts.len(), seed ^ 3, |idx| ratio(&watts, idx)),
+        apw: boot(&joules, seed ^ 2, apw).map(|e| e.with_measurement(bound_of(apw))),
+        // Σ score / Σ per-record power: the mean score over the mean power.
+        apw_per_query_mean: boot(&watts, seed ^ 3, apj),
         energy_estimated: with_energy.iter().any(|(_, e, _)| e.estimated),
     }
 }
 
 /// Quality of a run's records; `None` when nothing was graded.
 pub fn quality_summary(records: &[Record], seed: u64) -> Option<QualitySummary> {
-    let windows: Vec<(f64, f64)> = records
-        .iter()
-        .map(|r| (r.window.start_s, r.window.end_s))
-        .collect();
-    let busy = super::stats::busy_shares(&windows);
-    let rows: Vec<(&Record, Row)> = records
-        .iter()
-        .zip(busy)
-        .filter_map(|(r, b)| Some((r, row(r, b)?)))
-        .collect();
-    if rows.iter().all(|(_, r)| r.failed) {
-        return None;
-    }
+    let rows = Rows::of(records)?;
     let mut graders: Vec<String> = records
         .iter()
         .filter_map(|r| r.grade.as_ref().map(|g| g.grader.clone()))
         .collect();
     graders.sort();
     graders.dedup();
-    let group = |key: &dyn Fn(&Record) -> Option<String>| -> BTreeMap<String, Quality> {
+    Some(QualitySummary {
+        graders,
+        overall: rows.overall(seed),
+        by_dataset: rows.grouped(seed, |r| Some(r.dataset.clone())),
+        by_subject: rows.grouped(seed, |r| r.subject.clone()),
+        by_category: rows.grouped(seed, |r| r.category.clone()),
+    })
+}
+
+/// Quality overall and per group of `key` only (records without a key count in the overall
+/// figure alone): what [`quality_summary`] gives for one grouping, without the others' cost.
+pub fn quality_grouped(
+    records: &[Record],
+    seed: u64,
+    key: impl Fn(&Record) -> Option<String>,
+) -> Option<(Quality, BTreeMap<String, Quality>)> {
+    let rows = Rows::of(records)?;
+    Some((rows.overall(seed), rows.grouped(seed, key)))
+}
+
+/// A run's records with their rows (busy shares computed over all of them).
+struct Rows<'a> {
+    rows: Vec<(&'a Record, Row)>,
+}
+
+impl<'a> Rows<'a> {
+    /// `None` when nothing was graded.
+    fn of(records: &'a [Record]) -> Option<Self> {
+        let windows: Vec<(f64, f64)> = records
+            .iter()
+            .map(|r| (r.window.start_s, r.window.end_s))
+            .collect();
+        let busy = super::stats::busy_shares(&windows);
+        let rows: Vec<(&Record, Row)> = records
+            .iter()
+            .zip(busy)
+            .filter_map(|(r, b)| Some((r, row(r, b)?)))
+            .collect();
+        (!rows.iter().all(|(_, r)| r.failed)).then_some(Rows { rows })
+    }
+
+    fn overall(&self, seed: u64) -> Quality {
+        quality(&self.rows.iter().map(|(_, r)| r).collect::<Vec<_>>(), seed)
+    }
+
+    fn grouped(
+        &self,
+        seed: u64,
+        key: impl Fn(&Record) -> Option<String>,
+    ) -> BTreeMap<String, Quality> {
         let mut groups: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
-        for (r, row) in &rows {
+        for (r, row) in &self.rows {
             if let Some(k) = key(r) {
                 groups.entry(k).or_default().push(row);
             }
@@ -405,14 +408,7 @@ pub fn quality_summary(records: &[Record], seed: u64) -> Option<QualitySummary> 
             .into_iter()
             .map(|(k, v)| (k, quality(&v, seed)))
             .collect()
-    };
-    Some(QualitySummary {
-        graders,
-        overall: quality(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>(), seed),
-        by_dataset: group(&|r| Some(r.dataset.clone())),
-        by_subject: group(&|r| r.subject.clone()),
-        by_category: group(&|r| r.category.clone()),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -424,13 +420,12 @@ mod tests {
         let v: Vec<f64> = (0..200)
             .map(|i| if i % 4 == 0 { 0.0 } else { 1.0 })
             .collect();
-        let stat = |idx: &[usize]| Some(idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64);
-        let a = bootstrap(v.len(), 7, stat).unwrap();
+        let a = bootstrap(&[&v], 7, mean).unwrap();
         assert!((a.value - 0.75).abs() < 1e-12);
         assert!(a.ci95[0] < 0.75 && a.ci95[1] > 0.75);
         // Binomial standard error sqrt(.75*.25/200) = 0.0306: the 95% interval is about +-0.06.
         assert!((a.ci95[1] - a.ci95[0] - 0.12).abs() < 0.03, "{:?}", a.ci95);
-        assert_eq!(a, bootstrap(v.len(), 7, stat).unwrap());
+        assert_eq!(a, bootstrap(&[&v], 7, mean).unwrap());
     }
 
     /// A graded record over `[start, end]` with `gross` J, `net` J and its own mean power
@@ -532,14 +527,11 @@ mod tests {
     fn resamples_without_a_statistic_are_counted_not_hidden() {
         // 1 record in 10 has energy; a resample without it has no APJ.
         let v: Vec<f64> = (0..10).map(|i| if i == 0 { 2.0 } else { 0.0 }).collect();
-        let stat = |idx: &[usize]| {
-            let d: f64 = idx.iter().map(|&i| v[i]).sum();
-            (d > 0.0).then(|| idx.len() as f64 / d)
-        };
-        let e = bootstrap(v.len(), 3, stat).unwrap();
+        let stat = |t: &[f64], n: f64| (t[0] > 0.0).then(|| n / t[0]);
+        let e = bootstrap(&[&v], 3, stat).unwrap();
         // P(no draw of record 0 in 10) = 0.9^10 = 35%: about 350 of 1000 resamples.
         assert!((250..450).contains(&e.dropped_draws), "{}", e.dropped_draws);
-        let full = bootstrap(4, 3, |idx| Some(idx.len() as f64)).unwrap();
+        let full = bootstrap(&[&[1.0; 4]], 3, |_: &[f64], n| Some(n)).unwrap();
         assert_eq!(full.dropped_draws, 0);
     }
 

@@ -210,9 +210,7 @@ fn energy_summary(records: &[Record], ok: &[&Record], seed: u64) -> Option<Energ
         }
     }
     let mean_of = |v: Vec<f64>, salt: u64| {
-        super::quality::bootstrap(v.len(), seed ^ salt, |idx| {
-            (!idx.is_empty()).then(|| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64)
-        })
+        super::bootstrap::bootstrap(&[&v], seed ^ salt, super::quality::mean)
     };
     // The mean of the records' bound ends, over the records the mean is taken over; `None`
     // when any of them has no bound (attributed before bounds existed).

@@ -16,6 +16,7 @@
 
 pub mod clock;
 mod energy;
+mod figures;
 mod grade;
 mod manifest;
 pub mod parquet;
@@ -23,6 +24,7 @@ mod record;
 mod store;
 
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
+pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo};
 pub use manifest::{
     Baseline, DatasetInfo, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad, RecordedModel,

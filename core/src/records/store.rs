@@ -15,10 +15,11 @@
 //! - **Whole files or old files.** Manifests, summaries and rewritten records are written to a
 //!   temporary file, synced, renamed over the old one and the directory synced ([`write_atomic`]).
 
+use super::figures::Detail;
 use super::{Manifest, Record, RECORD_SCHEMA};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -235,8 +236,30 @@ impl RunDir {
     /// A run with no `records.jsonl` but a `records.parquet` (an exported run) is read from
     /// the Parquet file.
     pub fn read_records(&self) -> Result<RecordsRead, StoreError> {
+        self.read_records_with(Detail::Full)
+    }
+
+    /// [`RunDir::read_records`], keeping as much of each record as `detail` says.
+    pub fn read_records_with(&self, detail: Detail) -> Result<RecordsRead, StoreError> {
         let mut read = RecordsRead::default();
-        read.rejected = self.for_each_record(usize::MAX, |batch| read.records.extend(batch))?;
+        let path = self.records_source();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            read.rejected =
+                self.for_each_record_with(usize::MAX, detail, |batch| read.records.extend(batch))?;
+            return Ok(read);
+        }
+        // Straight into one list: records are large, and every move is a copy.
+        let records = std::cell::RefCell::new(Vec::new());
+        let (rejected, _) = scan_records_sized(
+            &path,
+            &mut |r| records.borrow_mut().push(r),
+            &mut |n| records.borrow_mut().reserve(n),
+            SCAN_PIECE,
+            detail,
+        )?;
+        read.records = records.into_inner();
+        warn_rejected(&path, &rejected);
+        read.rejected = rejected;
         Ok(read)
     }
 
@@ -259,6 +282,16 @@ impl RunDir {
     pub fn for_each_record(
         &self,
         batch: usize,
+        each: impl FnMut(Vec<Record>),
+    ) -> Result<Vec<RejectedLine>, StoreError> {
+        self.for_each_record_with(batch, Detail::Full, each)
+    }
+
+    /// [`RunDir::for_each_record`] at a level of `detail` (a Parquet file is read in full).
+    pub fn for_each_record_with(
+        &self,
+        batch: usize,
+        detail: Detail,
         mut each: impl FnMut(Vec<Record>),
     ) -> Result<Vec<RejectedLine>, StoreError> {
         let path = self.records_source();
@@ -276,18 +309,21 @@ impl RunDir {
             return Ok(Vec::new());
         }
         let mut pending = Vec::new();
-        let (rejected, _) = scan_records(&path, &mut |r| {
-            pending.push(r);
-            if pending.len() >= batch {
-                each(std::mem::take(&mut pending));
-            }
-        })?;
+        let (rejected, _) = scan_records_in(
+            &path,
+            &mut |r| {
+                pending.push(r);
+                if pending.len() >= batch {
+                    each(std::mem::take(&mut pending));
+                }
+            },
+            SCAN_PIECE,
+            detail,
+        )?;
         if !pending.is_empty() {
             each(pending);
         }
-        for r in &rejected {
-            tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
-        }
+        warn_rejected(&path, &rejected);
         Ok(rejected)
     }
 
@@ -524,57 +560,162 @@ fn scan_records(
     path: &Path,
     sink: &mut dyn FnMut(Record),
 ) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
-    let mut reader = BufReader::new(File::open(path).map_err(io_err(path))?);
+    scan_records_in(path, sink, SCAN_PIECE, Detail::Full)
+}
+
+/// [`scan_records`], reading `piece` bytes at a time.
+fn scan_records_in(
+    path: &Path,
+    sink: &mut dyn FnMut(Record),
+    piece: usize,
+    detail: Detail,
+) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
+    scan_records_sized(path, sink, &mut |_| {}, piece, detail)
+}
+
+/// [`scan_records_in`], calling `reserve` once with the number of records the file probably
+/// holds.
+fn scan_records_sized(
+    path: &Path,
+    sink: &mut dyn FnMut(Record),
+    reserve: &mut dyn FnMut(usize),
+    piece: usize,
+    detail: Detail,
+) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut read = RecordsRead::default();
-    let mut line = Vec::new();
     let (mut offset, mut no) = (0u64, 0usize);
     let mut clean_len = None;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io_err(path))?;
-        if n == 0 {
-            break;
+    // The file is read in pieces that end at a line break and each piece's lines are parsed
+    // on every core: parsing is most of the time analysis spends on a large run, and memory
+    // stays at one piece beyond the records.
+    let mut buf: Vec<u8> = Vec::with_capacity(piece + piece / 4);
+    let mut eof = false;
+    while !eof || !buf.is_empty() {
+        if !eof {
+            let start = buf.len();
+            buf.resize(start + piece, 0);
+            let mut filled = start;
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(k) => filled += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_err(path)(e)),
+                }
+            }
+            buf.truncate(filled);
         }
-        no += 1;
-        let complete = line.last() == Some(&b'\n');
-        let body = if complete { &line[..n - 1] } else { &line[..] };
-        if body.iter().all(u8::is_ascii_whitespace) && complete {
-            offset += n as u64;
-            continue;
-        }
-        let reason = if !complete {
-            clean_len = read.rejected.is_empty().then_some(offset);
-            Some("incomplete line (cut off by a crash)".to_string())
+        // Whole lines only, unless the file ends (a cut-off last line is judged below).
+        let end = if eof {
+            buf.len()
         } else {
-            match parse_record(body) {
-                Ok(r) => {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None => continue, // one line longer than a piece: read more
+            }
+        };
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut from = 0;
+        for nl in memchr::memchr_iter(b'\n', &buf[..end]) {
+            lines.push(&buf[from..=nl]);
+            from = nl + 1;
+        }
+        if from < end {
+            lines.push(&buf[from..end]);
+        }
+        if offset == 0 && !lines.is_empty() {
+            // Room for the whole file's records at this piece's line length: records are
+            // large, and growing a list of them copies every one.
+            let expected = file_len as usize / (end / lines.len()).max(1);
+            reserve(expected);
+        }
+        let parsed = parse_lines(&lines, detail);
+        for (line, parsed) in lines.iter().zip(parsed.into_iter().flatten()) {
+            let n = line.len();
+            no += 1;
+            let complete = line.last() == Some(&b'\n');
+            let body = if complete { &line[..n - 1] } else { line };
+            let reason = match parsed {
+                None if complete => {
+                    offset += n as u64;
+                    continue; // blank line
+                }
+                _ if !complete => {
+                    clean_len = read.rejected.is_empty().then_some(offset);
+                    Some("incomplete line (cut off by a crash)".to_string())
+                }
+                Some(Ok(r)) => {
                     sink(r);
                     None
                 }
-                Err(LineError::Newer(found)) => {
+                Some(Err(LineError::Newer(found))) => {
                     return Err(StoreError::NewerSchema {
                         path: path.to_path_buf(),
                         line: no,
                         found,
                     })
                 }
-                Err(LineError::Unreadable(e)) => Some(e),
+                Some(Err(LineError::Unreadable(e))) => Some(e),
+                None => unreachable!("blank lines are complete"),
+            };
+            if let Some(reason) = reason {
+                read.rejected.push(RejectedLine {
+                    line: no,
+                    reason,
+                    text: String::from_utf8_lossy(body).into_owned(),
+                    moved_at: None,
+                });
             }
-        };
-        if let Some(reason) = reason {
-            read.rejected.push(RejectedLine {
-                line: no,
-                reason,
-                text: String::from_utf8_lossy(body).into_owned(),
-                moved_at: None,
-            });
+            offset += n as u64;
         }
-        offset += n as u64;
+        buf.drain(..end);
     }
     if read.rejected.len() != 1 {
         clean_len = None;
     }
     Ok((read.rejected, clean_len))
+}
+
+fn warn_rejected(path: &Path, rejected: &[RejectedLine]) {
+    for r in rejected {
+        tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
+    }
+}
+
+/// Bytes of `records.jsonl` parsed at a time.
+const SCAN_PIECE: usize = 16 << 20;
+
+/// Each complete, non-blank line parsed (`None` for the others), in order, on every core: one
+/// list per consecutive part of `lines`.
+#[allow(clippy::type_complexity)]
+fn parse_lines(lines: &[&[u8]], detail: Detail) -> Vec<Vec<Option<Result<Record, LineError>>>> {
+    let one = |line: &&[u8]| {
+        let body = line.strip_suffix(b"\n")?;
+        (!body.iter().all(u8::is_ascii_whitespace)).then(|| match detail {
+            Detail::Full => parse_record(body),
+            Detail::Figures => parse_figures(body),
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || lines.len() < 256 {
+        return vec![lines.iter().map(one).collect()];
+    }
+    let per = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = lines
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .map(|h| h.join().expect("parsing a line does not panic"))
+            .collect()
+    })
 }
 
 /// Why a line is not a record this version can use.
@@ -585,28 +726,48 @@ enum LineError {
     Unreadable(String),
 }
 
+/// Parse one record line without its texts; a line that is no record goes through
+/// [`parse_record`] for the same verdict and message a full read gives.
+fn parse_figures(line: &[u8]) -> Result<Record, LineError> {
+    match serde_json::from_slice::<super::figures::Figures>(line) {
+        Ok(f) => {
+            let r = Record::from(f);
+            if r.schema > RECORD_SCHEMA {
+                return Err(LineError::Newer(r.schema));
+            }
+            Ok(r)
+        }
+        Err(_) => parse_record(line),
+    }
+}
+
 /// Parse one record line.
 fn parse_record(line: &[u8]) -> Result<Record, LineError> {
     #[derive(Deserialize)]
     struct SchemaOnly {
         schema: u32,
     }
-    // The schema first: a newer record may not parse as this version's `Record` at all.
-    if let Ok(s) = serde_json::from_slice::<SchemaOnly>(line) {
-        if s.schema > RECORD_SCHEMA {
-            return Err(LineError::Newer(s.schema));
+    match serde_json::from_slice::<Record>(line) {
+        // A newer record that happens to parse as this version's is still refused.
+        Ok(r) if r.schema > RECORD_SCHEMA => Err(LineError::Newer(r.schema)),
+        Ok(r) => Ok(r),
+        Err(e) => {
+            // On this rare path only: a newer record may not parse as `Record` at all, and
+            // a second parse names the field that is wrong.
+            if let Ok(s) = serde_json::from_slice::<SchemaOnly>(line) {
+                if s.schema > RECORD_SCHEMA {
+                    return Err(LineError::Newer(s.schema));
+                }
+            }
+            let de = &mut serde_json::Deserializer::from_slice(line);
+            Err(match serde_path_to_error::deserialize::<_, Record>(de) {
+                Err(at) if at.path().to_string() != "." => {
+                    LineError::Unreadable(format!("not a record: field `{}`: {e}", at.path()))
+                }
+                _ => LineError::Unreadable(format!("not a record: {e}")),
+            })
         }
     }
-    serde_json::from_slice::<Record>(line).map_err(|e| {
-        // Parse again, on this rare path only, to name the field that is wrong.
-        let de = &mut serde_json::Deserializer::from_slice(line);
-        match serde_path_to_error::deserialize::<_, Record>(de) {
-            Err(at) if at.path().to_string() != "." => {
-                LineError::Unreadable(format!("not a record: field `{}`: {e}", at.path()))
-            }
-            _ => LineError::Unreadable(format!("not a record: {e}")),
-        }
-    })
 }
 
 /// Rewrite `path` (atomically) without the lines numbered in `rejected`, every other byte kept.
@@ -826,6 +987,69 @@ mod tests {
         run.rewrite_records(&lock, &[record("a")]).unwrap();
         let aside = std::fs::read_to_string(run.rejected_path()).unwrap();
         assert!(aside.contains("garbage"), "{aside}");
+    }
+
+    #[test]
+    fn records_read_in_small_pieces_on_many_threads_equal_one_pass() {
+        // Lines that straddle pieces, one longer than a piece, blank lines, a bad line, and a
+        // cut-off last line: every way of reading gives the same records, lines and length.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let mut text = String::new();
+        for i in 0..700 {
+            let mut r = record(&format!("q{i}"));
+            if i == 123 {
+                r.prompt = "x".repeat(5_000);
+            }
+            text += &line(&r);
+            if i % 97 == 0 {
+                text += "\n  \n";
+            }
+            if i == 400 {
+                text += "{\"schema\": 1, \"not\": \"a record\"}\n";
+            }
+        }
+        text += &line(&record("cut"))[..40];
+        std::fs::write(&path, &text).unwrap();
+        let read = |piece: usize| {
+            let mut got = Vec::new();
+            let (rejected, clean) =
+                scan_records_in(&path, &mut |r| got.push(r), piece, Detail::Full).unwrap();
+            let lines: Vec<(usize, String)> = rejected
+                .iter()
+                .map(|r| (r.line, r.reason.clone()))
+                .collect();
+            (got, lines, clean)
+        };
+        let (whole, rejected, clean) = read(text.len() + 1);
+        assert_eq!(whole.len(), 700);
+        assert_eq!(whole[123].prompt.len(), 5_000);
+        assert_eq!(ids(&whole)[699], "q699");
+        // 700 records + 8 × 2 blank lines before the bad one (after q400) and the cut one.
+        let bad_line = 401 + 2 * 5 + 1;
+        assert_eq!(rejected.len(), 2, "{rejected:?}");
+        assert_eq!(rejected[0].0, bad_line, "{rejected:?}");
+        assert!(rejected[1].1.contains("incomplete"), "{rejected:?}");
+        assert_eq!(rejected[1].0, 700 + 2 * 8 + 2);
+        assert_eq!(clean, None, "two kinds of damage: no truncation offer");
+        for piece in [1_000, 4_096, 70_000] {
+            let (got, rej, c) = read(piece);
+            assert_eq!(ids(&got), ids(&whole), "piece {piece}");
+            assert_eq!(got, whole, "piece {piece}");
+            assert_eq!((rej, c), (rejected.clone(), clean), "piece {piece}");
+        }
+        // Only a cut-off last line: its offset is where the good bytes end.
+        let good = text
+            .lines()
+            .take(10)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        std::fs::write(&path, good.clone() + "{\"schema").unwrap();
+        for piece in [7, 64, 1 << 20] {
+            let (_, rej, c) = read(piece);
+            assert_eq!(rej.len(), 1);
+            assert_eq!(c, Some(good.len() as u64), "piece {piece}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@
 
 use super::routers::{Decision, Router};
 use super::table::Table;
+use crate::analysis::bootstrap::bootstrap;
+use crate::analysis::quality::mean as mean_of;
 use crate::analysis::Estimate;
 use std::collections::BTreeMap;
 
@@ -128,18 +130,6 @@ fn decide_all(
     (decisions, errors)
 }
 
-/// Mean of `f` over drawn rows, `None` if any drawn value is missing.
-fn mean_of(v: &[Option<f64>], idx: &[usize]) -> Option<f64> {
-    if idx.is_empty() {
-        return None;
-    }
-    let mut s = 0.0;
-    for &i in idx {
-        s += v[i]?;
-    }
-    Some(s / idx.len() as f64)
-}
-
 /// Route every query of `table` with `router`; `reference` is the baseline column.
 pub fn simulate(
     router: &mut dyn Router,
@@ -161,24 +151,21 @@ pub fn simulate(
         .map(|i| paid(table, i, &all_ref))
         .collect();
     let n = ours.len();
+    // A column with a missing value (a model without energy, price or FLOPs) has no figure.
     let col =
-        |v: &[Paid], f: fn(&Paid) -> Option<f64>| -> Vec<Option<f64>> { v.iter().map(f).collect() };
-    let boot = |salt: u64, stat: &dyn Fn(&[usize]) -> Option<f64>| {
-        crate::analysis::quality::bootstrap(n, seed ^ salt, stat)
+        |v: &[Paid], f: fn(&Paid) -> Option<f64>| -> Option<Vec<f64>> { v.iter().map(f).collect() };
+    let boot = |salt: u64, cols: &[&[f64]], stat: fn(&[f64], f64) -> Option<f64>| {
+        bootstrap(cols, seed ^ salt, stat)
     };
     let saving = |f: fn(&Paid) -> Option<f64>, salt: u64| {
-        let (a, b) = (col(&ours, f), col(&base, f));
-        boot(salt, &|idx: &[usize]| {
-            let (sa, sb) = (mean_of(&a, idx)?, mean_of(&b, idx)?);
-            (sb > 0.0).then(|| 1.0 - sa / sb)
+        let (a, b) = (col(&ours, f)?, col(&base, f)?);
+        boot(salt, &[&a, &b], |t, _| {
+            (t[1] > 0.0).then(|| 1.0 - t[0] / t[1])
         })
     };
-    let mean = |f: fn(&Paid) -> Option<f64>, salt: u64| {
-        let a = col(&ours, f);
-        boot(salt, &|idx: &[usize]| mean_of(&a, idx))
-    };
-    let scores = col(&ours, |p| Some(p.score));
-    let ref_scores = col(&base, |p| Some(p.score));
+    let mean = |f: fn(&Paid) -> Option<f64>, salt: u64| boot(salt, &[&col(&ours, f)?], mean_of);
+    let scores: Vec<f64> = ours.iter().map(|p| p.score).collect();
+    let ref_scores: Vec<f64> = base.iter().map(|p| p.score).collect();
     let mut answered_by: BTreeMap<String, f64> = BTreeMap::new();
     for d in &decisions {
         let name = &table.columns[*d.tried.last().expect("non-empty")].name;
@@ -193,9 +180,7 @@ pub fn simulate(
         router: router.name(),
         queries: n,
         accuracy: mean(|p| Some(p.score), 1),
-        accuracy_delta: boot(2, &|idx: &[usize]| {
-            Some(mean_of(&scores, idx)? - mean_of(&ref_scores, idx)?)
-        }),
+        accuracy_delta: boot(2, &[&scores, &ref_scores], |t, n| Some((t[0] - t[1]) / n)),
         energy_j: mean(|p| p.energy, 3),
         compute_flops: mean(|p| p.flops, 4),
         cost_usd: mean(|p| p.cost, 5),

@@ -3,7 +3,7 @@
 //! imported) can be routed again.
 
 use crate::config::ModelMeta;
-use crate::records::{Record, RunDir};
+use crate::records::{Detail, Record, RunDir};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -185,8 +185,17 @@ struct Loaded {
     meta: ModelMeta,
     accelerator: String,
     run: PathBuf,
-    records: HashMap<String, Record>,
+    /// Every record, in file order.
+    all: Vec<Record>,
+    /// Each query's last record in `all`.
+    latest: HashMap<String, usize>,
     order: Vec<String>,
+}
+
+impl Loaded {
+    fn record(&self, id: &str) -> Option<&Record> {
+        self.latest.get(id).map(|&i| &self.all[i])
+    }
 }
 
 /// A run's model metadata as recorded in its manifest with `overrides` (by model name) laid
@@ -211,7 +220,11 @@ pub(crate) fn run_meta(
     Ok((meta, accelerator))
 }
 
-fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, TableError> {
+fn load(
+    run: &Path,
+    overrides: &BTreeMap<String, ModelMeta>,
+    detail: Detail,
+) -> Result<Loaded, TableError> {
     let dir = RunDir::new(run);
     let err = |message: String| TableError::Run {
         path: run.to_path_buf(),
@@ -219,22 +232,25 @@ fn load(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Loaded, T
     };
     let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
     let (meta, accelerator) = run_meta(&manifest, overrides).map_err(err)?;
-    let read = dir.read_records().map_err(|e| err(e.to_string()))?;
-    let mut records = HashMap::new();
+    let all = dir
+        .read_records_with(detail)
+        .map_err(|e| err(e.to_string()))?
+        .records;
+    let mut latest: HashMap<String, usize> = HashMap::with_capacity(all.len());
     let mut order = Vec::new();
-    for r in read.records {
-        if !records.contains_key(&r.query_id) {
+    for (i, r) in all.iter().enumerate() {
+        // The last record of a query wins (a retried failure is appended after it).
+        if latest.insert(r.query_id.clone(), i).is_none() {
             order.push(r.query_id.clone());
         }
-        // The last record of a query wins (a retried failure is appended after it).
-        records.insert(r.query_id.clone(), r);
     }
     Ok(Loaded {
         name: manifest.model.name.clone(),
         meta,
         accelerator,
         run: run.to_path_buf(),
-        records,
+        all,
+        latest,
         order,
     })
 }
@@ -262,10 +278,30 @@ pub fn build(
     runs: &[PathBuf],
     overrides: &BTreeMap<String, ModelMeta>,
 ) -> Result<Table, TableError> {
-    let loaded: Vec<Loaded> = runs
-        .iter()
-        .map(|r| load(r, overrides))
-        .collect::<Result<_, _>>()?;
+    build_with(runs, overrides, Detail::Full).map(|(table, _)| table)
+}
+
+/// [`build`] reading as much of each record as `detail` says (with [`Detail::Figures`] the
+/// rows have no prompt text: enough for the study's figures, not for a router), and handing
+/// back every run's records as read (one list per column, in file order, retried queries
+/// included), for analyses that need more than the table without reading the runs twice.
+pub fn build_with(
+    runs: &[PathBuf],
+    overrides: &BTreeMap<String, ModelMeta>,
+    detail: Detail,
+) -> Result<(Table, Vec<Vec<Record>>), TableError> {
+    // Runs are read side by side: each read parses on every core, and what is not parsing
+    // (indexing, moving records) of one run overlaps the parsing of another.
+    let loaded: Vec<Loaded> = std::thread::scope(|scope| {
+        let reads: Vec<_> = runs
+            .iter()
+            .map(|r| scope.spawn(move || load(r, overrides, detail)))
+            .collect();
+        reads
+            .into_iter()
+            .map(|h| h.join().expect("reading a run does not panic"))
+            .collect::<Result<_, _>>()
+    })?;
     if loaded.is_empty() {
         return Err(TableError::NoRuns("the paths given".into()));
     }
@@ -306,29 +342,40 @@ pub fn build(
         }
     }
     let measured_all_net = loaded.iter().all(|l| {
-        l.records.values().all(|r| match &r.energy {
-            Some(e) if e.gross_j.is_some() => e.net_j.is_some(),
-            _ => true,
-        })
+        l.latest
+            .values()
+            .map(|&i| &l.all[i])
+            .all(|r| match &r.energy {
+                Some(e) if e.gross_j.is_some() => e.net_j.is_some(),
+                _ => true,
+            })
     });
     let energy_basis = if measured_all_net { "net" } else { "gross" };
     let mut rows = Vec::new();
     let mut incomplete = Vec::new();
+    // Which record of each run answers each row (looked up once).
+    let mut found: Vec<Vec<usize>> = vec![Vec::new(); loaded.len()];
     for id in ids {
-        let missing: Vec<String> = loaded
-            .iter()
-            .zip(&names)
-            .filter(|(l, _)| !l.records.contains_key(id))
-            .map(|(_, n)| n.clone())
-            .collect();
-        if !missing.is_empty() {
+        let here: Vec<Option<&Record>> = loaded.iter().map(|l| l.record(id)).collect();
+        if here.iter().any(Option::is_none) {
+            let missing = here
+                .iter()
+                .zip(&names)
+                .filter(|(r, _)| r.is_none())
+                .map(|(_, n)| n.clone())
+                .collect();
             incomplete.push((id.clone(), missing));
             continue;
         }
-        let first = &loaded[0].records[id];
+        let here: Vec<&Record> = here.into_iter().flatten().collect();
+        for (c, l) in loaded.iter().enumerate() {
+            found[c].push(l.latest[id]);
+        }
+        let first = here[0];
         let outcomes = loaded
             .iter()
-            .map(|l| outcome(&l.records[id], &l.meta, measured_all_net))
+            .zip(&here)
+            .map(|(l, r)| outcome(r, &l.meta, measured_all_net))
             .collect();
         rows.push(Row {
             query_id: id.clone(),
@@ -336,44 +383,45 @@ pub fn build(
             subject: first.subject.clone(),
             category: first.category.clone(),
             prompt: first.prompt.clone(),
-            prompt_tokens: loaded.iter().find_map(|l| l.records[id].input_tokens),
+            prompt_tokens: here.iter().find_map(|r| r.input_tokens),
             outcomes,
         });
     }
-    let columns = loaded
-        .into_iter()
-        .zip(names)
-        .enumerate()
-        .map(|(i, (l, name))| {
-            let measured = rows.iter().any(|r| {
-                l.records[&r.query_id]
-                    .energy
-                    .as_ref()
-                    .is_some_and(|e| e.gross_j.is_some())
-            });
-            let energy = if measured {
-                EnergySource::Measured
-            } else if l.meta.energy_model.is_some() {
-                EnergySource::Declared
-            } else {
-                EnergySource::None
-            };
-            Column {
-                aggregates: aggregates(&rows, i),
-                name,
-                meta: l.meta,
-                accelerator: l.accelerator,
-                run: l.run,
-                energy,
-            }
-        })
-        .collect();
-    Ok(Table {
-        columns,
-        rows,
-        incomplete,
-        energy_basis,
-    })
+    let mut columns = Vec::with_capacity(loaded.len());
+    let mut records = Vec::with_capacity(loaded.len());
+    for (i, (l, name)) in loaded.into_iter().zip(names).enumerate() {
+        let measured = found[i].iter().any(|&k| {
+            l.all[k]
+                .energy
+                .as_ref()
+                .is_some_and(|e| e.gross_j.is_some())
+        });
+        let energy = if measured {
+            EnergySource::Measured
+        } else if l.meta.energy_model.is_some() {
+            EnergySource::Declared
+        } else {
+            EnergySource::None
+        };
+        columns.push(Column {
+            aggregates: aggregates(&rows, i),
+            name,
+            meta: l.meta,
+            accelerator: l.accelerator,
+            run: l.run,
+            energy,
+        });
+        records.push(l.all);
+    }
+    Ok((
+        Table {
+            columns,
+            rows,
+            incomplete,
+            energy_basis,
+        },
+        records,
+    ))
 }
 
 fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {

@@ -15,8 +15,10 @@
 
 pub mod trend;
 
-use crate::analysis::{quality_summary, Estimate, Quality};
-use crate::records::{Record, RunDir};
+use crate::analysis::bootstrap::{bootstrap, complete};
+use crate::analysis::quality::mean;
+use crate::analysis::{quality_grouped, Estimate, Quality};
+use crate::records::{Detail, Record};
 use crate::routing::table::{self, Table};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -191,6 +193,27 @@ fn row_of(
     }
 }
 
+/// One run's compare rows: `all`, then each group.
+fn run_rows(col: &table::Column, records: &[Record], by: GroupBy, seed: u64) -> Vec<CompareRow> {
+    let key = |r: &Record| group_key(by, &r.dataset, &r.subject, &r.category);
+    let Some((overall, groups)) = quality_grouped(records, seed, key) else {
+        return Vec::new();
+    };
+    let all: Vec<&Record> = records.iter().collect();
+    let mut rows = vec![row_of(&col.name, &col.accelerator, "all", &overall, &all)];
+    let mut members: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        if let Some(k) = key(r) {
+            members.entry(k).or_default().push(r);
+        }
+    }
+    for (g, quality) in &groups {
+        let of_group = members.get(g).map_or(&[][..], Vec::as_slice);
+        rows.push(row_of(&col.name, &col.accelerator, g, quality, of_group));
+    }
+    rows
+}
+
 /// Compare runs: per run and group, and paired against `baseline` (default: the first run).
 pub fn compare(
     runs: &[PathBuf],
@@ -199,36 +222,20 @@ pub fn compare(
     seed: u64,
 ) -> Result<CompareReport, StudyError> {
     let runs = table::find_runs(runs)?;
-    let t = table::build(&runs, &BTreeMap::new())?;
-    let mut rows = Vec::new();
-    for col in &t.columns {
-        let read = RunDir::new(&col.run)
-            .read_records()
-            .map_err(|e| StudyError::Run {
-                path: col.run.clone(),
-                message: e.to_string(),
-            })?;
-        let records = read.records;
-        let Some(q) = quality_summary(&records, seed) else {
-            continue;
-        };
-        let all: Vec<&Record> = records.iter().collect();
-        rows.push(row_of(&col.name, &col.accelerator, "all", &q.overall, &all));
-        let groups = match by {
-            GroupBy::Dataset => &q.by_dataset,
-            GroupBy::Subject => &q.by_subject,
-            GroupBy::Category => &q.by_category,
-        };
-        for (g, quality) in groups {
-            let members: Vec<&Record> = records
-                .iter()
-                .filter(|r| {
-                    group_key(by, &r.dataset, &r.subject, &r.category).as_deref() == Some(g)
-                })
-                .collect();
-            rows.push(row_of(&col.name, &col.accelerator, g, quality, &members));
-        }
-    }
+    let (t, per_run) = table::build_with(&runs, &BTreeMap::new(), Detail::Figures)?;
+    // One run's rows on each thread (the runs are independent; their order is kept).
+    let rows: Vec<CompareRow> = std::thread::scope(|scope| {
+        let per_column: Vec<_> = t
+            .columns
+            .iter()
+            .zip(&per_run)
+            .map(|(col, records)| scope.spawn(move || run_rows(col, records, by, seed)))
+            .collect();
+        per_column
+            .into_iter()
+            .flat_map(|h| h.join().expect("a run's figures do not panic"))
+            .collect()
+    });
     let base = match baseline {
         Some(name) => t.column(name)?,
         None => 0,
@@ -269,35 +276,23 @@ fn paired_diff(
     };
     let (sa, sb) = (pick(c, &|o| Some(o.score)), pick(base, &|o| Some(o.score)));
     let (ea, eb) = (pick(c, &|o| o.energy_j), pick(base, &|o| o.energy_j));
-    let sum = |v: &[Option<f64>], draw: &[usize]| -> Option<f64> {
-        let mut s = 0.0;
-        for &i in draw {
-            s += v[i]?;
-        }
-        Some(s)
-    };
-    let n = idx.len();
-    let boot = |salt: u64, stat: &dyn Fn(&[usize]) -> Option<f64>| {
-        crate::analysis::quality::bootstrap(n, seed ^ salt, stat)
+    // A figure needs every value it sums: one query without energy leaves the energy figures
+    // out (as on all queries), the accuracy one stands.
+    let boot = |salt: u64, cols: &[&Vec<Option<f64>>], stat: fn(&[f64], f64) -> Option<f64>| {
+        let cols: Vec<Vec<f64>> = cols.iter().map(|c| complete(c)).collect::<Option<_>>()?;
+        let refs: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        bootstrap(&refs, seed ^ salt, stat)
     };
     PairedDiff {
         model: t.columns[c].name.clone(),
         baseline: t.columns[base].name.clone(),
         group: group.into(),
-        shared: n,
-        accuracy_delta: boot(0x41, &|d| {
-            if d.is_empty() {
-                return None;
-            }
-            Some((sum(&sa, d)? - sum(&sb, d)?) / d.len() as f64)
-        }),
-        energy_ratio: boot(0x42, &|d| {
-            let (a, b) = (sum(&ea, d)?, sum(&eb, d)?);
-            (b > 0.0).then_some(a / b)
-        }),
-        apj_ratio: boot(0x43, &|d| {
-            let (a_s, a_e, b_s, b_e) = (sum(&sa, d)?, sum(&ea, d)?, sum(&sb, d)?, sum(&eb, d)?);
-            (a_e > 0.0 && b_s > 0.0).then_some((a_s / a_e) / (b_s / b_e))
+        shared: idx.len(),
+        accuracy_delta: boot(0x41, &[&sa, &sb], |t, n| Some((t[0] - t[1]) / n)),
+        energy_ratio: boot(0x42, &[&ea, &eb], |t, _| (t[1] > 0.0).then(|| t[0] / t[1])),
+        apj_ratio: boot(0x43, &[&sa, &ea, &sb, &eb], |t, _| {
+            let (a_s, a_e, b_s, b_e) = (t[0], t[1], t[2], t[3]);
+            (a_e > 0.0 && b_s > 0.0).then(|| (a_s / a_e) / (b_s / b_e))
         }),
     }
 }
@@ -353,7 +348,7 @@ pub fn coverage(
     seed: u64,
 ) -> Result<CoverageReport, StudyError> {
     let runs = table::find_runs(runs)?;
-    let t = table::build(&runs, meta)?;
+    let (t, _) = table::build_with(&runs, meta, Detail::Figures)?;
     let reference = t.column(reference)?;
     let covered = |i: usize, c: usize| {
         let r = &t.rows[i];
@@ -367,11 +362,7 @@ pub fn coverage(
             groups.entry(k).or_default().push(i);
         }
     }
-    let share = |hits: Vec<f64>, salt: u64| {
-        crate::analysis::quality::bootstrap(hits.len(), seed ^ salt, |d| {
-            (!d.is_empty()).then(|| d.iter().map(|&i| hits[i]).sum::<f64>() / d.len() as f64)
-        })
-    };
+    let share = |hits: Vec<f64>, salt: u64| bootstrap(&[&hits], seed ^ salt, mean);
     let mut rows = Vec::new();
     for (g, idx) in &groups {
         for &c in &locals {

@@ -21,15 +21,13 @@
 //!   (`accelerator_class`), the best cloud point over the best local one.
 
 use super::StudyError;
+use crate::analysis::bootstrap::{self, RESAMPLES};
 use crate::analysis::{EnergyRows, Estimate};
 use crate::config::{AcceleratorClass, ModelMeta};
 use crate::records::RunDir;
-use crate::rng::SplitMix64;
 use chrono::Datelike;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-const RESAMPLES: usize = 1000;
 
 /// Which figure the trend follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -51,10 +49,11 @@ impl Metric {
         }
     }
 
-    fn of(self, rows: &EnergyRows, idx: &[usize]) -> Option<f64> {
+    /// The figure from the sums of (score, joules, busy seconds) over `n` records.
+    fn stat(self) -> fn(&[f64], f64) -> Option<f64> {
         match self {
-            Metric::Apw => rows.apw(idx),
-            Metric::Apj => rows.apj(idx),
+            Metric::Apw => crate::analysis::quality::apw,
+            Metric::Apj => crate::analysis::quality::apj,
         }
     }
 }
@@ -227,18 +226,12 @@ pub fn trend(
         let records = run.read_records().map_err(|e| err(e.to_string()))?.records;
         let rows = EnergyRows::of(&records);
         let n = rows.rows.len();
-        let all_idx: Vec<usize> = (0..n).collect();
-        let value = metric.of(&rows, &all_idx);
-        let mut rng = SplitMix64::new(seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let draws: Vec<f64> = if n == 0 {
-            Vec::new()
-        } else {
-            (0..RESAMPLES)
-                .map(|_| {
-                    let d: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
-                    metric.of(&rows, &d).unwrap_or(f64::NAN)
-                })
-                .collect()
+        let columns = rows.columns();
+        let columns: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+        let salt = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (value, draws) = match bootstrap::draws(&columns, seed ^ salt, metric.stat()) {
+            Some((v, d)) => (Some(v), d),
+            None => (None, Vec::new()),
         };
         let model_date = date(&meta.release_date, &format!("{name}: release_date")).map_err(err)?;
         let accel_date = date(
