@@ -7,6 +7,8 @@
 
 pub mod builtin;
 pub mod file;
+#[cfg(test)]
+mod hf_tests;
 pub mod mapping;
 pub mod parquet_rows;
 pub mod recipe;

@@ -63,7 +63,7 @@ pub fn resolve(path: &Path, format: Option<DatasetFormat>) -> Result<Vec<PathBuf
             ));
         }
         files
-    } else if is_glob(&name) {
+    } else if is_glob(&path.to_string_lossy()) {
         let dir = path.parent().unwrap_or(Path::new("."));
         if is_glob(&dir.to_string_lossy()) {
             return Err(format!(
