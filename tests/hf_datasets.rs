@@ -12,8 +12,8 @@ use serde_json::json;
 use std::path::Path;
 use support::*;
 
-/// MMLU-Pro's `test` split as two shards (3 rows) under `data/`.
-fn mmlu_pro_shards(dir: &Path) {
+/// MMLU-Pro's `test` split as two shards (3 rows) in `data`.
+fn mmlu_pro_shards(data: &Path) {
     let schema = vec![
         Field::new("question_id", DataType::Int64, true),
         utf8("question"),
@@ -29,8 +29,7 @@ fn mmlu_pro_shards(dir: &Path) {
                "answer_index": (letter.as_bytes()[0] - b'A'), "cot_content": "",
                "category": cat, "src": "ori_mmlu"})
     };
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(data).unwrap();
     write_parquet(
         &data.join("test-00000-of-00002.parquet"),
         &schema,
@@ -64,8 +63,8 @@ fn mmlu_pro_shards(dir: &Path) {
     );
 }
 
-/// WildChat as two shards in a directory of its own, the first conversation flagged toxic.
-fn wildchat_shards(dir: &Path) {
+/// WildChat as two shards in `data`, the first conversation flagged toxic.
+fn wildchat_shards(data: &Path) {
     let turn = structs(vec![
         utf8("content"),
         utf8("role"),
@@ -88,8 +87,7 @@ fn wildchat_shards(dir: &Path) {
                    {"content": "Hello!", "role": "assistant", "language": "English", "turn_identifier": 7}],
                "turn": 1, "language": "English", "toxic": toxic, "redacted": false})
     };
-    let data = dir.join("wildchat");
-    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(data).unwrap();
     write_parquet(
         &data.join("train-00000-of-00002.parquet"),
         &schema,
@@ -131,8 +129,8 @@ path = "wildchat"
 #[test]
 fn validate_refuses_an_unknown_recipe_by_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    mmlu_pro_shards(dir.path());
-    wildchat_shards(dir.path());
+    mmlu_pro_shards(&dir.path().join("data"));
+    wildchat_shards(&dir.path().join("wildchat"));
     let exp = write_experiment(
         dir.path(),
         "bad.toml",
@@ -161,8 +159,8 @@ fn validate_refuses_an_unknown_recipe_by_file_and_line() {
 #[test]
 fn profile_mmlu_pro_and_wildchat_shards_on_the_embedded_model() {
     let dir = tempfile::tempdir().unwrap();
-    mmlu_pro_shards(dir.path());
-    wildchat_shards(dir.path());
+    mmlu_pro_shards(&dir.path().join("data"));
+    wildchat_shards(&dir.path().join("wildchat"));
     let body = experiment(&model_path(), "mmlu-pro");
     let exp = write_experiment(dir.path(), "hf.toml", &body);
     let o = run_ipw(&["validate", exp.to_str().unwrap()], dir.path());
@@ -219,4 +217,89 @@ fn profile_mmlu_pro_and_wildchat_shards_on_the_embedded_model() {
         .ends_with("test-00001-of-00002.parquet"));
     assert_eq!(datasets[0]["rows"], 3);
     assert_eq!(datasets[1]["rows"], 1);
+}
+
+#[test]
+fn the_example_validates_on_files_in_the_hub_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hf-datasets.toml");
+    let exp = dir.path().join("hf-datasets.toml");
+    std::fs::copy(&example, &exp).unwrap();
+    let hf = dir.path().join("hf");
+    mmlu_pro_shards(&hf.join("MMLU-Pro/data"));
+    // The validation split sits beside the test split; the example's glob must leave it out.
+    std::fs::copy(
+        hf.join("MMLU-Pro/data/test-00000-of-00002.parquet"),
+        hf.join("MMLU-Pro/data/validation-00000-of-00001.parquet"),
+    )
+    .unwrap();
+    wildchat_shards(&hf.join("WildChat-1M/data"));
+    let supergpqa = [
+        json!({"uuid": "s1", "question": "Unit of force?", "options": ["newton", "joule"],
+               "answer": "newton", "answer_letter": "A", "discipline": "Science",
+               "field": "Physics", "subfield": "Mechanics", "difficulty": "easy",
+               "is_calculation": false}),
+        json!({"uuid": "s2", "question": "3 * 3?", "options": ["6", "9", "12"], "answer": "9",
+               "answer_letter": "B", "discipline": "Science", "field": "Mathematics",
+               "subfield": "Arithmetic", "difficulty": "easy", "is_calculation": true}),
+    ];
+    std::fs::create_dir_all(hf.join("SuperGPQA")).unwrap();
+    let lines: String = supergpqa.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(hf.join("SuperGPQA/SuperGPQA-all.jsonl"), lines).unwrap();
+    let nr_schema = vec![
+        utf8("question"),
+        utf8("reference_answer"),
+        Field::new(
+            "responses",
+            list_of(structs(vec![utf8("response_model"), utf8("response")])),
+            true,
+        ),
+    ];
+    let nr = |q: &str, reference: Option<&str>| {
+        json!({"question": q, "reference_answer": reference,
+               "responses": [{"response_model": "Llama-3.3-70B-Instruct", "response": "..."}]})
+    };
+    let nr_dir = hf.join("natural_reasoning/data");
+    std::fs::create_dir_all(&nr_dir).unwrap();
+    write_parquet(
+        &nr_dir.join("train-00000-of-00002.parquet"),
+        &nr_schema,
+        &[nr(
+            "Why do ice cubes float?",
+            Some("Ice is less dense than water"),
+        )],
+    );
+    write_parquet(
+        &nr_dir.join("train-00001-of-00002.parquet"),
+        &nr_schema,
+        &[nr("Is P equal to NP?", None)],
+    );
+
+    let o = run_ipw(&["validate", exp.to_str().unwrap()], dir.path());
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for line in [
+        "mmlu-pro: 3 of 3 rows (",
+        "test-*.parquet, 2 shards)",
+        "supergpqa: 2 of 2 rows (",
+        "SuperGPQA-all.jsonl)",
+        "natural-reasoning: 1 of 1 rows (",
+        "natural_reasoning/data, 2 shards)",
+        "wildchat: 1 of 1 rows (",
+        "train-*.parquet, 2 shards)",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    for (dataset, grader) in [
+        ("mmlu-pro", "choice"),
+        ("supergpqa", "choice"),
+        ("natural-reasoning", "judge"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("grader      {dataset}: ")) && l.contains(grader)),
+            "{dataset} graded by {grader}: {out}"
+        );
+    }
+    assert!(!out.contains("grader      wildchat"), "{out}");
 }
