@@ -126,6 +126,12 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 dataset.path = Some(path);
             }
         }
+        if d.keep_all_rows && d.recipe.is_none() {
+            return Err(at(
+                "keep_all_rows",
+                "only a `recipe` skips rows; without one every row is kept".into(),
+            ));
+        }
         if d.builtin.is_some() && d.recipe.is_some() {
             return Err(at(
                 "recipe",

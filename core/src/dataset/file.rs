@@ -59,6 +59,16 @@ pub fn load(path: &Path, cfg: &DatasetConfig) -> Result<Loaded, DatasetError> {
                 whole.update(&bytes);
                 if format == DatasetFormat::Jsonl {
                     jsonl(file, &bytes, &Mapping::new(cfg, "JSONL")?, &mut sink)?;
+                } else if let Some(recipe) = cfg.recipe {
+                    // A recipe maps named fields of the hub's formats; CSV columns are not those.
+                    return Err(DatasetError::Setting {
+                        dataset: cfg.label(),
+                        message: format!(
+                            "recipe `{}` reads Parquet or JSONL, not CSV ({})",
+                            recipe.as_str(),
+                            file.display()
+                        ),
+                    });
                 } else {
                     let first = sink.rows.len();
                     sink.rows.extend(csv_rows(file, &bytes, cfg, first)?);

@@ -576,6 +576,34 @@ fn the_hash_covers_every_shard_in_order() {
 }
 
 #[test]
+fn a_recipe_refuses_csv_and_keep_all_rows_needs_a_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("pro.csv");
+    std::fs::write(&csv, "question_id,question,answer\n1,q,A\n").unwrap();
+    let err = load_dataset(&config(r#"recipe = "mmlu-pro""#, &csv), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("recipe `mmlu-pro` reads Parquet or JSONL, not CSV"),
+        "{err}"
+    );
+
+    let exp = dir.path().join("exp.toml");
+    let text = format!(
+        "name = \"x\"\n[[models]]\nname = \"m\"\nbackend = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+         [[datasets]]\npath = {:?}\nkeep_all_rows = true\n",
+        csv.display().to_string()
+    );
+    let err = crate::config::parse_experiment(&exp, text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("exp.toml:6:1: datasets[0].keep_all_rows: only a `recipe`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_wrong_typed_column_is_named_with_file_and_row() {
     let dir = tempfile::tempdir().unwrap();
     let mut schema = mmlu_pro_schema();
