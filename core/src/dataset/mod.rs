@@ -1,9 +1,10 @@
 //! Datasets: turn a `[[datasets]]` entry into a reproducible list of [`Query`]s.
 //!
 //! Rows come from a built-in dataset ([`builtin`]) or user files ([`file`]: JSONL, CSV or
-//! Parquet, one file or the shards a directory or glob names ([`shards`]), mapped by `fields`
-//! over a Hugging Face [`recipe`] ([`mapping`])), are filtered and sampled ([`select`]: seeded shuffle, subject stratification, `max_queries`) and
-//! rendered into prompts ([`template`]).
+//! Parquet ([`parquet_rows`]); one file or the shards a directory or glob names ([`shards`]);
+//! named fields mapped by `fields` over a Hugging Face [`recipe`] ([`mapping`])), are filtered
+//! and sampled ([`select`]: seeded shuffle, subject stratification, `max_queries`) and rendered
+//! into prompts ([`template`]).
 
 pub mod builtin;
 pub mod file;
