@@ -24,8 +24,12 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         println!("  model       {} ({}) {target}", m.name, m.backend.as_str());
     }
     for d in &datasets {
+        let shards = match d.shards.len() {
+            0 => String::new(),
+            n => format!(", {n} shards"),
+        };
         println!(
-            "  dataset     {}: {} of {} rows ({})",
+            "  dataset     {}: {} of {} rows ({}{shards})",
             d.name, d.selected, d.rows, d.source
         );
     }

@@ -119,9 +119,24 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 }
             }
             (None, Some(raw)) => {
-                dataset.path =
-                    Some(existing_file(&base, raw, "dataset file").map_err(|e| at("path", e))?);
+                let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
+                let path = resolve(&base, Path::new(&expanded));
+                // A file, a directory of shards or a glob: it must name at least one file.
+                crate::dataset::shards::resolve(&path, d.format).map_err(|e| at("path", e))?;
+                dataset.path = Some(path);
             }
+        }
+        if d.keep_all_rows && d.recipe.is_none() {
+            return Err(at(
+                "keep_all_rows",
+                "only a `recipe` skips rows; without one every row is kept".into(),
+            ));
+        }
+        if d.builtin.is_some() && d.recipe.is_some() {
+            return Err(at(
+                "recipe",
+                "a recipe reads a file (`path`); built-in datasets have their own".into(),
+            ));
         }
         if d.max_queries == Some(0) {
             return Err(at(
@@ -130,7 +145,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
             ));
         }
         if let Some(g) = &d.grader {
-            if crate::grade::builtin::wasm(g).is_none() {
+            if g != super::NO_GRADER && crate::grade::builtin::wasm(g).is_none() {
                 let path = existing_file(&base, Path::new(g), "grader component").map_err(|e| {
                     at(
                         "grader",

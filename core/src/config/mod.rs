@@ -435,6 +435,35 @@ pub enum DatasetFormat {
     Jsonl,
     /// Comma-separated values, with or without a header row.
     Csv,
+    /// Apache Parquet (how the Hugging Face hub stores datasets), read row group by row group.
+    Parquet,
+}
+
+/// A preset for a dataset as the Hugging Face hub stores it: the field mapping, template and
+/// grader of that schema (an entry's own `fields.*`, `template` and `grader` still win).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetRecipe {
+    /// TIGER-Lab/MMLU-Pro: 10-option multiple choice, graded `choice`.
+    MmluPro,
+    /// m-a-p/SuperGPQA: multiple choice over 285 graduate disciplines, graded `choice`.
+    Supergpqa,
+    /// facebook/natural_reasoning: open questions with a reference answer, graded `judge`.
+    NaturalReasoning,
+    /// allenai/WildChat-1M: real user conversations; the first user turn, ungraded.
+    Wildchat,
+}
+
+impl DatasetRecipe {
+    /// The name used in experiment files (and the dataset's default label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MmluPro => "mmlu-pro",
+            Self::Supergpqa => "supergpqa",
+            Self::NaturalReasoning => "natural-reasoning",
+            Self::Wildchat => "wildchat",
+        }
+    }
 }
 
 /// A built-in prompt template.
@@ -459,12 +488,22 @@ pub struct DatasetConfig {
     /// A dataset shipped in the binary (`gsm8k`, `mmlu`); exclusive with `path`.
     #[serde(default)]
     pub builtin: Option<BuiltinDataset>,
-    /// A JSONL or CSV file, relative to the experiment file.
+    /// A JSONL, CSV or Parquet file, a directory of shards, or a glob in the file name
+    /// (`data/train-*.parquet`), relative to the experiment file. Shards are read in file-name
+    /// order.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// Default: from the file extension.
     #[serde(default)]
     pub format: Option<DatasetFormat>,
+    /// A Hugging Face dataset schema whose field mapping, template and grader to use:
+    /// `mmlu-pro`, `supergpqa`, `natural-reasoning` or `wildchat`.
+    #[serde(default)]
+    pub recipe: Option<DatasetRecipe>,
+    /// Keep the rows a recipe skips by default (WildChat: conversations flagged `toxic` or
+    /// `redacted`; NaturalReasoning: questions without a reference answer). Default false.
+    #[serde(default)]
+    pub keep_all_rows: bool,
     /// CSV: whether the first row names the columns. Default true.
     #[serde(default)]
     pub header: Option<bool>,
@@ -493,14 +532,17 @@ pub struct DatasetConfig {
     #[serde(default)]
     pub stratify: bool,
     /// Grader: a built-in name (`exact`, `choice`, `numeric`, `regex`, `includes`, `f1`,
-    /// `judge`) or a path to a `.wasm` component. Default: `numeric` for gsm8k, `choice` for
-    /// mmlu, none otherwise.
+    /// `judge`), a path to a `.wasm` component, or `none`. Default: `numeric` for gsm8k,
+    /// `choice` for mmlu, the recipe's grader, none otherwise.
     #[serde(default)]
     pub grader: Option<String>,
     /// Parameters passed to the grader as a JSON object.
     #[serde(default)]
     pub grader_params: Option<serde_json::Value>,
 }
+
+/// `grader = "none"`: no grader, even where a recipe or built-in dataset has one.
+pub const NO_GRADER: &str = "none";
 
 impl GradingConfig {
     /// The per-call limits, defaults filled in.
@@ -522,10 +564,16 @@ impl GradingConfig {
 impl DatasetConfig {
     /// The grader this dataset uses, if any.
     pub fn grader_name(&self) -> Option<String> {
-        self.grader.clone().or(match self.builtin {
-            Some(BuiltinDataset::Gsm8k) => Some("numeric".into()),
-            Some(BuiltinDataset::Mmlu) => Some("choice".into()),
-            None => None,
+        if self.grader.as_deref() == Some(NO_GRADER) {
+            return None;
+        }
+        self.grader.clone().or(match (self.builtin, self.recipe) {
+            (Some(BuiltinDataset::Gsm8k), _) => Some("numeric".into()),
+            (Some(BuiltinDataset::Mmlu), _) => Some("choice".into()),
+            (None, Some(recipe)) => crate::dataset::recipe::preset(recipe)
+                .grader
+                .map(str::to_string),
+            (None, None) => None,
         })
     }
 }
@@ -539,9 +587,18 @@ impl DatasetConfig {
         match (self.builtin, &self.path) {
             (Some(BuiltinDataset::Gsm8k), _) => "gsm8k".into(),
             (Some(BuiltinDataset::Mmlu), _) => "mmlu".into(),
+            (None, _) if self.recipe.is_some() => self
+                .recipe
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
             (None, Some(p)) => p
                 .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
+                .map(|s| {
+                    // A glob's stem (`train-*`) without its wildcards: `train`.
+                    let s = s.to_string_lossy().replace(['*', '?', '[', ']'], "");
+                    s.trim_end_matches(['-', '_', '.']).to_string()
+                })
+                .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "dataset".into()),
             (None, None) => "dataset".into(),
         }
@@ -596,6 +653,10 @@ pub struct FieldMap {
     /// Subject label for per-domain breakdowns.
     #[serde(default)]
     pub subject: Option<FieldRef>,
+    /// Category of the subject (a coarser label, e.g. SuperGPQA's discipline); an entry in
+    /// `categories` for the subject wins.
+    #[serde(default)]
+    pub category: Option<FieldRef>,
 }
 
 /// A JSON Schema (draft 2020-12) of the experiment file, derived from the types that read it,

@@ -68,6 +68,7 @@ fn gsm8k() -> Builtin {
                 answers: vec![gsm8k_final_answer(&l.answer)],
                 choices: Vec::new(),
                 subject: None,
+                category: None,
             }
         })
         .collect();
@@ -111,6 +112,7 @@ fn mmlu() -> Builtin {
                 choices: (1..=4).map(|c| rec[c].to_string()).collect(),
                 answers: vec![rec[5].trim().to_string()],
                 subject: Some(subject.to_string()),
+                category: None,
             });
         }
     }

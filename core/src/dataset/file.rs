@@ -1,43 +1,163 @@
-//! User datasets from JSONL or CSV files, mapped to [`Row`]s through `fields`.
-//! Every error names the file and the line.
+//! User datasets from JSONL, CSV or Parquet files (one, or the shards of a directory or glob),
+//! mapped to [`Row`]s through `fields` and the recipe. Every error names the file and the line
+//! (JSONL, CSV) or row (Parquet).
 
-use super::{hex, DatasetError, Row};
+use super::mapping::{Mapped, Mapping};
+use super::{hex, parquet_rows, shards, DatasetError, DatasetShard, Row};
 use crate::config::{ChoicesRef, DatasetConfig, DatasetFormat, FieldRef};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-/// Rows of a dataset file and the hash of its bytes.
+/// Rows of a dataset (one file or its shards) and the hash of its bytes.
 pub struct Loaded {
-    /// Rows in file order.
+    /// Rows in shard order, then file order.
     pub rows: Vec<Row>,
-    /// sha256 of the file.
+    /// sha256 of the file; for several shards, over each shard's length (8 bytes,
+    /// little-endian) and bytes, in shard order.
     pub sha256: String,
+    /// Every shard with its own size and hash, when there is more than one file.
+    pub shards: Vec<DatasetShard>,
+    /// Rows the recipe left out (see `keep_all_rows`).
+    pub skipped: usize,
 }
 
-/// Read a dataset file according to its config.
+/// Read a dataset file, directory of shards or glob according to its config.
 pub fn load(path: &Path, cfg: &DatasetConfig) -> Result<Loaded, DatasetError> {
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Read {
+    let files = shards::resolve(path, cfg.format).map_err(|message| DatasetError::Setting {
+        dataset: cfg.label(),
+        message,
+    })?;
+    let mut sink = Sink {
+        rows: Vec::new(),
+        read: 0,
+        skipped: 0,
+    };
+    let mut whole = Sha256::new();
+    let mut infos = Vec::with_capacity(files.len());
+    for file in &files {
+        let format = shards::format_of(file, cfg.format);
+        let (sha256, bytes) = match format {
+            DatasetFormat::Parquet => {
+                let hashed = hash_file(file, &mut whole)?;
+                let mapping = Mapping::new(cfg, "Parquet")?;
+                parquet_rows::for_each_row(file, &mapping.keys(), |row, obj| {
+                    sink.push(&mapping, obj, |message| DatasetError::Record {
+                        path: file.clone(),
+                        row,
+                        message,
+                    })
+                })?;
+                hashed
+            }
+            DatasetFormat::Jsonl | DatasetFormat::Csv => {
+                let bytes = std::fs::read(file).map_err(|source| DatasetError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                whole.update((bytes.len() as u64).to_le_bytes());
+                whole.update(&bytes);
+                if format == DatasetFormat::Jsonl {
+                    jsonl(file, &bytes, &Mapping::new(cfg, "JSONL")?, &mut sink)?;
+                } else if let Some(recipe) = cfg.recipe {
+                    // A recipe maps named fields of the hub's formats; CSV columns are not those.
+                    return Err(DatasetError::Setting {
+                        dataset: cfg.label(),
+                        message: format!(
+                            "recipe `{}` reads Parquet or JSONL, not CSV ({})",
+                            recipe.as_str(),
+                            file.display()
+                        ),
+                    });
+                } else {
+                    let first = sink.rows.len();
+                    sink.rows.extend(csv_rows(file, &bytes, cfg, first)?);
+                }
+                (hex(&Sha256::digest(&bytes)), bytes.len() as u64)
+            }
+        };
+        infos.push(DatasetShard {
+            file: file.display().to_string(),
+            bytes,
+            sha256,
+        });
+    }
+    let (sha256, shards) = match <[DatasetShard; 1]>::try_from(infos) {
+        // One file: the hash of its bytes, as before shards existed.
+        Ok([one]) => (one.sha256, Vec::new()),
+        Err(infos) => (hex(&whole.finalize()), infos),
+    };
+    if sink.skipped > 0 {
+        tracing::info!(
+            dataset = %cfg.label(),
+            "the recipe left out {} of {} rows (keep_all_rows = true keeps them)",
+            sink.skipped,
+            sink.read
+        );
+    }
+    Ok(Loaded {
+        rows: sink.rows,
+        sha256,
+        shards,
+        skipped: sink.skipped,
+    })
+}
+
+/// Rows gathered across shards; `read` counts every row read, kept or not, so an id taken
+/// from the position does not depend on which rows a recipe skips.
+struct Sink {
+    rows: Vec<Row>,
+    read: usize,
+    skipped: usize,
+}
+
+impl Sink {
+    fn push(
+        &mut self,
+        mapping: &Mapping,
+        obj: &Map<String, Value>,
+        error: impl Fn(String) -> DatasetError,
+    ) -> Result<(), DatasetError> {
+        let index = self.read;
+        self.read += 1;
+        match mapping.row(obj, index).map_err(error)? {
+            Mapped::Row(row) => self.rows.push(row),
+            Mapped::Skipped => self.skipped += 1,
+        }
+        Ok(())
+    }
+}
+
+/// Hash a file without holding it in memory: its own sha256 and size, and its length and bytes
+/// into `whole`.
+fn hash_file(path: &Path, whole: &mut Sha256) -> Result<(String, u64), DatasetError> {
+    use std::io::Read;
+    let read_error = |source| DatasetError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    let sha256 = hex(&Sha256::digest(&bytes));
-    let format = cfg.format.unwrap_or_else(|| {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("csv") => DatasetFormat::Csv,
-            _ => DatasetFormat::Jsonl,
-        }
-    });
-    let rows = match format {
-        DatasetFormat::Jsonl => jsonl(path, &bytes, cfg)?,
-        DatasetFormat::Csv => csv_rows(path, &bytes, cfg)?,
     };
-    Ok(Loaded { rows, sha256 })
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let len = file.metadata().map_err(read_error)?.len();
+    whole.update(len.to_le_bytes());
+    let mut own = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        own.update(&buf[..n]);
+        whole.update(&buf[..n]);
+        total += n as u64;
+    }
+    if total != len {
+        return Err(DatasetError::File {
+            path: path.to_path_buf(),
+            message: format!("changed while being read ({len} bytes, then {total})"),
+        });
+    }
+    Ok((hex(&own.finalize()), total))
 }
 
 fn row_error(path: &Path, line: u64, message: impl Into<String>) -> DatasetError {
@@ -48,122 +168,33 @@ fn row_error(path: &Path, line: u64, message: impl Into<String>) -> DatasetError
     }
 }
 
-fn jsonl(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, DatasetError> {
+fn jsonl(
+    path: &Path,
+    bytes: &[u8],
+    mapping: &Mapping,
+    sink: &mut Sink,
+) -> Result<(), DatasetError> {
     let text =
         std::str::from_utf8(bytes).map_err(|e| row_error(path, 0, format!("not UTF-8: {e}")))?;
-    let f = &cfg.fields;
-    let name_of = |r: &Option<FieldRef>, field: &str| -> Result<Option<String>, DatasetError> {
-        match r {
-            None => Ok(None),
-            Some(FieldRef::Name(n)) => Ok(Some(n.clone())),
-            Some(FieldRef::Index(_)) => Err(DatasetError::Setting {
-                dataset: cfg.label(),
-                message: format!("fields.{field}: JSONL fields are keys, not column numbers"),
-            }),
-        }
-    };
-    let id_key = name_of(&f.id, "id")?;
-    let prompt_key = name_of(&f.prompt, "prompt")?;
-    let answer_key = name_of(&f.answer, "answer")?.unwrap_or_else(|| "answer".into());
-    let subject_key = name_of(&f.subject, "subject")?;
-    let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i as u64 + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let obj: serde_json::Map<String, Value> = serde_json::from_str(line)
+        let obj: Map<String, Value> = serde_json::from_str(line)
             .map_err(|e| row_error(path, n, format!("invalid JSON object: {e}")))?;
-        let get_text = |key: &str| obj.get(key).and_then(value_text);
-        let question = match &prompt_key {
-            Some(k) => get_text(k).ok_or_else(|| {
-                row_error(path, n, format!("missing text field `{k}` (fields.prompt)"))
-            })?,
-            None => get_text("question")
-                .or_else(|| get_text("prompt"))
-                .ok_or_else(|| {
-                    row_error(
-                        path,
-                        n,
-                        "no `question` or `prompt` field; set fields.prompt",
-                    )
-                })?,
-        };
-        let id = match &id_key {
-            Some(k) => get_text(k)
-                .ok_or_else(|| row_error(path, n, format!("missing id field `{k}` (fields.id)")))?,
-            None => get_text("id").unwrap_or_else(|| (rows.len()).to_string()),
-        };
-        let answers = match obj.get(&answer_key) {
-            Some(Value::Array(items)) => items.iter().filter_map(value_text).collect(),
-            Some(v) => value_text(v).into_iter().collect(),
-            None if f.answer.is_some() => {
-                return Err(row_error(
-                    path,
-                    n,
-                    format!("missing answer field `{answer_key}` (fields.answer)"),
-                ))
-            }
-            None => Vec::new(),
-        };
-        let choices = match &f.choices {
-            None => Vec::new(),
-            Some(ChoicesRef::Field(FieldRef::Name(k))) => match obj.get(k) {
-                Some(Value::Array(items)) => items.iter().filter_map(value_text).collect(),
-                _ => {
-                    return Err(row_error(
-                        path,
-                        n,
-                        format!("`{k}` (fields.choices) is not a list"),
-                    ))
-                }
-            },
-            Some(ChoicesRef::Columns(keys)) => {
-                let mut out = Vec::new();
-                for k in keys {
-                    let FieldRef::Name(k) = k else {
-                        return Err(row_error(
-                            path,
-                            n,
-                            "fields.choices: JSONL fields are keys, not column numbers",
-                        ));
-                    };
-                    out.push(get_text(k).ok_or_else(|| {
-                        row_error(path, n, format!("missing choice field `{k}`"))
-                    })?);
-                }
-                out
-            }
-            Some(ChoicesRef::Field(FieldRef::Index(_))) => {
-                return Err(row_error(
-                    path,
-                    n,
-                    "fields.choices: JSONL fields are keys, not column numbers",
-                ))
-            }
-        };
-        let subject = subject_key.as_ref().and_then(|k| get_text(k));
-        rows.push(Row {
-            id,
-            question,
-            answers,
-            choices,
-            subject,
-        });
+        sink.push(mapping, &obj, |message| row_error(path, n, message))?;
     }
-    Ok(rows)
+    Ok(())
 }
 
-fn value_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, DatasetError> {
+/// CSV rows; `first` is the number of rows earlier shards gave (ids default to the position).
+fn csv_rows(
+    path: &Path,
+    bytes: &[u8],
+    cfg: &DatasetConfig,
+    first: usize,
+) -> Result<Vec<Row>, DatasetError> {
     let has_header = cfg.header.unwrap_or(true);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(has_header)
@@ -214,6 +245,11 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
         .as_ref()
         .map(|r| column(r, "subject"))
         .transpose()?;
+    let category_col = f
+        .category
+        .as_ref()
+        .map(|r| column(r, "category"))
+        .transpose()?;
     let choice_cols: Vec<usize> = match &f.choices {
         None => Vec::new(),
         Some(ChoicesRef::Columns(cols)) => cols
@@ -257,7 +293,7 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
         rows.push(Row {
             id: match id_col {
                 Some(c) => cell(c, "id")?,
-                None => rows.len().to_string(),
+                None => (first + rows.len()).to_string(),
             },
             question,
             answers: answer_col
@@ -270,6 +306,7 @@ fn csv_rows(path: &Path, bytes: &[u8], cfg: &DatasetConfig) -> Result<Vec<Row>, 
                 .map(|&c| cell(c, "choices"))
                 .collect::<Result<_, _>>()?,
             subject: subject_col.map(|c| cell(c, "subject")).transpose()?,
+            category: category_col.map(|c| cell(c, "category")).transpose()?,
         });
     }
     Ok(rows)

@@ -1,16 +1,24 @@
 //! Datasets: turn a `[[datasets]]` entry into a reproducible list of [`Query`]s.
 //!
-//! Rows come from a built-in dataset ([`builtin`]) or a user file ([`file`]: JSONL or CSV), are
-//! filtered and sampled ([`select`]: seeded shuffle, subject stratification, `max_queries`) and
-//! rendered into prompts ([`template`]).
+//! Rows come from a built-in dataset ([`builtin`]) or user files ([`file`]: JSONL, CSV or
+//! Parquet ([`parquet_rows`]); one file or the shards a directory or glob names ([`shards`]);
+//! named fields mapped by `fields` over a Hugging Face [`recipe`] ([`mapping`])), are filtered
+//! and sampled ([`select`]: seeded shuffle, subject stratification, `max_queries`) and rendered
+//! into prompts ([`template`]).
 
 pub mod builtin;
 pub mod file;
+#[cfg(test)]
+mod hf_tests;
+pub mod mapping;
+pub mod parquet_rows;
+pub mod recipe;
 pub mod select;
+pub mod shards;
 pub mod template;
 
 use crate::config::{BuiltinDataset, DatasetConfig, TemplateName};
-pub use crate::records::DatasetInfo;
+pub use crate::records::{DatasetInfo, DatasetShard};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -28,6 +36,8 @@ pub struct Row {
     pub choices: Vec<String>,
     /// Subject label, if the dataset has one.
     pub subject: Option<String>,
+    /// Category read from the data (a `categories` entry for the subject wins).
+    pub category: Option<String>,
 }
 
 /// A query ready to send: a row, its rendered prompt and where it came from.
@@ -77,6 +87,24 @@ pub enum DatasetError {
         /// What is wrong.
         message: String,
     },
+    /// A Parquet row is malformed.
+    #[error("{}: row {row}: {message}", path.display())]
+    Record {
+        /// Dataset file (the shard).
+        path: PathBuf,
+        /// 1-based row within the file.
+        row: u64,
+        /// What is wrong, naming the column.
+        message: String,
+    },
+    /// A whole file cannot be used (not Parquet, unreadable row group).
+    #[error("{}: {message}", path.display())]
+    File {
+        /// Dataset file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A setting does not fit the data (unknown subject, missing field, ...).
     #[error("dataset `{dataset}`: {message}")]
     Setting {
@@ -93,7 +121,7 @@ pub fn load_dataset(
     seed: u64,
 ) -> Result<(Vec<Query>, DatasetInfo), DatasetError> {
     let label = cfg.label();
-    let (rows, source, sha256, categories) = match (cfg.builtin, &cfg.path) {
+    let (rows, source, sha256, categories, shards) = match (cfg.builtin, &cfg.path) {
         (Some(which), _) => {
             let b = builtin::load(which);
             (
@@ -101,6 +129,7 @@ pub fn load_dataset(
                 format!("builtin:{}", label_of(which)),
                 b.sha256,
                 b.categories,
+                Vec::new(),
             )
         }
         (None, Some(path)) => {
@@ -110,6 +139,7 @@ pub fn load_dataset(
                 path.display().to_string(),
                 loaded.sha256,
                 cfg.categories.clone(),
+                loaded.shards,
             )
         }
         (None, None) => {
@@ -127,10 +157,11 @@ pub fn load_dataset(
     let total = rows.len();
     let chosen = select::sample(rows, cfg.max_queries, cfg.shuffle, cfg.stratify, seed);
     let template = template::Template::from_config(
-        cfg.template.or(match cfg.builtin {
-            Some(BuiltinDataset::Gsm8k) => Some(TemplateName::Gsm8k),
-            Some(BuiltinDataset::Mmlu) => Some(TemplateName::Mmlu),
-            None => None,
+        cfg.template.or(match (cfg.builtin, cfg.recipe) {
+            (Some(BuiltinDataset::Gsm8k), _) => Some(TemplateName::Gsm8k),
+            (Some(BuiltinDataset::Mmlu), _) => Some(TemplateName::Mmlu),
+            (None, Some(recipe)) => recipe::preset(recipe).template,
+            (None, None) => None,
         }),
         cfg.template_text.as_deref(),
     );
@@ -146,10 +177,12 @@ pub fn load_dataset(
                 ),
             });
         }
+        // The experiment's own `categories` win over a category column.
         let category = row
             .subject
             .as_ref()
-            .and_then(|s| categories.get(s).cloned());
+            .and_then(|s| categories.get(s).cloned())
+            .or_else(|| row.category.clone());
         queries.push(Query {
             id: format!("{label}/{}", row.id),
             dataset: label.clone(),
@@ -166,6 +199,7 @@ pub fn load_dataset(
         sha256,
         rows: total,
         selected: queries.len(),
+        shards,
     };
     Ok((queries, info))
 }

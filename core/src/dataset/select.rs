@@ -108,6 +108,7 @@ mod tests {
                     answers: vec![],
                     choices: vec![],
                     subject: Some(s.to_string()),
+                    category: None,
                 })
             })
             .collect()

@@ -75,6 +75,7 @@ mod tests {
             answers: vec!["B".into()],
             choices: vec!["4".into(), "5".into()],
             subject: Some("elementary_mathematics".into()),
+            category: None,
         };
         let p = Template::Builtin(TemplateName::Mmlu).render(&row);
         assert!(p.contains("about elementary mathematics"));

@@ -196,6 +196,21 @@ pub struct DatasetInfo {
     pub rows: usize,
     /// Queries selected for the run.
     pub selected: usize,
+    /// The files of a dataset read from several shards, in the order read (`sha256` above
+    /// covers them all); empty for one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<DatasetShard>,
+}
+
+/// One shard of a dataset, for the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetShard {
+    /// The file.
+    pub file: String,
+    /// Its size.
+    pub bytes: u64,
+    /// sha256 of its bytes.
+    pub sha256: String,
 }
 
 /// The host a run measured.

@@ -27,8 +27,8 @@ pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo};
 pub use manifest::{
-    Baseline, DatasetInfo, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad, RecordedModel,
-    RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
+    Baseline, DatasetInfo, DatasetShard, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad,
+    RecordedModel, RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
