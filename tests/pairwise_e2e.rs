@@ -1,19 +1,21 @@
 //! Pairwise grading end to end through the `ipw` binary with real parts: two real runs of
-//! SmolLM2 on the embedded backend (a model and the reference) over open-ended queries with no
-//! answers, then `ipw grade --grader pairwise --against` with the same model judging behind a
-//! real llama-server (named by `--judge-config`, since the runs' manifests have no judge), then
-//! `ipw coverage` on the result. A 135M judge's verdicts are noise: what is checked is the flow
-//! (two judge calls per judged query, grades that name the reference, verdicts read or left
-//! unscored, queries the reference did not answer left unscored, prompt mismatches refused).
+//! SmolLM2 on the embedded backend (a model and the reference, sampled with different seeds so
+//! their responses differ) over open-ended queries with no answers, then `ipw grade --grader
+//! pairwise --against` with the same model judging behind a real llama-server (named by
+//! `--judge-config`, since the runs' manifests have no judge), then `ipw coverage` on the
+//! result. A 135M judge's verdicts are noise: what is checked is the flow (both orders asked
+//! for each judged query, the responses swapped; grades that name the reference; verdicts read
+//! or left unscored; queries the reference did not answer left unscored and not judged; prompt
+//! mismatches refused).
 
 mod support;
 
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use support::*;
 
 const PROMPTS: [(&str, &str); 4] = [
@@ -23,32 +25,32 @@ const PROMPTS: [(&str, &str); 4] = [
     ("p4", "Give one tip for sleeping well."),
 ];
 
-/// A transparent TCP proxy in front of the judge that counts chat-completion requests: the
-/// number of judge calls `ipw grade` really made.
-fn counting_proxy(upstream: &str) -> (String, Arc<AtomicUsize>) {
+/// What the client sent on each connection through the proxy.
+type Sent = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
+/// A transparent TCP proxy in front of the judge that keeps every byte the client sent, so the
+/// test sees the judge prompts `ipw grade` really sent.
+fn recording_proxy(upstream: &str) -> (String, Sent) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = upstream.trim_start_matches("http://").to_string();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
+    let sent: Sent = Default::default();
+    let all = sent.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let server = TcpStream::connect(&upstream).unwrap();
             let (mut c_read, mut s_write) =
                 (client.try_clone().unwrap(), server.try_clone().unwrap());
             let (mut s_read, mut c_write) = (server, client);
-            let counter = counter.clone();
+            let log: Arc<Mutex<Vec<u8>>> = Default::default();
+            all.lock().unwrap().push(log.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 65536];
-                let needle = b"POST /v1/chat/completions";
                 while let Ok(n) = c_read.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
-                    // Each request starts a fresh read on a quiet keep-alive connection.
-                    if buf[..n].windows(needle.len()).any(|w| w == needle) {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
+                    log.lock().unwrap().extend_from_slice(&buf[..n]);
                     if s_write.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -61,10 +63,44 @@ fn counting_proxy(upstream: &str) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (url, calls)
+    (url, sent)
 }
 
-fn experiment(dir: &Path) -> String {
+/// The user message of every chat-completion request sent through the proxy (a request the
+/// client sent again, on a fresh connection after a stale one, appears twice).
+fn judge_prompts(sent: &Sent) -> Vec<String> {
+    let mut prompts = Vec::new();
+    for log in sent.lock().unwrap().iter() {
+        let bytes = log.lock().unwrap().clone();
+        let mut rest = &bytes[..];
+        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+        while let Some(start) = find(rest, b"POST /v1/chat/completions") {
+            let request = &rest[start..];
+            let Some(head) = find(request, b"\r\n\r\n") else {
+                break; // cut off: the connection closed mid-request
+            };
+            let length: usize = String::from_utf8_lossy(&request[..head])
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            let body = &request[head + 4..];
+            if body.len() < length {
+                break;
+            }
+            let json: Value = serde_json::from_slice(&body[..length]).unwrap();
+            prompts.push(json["messages"][0]["content"].as_str().unwrap().to_string());
+            rest = &body[length..];
+        }
+    }
+    prompts
+}
+
+/// An experiment profiling one model named `name`, sampled at temperature 1 with `seed`.
+fn experiment(dir: &Path, name: &str, seed: u64) -> String {
     let data = dir.join("chat.jsonl");
     let lines: String = PROMPTS
         .iter()
@@ -73,10 +109,9 @@ fn experiment(dir: &Path) -> String {
     std::fs::write(&data, lines).unwrap();
     let model = q(&model_path());
     format!(
-        "name = \"pairwise\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0\n\
-         [generation]\nmax_tokens = 12\n\
-         [[models]]\nname = \"small\"\npath = {model}\nthreads = 2\n\
-         [[models]]\nname = \"ref\"\npath = {model}\nthreads = 1\n\
+        "name = \"{name}\"\nseed = {seed}\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0\n\
+         [generation]\nmax_tokens = 12\ntemperature = 1.0\n\
+         [[models]]\nname = \"{name}\"\npath = {model}\nthreads = 2\n\
          [[datasets]]\npath = {}\nname = \"chat\"\n",
         q(&data)
     )
@@ -107,8 +142,9 @@ fn points(verdict: &str, model_first: bool) -> Option<f64> {
 #[test]
 fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = profile_ok(dir.path(), "pairwise", &experiment(dir.path()));
-    let (small, reference) = (exp.join("small"), exp.join("ref"));
+    let exp = profile_ok(dir.path(), "small", &experiment(dir.path(), "small", 1));
+    let ref_exp = profile_ok(dir.path(), "ref", &experiment(dir.path(), "ref", 2));
+    let (small, reference) = (exp.join("small"), ref_exp.join("ref"));
     assert_eq!(records(&small).len(), 4);
     assert!(
         records(&small)
@@ -116,6 +152,14 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
             .all(|r| r["grade"].is_null() && r["response"].is_string()),
         "no answers, no grader: ungraded"
     );
+    // The two orders' prompts differ only where the responses do.
+    let (small_text, ref_text) = (by_id(&small), by_id(&reference));
+    for (id, r) in &small_text {
+        assert_ne!(
+            r["response"], ref_text[id]["response"],
+            "{id}: sampled alike"
+        );
+    }
 
     // The reference did not answer two queries: p3's record is gone, p4 failed.
     let mut refs = records(&reference);
@@ -131,7 +175,7 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
     let reference_before = std::fs::read(reference.join("records.jsonl")).unwrap();
 
     let server = LlamaServer::start();
-    let (judge_url, calls) = counting_proxy(&server.url);
+    let (judge_url, sent) = recording_proxy(&server.url);
     let judge = dir.path().join("judge.toml");
     std::fs::write(
         &judge,
@@ -186,9 +230,8 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
     );
     assert!(err.contains(small.to_str().unwrap()), "{err}");
     assert!(err.contains("other-ref"), "{err}");
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        0,
+    assert!(
+        judge_prompts(&sent).is_empty(),
         "no judge call before a refusal"
     );
     assert_eq!(
@@ -196,7 +239,9 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
         small_before
     );
 
-    // The experiment directory holds the reference: every other run is graded against it.
+    // An experiment directory with the reference in it: every other run is graded against it.
+    std::fs::rename(&reference, exp.join("ref")).unwrap();
+    let reference = exp.join("ref");
     let o = grade(&exp, Some(&reference), Some(&judge));
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
@@ -204,11 +249,34 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
         reference_before,
         "the reference is not graded against itself"
     );
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        4,
-        "two judge calls for each of p1, p2; none where the reference has no answer"
-    );
+    // Both orders asked for p1 and p2, the responses swapped; nothing for p3 and p4, which the
+    // reference did not answer.
+    let prompts = judge_prompts(&sent);
+    let distinct: BTreeSet<&String> = prompts.iter().collect();
+    assert_eq!(distinct.len(), 4, "{prompts:#?}");
+    let pair = |a: &Value, b: &Value| {
+        format!(
+            "[Response A]\n{}\n\n[Response B]\n{}\n",
+            a.as_str().unwrap(),
+            b.as_str().unwrap()
+        )
+    };
+    for (i, (id, question)) in PROMPTS.iter().enumerate() {
+        let key = small_text.keys().find(|k| k.ends_with(id)).unwrap();
+        let asked: Vec<&String> = distinct
+            .iter()
+            .copied()
+            .filter(|p| p.contains(question))
+            .collect();
+        if i >= 2 {
+            assert!(asked.is_empty(), "{id}: {asked:#?}");
+            continue;
+        }
+        let (m, r) = (&small_text[key]["response"], &ref_text[key]["response"]);
+        assert_eq!(asked.len(), 2, "{id}: {asked:#?}");
+        assert!(asked.iter().any(|p| p.contains(&pair(m, r))), "{asked:#?}");
+        assert!(asked.iter().any(|p| p.contains(&pair(r, m))), "{asked:#?}");
+    }
     let canonical: PathBuf = reference.canonicalize().unwrap();
     let mut scored = 0;
     for (id, r) in by_id(&small) {
