@@ -16,6 +16,7 @@ fn table(queries: usize) -> Table {
         score: 1.0,
         failed: false,
         unscored: false,
+        pairwise: false,
         energy_j: Some(energy),
         latency_s: 1.0,
         input_tokens: Some(10),

@@ -82,12 +82,22 @@ enum Command {
     Grade {
         /// A run directory (one model) or an experiment directory (every model in it).
         run_dir: PathBuf,
-        /// A built-in grader (exact, choice, numeric, regex, includes, f1, judge) or a .wasm path.
+        /// A built-in grader (exact, choice, numeric, regex, includes, f1, judge, pairwise) or a
+        /// .wasm path.
         #[arg(long)]
         grader: String,
         /// Grader parameters as a JSON object, e.g. '{"rel_tol": 0.01}'.
         #[arg(long)]
         params: Option<String>,
+        /// The reference run (one model): each response is graded against the reference model's
+        /// response to the same query, joined by query id. Required by `pairwise`.
+        #[arg(long, value_name = "REFRUN")]
+        against: Option<PathBuf>,
+        /// A TOML file with a [grading.judge] table (an experiment file works): the judge model
+        /// to ask when the run's manifest names none, or another one. Its [grading] fields
+        /// replace the run's.
+        #[arg(long, value_name = "FILE")]
+        judge_config: Option<PathBuf>,
     },
     /// Route queries between models: join runs of several models on query id and report, per
     /// router, accuracy kept and energy, compute and cost saved against the reference model.
@@ -346,7 +356,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run_dir,
             grader,
             params,
-        } => grade::run(&run_dir, grader, params),
+            against,
+            judge_config,
+        } => grade::run(&run_dir, grader, params, against, judge_config),
         Command::Attribute {
             run_dir,
             trace,

@@ -165,6 +165,13 @@ pub fn coverage(
         "coverage against {} (covered: score >= reference - {}), {} queries",
         r.reference, r.tolerance, r.queries
     );
+    if !r.pairwise_datasets.is_empty() {
+        println!(
+            "  judged pairwise against the reference (covered: score >= 0.5 - {}): {}",
+            r.tolerance,
+            r.pairwise_datasets.join(", ")
+        );
+    }
     for row in &r.rows {
         println!(
             "  {:<22} {:<14} n={:<5} {}",

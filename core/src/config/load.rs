@@ -242,7 +242,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
 
 /// Check one model's fields against its backend and resolve its file path. Used for
 /// `[[models]]` and `[grading.judge]`; `at` builds an error for a field of that table.
-fn check_model(
+pub(super) fn check_model(
     m: &super::ModelConfig,
     base: &Path,
     at: &dyn Fn(&str, String) -> ConfigError,

@@ -5,9 +5,11 @@
 //! file: a backend names the environment variable that holds its key (`api_key_env`).
 
 mod expand;
+mod grading_file;
 mod load;
 mod location;
 
+pub use grading_file::load_grading_file;
 pub use load::{load_experiment, parse_experiment};
 pub use location::ConfigError;
 

@@ -49,8 +49,8 @@ fn workload(name: &str) -> (Query, &'static str, &'static str) {
     }
 }
 
-/// Benchmark every built-in grader for about `seconds` each. The `judge` grader is timed with
-/// an in-process judge that answers at once, so the figure is the grader's own cost, not a
+/// Benchmark every built-in grader for about `seconds` each. The `judge` and `pairwise` graders
+/// are timed with an in-process judge that answers at once, so the figure is the grader's own cost, not a
 /// model's.
 pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, GraderError> {
     let cache = std::env::temp_dir().join(format!("ipw-grader-bench-{}", std::process::id()));
@@ -58,7 +58,8 @@ pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, GraderErr
     let warm = GraderHost::new(Some(cache.clone()))?;
     let judge: JudgeFn = Arc::new(|_: String| -> JudgeFuture {
         Box::pin(std::future::ready(Ok(
-            "The response matches the reference.\nGRADE: C".to_string(),
+            // Read by `judge` (the GRADE line) and by `pairwise` (the VERDICT line) alike.
+            "The response matches the reference.\nGRADE: C\nVERDICT: TIE".to_string(),
         )))
     });
     let mut out = Vec::new();
@@ -88,7 +89,7 @@ pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, GraderErr
         let mut calls = 0;
         while started.elapsed() < budget || calls < 10 {
             let g = grader.grade(&query, response, params)?;
-            debug_assert_eq!(g.score, Some(1.0));
+            debug_assert!(g.score.is_some(), "{name}: {g:?}");
             calls += 1;
         }
         let wall = started.elapsed().as_secs_f64();

@@ -4,7 +4,7 @@
 include!(concat!(env!("OUT_DIR"), "/builtin_graders.rs"));
 
 /// The bytes of built-in grader `name` (`exact`, `choice`, `numeric`, `regex`, `includes`,
-/// `f1`, `judge`).
+/// `f1`, `judge`, `pairwise`).
 pub fn wasm(name: &str) -> Option<&'static [u8]> {
     BUILTIN_GRADERS
         .iter()

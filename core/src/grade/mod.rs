@@ -10,6 +10,7 @@ pub mod bench;
 pub mod builtin;
 pub mod host;
 pub(crate) mod patterns;
+mod reference;
 mod regrade;
 mod setup;
 

@@ -100,18 +100,23 @@ impl DatasetGraders {
     /// Grade a record in place (records without a response are not graded). Blocking: call
     /// off the async runtime.
     pub fn grade_record(&self, r: &mut Record) {
+        self.grade_with(r, None);
+    }
+
+    /// Grade a record in place against another model's response to the same query (what a
+    /// pairwise grader compares): `Ok(reference)` becomes the query's only answer; `Err(why)`
+    /// (the reference has no response) leaves the record unscored with `why` as its
+    /// explanation, without calling the grader. Blocking: call off the async runtime.
+    pub fn grade_against(&self, r: &mut Record, reference: Result<&str, String>) {
+        self.grade_with(r, Some(reference));
+    }
+
+    fn grade_with(&self, r: &mut Record, reference: Option<Result<&str, String>>) {
         let (Some(d), Some(response)) = (self.by_dataset.get(&r.dataset), r.response.as_ref())
         else {
             return;
         };
         let grader = &d.grader;
-        let query = Query {
-            id: r.query_id.clone(),
-            prompt: r.prompt.clone(),
-            answers: r.answers.clone(),
-            choices: r.choices.clone(),
-            subject: r.subject.clone(),
-        };
         let blank = GradeRecord {
             grader: grader.id.clone(),
             wasm_sha256: grader.sha256.clone(),
@@ -125,6 +130,24 @@ impl DatasetGraders {
                 .as_object()
                 .is_some_and(|o| !o.is_empty())
                 .then(|| d.params.clone()),
+        };
+        let answers = match reference {
+            None => r.answers.clone(),
+            Some(Ok(text)) => vec![text.to_string()],
+            Some(Err(why)) => {
+                r.grade = Some(GradeRecord {
+                    explanation: Some(why),
+                    ..blank
+                });
+                return;
+            }
+        };
+        let query = Query {
+            id: r.query_id.clone(),
+            prompt: r.prompt.clone(),
+            answers,
+            choices: r.choices.clone(),
+            subject: r.subject.clone(),
         };
         let record = match grader.grade(&query, response, &d.params_text) {
             Ok(o) => GradeRecord {

@@ -16,9 +16,9 @@ pub enum Detail {
     /// Every field.
     Full,
     /// Everything but the texts and hashes: `prompt`, `prompt_hash`, `answers`, `choices`,
-    /// `response` and `finish_reason` are empty, the grade's `wasm_sha256`, `extracted`,
-    /// `explanation` and `params` and `grade_history` are dropped, and energy has no
-    /// `channels`.
+    /// `response` and `finish_reason` are empty, the grade's `wasm_sha256`, `extracted` and
+    /// `explanation` and `grade_history` are dropped, and energy has no `channels`. (A grade's
+    /// `params` stay: they say what a pairwise grade was judged against.)
     Figures,
 }
 
@@ -75,6 +75,8 @@ struct GradeFigures {
     score: Option<f64>,
     parsed: bool,
     error: Option<String>,
+    #[serde(default)]
+    params: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +134,7 @@ impl From<Figures> for Record {
                 extracted: None,
                 explanation: None,
                 error: g.error,
-                params: None,
+                params: g.params,
             }),
             grade_history: Vec::new(),
             energy: f.energy.map(|e| QueryEnergy {

@@ -61,6 +61,7 @@ pub fn synthetic_table(queries: usize, models: usize, seed: u64) -> Table {
                             score: if right { 1.0 } else { 0.0 },
                             failed: false,
                             unscored: false,
+                            pairwise: false,
                             energy_j: Some(e),
                             latency_s: e / 50.0,
                             input_tokens: Some(tokens),

@@ -92,6 +92,9 @@ pub struct Outcome {
     pub failed: bool,
     /// The grader gave no score.
     pub unscored: bool,
+    /// The grade came from the `pairwise` grader: the score is against the reference model's
+    /// response (0.5 = as good), not against a gold answer.
+    pub pairwise: bool,
     /// Joules (net or gross, as the table's `energy_basis`; declared where not measured).
     pub energy_j: Option<f64>,
     /// Seconds from request to last byte.
@@ -441,6 +444,10 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
         score: score.unwrap_or(0.0),
         failed: r.error.is_some(),
         unscored: r.error.is_none() && score.is_none(),
+        pairwise: r
+            .grade
+            .as_ref()
+            .is_some_and(|g| g.grader == crate::study::pairwise::GRADER),
         energy_j: measured.or(declared),
         latency_s: r.latency_s,
         input_tokens: r.input_tokens,

@@ -10,6 +10,7 @@ fn outcome(score: f64, energy: f64) -> Outcome {
         score,
         failed: false,
         unscored: false,
+        pairwise: false,
         energy_j: Some(energy),
         latency_s: energy / 10.0,
         input_tokens: Some(10),

@@ -10,9 +10,11 @@
 //!   ratio (Σ run / Σ baseline) and APJ ratio, each with a paired bootstrap interval (queries
 //!   resampled, both runs recomputed on the same draw).
 //! - Coverage: a query is covered by a model when its score is at least the reference's minus
-//!   `tolerance`; best-of-local: covered by any model but the reference; per group; and over
+//!   `tolerance` (a `pairwise` grade, against the reference's response: at least 0.5 minus
+//!   `tolerance`); best-of-local: covered by any model but the reference; per group; and over
 //!   release dates: at each date, best-of-local over the models released by then.
 
+pub mod pairwise;
 pub mod trend;
 
 use crate::analysis::bootstrap::{bootstrap, complete};
@@ -332,6 +334,8 @@ pub struct CoverageReport {
     pub queries: usize,
     /// Queries some runs lack (left out).
     pub incomplete: usize,
+    /// Datasets judged pairwise against the reference (covered: score >= 0.5 − tolerance).
+    pub pairwise_datasets: Vec<String>,
     /// Per model and group, then best-of-local.
     pub rows: Vec<CoverageRow>,
     /// Over release dates (models with `release_date` in their metadata).
@@ -348,13 +352,15 @@ pub fn coverage(
     seed: u64,
 ) -> Result<CoverageReport, StudyError> {
     let runs = table::find_runs(runs)?;
-    let (t, _) = table::build_with(&runs, meta, Detail::Figures)?;
+    let (t, records) = table::build_with(&runs, meta, Detail::Figures)?;
     let reference = t.column(reference)?;
     let covered = |i: usize, c: usize| {
         let r = &t.rows[i];
-        r.outcomes[c].score >= r.outcomes[reference].score - tolerance - 1e-12
+        pairwise::covered(&r.outcomes[c], &r.outcomes[reference], tolerance)
     };
     let locals: Vec<usize> = (0..t.columns.len()).filter(|&c| c != reference).collect();
+    pairwise::check_reference(&t, &records, reference, &locals)?;
+    drop(records);
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in t.rows.iter().enumerate() {
         groups.entry("all".into()).or_default().push(i);
@@ -414,6 +420,7 @@ pub fn coverage(
         tolerance,
         queries: t.rows.len(),
         incomplete: t.incomplete.len(),
+        pairwise_datasets: pairwise::datasets(&t, &locals),
         rows,
         over_time,
     })
