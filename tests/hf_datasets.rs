@@ -6,24 +6,14 @@
 mod hf;
 mod support;
 
-use arrow_schema::{DataType, Field};
-use hf::{list_of, structs, utf8, write_parquet};
+use hf::{mmlu_pro_schema, natural_reasoning_schema, wildchat_schema, write_parquet};
 use serde_json::json;
 use std::path::Path;
 use support::*;
 
 /// MMLU-Pro's `test` split as two shards (3 rows) in `data`.
 fn mmlu_pro_shards(data: &Path) {
-    let schema = vec![
-        Field::new("question_id", DataType::Int64, true),
-        utf8("question"),
-        Field::new("options", list_of(DataType::Utf8), true),
-        utf8("answer"),
-        Field::new("answer_index", DataType::Int64, true),
-        utf8("cot_content"),
-        utf8("category"),
-        utf8("src"),
-    ];
+    let schema = mmlu_pro_schema();
     let row = |id: i64, q: &str, options: Vec<&str>, letter: &str, cat: &str| {
         json!({"question_id": id, "question": q, "options": options, "answer": letter,
                "answer_index": (letter.as_bytes()[0] - b'A'), "cot_content": "",
@@ -65,21 +55,7 @@ fn mmlu_pro_shards(data: &Path) {
 
 /// WildChat as two shards in `data`, the first conversation flagged toxic.
 fn wildchat_shards(data: &Path) {
-    let turn = structs(vec![
-        utf8("content"),
-        utf8("role"),
-        utf8("language"),
-        Field::new("turn_identifier", DataType::Int64, true),
-    ]);
-    let schema = vec![
-        utf8("conversation_hash"),
-        utf8("model"),
-        Field::new("conversation", list_of(turn), true),
-        Field::new("turn", DataType::Int64, true),
-        utf8("language"),
-        Field::new("toxic", DataType::Boolean, true),
-        Field::new("redacted", DataType::Boolean, true),
-    ];
+    let schema = wildchat_schema();
     let row = |hash: &str, prompt: &str, toxic: bool| {
         json!({"conversation_hash": hash, "model": "gpt-3.5-turbo",
                "conversation": [
@@ -246,15 +222,7 @@ fn the_example_validates_on_files_in_the_hub_layout() {
     std::fs::create_dir_all(hf.join("SuperGPQA")).unwrap();
     let lines: String = supergpqa.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(hf.join("SuperGPQA/SuperGPQA-all.jsonl"), lines).unwrap();
-    let nr_schema = vec![
-        utf8("question"),
-        utf8("reference_answer"),
-        Field::new(
-            "responses",
-            list_of(structs(vec![utf8("response_model"), utf8("response")])),
-            true,
-        ),
-    ];
+    let nr_schema = natural_reasoning_schema();
     let nr = |q: &str, reference: Option<&str>| {
         json!({"question": q, "reference_answer": reference,
                "responses": [{"response_model": "Llama-3.3-70B-Instruct", "response": "..."}]})

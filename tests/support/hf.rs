@@ -1,12 +1,15 @@
 //! Writing small datasets the way the Hugging Face hub stores them: Parquet shards with the
-//! hub's nested column types (`list<string>`, `list<struct>`), built from JSON rows.
+//! hub's nested column types (`list<string>`, `list<struct>`), built from JSON rows, and the
+//! four schemas the recipes read. Shared by core's dataset unit tests (included by path) and
+//! the binary's integration tests.
 #![allow(dead_code)]
 
 use arrow_array::{
-    ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    ArrayRef, BooleanArray, Int64Array, ListArray, NullArray, RecordBatch, StringArray,
+    StructArray, TimestampSecondArray,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
-use arrow_schema::{DataType, Field, Fields, Schema};
+use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ pub fn structs(fields: Vec<Field>) -> DataType {
     DataType::Struct(Fields::from(fields))
 }
 
+/// An Arrow column of type `dt` from JSON values (missing or null = null).
 fn column(dt: &DataType, values: &[&Value]) -> ArrayRef {
     match dt {
         DataType::Utf8 => Arc::new(StringArray::from(
@@ -37,6 +41,10 @@ fn column(dt: &DataType, values: &[&Value]) -> ArrayRef {
         DataType::Boolean => Arc::new(BooleanArray::from(
             values.iter().map(|v| v.as_bool()).collect::<Vec<_>>(),
         )),
+        DataType::Timestamp(TimeUnit::Second, None) => Arc::new(TimestampSecondArray::from(
+            values.iter().map(|v| v.as_i64()).collect::<Vec<_>>(),
+        )),
+        DataType::Null => Arc::new(NullArray::new(values.len())),
         DataType::List(item) => {
             let mut lengths = Vec::new();
             let mut valid = Vec::new();
@@ -71,7 +79,7 @@ fn column(dt: &DataType, values: &[&Value]) -> ArrayRef {
     }
 }
 
-/// Write JSON `rows` as one Parquet file of `schema`.
+/// Write `rows` as a Parquet file of `schema`, two rows per row group (so a shard has several).
 pub fn write_parquet(path: &Path, schema: &[Field], rows: &[Value]) {
     let schema = Arc::new(Schema::new(schema.to_vec()));
     let columns: Vec<ArrayRef> = schema
@@ -86,8 +94,82 @@ pub fn write_parquet(path: &Path, schema: &[Field], rows: &[Value]) {
         })
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(2))
+        .build();
     let file = std::fs::File::create(path).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
+}
+
+// ---- the four schemas -----------------------------------------------------------------------
+
+/// TIGER-Lab/MMLU-Pro.
+pub fn mmlu_pro_schema() -> Vec<Field> {
+    vec![
+        Field::new("question_id", DataType::Int64, true),
+        utf8("question"),
+        Field::new("options", list_of(DataType::Utf8), true),
+        utf8("answer"),
+        Field::new("answer_index", DataType::Int64, true),
+        utf8("cot_content"),
+        utf8("category"),
+        utf8("src"),
+    ]
+}
+
+/// m-a-p/SuperGPQA.
+pub fn supergpqa_schema() -> Vec<Field> {
+    vec![
+        utf8("uuid"),
+        utf8("question"),
+        Field::new("options", list_of(DataType::Utf8), true),
+        utf8("answer"),
+        utf8("answer_letter"),
+        utf8("discipline"),
+        utf8("field"),
+        utf8("subfield"),
+        utf8("difficulty"),
+        Field::new("is_calculation", DataType::Boolean, true),
+    ]
+}
+
+/// facebook/natural_reasoning.
+pub fn natural_reasoning_schema() -> Vec<Field> {
+    vec![
+        utf8("question"),
+        utf8("reference_answer"),
+        Field::new(
+            "responses",
+            list_of(structs(vec![utf8("response_model"), utf8("response")])),
+            true,
+        ),
+    ]
+}
+
+/// allenai/WildChat-1M (the columns the recipe reads, a timestamp and a null column).
+pub fn wildchat_schema() -> Vec<Field> {
+    let turn = structs(vec![
+        utf8("content"),
+        utf8("role"),
+        utf8("language"),
+        Field::new("turn_identifier", DataType::Int64, true),
+        Field::new("toxic", DataType::Boolean, true),
+    ]);
+    vec![
+        utf8("conversation_hash"),
+        utf8("model"),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Second, None),
+            true,
+        ),
+        Field::new("conversation", list_of(turn), true),
+        Field::new("turn", DataType::Int64, true),
+        utf8("language"),
+        Field::new("openai_moderation", DataType::Null, true),
+        Field::new("toxic", DataType::Boolean, true),
+        Field::new("redacted", DataType::Boolean, true),
+    ]
 }

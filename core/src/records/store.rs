@@ -242,24 +242,14 @@ impl RunDir {
     /// [`RunDir::read_records`], keeping as much of each record as `detail` says.
     pub fn read_records_with(&self, detail: Detail) -> Result<RecordsRead, StoreError> {
         let mut read = RecordsRead::default();
-        let path = self.records_source();
-        if path.extension().is_some_and(|e| e == "parquet") {
-            read.rejected =
-                self.for_each_record_with(usize::MAX, detail, |batch| read.records.extend(batch))?;
-            return Ok(read);
-        }
-        // Straight into one list: records are large, and every move is a copy.
-        let records = std::cell::RefCell::new(Vec::new());
-        let (rejected, _) = scan_records_sized(
-            &path,
-            &mut |r| records.borrow_mut().push(r),
-            &mut |n| records.borrow_mut().reserve(n),
-            SCAN_PIECE,
-            detail,
-        )?;
-        read.records = records.into_inner();
-        warn_rejected(&path, &rejected);
-        read.rejected = rejected;
+        read.rejected = self.for_each_record_with(usize::MAX, detail, |batch| {
+            // One batch holds them all: take it rather than copy records one by one.
+            if read.records.is_empty() {
+                read.records = batch;
+            } else {
+                read.records.extend(batch);
+            }
+        })?;
         Ok(read)
     }
 
@@ -323,7 +313,9 @@ impl RunDir {
         if !pending.is_empty() {
             each(pending);
         }
-        warn_rejected(&path, &rejected);
+        for r in &rejected {
+            tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
+        }
         Ok(rejected)
     }
 
@@ -570,20 +562,7 @@ fn scan_records_in(
     piece: usize,
     detail: Detail,
 ) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
-    scan_records_sized(path, sink, &mut |_| {}, piece, detail)
-}
-
-/// [`scan_records_in`], calling `reserve` once with the number of records the file probably
-/// holds.
-fn scan_records_sized(
-    path: &Path,
-    sink: &mut dyn FnMut(Record),
-    reserve: &mut dyn FnMut(usize),
-    piece: usize,
-    detail: Detail,
-) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
     let mut file = File::open(path).map_err(io_err(path))?;
-    let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut read = RecordsRead::default();
     let (mut offset, mut no) = (0u64, 0usize);
     let mut clean_len = None;
@@ -627,12 +606,6 @@ fn scan_records_sized(
         }
         if from < end {
             lines.push(&buf[from..end]);
-        }
-        if offset == 0 && !lines.is_empty() {
-            // Room for the whole file's records at this piece's line length: records are
-            // large, and growing a list of them copies every one.
-            let expected = file_len as usize / (end / lines.len()).max(1);
-            reserve(expected);
         }
         let parsed = parse_lines(&lines, detail);
         for (line, parsed) in lines.iter().zip(parsed.into_iter().flatten()) {
@@ -679,12 +652,6 @@ fn scan_records_sized(
         clean_len = None;
     }
     Ok((read.rejected, clean_len))
-}
-
-fn warn_rejected(path: &Path, rejected: &[RejectedLine]) {
-    for r in rejected {
-        tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
-    }
 }
 
 /// Bytes of `records.jsonl` parsed at a time.

@@ -192,7 +192,8 @@ struct Loaded {
     all: Vec<Record>,
     /// Each query's last record in `all`.
     latest: HashMap<String, usize>,
-    order: Vec<String>,
+    /// Each query's first record in `all`, in file order (the run's query order).
+    order: Vec<usize>,
 }
 
 impl Loaded {
@@ -244,7 +245,7 @@ fn load(
     for (i, r) in all.iter().enumerate() {
         // The last record of a query wins (a retried failure is appended after it).
         if latest.insert(r.query_id.clone(), i).is_none() {
-            order.push(r.query_id.clone());
+            order.push(i);
         }
     }
     Ok(Loaded {
@@ -338,7 +339,7 @@ pub fn build_with(
     let mut ids: Vec<&String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for l in &loaded {
-        for id in &l.order {
+        for id in l.order.iter().map(|&i| &l.all[i].query_id) {
             if seen.insert(id) {
                 ids.push(id);
             }
