@@ -125,6 +125,45 @@ fn connection_refused_is_retried_then_recorded() {
     }
 }
 
+/// With an HTTP proxy in the environment the measured request goes through reqwest, which
+/// honours it, instead of ipw's direct client, which does not. The fault server stands in for
+/// the proxy: it answers by the request's `model` whatever the target, and sees the
+/// absolute-form target a proxy gets.
+#[test]
+fn a_proxy_in_the_environment_carries_the_request() {
+    let server = FaultServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "name = \"proxied\"\n[run]\nwarmup_queries = 0\n{}{DATASET}",
+        remote_model("ok", "openai", "http://model-server.invalid:8000/v1", "")
+    );
+    let exp = write_experiment(dir.path(), "proxied.toml", &toml);
+    let out = dir.path().join("out");
+    let o = ipw()
+        .args([
+            "profile",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .env("HTTP_PROXY", &server.url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for r in records(&out.join("ok")) {
+        assert_eq!(r["response"], "The answer is 5.", "{r}");
+    }
+    let manifest = json(&out.join("ok/manifest.json"));
+    assert_eq!(manifest["backend"]["transport"], "reqwest");
+    let seen = server.requests_for("ok");
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[0].path, "http://model-server.invalid:8000/v1/chat/completions",
+        "sent to the proxy, for the model server"
+    );
+}
+
 #[test]
 fn ollama_native_stream_uses_eval_counts() {
     let server = FaultServer::start();

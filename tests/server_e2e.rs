@@ -85,6 +85,10 @@ stratify = true
         let m = json(&out.join(model).join("manifest.json"));
         assert!(m["model_file"].is_null(), "remote model: no file hash");
         assert_eq!(m["backend"]["server_model"], "smollm2");
+        assert_eq!(
+            m["backend"]["transport"], "direct-http1",
+            "plain http goes through ipw's own client"
+        );
     }
     // The prompt cache: off by default (`cache_prompt: false`), so although the same prompts
     // were just sent, nothing was served from cache; allowed, the server reuses prefixes, and

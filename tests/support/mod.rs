@@ -17,6 +17,11 @@ pub fn ipw() -> Command {
         Ok(level) => c.env("RUST_LOG", level),
         Err(_) => c.env_remove("RUST_LOG"),
     };
+    // Every server a test talks to is on loopback; a proxy set for the machine would stand
+    // between them (and move the remote backends from their direct client to reqwest).
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        c.env_remove(var);
+    }
     c
 }
 

@@ -4,10 +4,13 @@
 //! Retries happen only before any response data arrived: a retried query's energy window then
 //! covers every attempt (the energy was really spent), and `attempts` in the record says so.
 
+use super::sse::Framer;
+use super::wire::{Abort, DirectClient, NoResponse};
 use super::{BackendError, BackendSetupError, ErrorKind};
 use crate::config::ModelConfig;
 use futures_util::StreamExt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Timeouts and retries for one model's server.
 #[derive(Debug, Clone)]
@@ -62,37 +65,37 @@ fn backoff_before(first: Duration, attempt: u32) -> Duration {
 /// Send a request built by `build` until it gets a successful response head, retrying
 /// connect errors, 429 and 5xx with exponential backoff (a `Retry-After` header in seconds wins,
 /// capped at 30 s). Returns the response and the number of attempts.
-pub async fn send_with_retry(
+async fn send_with_retry(
     policy: &HttpPolicy,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<(reqwest::Response, u32), BackendError> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let last = attempt > policy.max_retries;
         let result = tokio::time::timeout(policy.read_timeout, build().send()).await;
-        let (kind, message, retry_after) = match result {
-            Err(_) => (
+        let failure = |kind, message| NoResponse {
+            kind,
+            message,
+            retry_after: None,
+            retryable: true,
+        };
+        let failure = match result {
+            Err(_) => failure(
                 ErrorKind::Timeout,
                 format!("no response head within {:?}", policy.read_timeout),
-                None,
             ),
-            Ok(Err(e)) if e.is_connect() => (
+            Ok(Err(e)) if e.is_connect() => failure(
                 ErrorKind::Connect,
                 format!("cannot connect: {}", root_cause(&e)),
-                None,
             ),
-            Ok(Err(e)) if e.is_timeout() => (
-                ErrorKind::Timeout,
-                format!("timed out: {}", root_cause(&e)),
-                None,
-            ),
+            Ok(Err(e)) if e.is_timeout() => {
+                failure(ErrorKind::Timeout, format!("timed out: {}", root_cause(&e)))
+            }
             // E.g. a pooled keep-alive connection the server had closed ("connection closed
             // before message completed"): no response arrived, so trying again is safe.
-            Ok(Err(e)) => (
+            Ok(Err(e)) => failure(
                 ErrorKind::Connect,
                 format!("request failed: {}", root_cause(&e)),
-                None,
             ),
             Ok(Ok(resp)) if resp.status().is_success() => return Ok((resp, attempt)),
             Ok(Ok(resp)) => {
@@ -104,34 +107,48 @@ pub async fn send_with_retry(
                     .and_then(|v| v.trim().parse::<f64>().ok())
                     .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)));
                 let body = read_capped(resp, 512).await;
-                let kind = if status.as_u16() == 429 {
-                    ErrorKind::RateLimited
-                } else {
-                    ErrorKind::HttpStatus
-                };
-                let retryable = status.as_u16() == 429 || status.is_server_error();
-                let message = format!("HTTP {status}: {body}");
-                if !retryable {
-                    return Err(BackendError {
-                        kind,
-                        message,
-                        attempts: attempt,
-                    });
+                NoResponse {
+                    kind: if status.as_u16() == 429 {
+                        ErrorKind::RateLimited
+                    } else {
+                        ErrorKind::HttpStatus
+                    },
+                    message: format!("HTTP {status}: {body}"),
+                    retry_after,
+                    retryable: status.as_u16() == 429 || status.is_server_error(),
                 }
-                (kind, message, retry_after)
             }
         };
-        if last {
-            return Err(BackendError {
-                kind,
-                message: format!("{message} (after {attempt} attempts)"),
-                attempts: attempt,
-            });
-        }
-        let backoff = retry_after.unwrap_or_else(|| backoff_before(policy.backoff, attempt));
-        tracing::debug!(attempt, ?backoff, %message, "retrying");
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(retry_or_fail(policy, attempt, failure)?).await;
     }
+}
+
+/// After attempt `attempt` got no response to read: the wait before the next one, or the
+/// error to record when the failure is final or the retries are spent.
+fn retry_or_fail(
+    policy: &HttpPolicy,
+    attempt: u32,
+    f: NoResponse,
+) -> Result<Duration, BackendError> {
+    if !f.retryable {
+        return Err(BackendError {
+            kind: f.kind,
+            message: f.message,
+            attempts: attempt,
+        });
+    }
+    if attempt > policy.max_retries {
+        return Err(BackendError {
+            kind: f.kind,
+            message: format!("{} (after {attempt} attempts)", f.message),
+            attempts: attempt,
+        });
+    }
+    let backoff = f
+        .retry_after
+        .unwrap_or_else(|| backoff_before(policy.backoff, attempt));
+    tracing::debug!(attempt, ?backoff, message = %f.message, "retrying");
+    Ok(backoff)
 }
 
 /// Up to `cap` bytes of an error body, for messages.
@@ -162,7 +179,7 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Body chunks of a response, each awaited with the read timeout.
-pub struct ChunkReader {
+struct ChunkReader {
     stream:
         std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     idle: Duration,
@@ -175,7 +192,7 @@ pub struct ChunkReader {
 
 impl ChunkReader {
     /// Wrap a response.
-    pub fn new(resp: reqwest::Response, idle: Duration) -> Self {
+    fn new(resp: reqwest::Response, idle: Duration) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             stream: Box::pin(resp.bytes_stream()),
@@ -186,7 +203,7 @@ impl ChunkReader {
     }
 
     /// The next chunk; `Ok(None)` at a clean end of body.
-    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, BackendError> {
+    async fn next(&mut self) -> Result<Option<bytes::Bytes>, BackendError> {
         loop {
             tokio::select! {
                 // Data first: a chunk that is already there never touches the timer.
@@ -234,46 +251,191 @@ pub enum Flow {
     Done,
 }
 
-/// Feed every frame of a streamed body to `handle` until it returns [`Flow::Done`] or the body
-/// ends. Returns whether the handler said the response was complete.
-pub async fn for_each_frame(
-    mut reader: ChunkReader,
-    framing: Framing,
-    mut handle: impl FnMut(&str) -> Result<Flow, BackendError>,
-) -> Result<bool, BackendError> {
-    let mut sse = super::sse::SseDecoder::default();
-    let mut lines = super::sse::LineBuffer::default();
-    let mut frames = |chunk: &[u8]| match framing {
-        Framing::Sse => sse.push(chunk),
-        Framing::Lines => lines
-            .push(chunk)
-            .into_iter()
-            .filter(|l| !l.trim().is_empty())
-            .collect(),
-    };
-    while let Some(chunk) = reader.next().await? {
-        for frame in frames(&chunk) {
-            if let Flow::Done = handle(&frame)? {
-                return Ok(true);
+/// A backend's reading of one streamed response: it gets every frame in order, and keeps what
+/// it learns (text, first-token instant, counts) until the stream ends.
+pub trait FrameHandler: Send + 'static {
+    /// One frame: an SSE event's data or an NDJSON line.
+    fn frame(&mut self, frame: &str) -> Result<Flow, BackendError>;
+}
+
+/// A response streamed through a [`FrameHandler`].
+pub struct Streamed<H> {
+    /// The handler, with what it read.
+    pub handler: H,
+    /// Whether the handler said the response was complete (else the body just ended).
+    pub completed: bool,
+    /// When the last byte the handler needed arrived.
+    pub finished_at: Instant,
+    /// HTTP attempts (1 = no retry).
+    pub attempts: u32,
+}
+
+/// How a backend's measured request reaches its server: over plain `http` (no proxy set) a
+/// blocking HTTP/1.1 client on a thread of its own ([`super::wire`]), which costs the least CPU
+/// per streamed token; otherwise (TLS, a proxy, credentials in the URL) reqwest.
+pub struct Transport {
+    url: String,
+    policy: HttpPolicy,
+    direct: Option<Arc<DirectClient>>,
+    client: reqwest::Client,
+}
+
+/// Stops a direct attempt's thread when the query's future is dropped (deadline, cancel).
+struct AbortOnDrop(Arc<Abort>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Transport {
+    /// A transport for POSTs to `url` under `policy`.
+    pub fn new(url: &str, policy: &HttpPolicy, model: &str) -> Result<Self, BackendSetupError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| BackendSetupError {
+            model: model.into(),
+            message: format!("`base_url` gives `{url}`, which is not a URL: {e}"),
+        })?;
+        let direct = if proxy_configured() {
+            None
+        } else {
+            DirectClient::new(&parsed, policy.connect_timeout, policy.read_timeout).map(Arc::new)
+        };
+        Ok(Self {
+            url: url.into(),
+            policy: policy.clone(),
+            direct,
+            client: policy.client(model)?,
+        })
+    }
+
+    /// `direct-http1` or `reqwest`, for the manifest.
+    pub fn name(&self) -> &'static str {
+        if self.direct.is_some() {
+            "direct-http1"
+        } else {
+            "reqwest"
+        }
+    }
+
+    /// POST the JSON `body` (with a bearer token when given), retrying as the policy says until
+    /// a response head is a success, and stream the response's frames into `handler`.
+    pub async fn stream<H: FrameHandler>(
+        &self,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+        framing: Framing,
+        handler: H,
+    ) -> Result<Streamed<H>, BackendError> {
+        match &self.direct {
+            Some(direct) => {
+                self.stream_direct(direct, body, bearer, framing, handler)
+                    .await
+            }
+            None => self.stream_reqwest(body, bearer, framing, handler).await,
+        }
+    }
+
+    async fn stream_direct<H: FrameHandler>(
+        &self,
+        direct: &Arc<DirectClient>,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+        framing: Framing,
+        mut handler: H,
+    ) -> Result<Streamed<H>, BackendError> {
+        let request: Arc<[u8]> = direct.request(&body, bearer)?.into();
+        let abort = Arc::new(Abort::default());
+        let _stop = AbortOnDrop(abort.clone());
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (client, request, abort) = (direct.clone(), request.clone(), abort.clone());
+            // Each attempt is one job on the blocking pool (its threads are kept): the backoff
+            // between attempts is an async sleep, so dropping the query stops it at once.
+            let (back, outcome) = tokio::task::spawn_blocking(move || {
+                let outcome = client.attempt(&request, framing, &mut |f| handler.frame(f), &abort);
+                (handler, outcome)
+            })
+            .await
+            .map_err(|e| BackendError {
+                kind: ErrorKind::StreamClosed,
+                message: format!("the HTTP thread failed: {e}"),
+                attempts: attempt,
+            })?;
+            handler = back;
+            match outcome {
+                Ok(Ok(s)) => {
+                    return Ok(Streamed {
+                        handler,
+                        completed: s.completed,
+                        finished_at: s.finished_at,
+                        attempts: attempt,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(BackendError {
+                        attempts: attempt,
+                        ..e
+                    })
+                }
+                Err(failure) => {
+                    tokio::time::sleep(retry_or_fail(&self.policy, attempt, failure)?).await
+                }
             }
         }
     }
-    // The body ended: a final frame may lack its terminator.
-    let tail = match framing {
-        Framing::Sse => sse.finish(),
-        Framing::Lines => {
-            let rest = String::from_utf8_lossy(lines.remainder())
-                .trim()
-                .to_string();
-            (!rest.is_empty()).then_some(rest)
-        }
-    };
-    if let Some(frame) = tail {
-        if let Flow::Done = handle(&frame)? {
-            return Ok(true);
-        }
+
+    async fn stream_reqwest<H: FrameHandler>(
+        &self,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+        framing: Framing,
+        mut handler: H,
+    ) -> Result<Streamed<H>, BackendError> {
+        let body = bytes::Bytes::from(body);
+        let (resp, attempts) = send_with_retry(&self.policy, || {
+            let rb = self
+                .client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            match bearer {
+                Some(key) => rb.bearer_auth(key),
+                None => rb,
+            }
+        })
+        .await?;
+        let mut reader = ChunkReader::new(resp, self.policy.read_timeout);
+        let mut framer = Framer::new(framing);
+        let mut each = |f: &str| handler.frame(f);
+        let read = async {
+            while let Some(chunk) = reader.next().await? {
+                if let Flow::Done = framer.push(&chunk, &mut each)? {
+                    return Ok(true);
+                }
+            }
+            // The body ended: a final frame may lack its terminator.
+            Ok(matches!(framer.finish(&mut each)?, Flow::Done))
+        };
+        let completed = read
+            .await
+            .map_err(|e: BackendError| BackendError { attempts, ..e })?;
+        Ok(Streamed {
+            handler,
+            completed,
+            finished_at: Instant::now(),
+            attempts,
+        })
     }
-    Ok(false)
+}
+
+/// Whether the environment names an HTTP proxy (reqwest honours these; the direct client
+/// does not, so then reqwest carries the request as before).
+fn proxy_configured() -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 /// A `malformed_stream` error quoting the start of the bad frame.

@@ -1,6 +1,7 @@
 //! Backends: the code that talks to a model. One trait, [`Backend`]; built-ins are the
 //! embedded llama.cpp ([`embedded`], default), OpenAI-compatible HTTP ([`openai`]) and Ollama's
-//! native API ([`ollama`]). HTTP plumbing shared by the remote ones lives in [`http`].
+//! native API ([`ollama`]). HTTP plumbing shared by the remote ones lives in [`http`]; their
+//! measured request goes over plain `http` through a minimal client of ipw's own (`wire`).
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod ollama;
 pub mod openai;
 mod sse;
+mod wire;
 
 use crate::config::{BackendKind, ModelConfig};
 use async_trait::async_trait;

@@ -1,9 +1,7 @@
 //! Ollama's native `/api/chat` streaming API (NDJSON). Token counts are Ollama's own
 //! `prompt_eval_count` / `eval_count` from the final `done` message.
 
-use super::http::{
-    for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy,
-};
+use super::http::{malformed, Flow, FrameHandler, Framing, HttpPolicy, Transport};
 use super::{
     Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource,
 };
@@ -12,10 +10,41 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::time::Instant;
 
+/// What an `/api/chat` stream said so far.
+#[derive(Default)]
+struct ChatStream {
+    text: String,
+    first_token_at: Option<Instant>,
+    /// The final message (`"done": true`), with the counts.
+    done: Option<Value>,
+}
+
+impl FrameHandler for ChatStream {
+    fn frame(&mut self, frame: &str) -> Result<Flow, BackendError> {
+        let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
+        if let Some(err) = v.get("error").and_then(Value::as_str) {
+            return Err(BackendError::new(
+                ErrorKind::ServerError,
+                format!("ollama: {err}"),
+            ));
+        }
+        if let Some(piece) = v.pointer("/message/content").and_then(Value::as_str) {
+            if !piece.is_empty() {
+                self.first_token_at.get_or_insert_with(Instant::now);
+                self.text.push_str(piece);
+            }
+        }
+        if v.get("done").and_then(Value::as_bool) == Some(true) {
+            self.done = Some(v);
+            return Ok(Flow::Done);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
 /// An Ollama server.
 pub struct OllamaBackend {
-    client: reqwest::Client,
-    policy: HttpPolicy,
+    transport: Transport,
     url: String,
     model: String,
 }
@@ -27,11 +56,10 @@ impl OllamaBackend {
             model: m.name.clone(),
             message: "`base_url` is required".into(),
         })?;
-        let policy = HttpPolicy::from_model(m);
+        let url = format!("{}/api/chat", base.trim_end_matches('/'));
         Ok(Self {
-            client: policy.client(&m.name)?,
-            policy,
-            url: format!("{}/api/chat", base.trim_end_matches('/')),
+            transport: Transport::new(&url, &HttpPolicy::from_model(m), &m.name)?,
+            url,
             model: m.server_model().to_string(),
         })
     }
@@ -53,38 +81,17 @@ impl Backend for OllamaBackend {
             options["stop"] = json!(req.stop);
         }
         let body = json!({ "model": self.model, "messages": req.messages, "stream": true, "options": options });
-        let (resp, attempts) =
-            send_with_retry(&self.policy, || self.client.post(&self.url).json(&body)).await?;
-        let mut text = String::new();
-        let mut first_token_at = None;
-        let mut done: Option<Value> = None;
-        for_each_frame(
-            ChunkReader::new(resp, self.policy.read_timeout),
-            Framing::Lines,
-            |frame| {
-                let v: Value = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
-                if let Some(err) = v.get("error").and_then(Value::as_str) {
-                    return Err(BackendError::new(
-                        ErrorKind::ServerError,
-                        format!("ollama: {err}"),
-                    ));
-                }
-                if let Some(piece) = v.pointer("/message/content").and_then(Value::as_str) {
-                    if !piece.is_empty() {
-                        first_token_at.get_or_insert_with(Instant::now);
-                        text.push_str(piece);
-                    }
-                }
-                if v.get("done").and_then(Value::as_bool) == Some(true) {
-                    done = Some(v);
-                    return Ok(Flow::Done);
-                }
-                Ok(Flow::Continue)
-            },
-        )
-        .await
-        .map_err(|e| BackendError { attempts, ..e })?;
-        let finished_at = Instant::now();
+        let body = serde_json::to_vec(&body).expect("a JSON value serialises");
+        let streamed = self
+            .transport
+            .stream(body, None, Framing::Lines, ChatStream::default())
+            .await?;
+        let (attempts, finished_at) = (streamed.attempts, streamed.finished_at);
+        let ChatStream {
+            text,
+            first_token_at,
+            done,
+        } = streamed.handler;
         let Some(done) = done else {
             return Err(BackendError {
                 kind: ErrorKind::StreamClosed,
@@ -112,6 +119,6 @@ impl Backend for OllamaBackend {
     }
 
     fn describe(&self) -> Value {
-        json!({ "url": self.url, "server_model": self.model })
+        json!({ "url": self.url, "server_model": self.model, "transport": self.transport.name() })
     }
 }

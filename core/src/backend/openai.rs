@@ -6,9 +6,7 @@
 //! estimated: with the server's tokenizer endpoint when it has one (llama.cpp `/tokenize`), else
 //! output = streamed content chunks and input = characters / 4.
 
-use super::http::{
-    for_each_frame, malformed, send_with_retry, ChunkReader, Flow, Framing, HttpPolicy,
-};
+use super::http::{malformed, Flow, FrameHandler, Framing, HttpPolicy, Transport};
 use super::{
     Backend, BackendError, BackendSetupError, ErrorKind, GenRequest, Generation, TokenSource,
 };
@@ -73,9 +71,70 @@ struct StreamTimings {
     cache_n: Option<u64>,
 }
 
+/// What a chat-completions stream said so far.
+#[derive(Default)]
+struct ChatStream {
+    text: String,
+    first_token_at: Option<Instant>,
+    finish_reason: Option<String>,
+    usage: Option<(u64, u64)>,
+    cached_prompt_tokens: Option<u64>,
+    content_chunks: u64,
+}
+
+impl FrameHandler for ChatStream {
+    fn frame(&mut self, frame: &str) -> Result<Flow, BackendError> {
+        if frame.trim() == "[DONE]" {
+            return Ok(Flow::Done);
+        }
+        // Typed and borrowing: a streamed token is one small frame, so parsing it into a
+        // `Value` tree (a map and strings per field) was most of the work per token.
+        let v: StreamFrame = serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
+        if let Some(err) = v.error {
+            return Err(BackendError::new(
+                ErrorKind::ServerError,
+                format!("server error in stream: {err}"),
+            ));
+        }
+        if let Some(choice) = v.choices.as_deref().and_then(<[_]>::first) {
+            if let Some(delta) = &choice.delta {
+                if let Some(piece) = delta.content.as_deref().filter(|p| !p.is_empty()) {
+                    self.first_token_at.get_or_insert_with(Instant::now);
+                    self.content_chunks += 1;
+                    self.text.push_str(piece);
+                }
+                // A reasoning model's thinking is generated output too: it starts the clock
+                // for TTFT and counts as output (it is not part of the answer).
+                let reasoning = [&delta.reasoning_content, &delta.reasoning]
+                    .into_iter()
+                    .any(|r| r.as_deref().is_some_and(|p| !p.is_empty()));
+                if reasoning {
+                    self.first_token_at.get_or_insert_with(Instant::now);
+                    self.content_chunks += 1;
+                }
+            }
+            if let Some(r) = &choice.finish_reason {
+                self.finish_reason = Some(r.to_string());
+            }
+        }
+        if let Some(u) = v.usage {
+            if let (Some(p), Some(c)) = (u.prompt_tokens, u.completion_tokens) {
+                self.usage = Some((p, c));
+            }
+            if let Some(n) = u.prompt_tokens_details.and_then(|d| d.cached_tokens) {
+                self.cached_prompt_tokens = Some(n);
+            }
+        }
+        if let Some(n) = v.timings.and_then(|t| t.cache_n) {
+            self.cached_prompt_tokens = Some(self.cached_prompt_tokens.map_or(n, |c| c.max(n)));
+        }
+        Ok(Flow::Continue)
+    }
+}
+
 /// An OpenAI-compatible server.
 pub struct OpenAiBackend {
-    client: reqwest::Client,
+    transport: Transport,
     tokenizer_client: reqwest::Client,
     policy: HttpPolicy,
     chat_url: String,
@@ -113,8 +172,9 @@ impl OpenAiBackend {
         };
         let policy = HttpPolicy::from_model(m);
         let root = base.strip_suffix("/v1").unwrap_or(base);
+        let chat_url = format!("{base}/chat/completions");
         Ok(Self {
-            client: policy.client(&m.name)?,
+            transport: Transport::new(&chat_url, &policy, &m.name)?,
             // Token counting is rare and off the measured path; a fresh connection each time
             // avoids keep-alive connections the server has already closed.
             tokenizer_client: reqwest::Client::builder()
@@ -123,7 +183,7 @@ impl OpenAiBackend {
                 .build()
                 .map_err(|e| setup(format!("HTTP client: {e}")))?,
             policy,
-            chat_url: format!("{base}/chat/completions"),
+            chat_url,
             tokenize_url: m
                 .tokenize_url
                 .clone()
@@ -203,77 +263,26 @@ impl Backend for OpenAiBackend {
     }
 
     async fn generate(&self, req: &GenRequest) -> Result<Generation, BackendError> {
-        let body = self.request_body(req);
-        let (resp, attempts) = send_with_retry(&self.policy, || {
-            let rb = self.client.post(&self.chat_url).json(&body);
-            match &self.api_key {
-                Some(key) => rb.bearer_auth(key),
-                None => rb,
-            }
-        })
-        .await?;
-        let mut text = String::new();
-        let mut first_token_at = None;
-        let mut finish_reason: Option<String> = None;
-        let mut usage: Option<(u64, u64)> = None;
-        let mut cached_prompt_tokens: Option<u64> = None;
-        let mut content_chunks = 0u64;
-        let completed = for_each_frame(
-            ChunkReader::new(resp, self.policy.read_timeout),
-            Framing::Sse,
-            |frame| {
-                if frame.trim() == "[DONE]" {
-                    return Ok(Flow::Done);
-                }
-                // Typed and borrowing: a streamed token is one small frame, so parsing it into
-                // a `Value` tree (a map and strings per field) was most of the work per token.
-                let v: StreamFrame =
-                    serde_json::from_str(frame).map_err(|e| malformed(frame, e))?;
-                if let Some(err) = v.error {
-                    return Err(BackendError::new(
-                        ErrorKind::ServerError,
-                        format!("server error in stream: {err}"),
-                    ));
-                }
-                if let Some(choice) = v.choices.as_deref().and_then(<[_]>::first) {
-                    if let Some(delta) = &choice.delta {
-                        if let Some(piece) = delta.content.as_deref().filter(|p| !p.is_empty()) {
-                            first_token_at.get_or_insert_with(Instant::now);
-                            content_chunks += 1;
-                            text.push_str(piece);
-                        }
-                        // A reasoning model's thinking is generated output too: it starts the
-                        // clock for TTFT and counts as output (it is not part of the answer).
-                        let reasoning = [&delta.reasoning_content, &delta.reasoning]
-                            .into_iter()
-                            .any(|r| r.as_deref().is_some_and(|p| !p.is_empty()));
-                        if reasoning {
-                            first_token_at.get_or_insert_with(Instant::now);
-                            content_chunks += 1;
-                        }
-                    }
-                    if let Some(r) = &choice.finish_reason {
-                        finish_reason = Some(r.to_string());
-                    }
-                }
-                if let Some(u) = v.usage {
-                    if let (Some(p), Some(c)) = (u.prompt_tokens, u.completion_tokens) {
-                        usage = Some((p, c));
-                    }
-                    if let Some(n) = u.prompt_tokens_details.and_then(|d| d.cached_tokens) {
-                        cached_prompt_tokens = Some(n);
-                    }
-                }
-                if let Some(n) = v.timings.and_then(|t| t.cache_n) {
-                    cached_prompt_tokens = Some(cached_prompt_tokens.map_or(n, |c| c.max(n)));
-                }
-                Ok(Flow::Continue)
-            },
-        )
-        .await
-        .map_err(|e| BackendError { attempts, ..e })?;
-        let finished_at = Instant::now();
-        if !completed && finish_reason.is_none() {
+        let body = serde_json::to_vec(&self.request_body(req)).expect("a JSON value serialises");
+        let streamed = self
+            .transport
+            .stream(
+                body,
+                self.api_key.as_deref(),
+                Framing::Sse,
+                ChatStream::default(),
+            )
+            .await?;
+        let (attempts, finished_at) = (streamed.attempts, streamed.finished_at);
+        let ChatStream {
+            text,
+            first_token_at,
+            finish_reason,
+            usage,
+            cached_prompt_tokens,
+            content_chunks,
+        } = streamed.handler;
+        if !streamed.completed && finish_reason.is_none() {
             return Err(BackendError {
                 kind: ErrorKind::StreamClosed,
                 message: format!(
@@ -318,6 +327,7 @@ impl Backend for OpenAiBackend {
     fn describe(&self) -> Value {
         json!({
             "chat_url": self.chat_url,
+            "transport": self.transport.name(),
             "server_model": self.model,
             "api_key_env": self.api_key_env,
             "include_usage": self.include_usage,
