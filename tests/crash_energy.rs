@@ -53,11 +53,16 @@ fn write_trace(path: &Path) {
 }
 
 fn experiment(trace: &Path) -> String {
+    experiment_with(trace, "")
+}
+
+/// [`experiment`] with more replay settings (`extra`, TOML inline-table entries).
+fn experiment_with(trace: &Path, extra: &str) -> String {
     format!(
         "name = \"crash-energy\"\n[run]\nwarmup_queries = 2\n[energy]\nbaseline_s = 2\n\
          [generation]\nmax_tokens = 24\n\
          [[models]]\nname = \"smollm2\"\npath = {}\nthreads = 2\n\
-         [[samplers]]\npath = {}\nconfig = {{ file = {}, kind = \"energy\", time_base = \"monotonic\" }}\n\
+         [[samplers]]\npath = {}\nconfig = {{ file = {}, kind = \"energy\", time_base = \"monotonic\"{extra} }}\n\
          [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = {N}\n",
         q(&model_path()),
         q(&plugin_lib("ipw_sampler_replay")),
@@ -126,7 +131,9 @@ fn assert_true_energy(records: &[Value]) {
             r["window"]["end_s"].as_f64().unwrap(),
         );
         let truth = energy_j(end) - energy_j(start);
-        let got = e["gross_j"].as_f64().unwrap();
+        let got = e["gross_j"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no gross energy: {r}"));
         assert!(
             (got - truth).abs() <= 1e-3 * truth + 0.01,
             "{} (session {}): {got} J vs true {truth} J",
@@ -233,6 +240,44 @@ fn kill_9_in_every_phase_then_attribute_and_resume_gives_every_record_its_true_e
         .filter(|l| serde_json::from_str::<Value>(l).is_err())
         .count();
     assert_eq!(unreadable, 1, "only the torn line itself");
+}
+
+/// A sampler read at window edges keeps its periodic readings in memory and writes them with
+/// the next edge reading: killed mid-query, every record already written still finds every
+/// reading its window needs on disk.
+#[test]
+fn kill_9_loses_no_reading_a_written_record_needs_when_readings_wait_for_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("meter.csv");
+    write_trace(&trace);
+    // A 1 ms update period: the host reads at every window edge (and at 100 Hz between them),
+    // and keeps the periodic readings in memory until the next edge.
+    let toml = experiment_with(&trace, ", update_period_s = 0.001")
+        .replace("[[samplers]]\n", "[[samplers]]\nrate_hz = 100\n");
+    let exp = write_experiment(dir.path(), "e.toml", &toml);
+    let out = dir.path().join("out");
+    let run = out.join("smollm2");
+    let (child, rx) = spawn(&exp, &out, false);
+    wait_for_line(&rx, "phase: measuring queries");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while record_count(&run) < 3 {
+        assert!(Instant::now() < deadline, "no records");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    kill_9(child);
+    let manifest = json(&run.join("manifest.json"));
+    assert_eq!(manifest["sessions"][0]["samplers"][0]["edge_reads"], true);
+    let killed = records(&run);
+    assert!(killed.len() >= 3 && killed.len() < N, "{}", killed.len());
+    let o = run_ipw(&["attribute", run.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{0} of {0} records have energy", killed.len())),
+        "{}",
+        text(&o)
+    );
+    assert_true_energy(&records(&run));
 }
 
 #[test]

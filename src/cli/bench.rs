@@ -111,29 +111,33 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 "{:<14} {:>8} {:>10} {:>10} {:>12} {:>10}",
                 "plugin", "rate Hz", "reads", "reads/s", "CPU ms/read", "CPU %core"
             );
-            for rate in rates {
-                let cfg = SamplerConfig {
-                    plugin: Some(plugin.clone()),
-                    path: None,
-                    rate_hz: Some(rate),
-                    config: config.clone(),
-                };
-                let session = PowerSession::start(&[cfg], &plugin_dirs, &dir, 0)?;
-                let started = Instant::now();
-                std::thread::sleep(Duration::from_secs_f64(seconds));
-                let infos = session.stop();
-                let wall = started.elapsed().as_secs_f64();
-                let stats = infos[0].stats.clone().unwrap_or_default();
+            // The floor: the same sampling thread with a sampler that reads nothing (replay,
+            // past the end of a two-point trace, declaring 1 ms updates so no rate is capped):
+            // what waking a thread at this rate costs on this machine, before any reading.
+            let trace = dir.join("floor.csv");
+            std::fs::write(&trace, "t,value\n0,0\n1,0\n")?;
+            let floor = serde_json::json!({
+                "file": trace, "update_period_s": 0.001, "time_base": "monotonic"
+            });
+            let mut floors = Vec::new();
+            for &rate in &rates {
+                let row = sampler_row("replay", &floor, rate, seconds, &plugin_dirs, &dir)?;
+                print_sampler_row("(floor)", &row);
+                floors.push(row.percent);
+            }
+            for (&rate, floor) in rates.iter().zip(floors) {
+                let row = sampler_row(&plugin, &config, rate, seconds, &plugin_dirs, &dir)?;
+                print_sampler_row(&plugin, &row);
                 println!(
-                    "{:<14} {:>8.0} {:>10} {:>10.1} {:>12.4} {:>10.3}",
-                    plugin,
-                    1.0 / infos[0].interval_s,
-                    stats.reads,
-                    stats.reads as f64 / wall,
-                    stats.cpu_s * 1000.0 / stats.reads.max(1) as f64,
-                    stats.cpu_s / wall * 100.0
+                    "{:<14} {:>8.0} {:>46.3}",
+                    "  above floor",
+                    row.rate_hz,
+                    row.percent - floor
                 );
             }
+            println!(
+                "(floor): the sampling thread with a sampler that reads nothing, i.e. this machine's cost of waking a thread at that rate"
+            );
             let _ = std::fs::remove_dir_all(&dir);
             Ok(ExitCode::SUCCESS)
         }
@@ -320,4 +324,50 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
         std::fs::remove_dir_all(&root)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `ipw bench sampler` measurement.
+struct SamplerRow {
+    rate_hz: f64,
+    reads: u64,
+    reads_per_s: f64,
+    ms_per_read: f64,
+    percent: f64,
+}
+
+/// Run `plugin` with `config` at `rate` Hz for `seconds` and read its thread's CPU.
+fn sampler_row(
+    plugin: &str,
+    config: &serde_json::Value,
+    rate: f64,
+    seconds: f64,
+    plugin_dirs: &[PathBuf],
+    dir: &std::path::Path,
+) -> anyhow::Result<SamplerRow> {
+    let cfg = SamplerConfig {
+        plugin: Some(plugin.to_string()),
+        path: None,
+        rate_hz: Some(rate),
+        config: config.clone(),
+    };
+    let session = PowerSession::start(&[cfg], plugin_dirs, dir, 0)?;
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let infos = session.stop();
+    let wall = started.elapsed().as_secs_f64();
+    let stats = infos[0].stats.clone().unwrap_or_default();
+    Ok(SamplerRow {
+        rate_hz: 1.0 / infos[0].interval_s,
+        reads: stats.reads,
+        reads_per_s: stats.reads as f64 / wall,
+        ms_per_read: stats.cpu_s * 1000.0 / stats.reads.max(1) as f64,
+        percent: stats.cpu_s / wall * 100.0,
+    })
+}
+
+fn print_sampler_row(label: &str, r: &SamplerRow) {
+    println!(
+        "{:<14} {:>8.0} {:>10} {:>10.1} {:>12.4} {:>10.3}",
+        label, r.rate_hz, r.reads, r.reads_per_s, r.ms_per_read, r.percent
+    );
 }

@@ -165,6 +165,7 @@ impl SamplerLibrary {
             handle,
             channels: Vec::new(),
             name: self.name.clone(),
+            err: ErrBuf::new(),
         };
         let mut cap = 4096;
         let json = loop {
@@ -233,6 +234,8 @@ pub struct SamplerHandle {
     pub channels: Vec<Channel>,
     /// Sampler name.
     pub name: String,
+    /// Where a failed read's message goes, kept from read to read.
+    err: ErrBuf,
 }
 
 // SAFETY: a handle is used by one thread at a time (the sampling thread owns it); the ABI
@@ -251,7 +254,7 @@ impl SamplerHandle {
     /// both, the recorder needs neither.
     pub fn read_counted(&mut self, out: &mut Vec<RawReading>) -> Result<usize, ReadFailure> {
         let mut buf = [RawReading::default(); 64];
-        let mut err = ErrBuf::new();
+        let err = &mut self.err;
         let mut dropped = 0;
         // Drain, bounded: a plugin that keeps producing cannot hold the thread forever.
         for _ in 0..64 {

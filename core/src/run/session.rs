@@ -140,6 +140,7 @@ impl SessionCtx<'_> {
                         "the idle baseline was not idle: other processes kept {c:.2} cores busy; net energy will be understated (the summary flags it)"
                     );
                 }
+                p.log().flush();
                 manifest.sessions[session_idx].baseline = Some(Baseline {
                     from_s,
                     to_s: clock::now_s(),

@@ -10,6 +10,8 @@ use ipw_sampler_sdk::{
     export_sampler, monotonic_now, Channel, ChannelKind, Domain, Reading, Sampler,
 };
 use serde::Deserialize;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Deserialize)]
@@ -25,32 +27,92 @@ fn default_root() -> PathBuf {
 
 struct Zone {
     energy_file: PathBuf,
+    /// `energy_file`, kept open: a read is one `pread` at offset 0 (sysfs renders the value
+    /// anew for each read from the start) instead of a path walk, an open, a read and a close.
+    file: File,
+    /// Not on sysfs: the file may be replaced (see [`Zone::read_uj`]).
+    may_be_replaced: bool,
     channel: Channel,
+}
+
+impl Zone {
+    fn open(energy_file: PathBuf, channel: Channel) -> Result<Self, String> {
+        let file = File::open(&energy_file).map_err(|e| io_error(&energy_file, e))?;
+        Ok(Self {
+            may_be_replaced: !on_sysfs(&file),
+            energy_file,
+            file,
+            channel,
+        })
+    }
+
+    fn read_uj(&mut self) -> Result<f64, String> {
+        // Outside sysfs, a file replaced since it was opened (its link count is 0) is opened
+        // again: a test tree that writes each value to a new file and renames it over the old
+        // one (an atomic update) does that, and the kept handle would read the old value.
+        if self.may_be_replaced && self.file.metadata().map_or(true, |m| m.nlink() == 0) {
+            self.file =
+                File::open(&self.energy_file).map_err(|e| io_error(&self.energy_file, e))?;
+        }
+        let mut buf = [0u8; 32];
+        let n = self
+            .file
+            .read_at(&mut buf, 0)
+            .map_err(|e| io_error(&self.energy_file, e))?;
+        let digits = buf[..n].trim_ascii();
+        match std::str::from_utf8(digits)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            Some(uj) => Ok(uj as f64),
+            None => Err(format!(
+                "{}: not a number: `{}`",
+                self.energy_file.display(),
+                String::from_utf8_lossy(digits)
+            )),
+        }
+    }
 }
 
 struct Rapl {
     zones: Vec<Zone>,
 }
 
-fn read_text(p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            format!(
-                "cannot read {}: permission denied (RAPL energy is root-only since Linux 5.10; run as root, \
-                 or grant read access: sudo chmod a+r /sys/class/powercap/*/energy_uj)",
-                p.display()
-            )
-        } else {
-            format!("cannot read {}: {e}", p.display())
-        }
-    })
+/// Whether `file` is on sysfs, whose attribute files are never replaced.
+fn on_sysfs(file: &File) -> bool {
+    const SYSFS_MAGIC: u64 = 0x6265_6572;
+    // SAFETY: fstatfs writes only into `st`, on a descriptor `file` keeps open.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatfs(std::os::fd::AsRawFd::as_raw_fd(file), &mut st) };
+    rc == 0 && st.f_type as u64 == SYSFS_MAGIC
 }
 
-fn read_uj(p: &Path) -> Result<f64, String> {
-    let t = read_text(p)?;
+fn io_error(p: &Path, e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "cannot read {}: permission denied (RAPL energy is root-only since Linux 5.10; run as root, \
+             or grant read access: sudo chmod a+r /sys/class/powercap/*/energy_uj)",
+            p.display()
+        )
+    } else {
+        format!("cannot read {}: {e}", p.display())
+    }
+}
+
+fn read_text(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| io_error(p, e))
+}
+
+fn parse_uj(p: &Path, t: &str) -> Result<f64, String> {
     t.parse::<u64>()
         .map(|v| v as f64)
         .map_err(|_| format!("{}: not a number: `{t}`", p.display()))
+}
+
+fn read_uj(p: &Path) -> Result<f64, String> {
+    parse_uj(p, &read_text(p)?)
 }
 
 /// Socket number from a package zone directory name `intel-rapl:N` / `intel-rapl-mmio:N`.
@@ -116,9 +178,9 @@ impl Sampler for Rapl {
                 let wrap = read_uj(&path.join("max_energy_range_uj"))
                     .ok()
                     .map(|uj| uj * 1e-6);
-                zones.push(Zone {
+                zones.push(Zone::open(
                     energy_file,
-                    channel: Channel {
+                    Channel {
                         name: channel_name,
                         domain,
                         device: Some(format!("socket {socket}")),
@@ -131,7 +193,7 @@ impl Sampler for Rapl {
                         accuracy: Default::default(),
                         shaped_by: None,
                     },
-                });
+                )?);
             }
         }
         if zones.is_empty() {
@@ -148,8 +210,8 @@ impl Sampler for Rapl {
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
-        for (i, z) in self.zones.iter().enumerate() {
-            let v = read_uj(&z.energy_file)?;
+        for (i, z) in self.zones.iter_mut().enumerate() {
+            let v = z.read_uj()?;
             out.push(Reading {
                 channel: i as u32,
                 timestamp_s: monotonic_now(),
