@@ -115,6 +115,20 @@ fn kill_9(mut child: Child) {
     child.wait().unwrap();
 }
 
+/// Start (or resume) a session, wait for its third record, and `kill -9` it 150 ms later: past
+/// the next background reading (20 Hz), inside the next query.
+fn kill_9_mid_query(exp: &Path, out: &Path, run: &Path, resume: bool) {
+    let (child, rx) = spawn(exp, out, resume);
+    wait_for_line(&rx, "phase: measuring queries");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while record_count(run) < 3 {
+        assert!(Instant::now() < deadline, "no records");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    kill_9(child);
+}
+
 fn record_count(run: &Path) -> usize {
     std::fs::read_to_string(run.join("records.jsonl"))
         .map(|t| t.lines().count())
@@ -178,16 +192,7 @@ fn kill_9_in_every_phase_then_attribute_and_resume_gives_every_record_its_true_e
 
     // Killed mid-query, after a few records; then a torn line at the power log's end, as a
     // kill inside a write would leave.
-    let (child, rx) = spawn(&exp, &out, true);
-    wait_for_line(&rx, "phase: measuring queries");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while record_count(&run) < 3 {
-        assert!(Instant::now() < deadline, "no records");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Past the next background reading (20 Hz), inside the next query.
-    std::thread::sleep(Duration::from_millis(150));
-    kill_9(child);
+    kill_9_mid_query(&exp, &out, &run, true);
     let killed = records(&run);
     assert!(killed.len() >= 3 && killed.len() < N, "{}", killed.len());
     assert!(
@@ -257,15 +262,7 @@ fn kill_9_loses_no_reading_a_written_record_needs_when_readings_wait_for_edges()
     let exp = write_experiment(dir.path(), "e.toml", &toml);
     let out = dir.path().join("out");
     let run = out.join("smollm2");
-    let (child, rx) = spawn(&exp, &out, false);
-    wait_for_line(&rx, "phase: measuring queries");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while record_count(&run) < 3 {
-        assert!(Instant::now() < deadline, "no records");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    kill_9(child);
+    kill_9_mid_query(&exp, &out, &run, false);
     let manifest = json(&run.join("manifest.json"));
     assert_eq!(manifest["sessions"][0]["samplers"][0]["edge_reads"], true);
     let killed = records(&run);

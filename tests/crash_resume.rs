@@ -27,14 +27,7 @@ fn lines(path: &std::path::Path) -> usize {
 
 /// Start `ipw profile` in the background with its output captured.
 fn spawn_profile(exp: &std::path::Path, out: &std::path::Path) -> std::process::Child {
-    ipw()
-        .args([
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ])
+    profile_command(exp, out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

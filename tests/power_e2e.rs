@@ -744,14 +744,7 @@ fn another_process_on_the_measured_gpu_flags_an_embedded_run() {
         );
         let e = write_experiment(dir.path(), &format!("{name}.toml"), &toml);
         let out = dir.path().join(name);
-        let o = ipw()
-            .args([
-                "profile",
-                e.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "-q",
-            ])
+        let o = profile_command(&e, &out)
             .env("IPW_FAKE_NVML_SCRIPT", &script)
             .env_remove("CUDA_VISIBLE_DEVICES")
             .output()

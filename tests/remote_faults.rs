@@ -139,14 +139,7 @@ fn a_proxy_in_the_environment_carries_the_request() {
     );
     let exp = write_experiment(dir.path(), "proxied.toml", &toml);
     let out = dir.path().join("out");
-    let o = ipw()
-        .args([
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ])
+    let o = profile_command(&exp, &out)
         .env("HTTP_PROXY", &server.url)
         .output()
         .unwrap();
@@ -209,15 +202,8 @@ fn api_key_is_sent_but_never_written() {
     );
     let exp = write_experiment(dir.path(), "secret.toml", &toml);
     let out = dir.path().join("out");
-    let o = ipw()
-        .args([
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-            "-vvv",
-        ])
+    let o = profile_command(&exp, &out)
+        .arg("-vvv")
         .env("IPW_TEST_SECRET_KEY", secret)
         .current_dir(dir.path())
         .output()

@@ -241,18 +241,25 @@ pub fn resume_profile(exp: &Path, out: &Path, cwd: &Path, extra: &[&str]) -> Out
     run_ipw(&args, cwd)
 }
 
+/// `ipw profile <exp> --out <out> -q`, to add environment or arguments to before running.
+pub fn profile_command(exp: &Path, out: &Path) -> Command {
+    let mut c = ipw();
+    c.args([
+        "profile",
+        exp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    c
+}
+
 /// Run `ipw profile <exp> --out <out> -q` from `cwd`.
 pub fn profile_file(exp: &Path, out: &Path, cwd: &Path) -> Output {
-    run_ipw(
-        &[
-            "profile",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ],
-        cwd,
-    )
+    profile_command(exp, out)
+        .current_dir(cwd)
+        .output()
+        .expect("ipw runs")
 }
 
 /// [`profile`], asserting success.

@@ -126,13 +126,15 @@ fn heads_say_how_the_body_ends_and_whether_the_connection_stays() {
     assert!(matches!(head_of(&resp), Err(HeadError::Malformed(_))));
 }
 
-/// A loopback server running `serve(connection index, stream)` for each connection.
+/// A loopback server running `serve(connection index, reader, stream)` for each connection.
 struct Scripted {
     url: reqwest::Url,
     connections: Arc<AtomicUsize>,
 }
 
-fn scripted(serve: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> Scripted {
+fn scripted(
+    serve: impl Fn(usize, &mut BufReader<TcpStream>, TcpStream) + Send + Sync + 'static,
+) -> Scripted {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://{}/v1/chat/completions",
@@ -144,7 +146,10 @@ fn scripted(serve: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> Scripte
         for stream in listener.incoming().flatten() {
             let i = count.fetch_add(1, Ordering::SeqCst);
             let serve = serve.clone();
-            std::thread::spawn(move || serve(i, stream));
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                serve(i, &mut reader, stream)
+            });
         }
     });
     Scripted {
@@ -213,10 +218,8 @@ fn run(
 fn a_kept_alive_connection_carries_the_next_request() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    let server = scripted(move |_, stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut stream = stream;
-        while let Some((head, body)) = read_request(&mut reader) {
+    let server = scripted(move |_, reader, mut stream| {
+        while let Some((head, body)) = read_request(reader) {
             seen2.lock().unwrap().push((head, body));
             stream.write_all(SSE_OK.as_bytes()).unwrap();
         }
@@ -250,10 +253,8 @@ fn a_kept_alive_connection_carries_the_next_request() {
 fn an_idle_connection_the_server_closed_is_replaced_without_an_attempt() {
     // Each connection answers one request with keep-alive, then closes: the pooled
     // connection is dead when the next request goes out.
-    let server = scripted(|_, stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut stream = stream;
-        if read_request(&mut reader).is_some() {
+    let server = scripted(|_, reader, mut stream| {
+        if read_request(reader).is_some() {
             stream.write_all(SSE_OK.as_bytes()).unwrap();
         }
     });
@@ -270,10 +271,8 @@ fn an_idle_connection_the_server_closed_is_replaced_without_an_attempt() {
 
 #[test]
 fn abort_wakes_a_blocked_read_at_once() {
-    let server = scripted(|_, stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut stream = stream;
-        read_request(&mut reader);
+    let server = scripted(|_, reader, mut stream| {
+        read_request(reader);
         let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: a\n\n\r\n";
         stream.write_all(head.as_bytes()).unwrap();
         std::thread::sleep(Duration::from_secs(30));
@@ -301,10 +300,8 @@ fn abort_wakes_a_blocked_read_at_once() {
 
 #[test]
 fn interim_responses_are_skipped_and_error_statuses_quote_their_body() {
-    let server = scripted(|i, stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut stream = stream;
-        read_request(&mut reader);
+    let server = scripted(|i, reader, mut stream| {
+        read_request(reader);
         let reply = match i {
             0 => format!("HTTP/1.1 100 Continue\r\n\r\n{SSE_OK}"),
             _ => "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 12\r\n\r\nmodel busy\r\n".into(),
@@ -326,10 +323,8 @@ fn interim_responses_are_skipped_and_error_statuses_quote_their_body() {
 
 #[test]
 fn a_stall_is_a_timeout_and_an_early_end_is_a_closed_stream() {
-    let server = scripted(|i, stream| {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut stream = stream;
-        read_request(&mut reader);
+    let server = scripted(|i, reader, mut stream| {
+        read_request(reader);
         let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: a\n\n\r\n";
         stream.write_all(head.as_bytes()).unwrap();
         if i == 0 {
