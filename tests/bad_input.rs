@@ -1,9 +1,7 @@
 //! Bad input gets a message naming the place: file, line, column and field for the experiment;
 //! file and line for datasets.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn validate(dir: &std::path::Path, name: &str, body: &str) -> String {
     let exp = write_experiment(dir, name, body);

@@ -3,10 +3,8 @@
 //! a run without the flag records the load (before the run, during the baseline) and flags
 //! the baseline and the records it overlapped.
 
-mod support;
-
+use crate::support::*;
 use std::path::Path;
-use support::*;
 
 /// A shell spinning on both cores' worth of work until dropped.
 struct Spinner(Vec<std::process::Child>);

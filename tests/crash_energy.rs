@@ -6,15 +6,13 @@
 //! The meter is the real replay sampler library playing a counter trace on the monotonic
 //! clock, written here from a known power curve, so each window's true energy is an integral.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::*;
 
 const N: usize = 8;
 const PERIOD_S: f64 = 7.0;

@@ -2,11 +2,9 @@
 //! lost, none duplicated, no cut-off line. And Ctrl-C (SIGINT) stops cleanly with what was
 //! measured on disk.
 
-mod support;
-
+use crate::support::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
-use support::*;
 
 const N: usize = 12;
 

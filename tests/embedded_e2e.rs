@@ -1,9 +1,7 @@
 //! End to end on the default embedded backend with the real SmolLM2-135M GGUF: a profile over
 //! GSM8K and MMLU queries, then records and summary must agree; greedy decoding is repeatable.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn experiment(model: &std::path::Path, gsm8k: usize, mmlu: usize, max_tokens: u32) -> String {
     format!(

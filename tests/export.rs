@@ -7,8 +7,7 @@
 //! pyarrow comes from `scripts/install-deps.sh --tests` (a venv under `$IPW_CACHE`); without
 //! it these tests fail, naming that script.
 
-mod support;
-
+use crate::support::*;
 use ipw_core::records::{
     ChannelEnergy, Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy, QueryError, Record,
     RunDir, TokenSource,
@@ -16,7 +15,6 @@ use ipw_core::records::{
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::*;
 
 /// The Python with pyarrow: `IPW_PYTHON`, else the venv `scripts/install-deps.sh --tests` makes.
 fn python() -> PathBuf {

@@ -3,11 +3,9 @@
 //! `examples/grader-concise` with cargo exactly as its README says and loaded by path, and
 //! `ipw grade` re-grading saved responses without the model.
 
-mod support;
-
+use crate::support::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use support::*;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

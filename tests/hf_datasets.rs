@@ -2,14 +2,12 @@
 //! schemas, named by a glob and a directory, validated and profiled on the real embedded model;
 //! a bad recipe name refused with the file and line.
 
-#[path = "support/hf.rs"]
-mod hf;
-mod support;
-
-use hf::{mmlu_pro_schema, natural_reasoning_schema, wildchat_schema, write_parquet};
+use crate::support::hf::{
+    mmlu_pro_schema, natural_reasoning_schema, wildchat_schema, write_parquet,
+};
+use crate::support::*;
 use serde_json::json;
 use std::path::Path;
-use support::*;
 
 /// MMLU-Pro's `test` split as two shards (3 rows) in `data`.
 fn mmlu_pro_shards(data: &Path) {

@@ -2,9 +2,7 @@
 //! `ipw route` and `ipw grade` read like measured ones; bad rows are refused naming the file,
 //! line and column.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Two models on four queries: `small` (cheap, right on q1 and q2) and `big` (right on q1-q3).
 const CSV: &str = "\

@@ -1,9 +1,7 @@
 //! `ipw init` writes a starter experiment that validates as written and never overwrites a
 //! file; `ipw completions` prints a completion script that knows the subcommands.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn init_writes_a_starter_that_validates_and_never_overwrites() {

@@ -16,11 +16,9 @@
 //! as gold scores, a would cover one chat query and b none, so the two rules give different
 //! figures.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use support::*;
 
 const TABLE: [(&str, &str, [Option<f64>; 3]); 6] = [
     ("q1", "math", [Some(1.0), Some(0.0), Some(1.0)]),
@@ -33,7 +31,7 @@ const TABLE: [(&str, &str, [Option<f64>; 3]); 6] = [
 const MODELS: [&str; 3] = ["a", "b", "ref"];
 
 fn run_of(runs: &Path, model: &str) -> PathBuf {
-    support::run_dirs(runs)
+    crate::support::run_dirs(runs)
         .into_iter()
         .find(|r| json(&r.join("manifest.json"))["model"]["name"] == model)
         .unwrap_or_else(|| panic!("no run of {model}"))

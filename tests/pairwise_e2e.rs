@@ -8,15 +8,13 @@
 //! or left unscored; queries the reference did not answer left unscored and not judged; prompt
 //! mismatches refused).
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use support::*;
 
 const PROMPTS: [(&str, &str); 4] = [
     ("p1", "Say hello to a friend."),

@@ -3,13 +3,11 @@
 //! powercap tree (wrap + mirrored zone), and misbehaving plugins. Queries go to the loopback
 //! fault server's paced scenario where the point is energy, not the model.
 
-mod support;
-
+use crate::support::fake_powercap::FakePowercap;
+use crate::support::fault_server::FaultServer;
+use crate::support::*;
 use serde_json::Value;
 use std::io::Write;
-use support::fake_powercap::FakePowercap;
-use support::fault_server::FaultServer;
-use support::*;
 
 fn remote(server: &FaultServer, model: &str) -> String {
     format!(

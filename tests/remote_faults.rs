@@ -5,10 +5,8 @@
 //! from its documented NDJSON stream (Ollama cannot be installed on these machines), and the
 //! API key never reaching any output file.
 
-mod support;
-
-use support::fault_server::FaultServer;
-use support::*;
+use crate::support::fault_server::FaultServer;
+use crate::support::*;
 
 fn remote_model(name: &str, backend: &str, url: &str, extra: &str) -> String {
     format!(

@@ -19,12 +19,10 @@
 //! Query k (from 0) costs small 1 + 0.1k J in 0.5 s, mid<i> 4 + 0.5k J in 1 s, big 20 + k J
 //! in 2 s. `mid<i>` checks that names from runs are escaped.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
 
 const SCORES: [[u8; 3]; 8] = [
     [1, 1, 1],

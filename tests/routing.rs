@@ -3,11 +3,9 @@
 //! measured by the CPU estimator on the same MMLU queries; then `ipw route` against the server
 //! as the reference. The test recomputes every figure from the runs' records by hand.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::collections::HashMap;
-use support::*;
 
 fn experiment(name: &str, max_tokens: u32, model: &str, queries: usize) -> String {
     format!(

@@ -3,11 +3,9 @@
 //! the fields named; a record from a newer ipw is refused, not dropped; and run directories
 //! written by earlier versions of ipw still read.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use support::*;
 
 const N: usize = 4;
 

@@ -3,14 +3,12 @@
 //! fixture fails with the check it breaks named, `ipw sampler new` gives a crate that builds and
 //! passes on the first try, and `ipw doctor` says what each plugin measures and needs.
 
-mod support;
-
+use crate::support::fake_powercap::FakePowercap;
+use crate::support::*;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use support::fake_powercap::FakePowercap;
-use support::*;
 
 /// Run `ipw sampler check TARGET --config CONFIG --seconds 1` with extra environment.
 fn check(target: &str, config: &str, env: &[(&str, &Path)]) -> Output {

@@ -10,14 +10,12 @@
 //!   measure what `--shard i/n` measures.
 //! - Merge refuses shards of different experiments, a missing shard and a doubled query.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A small real experiment: the embedded model on `gsm8k` + `mmlu` queries.
 fn experiment(name: &str, queries: usize, max_tokens: u32) -> String {

@@ -2,9 +2,7 @@
 //! serving the same GGUF on 127.0.0.1 (started here; built by scripts/build-llama-server.sh).
 //! Covers a stream that carries usage (`include_usage`) and one that does not.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn profile_against_real_llama_server_with_and_without_usage() {

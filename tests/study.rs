@@ -12,10 +12,8 @@
 //! | q7 | facts | 0 | 1 | 0 |
 //! | q8 | facts | 1 | 1 | 1 |
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 const SCORES: [[u8; 3]; 8] = [
     [1, 1, 1],

@@ -4,12 +4,10 @@
 //! `ipw compare`, `ipw report` and `ipw export --format parquet` on the two runs. Every figure
 //! checked here is recomputed from the runs' records, and the Parquet copy must compare the same.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::*;
 
 const QUERIES: usize = 6;
 

@@ -4,6 +4,7 @@
 
 pub mod fake_powercap;
 pub mod fault_server;
+pub mod hf;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
