@@ -114,8 +114,9 @@ fn kill_9(mut child: Child) {
 }
 
 /// Start (or resume) a session, wait for its third record, and `kill -9` it 150 ms later: past
-/// the next background reading (20 Hz), inside the next query.
-fn kill_9_mid_query(exp: &Path, out: &Path, run: &Path, resume: bool) {
+/// the next background reading (20 Hz), inside the next query. Returns the run clock's time
+/// just before the kill.
+fn kill_9_mid_query(exp: &Path, out: &Path, run: &Path, resume: bool) -> f64 {
     let (child, rx) = spawn(exp, out, resume);
     wait_for_line(&rx, "phase: measuring queries");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -124,7 +125,21 @@ fn kill_9_mid_query(exp: &Path, out: &Path, run: &Path, resume: bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(150));
+    let at = ipw_core::records::clock::now_s();
     kill_9(child);
+    at
+}
+
+/// Times of the replay sampler's readings in a run's power log (a line torn by the kill is
+/// not one).
+fn replay_reading_times(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("power.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["channel"].as_str().unwrap().starts_with("replay/"))
+        .filter_map(|l| l["t"].as_f64())
+        .collect()
 }
 
 fn record_count(run: &Path) -> usize {
@@ -246,8 +261,9 @@ fn kill_9_in_every_phase_then_attribute_and_resume_gives_every_record_its_true_e
 }
 
 /// A sampler read at window edges keeps its periodic readings in memory and writes them with
-/// the next edge reading: killed mid-query, every record already written still finds every
-/// reading its window needs on disk.
+/// the next edge reading: killed mid-query, with readings still in memory (shown: the log on
+/// disk stops well before the kill, where a reading was taken every 10 ms), every record
+/// already written still finds every reading its window needs on disk.
 #[test]
 fn kill_9_loses_no_reading_a_written_record_needs_when_readings_wait_for_edges() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,9 +274,29 @@ fn kill_9_loses_no_reading_a_written_record_needs_when_readings_wait_for_edges()
     let toml = experiment_with(&trace, ", update_period_s = 0.001")
         .replace("[[samplers]]\n", "[[samplers]]\nrate_hz = 100\n");
     let exp = write_experiment(dir.path(), "e.toml", &toml);
-    let out = dir.path().join("out");
-    let run = out.join("smollm2");
-    kill_9_mid_query(&exp, &out, &run, false);
+    // A kill that lands just after an edge reading was written finds nothing in memory and
+    // proves nothing: such an attempt is repeated (each lands elsewhere in a query), not
+    // passed.
+    let mut proven = None;
+    for attempt in 0..5 {
+        let out = dir.path().join(format!("out{attempt}"));
+        let run = out.join("smollm2");
+        let killed_at = kill_9_mid_query(&exp, &out, &run, false);
+        let last_written = replay_reading_times(&run)
+            .into_iter()
+            .fold(f64::NEG_INFINITY, f64::max);
+        // At 100 Hz, five periods without a reading on disk: readings taken since were lost
+        // with the process.
+        if killed_at - last_written > 0.05 {
+            proven = Some(run);
+            break;
+        }
+        eprintln!(
+            "attempt {attempt}: the kill came {:.0} ms after the last reading on disk; again",
+            (killed_at - last_written) * 1e3
+        );
+    }
+    let run = proven.expect("five kills each landed right after readings were written");
     let manifest = json(&run.join("manifest.json"));
     assert_eq!(manifest["sessions"][0]["samplers"][0]["edge_reads"], true);
     let killed = records(&run);

@@ -13,8 +13,19 @@ use std::time::{Duration, Instant};
 /// suspect and a record flagged.
 pub const BUSY_CORES: f64 = 0.25;
 
-/// The power-log channel that carries other load (cores) while queries run.
-pub const CHANNEL: &str = "host/other_cpu_cores";
+/// The power-log channel that carries other processes' CPU while queries run: a cumulative
+/// counter (CPU seconds of the whole machine less this process's), so the load over any span
+/// is the counter's rise over it, however few readings fall inside.
+pub const CHANNEL: &str = "host/other_cpu_s";
+
+/// The channel runs written before the counter carried instead: other load in cores, each
+/// reading an average over the half second around it. Still read, for `ipw attribute`.
+pub const LEGACY_CHANNEL: &str = "host/other_cpu_cores";
+
+/// The shortest span other load is judged over: a query's window widened to this, centred on
+/// it. `/proc` counts CPU in 10 ms ticks, so a 30 ms window alone could read a whole core of
+/// load from one stray tick; over a second a tick is 1% of a core.
+pub const MIN_SPAN_S: f64 = 1.0;
 
 /// CPU counters at one moment.
 #[derive(Debug, Clone)]
@@ -100,6 +111,37 @@ pub fn snapshot(processes: bool) -> Option<CpuSnapshot> {
     })
 }
 
+impl CpuSnapshot {
+    /// CPU seconds the rest of the machine has used (since boot, less this process's): the
+    /// value of [`CHANNEL`]. It can step back by a tick, as the machine and the process are
+    /// counted by different kernel paths; rates over a span are clamped at zero.
+    pub fn other_cpu_s(&self) -> f64 {
+        (self.machine as f64 - self.own as f64) / ticks_per_s()
+    }
+}
+
+/// Other load in cores over `[from, to]` from [`CHANNEL`]'s readings `(t, other_cpu_s)` in
+/// time order: the span is widened to [`MIN_SPAN_S`] around its middle, then to the readings
+/// that bracket it (the last at or before its start, the first at or after its end), and the
+/// counter's rise over that is divided by its length. The judgement is of the load itself
+/// over at least a second, never of how many readings landed inside a short window. `None`
+/// where no two readings span any of the window (a run killed before its next reading).
+pub fn other_cores_over(readings: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
+    let mid = (from + to) / 2.0;
+    let half = ((to - from) / 2.0).max(MIN_SPAN_S / 2.0);
+    let (span_from, span_to) = (mid - half, mid + half);
+    let a = readings
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= span_from)
+        .or_else(|| readings.first())?;
+    let b = readings
+        .iter()
+        .find(|(t, _)| *t >= span_to)
+        .or_else(|| readings.last())?;
+    (b.0 > a.0 && b.0 > from && a.0 < to).then(|| ((b.1 - a.1) / (b.0 - a.0)).max(0.0))
+}
+
 /// Other load between `a` and `b` (`b` later).
 pub fn between(a: &CpuSnapshot, b: &CpuSnapshot) -> OtherLoad {
     let secs = (b.at - a.at).as_secs_f64().max(1e-3);
@@ -134,6 +176,45 @@ pub fn measure(span: Duration) -> Option<OtherLoad> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter rising at `cores` per second, read every `every` seconds from 0 to `until`.
+    fn counter(cores: f64, every: f64, until: f64) -> Vec<(f64, f64)> {
+        let n = (until / every).round() as usize;
+        (0..=n)
+            .map(|i| (i as f64 * every, i as f64 * every * cores))
+            .collect()
+    }
+
+    #[test]
+    fn other_load_is_the_counters_rise_whatever_the_windows_length() {
+        // One core of other load, read every half second: every window, however short and
+        // wherever it falls between readings, sees one core.
+        let busy = counter(1.0, 0.5, 10.0);
+        for (from, to) in [
+            (0.0, 0.01),
+            (3.26, 3.29),
+            (4.99, 5.01),
+            (2.0, 7.5),
+            (9.99, 10.0),
+        ] {
+            let c = other_cores_over(&busy, from, to).unwrap();
+            assert!((c - 1.0).abs() < 1e-9, "{from}-{to}: {c}");
+        }
+        // Idle but for one stray tick beside a short window: spread over the widened span it
+        // stays far below the busy threshold, where the window alone would read a core.
+        let mut idle = counter(0.0, 0.5, 10.0);
+        for r in idle.iter_mut().filter(|r| r.0 >= 5.0) {
+            r.1 += 0.01;
+        }
+        let c = other_cores_over(&idle, 4.995, 5.005).unwrap();
+        assert!(c < BUSY_CORES / 2.0, "{c}");
+        // Readings far apart (a loaded machine delays the monitor): still the rate over them.
+        let sparse = vec![(0.0, 0.0), (4.0, 2.0)];
+        assert_eq!(other_cores_over(&sparse, 1.0, 1.05), Some(0.5));
+        // Nothing spans a window after the last reading (killed run): unknown, not idle.
+        assert_eq!(other_cores_over(&busy, 10.5, 10.6), None);
+        assert_eq!(other_cores_over(&[], 1.0, 2.0), None);
+    }
 
     #[test]
     fn stat_lines_with_odd_names_parse() {

@@ -388,17 +388,23 @@ pub fn attribute_records(
                 && sp
                     .baseline
                     .is_some_and(|b| others_on_device(b.from_s, b.to_s)));
-        let load = readings
-            .get(&(s, crate::load::CHANNEL))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let other_cpu = readings_of(&readings, s, crate::load::CHANNEL);
+        let legacy_load = readings_of(&readings, s, crate::load::LEGACY_CHANNEL);
         for (&i, mut e) in idx.iter().zip(attribute(&inputs, &windows, split)) {
             let w = &records[i].window;
-            // Each load reading covers the half second around its time.
             let loaded = sp.flag_other_load
-                && load.iter().any(|&(t, cores)| {
-                    cores > crate::load::BUSY_CORES && t + 0.25 >= w.start_s && t - 0.25 <= w.end_s
-                });
+                && if other_cpu.is_empty() {
+                    // Runs from before the counter: each reading covers the half second
+                    // around its time.
+                    legacy_load.iter().any(|&(t, cores)| {
+                        cores > crate::load::BUSY_CORES
+                            && t + 0.25 >= w.start_s
+                            && t - 0.25 <= w.end_s
+                    })
+                } else {
+                    crate::load::other_cores_over(other_cpu, w.start_s, w.end_s)
+                        .is_some_and(|c| c > crate::load::BUSY_CORES)
+                };
             if loaded {
                 e.flags.push(Flag::OtherLoad);
             }

@@ -165,31 +165,38 @@ impl SessionCtx<'_> {
             cancel,
         };
         self.phase("measuring queries");
-        // Other load while the queries run, into the power log beside the readings, so
-        // attribution can flag the records it overlapped.
-        let monitor = power.as_ref().map(|p| {
+        // Other processes' CPU while the queries run, into the power log beside the readings,
+        // so attribution can flag the records it overlapped: one reading before the first
+        // window, one after the last, and every half second between.
+        let other_cpu = power.as_ref().map(|p| {
             let log = p.log();
+            move || {
+                if let Some(now) = load::snapshot(false) {
+                    log.append(&[PowerLine {
+                        session: session_idx,
+                        channel: load::CHANNEL.into(),
+                        t: clock::now_s(),
+                        v: Some(now.other_cpu_s()),
+                        error: None,
+                    }]);
+                }
+            }
+        });
+        let monitor = other_cpu.clone().map(|read| {
+            read();
             tokio::spawn(async move {
-                let mut prev = load::snapshot(false);
                 loop {
                     tokio::time::sleep(LOAD_INTERVAL).await;
-                    let now = load::snapshot(false);
-                    if let (Some(a), Some(b)) = (&prev, &now) {
-                        log.append(&[PowerLine {
-                            session: session_idx,
-                            channel: load::CHANNEL.into(),
-                            t: clock::now_s() - LOAD_INTERVAL.as_secs_f64() / 2.0,
-                            v: Some(load::between(a, b).cores),
-                            error: None,
-                        }]);
-                    }
-                    prev = now;
+                    read();
                 }
             })
         });
         let (n, first) = dispatch.run(todo, records).await?;
         if let Some(m) = monitor {
             m.abort();
+        }
+        if let Some(read) = &other_cpu {
+            read();
         }
         let (cpu_after, peak_rss) = self_usage();
         if let Some(p) = power {

@@ -223,3 +223,65 @@ impl Sampler for Rapl {
 }
 
 export_sampler!(Rapl, "rapl");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Rewrite `path` in place, as sysfs renders a counter: the same file (inode), new
+    /// contents from offset 0, longer or shorter than before.
+    fn rewrite_in_place(path: &Path, uj: u64) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{uj}").unwrap();
+    }
+
+    /// Read once and check the reading is `uj` microjoules (in joules, to the last bit of
+    /// the conversion, so a stale or truncated digit fails).
+    fn assert_reads(rapl: &mut Rapl, uj: u64) {
+        let mut out = Vec::new();
+        rapl.read(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        let want = uj as f64 * 1e-6;
+        assert!(
+            (out[0].value - want).abs() <= want * 1e-12,
+            "read {} J, the file says {uj} uJ",
+            out[0].value
+        );
+    }
+
+    /// The production path: on sysfs a counter file is never replaced, so the plugin keeps it
+    /// open and reads it with one `pread` at offset 0 each time. Here the file is rewritten in
+    /// place (never replaced, so the reopen path is not taken), and then moved away: the
+    /// readings follow the kept descriptor, not the path, every read from the start.
+    #[test]
+    fn a_counter_file_kept_open_is_read_again_from_its_start() {
+        let root = tempfile::tempdir().unwrap();
+        let zone = root.path().join("intel-rapl:0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("name"), "package-0\n").unwrap();
+        std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+        let energy = zone.join("energy_uj");
+        std::fs::write(&energy, "999\n").unwrap();
+        let mut rapl = Rapl::open(&serde_json::json!({ "root": root.path() })).unwrap();
+        assert_reads(&mut rapl, 999);
+        // Longer, then shorter (a wrap): no stale digits, no offset carried between reads.
+        rewrite_in_place(&energy, 1_234_567);
+        assert_reads(&mut rapl, 1_234_567);
+        rewrite_in_place(&energy, 42);
+        assert_reads(&mut rapl, 42);
+        for uj in [43, 10_000, 10_001] {
+            rewrite_in_place(&energy, uj);
+            assert_reads(&mut rapl, uj);
+        }
+        // Moved away (still linked, so not "replaced"): the kept descriptor still reads it.
+        let moved = zone.join("energy_uj.moved");
+        std::fs::rename(&energy, &moved).unwrap();
+        rewrite_in_place(&moved, 77_777);
+        assert_reads(&mut rapl, 77_777);
+    }
+}
