@@ -206,35 +206,3 @@ fn a_router_runs_under_tighter_limits_than_a_grader() {
         .iter()
         .all(|e| e.message.contains("not a candidate")));
 }
-
-#[test]
-#[ignore]
-fn zz_fuel_probe() {
-    use ipw_core::routing::routers::Router;
-    let t = table(4000);
-    let row = &t.rows[2998];
-    let path = std::env::var("IPW_PROBE_WASM")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| fixture_router("stray"));
-    let (mut lo, mut hi) = (1u64, 1_000_000_000u64);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let mut r = WasmRouter::load(
-            "p",
-            &path,
-            "{}",
-            Limits {
-                fuel: mid,
-                ..Limits::router()
-            },
-            1,
-        )
-        .unwrap();
-        if r.decide(row, &t).is_ok() {
-            hi = mid
-        } else {
-            lo = mid + 1
-        }
-    }
-    eprintln!("{} needs {lo} fuel", path.display());
-}
