@@ -6,8 +6,9 @@
 //! Nothing in analysis reaches back into a live run.
 //!
 //! Layers, each importing only those below it: [`records`] (the on-disk format and the store;
-//! a leaf), then [`config`], [`dataset`], [`backend`], [`power`], [`grade`], then [`run`], then
-//! [`analysis`] (which reads records only).
+//! a leaf), then [`config`], [`dataset`], [`backend`], [`power`], [`sandbox`] (the WASM host
+//! every plugin kind runs in), [`grade`], then [`run`], then [`analysis`] (which reads records
+//! only).
 
 pub mod analysis;
 pub mod backend;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod rng;
 pub mod routing;
 pub mod run;
+pub mod sandbox;
 pub mod selfcpu;
 pub mod study;
 

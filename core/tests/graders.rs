@@ -2,27 +2,25 @@
 //! wasm32-wasip2 by the build script): reference answers, a table of tricky multiple-choice
 //! responses, hostile graders (built from tests/fixtures/graders), and the compile cache.
 
-use ipw_core::grade::host::{JudgeFuture, Query};
-use ipw_core::grade::{
-    builtin, test_support::fixture_grader, GraderHost, GraderLimits, JudgeFn, WasmGrader,
-};
+use ipw_core::grade::{builtin, test_support::fixture_grader, Query, WasmGrader};
+use ipw_core::sandbox::{Host, JudgeFn, JudgeFuture, Limits};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn host() -> GraderHost {
-    GraderHost::new(None).unwrap()
+fn host() -> Host {
+    Host::new(None).unwrap()
 }
 
 fn builtin_grader(name: &str) -> WasmGrader {
-    host()
-        .load(
-            name,
-            builtin::wasm(name).unwrap(),
-            GraderLimits::default(),
-            None,
-        )
-        .unwrap()
+    WasmGrader::load(
+        &host(),
+        name,
+        builtin::wasm(name).unwrap(),
+        Limits::default(),
+        None,
+    )
+    .unwrap()
 }
 
 fn query(answers: &[&str], choices: &[&str]) -> Query {
@@ -212,18 +210,18 @@ fn counting(calls: Arc<AtomicUsize>, delay: Duration) -> JudgeFn {
     })
 }
 
-fn hostile(name: &str, limits: GraderLimits) -> WasmGrader {
+fn hostile(name: &str, limits: Limits) -> WasmGrader {
     let bytes = std::fs::read(fixture_grader(name)).unwrap();
-    host().load(name, &bytes, limits, None).unwrap()
+    WasmGrader::load(&host(), name, &bytes, limits, None).unwrap()
 }
 
 #[test]
 fn hostile_graders_become_errors_and_nothing_escapes() {
-    let limits = GraderLimits {
+    let limits = Limits {
         fuel: u64::MAX / 2,
         timeout_ms: 1000,
         memory_mib: 64,
-        ..GraderLimits::default()
+        ..Limits::default()
     };
     let q = query(&["x"], &[]);
 
@@ -241,7 +239,7 @@ fn hostile_graders_become_errors_and_nothing_escapes() {
 
     let err = hostile(
         "spin",
-        GraderLimits {
+        Limits {
             fuel: 10_000_000,
             ..limits
         },
@@ -295,15 +293,11 @@ fn hostile_graders_become_errors_and_nothing_escapes() {
 #[test]
 fn compiled_components_are_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let host = GraderHost::new(Some(dir.path().to_path_buf())).unwrap();
+    let host = Host::new(Some(dir.path().to_path_buf())).unwrap();
     let bytes = builtin::wasm("exact").unwrap();
-    let first = host
-        .load("exact", bytes, GraderLimits::default(), None)
-        .unwrap();
+    let first = WasmGrader::load(&host, "exact", bytes, Limits::default(), None).unwrap();
     assert!(!first.from_cache);
-    let second = host
-        .load("exact", bytes, GraderLimits::default(), None)
-        .unwrap();
+    let second = WasmGrader::load(&host, "exact", bytes, Limits::default(), None).unwrap();
     assert!(second.from_cache, "second load comes from the cache");
     assert_eq!(first.sha256, second.sha256);
     let q = query(&["a"], &[]);
@@ -321,8 +315,7 @@ fn compiled_components_are_cached_on_disk() {
         std::fs::write(&path, b"garbage").unwrap();
     }
     assert!(
-        !host
-            .load("exact", bytes, GraderLimits::default(), None)
+        !WasmGrader::load(&host, "exact", bytes, Limits::default(), None)
             .unwrap()
             .from_cache
     );
@@ -334,14 +327,14 @@ fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
     // real model behind llama-server is tested in tests/graders_e2e.rs.
     let judge_with = |reply: &'static str| {
         let judge = replying(reply);
-        host()
-            .load(
-                "judge",
-                builtin::wasm("judge").unwrap(),
-                GraderLimits::default(),
-                Some(judge),
-            )
-            .unwrap()
+        WasmGrader::load(
+            &host(),
+            "judge",
+            builtin::wasm("judge").unwrap(),
+            Limits::default(),
+            Some(judge),
+        )
+        .unwrap()
     };
     let q = query(&["Paris"], &[]);
     let ends_in_grade = r#"{"template": "Q: {question}\nR: {response}\nGRADE:"}"#;
@@ -386,25 +379,25 @@ fn judge_grader_reads_grade_lines_and_leaves_unreadable_replies_unscored() {
     let failing: JudgeFn = Arc::new(|_: String| -> JudgeFuture {
         Box::pin(std::future::ready(Err("connection refused".into())))
     });
-    let g = host()
-        .load(
-            "judge",
-            builtin::wasm("judge").unwrap(),
-            GraderLimits::default(),
-            Some(failing),
-        )
-        .unwrap();
+    let g = WasmGrader::load(
+        &host(),
+        "judge",
+        builtin::wasm("judge").unwrap(),
+        Limits::default(),
+        Some(failing),
+    )
+    .unwrap();
     let err = g.grade(&q, "Paris", "{}").unwrap_err().to_string();
     assert!(err.contains("connection refused"), "{err}");
     // No judge configured: the error says how to configure one.
-    let none = host()
-        .load(
-            "judge",
-            builtin::wasm("judge").unwrap(),
-            GraderLimits::default(),
-            None,
-        )
-        .unwrap();
+    let none = WasmGrader::load(
+        &host(),
+        "judge",
+        builtin::wasm("judge").unwrap(),
+        Limits::default(),
+        None,
+    )
+    .unwrap();
     let err = none.grade(&q, "Paris", "{}").unwrap_err().to_string();
     assert!(err.contains("[grading.judge]"), "{err}");
 }
@@ -464,9 +457,9 @@ const GRADE_SIGNATURE: &str =
 
 #[test]
 fn one_memory_budget_covers_tables_and_every_memory() {
-    let limits = GraderLimits {
+    let limits = Limits {
         memory_mib: 64,
-        ..GraderLimits::default()
+        ..Limits::default()
     };
     let q = query(&["x"], &[]);
     // 10 million table slots: 80 MB of host memory that no linear memory shows.
@@ -476,8 +469,7 @@ fn one_memory_budget_covers_tables_and_every_memory() {
     (drop (table.grow $t (ref.null func) (i32.const 10000000)))
     (i32.const 16))"#
     ));
-    let err = host()
-        .load("table-grow", &table, limits, None)
+    let err = WasmGrader::load(&host(), "table-grow", &table, limits, None)
         .unwrap()
         .grade(&q, "r", "{}")
         .unwrap_err()
@@ -493,8 +485,7 @@ fn one_memory_budget_covers_tables_and_every_memory() {
   (func (export "grade") {GRADE_SIGNATURE}
     (i32.const 16))"#
     ));
-    let err = host()
-        .load("many-memories", &memories, limits, None)
+    let err = WasmGrader::load(&host(), "many-memories", &memories, limits, None)
         .unwrap()
         .grade(&q, "r", "{}")
         .unwrap_err()
@@ -505,28 +496,28 @@ fn one_memory_budget_covers_tables_and_every_memory() {
     );
     // The same memories under a budget that holds them: the fixture itself is sound, so the
     // refusal above is the budget's doing.
-    let err = host()
-        .load(
-            "many-memories",
-            &memories,
-            GraderLimits {
-                memory_mib: 128,
-                ..limits
-            },
-            None,
-        )
-        .unwrap()
-        .grade(&q, "r", "{}")
-        .unwrap_err()
-        .to_string();
+    let err = WasmGrader::load(
+        &host(),
+        "many-memories",
+        &memories,
+        Limits {
+            memory_mib: 128,
+            ..limits
+        },
+        None,
+    )
+    .unwrap()
+    .grade(&q, "r", "{}")
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("not stopped"), "{err}");
 }
 
 #[test]
 fn a_grader_asleep_in_a_blocking_call_ends_at_its_deadline() {
-    let limits = GraderLimits {
+    let limits = Limits {
         timeout_ms: 500,
-        ..GraderLimits::default()
+        ..Limits::default()
     };
     let sleeper = Arc::new(hostile("sleep", limits));
     let q = query(&["x"], &[]);
@@ -561,19 +552,19 @@ fn a_grader_asleep_in_a_blocking_call_ends_at_its_deadline() {
 fn judge_calls_are_capped_per_grade_and_timed_apart_from_the_grader() {
     let q = query(&["Paris"], &[]);
     let calls = Arc::new(AtomicUsize::new(0));
-    let looping = |limits: GraderLimits, calls: &Arc<AtomicUsize>| {
+    let looping = |limits: Limits, calls: &Arc<AtomicUsize>| {
         let bytes = std::fs::read(fixture_grader("judge-loop")).unwrap();
-        host()
-            .load(
-                "judge-loop",
-                &bytes,
-                limits,
-                Some(counting(calls.clone(), Duration::ZERO)),
-            )
-            .unwrap()
+        WasmGrader::load(
+            &host(),
+            "judge-loop",
+            &bytes,
+            limits,
+            Some(counting(calls.clone(), Duration::ZERO)),
+        )
+        .unwrap()
     };
     // A grader that asks forever: stopped after `judge_max_calls`, and the model saw no more.
-    let err = looping(GraderLimits::default(), &calls)
+    let err = looping(Limits::default(), &calls)
         .grade(&q, "Paris", r#"{"bytes": 100}"#)
         .unwrap_err()
         .to_string();
@@ -584,7 +575,7 @@ fn judge_calls_are_capped_per_grade_and_timed_apart_from_the_grader() {
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     // Big prompts: the byte cap ends it first (20000 + 20000 + 20000 + 20000 > 65536).
     calls.store(0, Ordering::SeqCst);
-    let err = looping(GraderLimits::default(), &calls)
+    let err = looping(Limits::default(), &calls)
         .grade(&q, "Paris", r#"{"bytes": 20000}"#)
         .unwrap_err()
         .to_string();
@@ -599,27 +590,27 @@ fn judge_calls_are_capped_per_grade_and_timed_apart_from_the_grader() {
     );
 
     // A judge slower than the grader's deadline: its time is not the grader's.
-    let slow = |limits: GraderLimits| {
-        host()
-            .load(
-                "judge",
-                builtin::wasm("judge").unwrap(),
-                limits,
-                Some(counting(
-                    Arc::new(AtomicUsize::new(0)),
-                    Duration::from_millis(1500),
-                )),
-            )
-            .unwrap()
+    let slow = |limits: Limits| {
+        WasmGrader::load(
+            &host(),
+            "judge",
+            builtin::wasm("judge").unwrap(),
+            limits,
+            Some(counting(
+                Arc::new(AtomicUsize::new(0)),
+                Duration::from_millis(1500),
+            )),
+        )
+        .unwrap()
     };
-    let limits = GraderLimits {
+    let limits = Limits {
         timeout_ms: 500,
-        ..GraderLimits::default()
+        ..Limits::default()
     };
     let g = slow(limits).grade(&q, "Paris", "{}").unwrap();
     assert_eq!(g.score, Some(1.0));
     // And the judge's own timeout ends a judge call that takes too long.
-    let err = slow(GraderLimits {
+    let err = slow(Limits {
         judge_timeout_ms: 200,
         ..limits
     })
@@ -632,12 +623,9 @@ fn judge_calls_are_capped_per_grade_and_timed_apart_from_the_grader() {
 #[test]
 fn cache_entries_are_verified_before_use() {
     let dir = tempfile::tempdir().unwrap();
-    let host = GraderHost::new(Some(dir.path().to_path_buf())).unwrap();
+    let host = Host::new(Some(dir.path().to_path_buf())).unwrap();
     let bytes = builtin::wasm("exact").unwrap();
-    let load = || {
-        host.load("exact", bytes, GraderLimits::default(), None)
-            .unwrap()
-    };
+    let load = || WasmGrader::load(&host, "exact", bytes, Limits::default(), None).unwrap();
     assert!(!load().from_cache);
     assert!(load().from_cache);
     let entry = std::fs::read_dir(dir.path())
@@ -701,11 +689,8 @@ fn every_call_starts_from_a_fresh_instance() {
       (then (i32.const 144))
       (else (i32.const 128))))"#
     ));
-    let grader = Arc::new(
-        host()
-            .load("counter", &counter, GraderLimits::default(), None)
-            .unwrap(),
-    );
+    let grader =
+        Arc::new(WasmGrader::load(&host(), "counter", &counter, Limits::default(), None).unwrap());
     let q = query(&["x"], &[]);
     let threads: Vec<_> = (0..3)
         .map(|_| {
@@ -726,9 +711,9 @@ fn every_call_starts_from_a_fresh_instance() {
 
 #[test]
 fn graders_over_the_per_instance_caps_get_a_clear_error() {
-    let limits = GraderLimits {
+    let limits = Limits {
         memory_mib: 64,
-        ..GraderLimits::default()
+        ..Limits::default()
     };
     let q = query(&["x"], &[]);
     // 17 memories (16 declared here, the template's one besides): refused when loaded, on
@@ -740,8 +725,7 @@ fn graders_over_the_per_instance_caps_get_a_clear_error() {
   (func (export "grade") {GRADE_SIGNATURE}
     (i32.const 16))"#
     ));
-    let err = host()
-        .load("many-memories", &many, limits, None)
+    let err = WasmGrader::load(&host(), "many-memories", &many, limits, None)
         .err()
         .expect("17 memories are refused")
         .to_string();
@@ -760,8 +744,7 @@ fn graders_over_the_per_instance_caps_get_a_clear_error() {
     (i32.const 16))"#
     ));
     let host = host();
-    let err = host
-        .load("big-table", &table, limits, None)
+    let err = WasmGrader::load(&host, "big-table", &table, limits, None)
         .unwrap()
         .grade(&q, "r", "{}")
         .unwrap_err()
@@ -820,9 +803,7 @@ fn a_grader_built_against_wit_0_1_0_runs_on_this_host() {
         text.contains("ipw:plugins/host@0.1.0"),
         "built against 0.1.0"
     );
-    let g = host()
-        .load("old", &grader, GraderLimits::default(), None)
-        .unwrap();
+    let g = WasmGrader::load(&host(), "old", &grader, Limits::default(), None).unwrap();
     let err = g.grade(&query(&["x"], &[]), "r", "{}").unwrap_err();
     assert_eq!(err.to_string(), "grader error: not stopped");
 }
@@ -854,4 +835,69 @@ fn the_regex_grader_searches_through_the_host_and_reports_a_bad_pattern() {
     assert_eq!(g.extracted.as_deref(), Some("ç7"));
     let err = re.grade(&q, "x", r#"{"pattern": "("}"#).unwrap_err();
     assert!(err.to_string().contains("bad pattern"), "{err}");
+}
+
+#[test]
+fn the_deadline_never_fires_before_its_time() {
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout_ms: 2000,
+        ..Limits::default()
+    };
+    let q = query(&["x"], &[]);
+    let sleeper = hostile("sleep", limits);
+    // A grader that sleeps 1.2 s of its 2 s: a deadline firing any earlier (at half the limit,
+    // say) would stop it. The 0.8 s left over is for a busy machine's scheduling.
+    let started = Instant::now();
+    let g = sleeper
+        .grade(&q, "r", r#"{"sleep_ms": 1200}"#)
+        .expect("a grader within its deadline is not stopped");
+    eprintln!("slept 1.2 s in {:?}", started.elapsed());
+    assert_eq!(g.score, Some(1.0));
+    assert_eq!(g.explanation.as_deref(), Some("slept 1200 ms"));
+    // When the deadline does stop a grader (asleep in a blocking call, or computing), not
+    // before the limit has passed. Only a lower bound: an upper one would flake when busy.
+    for (name, grader) in [("sleep", sleeper), ("spin", hostile("spin", limits))] {
+        let started = Instant::now();
+        let err = grader.grade(&q, "r", "{}").unwrap_err().to_string();
+        let took = started.elapsed();
+        eprintln!("{name}: stopped after {took:?}");
+        assert!(
+            err.contains("grader exceeded its 2000 ms deadline"),
+            "{name}: {err}"
+        );
+        assert!(
+            took >= Duration::from_millis(2000),
+            "{name}: the 2 s deadline fired after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_socket_to_a_real_listener_is_refused_by_the_sandbox_not_by_the_peer() {
+    // Something listens, so "connection refused" cannot pass for the sandbox's refusal.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let escape = hostile("escape", Limits::default());
+    let q = query(&["x"], &[]);
+    let err = escape
+        .grade(
+            &q,
+            "r",
+            &format!(r#"{{"try": "socket", "addr": "{addr}"}}"#),
+        )
+        .expect_err("the sandbox must stop it")
+        .to_string();
+    eprintln!("{err}");
+    // WASI refuses the capability: the guest sees access denied (EACCES), not a refusal from
+    // a peer (ECONNREFUSED) and not a timeout.
+    assert!(
+        err.contains("blocked (socket): PermissionDenied"),
+        "not the sandbox's refusal: {err}"
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the listener was reached: {other:?}"),
+    }
 }

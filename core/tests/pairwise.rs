@@ -3,8 +3,8 @@
 //! real preference, unreadable verdicts, and both orders asked with the responses swapped. The
 //! real model behind llama-server judges in tests/pairwise_e2e.rs.
 
-use ipw_core::grade::host::{JudgeFuture, Query};
-use ipw_core::grade::{builtin, DatasetGraders, GraderHost, GraderLimits, JudgeFn, WasmGrader};
+use ipw_core::grade::{builtin, DatasetGraders, Query, WasmGrader};
+use ipw_core::sandbox::{Host, JudgeFn, JudgeFuture, Limits};
 use std::sync::{Arc, Mutex};
 
 /// The prompts a judge was asked, in order.
@@ -23,15 +23,14 @@ fn judge(decide: impl Fn(&str) -> String + Send + Sync + 'static) -> (JudgeFn, A
 }
 
 fn pairwise(judge: JudgeFn) -> WasmGrader {
-    GraderHost::new(None)
-        .unwrap()
-        .load(
-            "pairwise",
-            builtin::wasm("pairwise").expect("pairwise is a built-in grader"),
-            GraderLimits::default(),
-            Some(judge),
-        )
-        .unwrap()
+    WasmGrader::load(
+        &Host::new(None).unwrap(),
+        "pairwise",
+        builtin::wasm("pairwise").expect("pairwise is a built-in grader"),
+        Limits::default(),
+        Some(judge),
+    )
+    .unwrap()
 }
 
 fn query(reference: &str) -> Query {

@@ -160,6 +160,9 @@ fn print(r: &routing::RouteReport) {
                 x.errors[0].message
             );
         }
+        if let Some(g) = &x.given_up {
+            println!("    GIVEN UP: {g}");
+        }
     }
     for w in &r.workload {
         println!(

@@ -23,9 +23,37 @@
 //! interval never leaves the range the data allow. Tested against exact resampling on skewed,
 //! correlated columns.
 
-use super::quality::Estimate;
 use super::stats::percentile;
 use crate::rng::SplitMix64;
+use serde::{Deserialize, Serialize};
+
+/// A value with its bootstrap 95% interval.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Estimate {
+    /// Point estimate.
+    pub value: f64,
+    /// 2.5th and 97.5th percentiles of the bootstrap distribution.
+    pub ci95: [f64; 2],
+    /// Resamples whose statistic did not exist (e.g. every drawn record had zero energy) and
+    /// so are not in the interval: said here, not dropped silently. The interval is then
+    /// conditional on the statistic existing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_draws: usize,
+    /// For figures built on energy: the statistic with every record's energy at the low and at
+    /// the high end of its measurement bound (what the instruments leave open: sampling,
+    /// resolution, declared accuracy). Systematic, not random: it does not shrink with more
+    /// queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<[f64; 2]>,
+    /// The sampling interval widened by the measurement bound on each side (worst case: the
+    /// bound is systematic, so it shifts the interval rather than adding in quadrature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined: Option<[f64; 2]>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
 
 /// Resamples per interval.
 pub(crate) const RESAMPLES: usize = 1000;

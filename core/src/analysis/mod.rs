@@ -6,9 +6,8 @@ pub(crate) mod quality;
 pub(crate) mod stats;
 mod summary;
 
-pub use quality::{
-    quality_grouped, quality_summary, EnergyRows, Estimate, Quality, QualitySummary,
-};
+pub use bootstrap::Estimate;
+pub use quality::{quality_grouped, quality_summary, EnergyRows, Quality, QualitySummary};
 
 pub use stats::Distribution;
 pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

@@ -19,37 +19,14 @@
 //! and recompute the ratio each time, so they carry the joint uncertainty of both sides (see
 //! [`super::bootstrap`] for how large groups are resampled).
 
-use super::bootstrap::bootstrap;
+use super::bootstrap::{bootstrap, Estimate};
 use crate::records::GradeRecord;
 use crate::records::QueryEnergy;
 use crate::records::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A value with its bootstrap 95% interval.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct Estimate {
-    /// Point estimate.
-    pub value: f64,
-    /// 2.5th and 97.5th percentiles of the bootstrap distribution.
-    pub ci95: [f64; 2],
-    /// Resamples whose statistic did not exist (e.g. every drawn record had zero energy) and
-    /// so are not in the interval: said here, not dropped silently. The interval is then
-    /// conditional on the statistic existing.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_draws: usize,
-    /// For figures built on energy: the statistic with every record's energy at the low and at
-    /// the high end of its measurement bound (what the instruments leave open: sampling,
-    /// resolution, declared accuracy). Systematic, not random: it does not shrink with more
-    /// queries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub measurement: Option<[f64; 2]>,
-    /// The sampling interval widened by the measurement bound on each side (worst case: the
-    /// bound is systematic, so it shifts the interval rather than adding in quadrature).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub combined: Option<[f64; 2]>,
-}
-
+// Quality's addition to an estimate (the type lives with the bootstrap that makes it).
 impl Estimate {
     /// Attach a measurement bound `[low, high]` of the statistic (both ends computed from the
     /// records' bounds) and the combined interval; `None` leaves the estimate as it is.
@@ -64,10 +41,6 @@ impl Estimate {
         }
         self
     }
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// Quality figures for one group of records.

@@ -4,7 +4,9 @@
 //! Retries happen only before any response data arrived: a retried query's energy window then
 //! covers every attempt (the energy was really spent), and `attempts` in the record says so.
 
+// The framing types are the framer's; backends name them through this module.
 use super::sse::Framer;
+pub use super::sse::{Flow, Framing};
 use super::wire::{Abort, DirectClient, NoResponse};
 use super::{BackendError, BackendSetupError, ErrorKind};
 use crate::config::ModelConfig;
@@ -232,23 +234,6 @@ impl ChunkReader {
             }
         }
     }
-}
-
-/// How a streamed body is cut into messages.
-#[derive(Debug, Clone, Copy)]
-pub enum Framing {
-    /// Server-Sent Events (OpenAI-compatible servers).
-    Sse,
-    /// Newline-delimited JSON (Ollama).
-    Lines,
-}
-
-/// What a frame handler wants next.
-pub enum Flow {
-    /// Keep reading.
-    Continue,
-    /// The response is complete; stop reading.
-    Done,
 }
 
 /// A backend's reading of one streamed response: it gets every frame in order, and keeps what

@@ -2,8 +2,24 @@
 //! (`data:` lines up to a blank line), fed with arbitrary chunk boundaries. Frames are handed
 //! to a callback borrowed, so a streamed token costs no allocation here.
 
-use super::http::{Flow, Framing};
 use super::BackendError;
+
+/// How a streamed body is cut into messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Framing {
+    /// Server-Sent Events (OpenAI-compatible servers).
+    Sse,
+    /// Newline-delimited JSON (Ollama).
+    Lines,
+}
+
+/// What a frame handler wants next.
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The response is complete; stop reading.
+    Done,
+}
 
 /// What a frame callback sees and returns.
 pub(crate) type FrameFn<'a> = dyn FnMut(&str) -> Result<Flow, BackendError> + 'a;

@@ -9,8 +9,7 @@
 //! hand-over per token, and the instants of the first token and the last byte are taken on the
 //! thread that read them.
 
-use super::http::{Flow, Framing};
-use super::sse::{FrameFn, Framer};
+use super::sse::{Flow, FrameFn, Framer, Framing};
 use super::{BackendError, ErrorKind};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};

@@ -548,9 +548,9 @@ pub const NO_GRADER: &str = "none";
 
 impl GradingConfig {
     /// The per-call limits, defaults filled in.
-    pub fn limits(&self) -> crate::grade::GraderLimits {
-        let d = crate::grade::GraderLimits::default();
-        crate::grade::GraderLimits {
+    pub fn limits(&self) -> crate::sandbox::Limits {
+        let d = crate::sandbox::Limits::default();
+        crate::sandbox::Limits {
             fuel: self.fuel.unwrap_or(d.fuel),
             timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
             memory_mib: self.memory_mib.unwrap_or(d.memory_mib),

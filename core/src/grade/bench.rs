@@ -2,8 +2,8 @@
 //! time from the disk cache, instantiation time (paid by every call), and grades per second
 //! on one thread (one core) over a representative response.
 
-use super::host::{JudgeFuture, Query};
-use super::{builtin, GraderError, GraderHost, GraderLimits, JudgeFn};
+use super::{builtin, Query, WasmGrader};
+use crate::sandbox::{Host, JudgeFn, JudgeFuture, Limits, SandboxError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,10 +52,10 @@ fn workload(name: &str) -> (Query, &'static str, &'static str) {
 /// Benchmark every built-in grader for about `seconds` each. The `judge` and `pairwise` graders
 /// are timed with an in-process judge that answers at once, so the figure is the grader's own cost, not a
 /// model's.
-pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, GraderError> {
+pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, SandboxError> {
     let cache = std::env::temp_dir().join(format!("ipw-grader-bench-{}", std::process::id()));
-    let cold = GraderHost::new(None)?;
-    let warm = GraderHost::new(Some(cache.clone()))?;
+    let cold = Host::new(None)?;
+    let warm = Host::new(Some(cache.clone()))?;
     let judge: JudgeFn = Arc::new(|_: String| -> JudgeFuture {
         Box::pin(std::future::ready(Ok(
             // Read by `judge` (the GRADE line) and by `pairwise` (the VERDICT line) alike.
@@ -65,13 +65,13 @@ pub fn bench_builtin_graders(seconds: f64) -> Result<Vec<GraderBench>, GraderErr
     let mut out = Vec::new();
     for name in builtin::names() {
         let bytes = builtin::wasm(name).expect("listed built-in");
-        let limits = GraderLimits::default();
+        let limits = Limits::default();
         let started = Instant::now();
-        cold.load(name, bytes, limits, None)?;
+        WasmGrader::load(&cold, name, bytes, limits, None)?;
         let compile = started.elapsed();
-        warm.load(name, bytes, limits, None)?; // fills the cache
+        WasmGrader::load(&warm, name, bytes, limits, None)?; // fills the cache
         let started = Instant::now();
-        let grader = warm.load(name, bytes, limits, Some(judge.clone()))?;
+        let grader = WasmGrader::load(&warm, name, bytes, limits, Some(judge.clone()))?;
         let cache_load = started.elapsed();
         assert!(grader.from_cache, "second load comes from the cache");
 

@@ -1,23 +1,24 @@
 //! Graders: sandboxed WASM components (wasmtime, WIT world `ipw:plugins/grader`) that score a
 //! response in [0, 1]. Anyone can share one as a `.wasm` file; nobody has to trust it.
 //!
-//! [`host`] compiles components (cached on disk by wasm hash and engine), and runs each call in
-//! a fresh instance from an `InstancePre` with a fuel budget, an epoch deadline and a memory
-//! cap; guests get no filesystem, network or environment, only `log` and `judge`.
+//! They run in the WASM sandbox ([`crate::sandbox`]: a fresh instance per call, fuel, a
+//! deadline, a memory budget, no files, environment or network); [`wasm`] holds what is the
+//! grader world's own (its bindings, the `grade` call, [`WasmGrader`]), `setup` the graders
+//! of an experiment ([`DatasetGraders`]) and the `judge` host call backed by a model.
 //! [`builtin`] holds the first-party graders embedded in the binary.
 
 pub mod bench;
 pub mod builtin;
-pub mod host;
-pub(crate) mod patterns;
 mod reference;
 mod regrade;
 mod setup;
+pub mod wasm;
 
 pub use crate::records::{GradeRecord, GraderInfo};
-pub use host::{GradeOutcome, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
+pub use reference::ReferenceError;
 pub use regrade::{regrade_run, RegradeError, RegradeSpec};
 pub use setup::{connect_judge, judge_fn, load_grader, DatasetGraders};
+pub use wasm::{Grade, GradeOutcome, Query, WasmGrader};
 
 /// Paths of the test fixture graders (hostile ones) built with the project, for tests.
 #[doc(hidden)]

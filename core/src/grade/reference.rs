@@ -2,10 +2,32 @@
 //! its responses joined to the graded run's records by query id, each pair checked to have been
 //! asked the same prompt.
 
-use super::regrade::RegradeError;
 use crate::records::{Record, RunDir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// Why the reference run cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The reference run cannot be read.
+    #[error("reference run {}: {message}", path.display())]
+    Read {
+        /// The reference run directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A query of the run and of the reference run was asked with different prompts.
+    #[error("query {query} was asked with different prompts in {} and in the reference run {}: they are not the same query, so their responses cannot be compared", run.display(), reference.display())]
+    PromptMismatch {
+        /// The run being graded.
+        run: PathBuf,
+        /// The reference run.
+        reference: PathBuf,
+        /// The query id.
+        query: String,
+    },
+}
 
 /// The reference run's responses by query id, and what the grades record about it.
 pub(crate) struct Reference {
@@ -18,9 +40,9 @@ pub(crate) struct Reference {
 
 impl Reference {
     /// Read the reference run in `dir` (one run: a directory with a manifest).
-    pub(crate) fn load(dir: &Path) -> Result<Self, RegradeError> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, ReferenceError> {
         let run = RunDir::new(dir);
-        let err = |e: crate::records::StoreError| RegradeError::Reference {
+        let err = |e: crate::records::StoreError| ReferenceError::Read {
             path: dir.to_path_buf(),
             message: e.to_string(),
         };
@@ -42,11 +64,15 @@ impl Reference {
 
     /// Fail on the first query both runs have but asked with different prompts: comparing
     /// responses to different prompts would be meaningless, and nothing has been graded yet.
-    pub(crate) fn check_prompts(&self, run: &Path, records: &[Record]) -> Result<(), RegradeError> {
+    pub(crate) fn check_prompts(
+        &self,
+        run: &Path,
+        records: &[Record],
+    ) -> Result<(), ReferenceError> {
         for r in records {
             if let Some(other) = self.records.get(&r.query_id) {
                 if other.prompt_hash != r.prompt_hash {
-                    return Err(RegradeError::PromptMismatch {
+                    return Err(ReferenceError::PromptMismatch {
                         run: run.to_path_buf(),
                         reference: self.dir.clone(),
                         query: r.query_id.clone(),

@@ -9,12 +9,12 @@
 //! is the query's only answer, a query the reference did not answer is left unscored, and the
 //! grades' params name the reference run.
 
-use super::reference::Reference;
+use super::reference::{Reference, ReferenceError};
 use super::setup::{connect_judge, load_grader, DatasetGraders};
-use super::GraderHost;
 use crate::analysis::{summarize, Summary};
 use crate::config::GradingConfig;
 use crate::records::{RunDir, StoreError};
+use crate::sandbox::Host;
 use std::path::{Path, PathBuf};
 
 /// Why a run could not be re-graded.
@@ -33,28 +33,13 @@ pub enum RegradeError {
     },
     /// The grader could not be loaded.
     #[error(transparent)]
-    Grader(#[from] super::GraderError),
+    Grader(#[from] crate::sandbox::SandboxError),
     /// The judge model could not be set up.
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendSetupError),
-    /// The reference run cannot be read.
-    #[error("reference run {}: {message}", path.display())]
-    Reference {
-        /// The reference run directory.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// A query of the run and of the reference run was asked with different prompts.
-    #[error("query {query} was asked with different prompts in {} and in the reference run {}: they are not the same query, so their responses cannot be compared", run.display(), reference.display())]
-    PromptMismatch {
-        /// The run being graded.
-        run: PathBuf,
-        /// The reference run.
-        reference: PathBuf,
-        /// The query id.
-        query: String,
-    },
+    /// The reference run cannot be read, or does not answer the same prompts.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     /// The grader and options do not go together.
     #[error("{0}")]
     Input(String),
@@ -131,9 +116,9 @@ pub async fn regrade_run(dir: &Path, spec: &RegradeSpec) -> Result<Summary, Regr
     labels.dedup();
     let (name, limits) = (spec.grader.clone(), grading.limits());
     let graders = tokio::task::spawn_blocking(move || {
-        let host = GraderHost::new(GraderHost::default_cache_dir())?;
+        let host = Host::new(Host::default_cache_dir())?;
         let grader = load_grader(&host, &name, Path::new("."), limits, judge)?;
-        Ok::<_, super::GraderError>(DatasetGraders::uniform(labels, grader, &params))
+        Ok::<_, crate::sandbox::SandboxError>(DatasetGraders::uniform(labels, grader, &params))
     })
     .await
     .expect("loading a grader does not panic")?;

@@ -1,11 +1,11 @@
 //! Graders for a run: one per dataset (its `grader`, or the built-in default), loaded once,
 //! and the `judge` host call backed by a configured model.
 
-use super::host::{JudgeFuture, Query};
-use super::{builtin, GraderError, GraderHost, GraderLimits, JudgeFn, WasmGrader};
+use super::{builtin, Query, WasmGrader};
 use crate::backend::{Backend, GenRequest, Message};
 use crate::config::{Experiment, GradingConfig};
 use crate::records::{GradeRecord, GraderInfo, Record};
+use crate::sandbox::{Host, JudgeFn, JudgeFuture, Limits, SandboxError};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -42,9 +42,9 @@ impl DatasetGraders {
         exp: &Experiment,
         base_dir: &Path,
         judge: Option<JudgeFn>,
-    ) -> Result<Self, GraderError> {
-        let host = GraderHost::new(GraderHost::default_cache_dir())?;
-        let limits: GraderLimits = exp.grading.limits();
+    ) -> Result<Self, SandboxError> {
+        let host = Host::new(Host::default_cache_dir())?;
+        let limits: Limits = exp.grading.limits();
         let mut by_dataset = HashMap::new();
         let mut loaded: HashMap<String, WasmGrader> = HashMap::new();
         for d in &exp.datasets {
@@ -235,17 +235,18 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Load grader `name`: a built-in, else a `.wasm` file (relative paths from `base_dir`). The
 /// id a record carries is the built-in name or the file name.
 pub fn load_grader(
-    host: &GraderHost,
+    host: &Host,
     name: &str,
     base_dir: &Path,
-    limits: GraderLimits,
+    limits: Limits,
     judge: Option<JudgeFn>,
-) -> Result<WasmGrader, GraderError> {
+) -> Result<WasmGrader, SandboxError> {
     if let Some(bytes) = builtin::wasm(name) {
-        return host.load(name, bytes, limits, judge);
+        return WasmGrader::load(host, name, bytes, limits, judge);
     }
     let path = base_dir.join(name);
-    let bytes = std::fs::read(&path).map_err(|e| GraderError::Load {
+    let bytes = std::fs::read(&path).map_err(|e| SandboxError::Load {
+        kind: "grader",
         id: name.to_string(),
         message: format!(
             "not a built-in grader ({}) and cannot read {}: {e}",
@@ -257,5 +258,5 @@ pub fn load_grader(
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| name.to_string());
-    host.load(&id, &bytes, limits, judge)
+    WasmGrader::load(host, &id, &bytes, limits, judge)
 }

@@ -32,6 +32,6 @@ pub use manifest::{
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
-    RunLock, StoreError,
+    run_dirs, write_atomic, write_atomic_private, write_json_atomic, RecordsRead, RecordsWriter,
+    RejectedLine, RunDir, RunLock, StoreError,
 };

@@ -790,6 +790,23 @@ pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result
 /// never a mix: write a temporary file beside it (unique per host, process and call), sync it, rename
 /// it over `path`, then sync the directory so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut open = OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    write_atomic_with(path, bytes, &open)
+}
+
+/// [`write_atomic`] for a file only this user may read or write (mode 0600 from its creation,
+/// never wider), whose temporary file must be new: the WASM sandbox's compiled-code cache,
+/// which refuses on reading any entry someone else could have written.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut open = OpenOptions::new();
+    open.write(true).create_new(true).mode(0o600);
+    write_atomic_with(path, bytes, &open)
+}
+
+/// [`write_atomic`], creating the temporary file with `open`.
+fn write_atomic_with(path: &Path, bytes: &[u8], open: &OpenOptions) -> std::io::Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let name = path
@@ -809,7 +826,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut file = open.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

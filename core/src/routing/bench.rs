@@ -135,14 +135,14 @@ pub fn bench_wasm(
     path: &std::path::Path,
     table: &Table,
     seconds: f64,
-) -> Result<RouteBench, crate::grade::GraderError> {
+) -> Result<RouteBench, crate::sandbox::SandboxError> {
     use super::routers::Router;
     let reference = table.columns.len() - 1;
     let mut r = super::wasm::WasmRouter::load(
         &path.display().to_string(),
         path,
         "{}",
-        crate::grade::GraderLimits::default(),
+        crate::sandbox::Limits::router(),
         reference,
     )?;
     let started = Instant::now();

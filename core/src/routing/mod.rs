@@ -5,6 +5,7 @@
 //! each router's quality and cost move with its parameter.
 
 pub mod bench;
+pub mod give_up;
 pub mod routers;
 pub mod simulate;
 pub mod table;
@@ -244,7 +245,7 @@ pub fn make_router(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Ro
         spec,
         std::path::Path::new(path),
         params,
-        crate::grade::GraderLimits::default(),
+        crate::sandbox::Limits::router(),
         ctx.reference,
     )
     .map_err(|e| {

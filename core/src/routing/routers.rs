@@ -77,6 +77,12 @@ pub trait Router: Send {
     fn name(&self) -> String;
     /// Decide for row `row` of `table`; an error becomes a routing error for this query only.
     fn decide(&mut self, row: &Row, table: &Table) -> Result<Decision, String>;
+    /// After how many failed decisions in a row the simulation stops asking this router
+    /// ([`super::give_up`]); `None`, the default: never. A built-in router's failures are
+    /// about the query (a figure it lacks), so it is asked about every query.
+    fn give_up_after(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Why a router spec could not be used.

@@ -11,8 +11,10 @@
 //!
 //! A router that fails on a query (an error, a hostile WASM router) is recorded as a routing
 //! error for that query, which then goes to the reference (as a deployed system would fall
-//! back), and the simulation goes on.
+//! back), and the simulation goes on. A WASM router that fails too many decisions in a row is
+//! given up on ([`super::give_up`]): its remaining queries are routing errors too, not asked.
 
+use super::give_up::{GivenUp, Patience};
 use super::routers::{Decision, Router};
 use super::table::Table;
 use crate::analysis::bootstrap::bootstrap;
@@ -47,8 +49,11 @@ pub struct RouterReport {
     pub router: String,
     /// Queries routed.
     pub queries: usize,
-    /// Queries the router failed on (answered by the reference instead).
+    /// Queries the router failed on (answered by the reference instead), the queries it was
+    /// not asked about after it was given up on included.
     pub errors: Vec<RouteFailure>,
+    /// Whether the router was given up on after failing too many decisions in a row, and why.
+    pub given_up: Option<GivenUp>,
     /// Mean score.
     pub accuracy: Option<Estimate>,
     /// Router accuracy minus the reference's, paired.
@@ -93,18 +98,20 @@ fn paid(table: &Table, row: usize, d: &Decision) -> Paid {
     }
 }
 
-/// Decide every row; a failed decision (or one naming no known column) goes to the reference.
+/// Decide every row; a failed decision (or one naming no known column) goes to the reference,
+/// as does every row after the router was given up on.
 fn decide_all(
     router: &mut dyn Router,
     table: &Table,
     reference: usize,
-) -> (Vec<Decision>, Vec<RouteFailure>) {
+) -> (Vec<Decision>, Vec<RouteFailure>, Option<GivenUp>) {
     let mut errors = Vec::new();
+    let mut patience = Patience::new(router);
     let decisions = table
         .rows
         .iter()
         .map(|row| {
-            let d = router.decide(row, table).and_then(|d| {
+            let d = patience.decide(router, row, table, |d| {
                 if d.tried.is_empty() {
                     Err("the router chose no model".to_string())
                 } else if let Some(bad) = d.tried.iter().find(|&&c| c >= table.columns.len()) {
@@ -127,7 +134,11 @@ fn decide_all(
             })
         })
         .collect();
-    (decisions, errors)
+    let given_up = patience.given_up();
+    if let Some(g) = &given_up {
+        tracing::warn!("{g}");
+    }
+    (decisions, errors, given_up)
 }
 
 /// Route every query of `table` with `router`; `reference` is the baseline column.
@@ -137,7 +148,7 @@ pub fn simulate(
     reference: usize,
     seed: u64,
 ) -> RouterReport {
-    let (decisions, errors) = decide_all(router, table, reference);
+    let (decisions, errors, given_up) = decide_all(router, table, reference);
     let all_ref = Decision {
         tried: vec![reference],
         confidence: None,
@@ -194,6 +205,7 @@ pub fn simulate(
         escalated: decisions.iter().filter(|d| d.tried.len() > 1).count(),
         energy_estimated,
         errors,
+        given_up,
     }
 }
 

@@ -1,13 +1,15 @@
-//! WASM routers: a `.wasm` component of the `router` world (see `sdk/wit`), loaded like a
-//! grader and run in the same sandbox (fuel, wall-clock deadline, one memory budget, nothing
-//! from the host but a log), a fresh instance per decision. A router sees the query and every
-//! candidate's metadata and aggregates, never a candidate's outcome on the query. A trap, a
-//! limit, an error or a choice outside the candidates is a routing error for that query.
+//! WASM routers: a `.wasm` component of the `router` world (see `sdk/wit`), run in the WASM
+//! sandbox ([`crate::sandbox`]: fuel, wall-clock deadline, one memory budget, nothing from the
+//! host but a log and regexes) under a router's tight limits ([`Limits::router`]), a fresh
+//! instance per decision. A router sees the query and every candidate's metadata and
+//! aggregates, never a candidate's outcome on the query. A trap, a limit, an error or a choice
+//! outside the candidates is a routing error for that query; a router failing
+//! [`GIVE_UP_AFTER`] decisions in a row is given up on ([`super::give_up`]).
 
+use super::give_up::GIVE_UP_AFTER;
 use super::routers::{Decision, Router};
 use super::table::{Row, Table};
-use crate::grade::host::{CallState, Sandbox};
-use crate::grade::{GraderError, GraderHost, GraderLimits};
+use crate::sandbox::{CallState, Host, Limits, Sandbox, SandboxError};
 use wasmtime::component::HasSelf;
 
 mod bindings {
@@ -15,10 +17,10 @@ mod bindings {
         path: "../sdk/wit",
         world: "router",
         exports: { default: async },
-        // What the host lends (log, judge, regex) is implemented once, for graders.
+        // What the host lends (log, judge, regex) is the sandbox's, for every plugin kind.
         with: {
-            "ipw:plugins/types": crate::grade::host::bindings::ipw::plugins::types,
-            "ipw:plugins/host": crate::grade::host::bindings::ipw::plugins::host,
+            "ipw:plugins/types": crate::sandbox::host_calls::bindings::ipw::plugins::types,
+            "ipw:plugins/host": crate::sandbox::host_calls::bindings::ipw::plugins::host,
         },
     });
 }
@@ -39,43 +41,52 @@ pub struct WasmRouter {
 }
 
 impl WasmRouter {
-    /// Load `path` (its name in reports is the spec as given) under `limits`; `params` is the
-    /// JSON object passed to every call.
+    /// Load `path` (its name in reports is the spec as given) under `limits` (normally
+    /// [`Limits::router`]); `params` is the JSON object passed to every call.
     pub fn load(
         spec: &str,
         path: &std::path::Path,
         params: &str,
-        limits: GraderLimits,
+        limits: Limits,
         reference: usize,
-    ) -> Result<Self, GraderError> {
+    ) -> Result<Self, SandboxError> {
         let id = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| spec.into());
-        let load_err = |message: String| GraderError::Load {
+        let load_err = |message: String| SandboxError::Load {
+            kind: "router",
             id: id.clone(),
             message,
         };
         let bytes = std::fs::read(path)
             .map_err(|e| load_err(format!("cannot read {}: {e}", path.display())))?;
-        let host = GraderHost::new(GraderHost::default_cache_dir())?;
-        let (component, sha256, _) = host.compile(&id, &bytes)?;
-        let mut linker = host.wasi_linker(&id)?;
-        bindings::Router::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(|e| load_err(e.to_string()))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_err(format!("does not fit the ipw router world: {e:#}")))?;
-        let pre = bindings::RouterPre::new(pre)
+        let host = Host::new(Host::default_cache_dir())?;
+        // No judge: a routing decision may not call a model.
+        let loaded = host.load("router", &id, &bytes, limits, None, |linker| {
+            bindings::Router::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)
+        })?;
+        let pre = bindings::RouterPre::new(loaded.pre)
             .map_err(|e| load_err(format!("does not export `route`: {e:#}")))?;
         Ok(Self {
             name: spec.into(),
-            sha256,
+            sha256: loaded.sha256,
             pre,
-            sandbox: host.sandbox("router", &id, &component, limits, None)?,
+            sandbox: loaded.sandbox,
             params: params.into(),
             reference,
         })
+    }
+
+    /// Decisions the router was asked for so far (each a sandboxed call), failed ones
+    /// included.
+    pub fn calls(&self) -> u64 {
+        self.sandbox.calls()
+    }
+
+    /// The limits each decision runs under.
+    pub fn limits(&self) -> &Limits {
+        self.sandbox.limits()
     }
 }
 
@@ -102,6 +113,10 @@ fn candidates(table: &Table, reference: usize) -> Vec<Candidate> {
 impl Router for WasmRouter {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn give_up_after(&self) -> Option<usize> {
+        Some(GIVE_UP_AFTER)
     }
 
     fn decide(&mut self, row: &Row, table: &Table) -> Result<Decision, String> {

@@ -8,6 +8,7 @@
 //! tokens (the trace's own counts); the peak is the busiest minute of tokens sent to the
 //! reference, with and without routing.
 
+use super::give_up::Patience;
 use super::routers::{Decision, Router};
 use super::table::Table;
 use crate::rng::SplitMix64;
@@ -131,6 +132,9 @@ pub fn replay(
     seed: u64,
 ) -> WorkloadReport {
     let mut decided: Vec<Option<bool>> = vec![None; table.rows.len()];
+    // A router given up on (see `give_up`) sends its remaining queries to the reference, as
+    // a failed decision does.
+    let mut patience = Patience::new(router);
     let mut rng = SplitMix64::new(seed ^ 0x574f_524b);
     let mut hours: Vec<HourLoad> = Vec::new();
     let mut minutes_all: Vec<u64> = Vec::new();
@@ -138,10 +142,12 @@ pub fn replay(
     for a in trace {
         let row = rng.below(table.rows.len().max(1));
         let to_reference = *decided[row].get_or_insert_with(|| {
-            let d = router.decide(&table.rows[row], table).unwrap_or(Decision {
-                tried: vec![reference],
-                confidence: None,
-            });
+            let d = patience
+                .decide(router, &table.rows[row], table, Ok)
+                .unwrap_or(Decision {
+                    tried: vec![reference],
+                    confidence: None,
+                });
             // A cascade that escalates loads the reference too.
             d.tried.contains(&reference) || d.tried.iter().any(|&c| c >= table.columns.len())
         });

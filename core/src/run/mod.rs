@@ -62,7 +62,7 @@ pub enum RunError {
     Store(#[from] StoreError),
     /// A grader could not be loaded.
     #[error(transparent)]
-    Grader(#[from] crate::grade::GraderError),
+    Grader(#[from] crate::sandbox::SandboxError),
     /// A power sampler could not be used.
     #[error(transparent)]
     Sampler(#[from] crate::power::loader::SamplerError),
