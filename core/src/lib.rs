@@ -17,6 +17,7 @@ pub mod export;
 pub mod grade;
 pub mod host;
 pub mod import;
+pub mod joined;
 pub mod load;
 pub mod merge;
 pub mod plugins;

@@ -134,7 +134,7 @@ pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<Exported
     let src = RunDir::new(run);
     let manifest = src.read_manifest()?;
     let (_, accelerator) =
-        crate::routing::table::run_meta(&manifest, &BTreeMap::new()).map_err(|m| pq(run)(m))?;
+        crate::joined::run_meta(&manifest, &BTreeMap::new()).map_err(|m| pq(run)(m))?;
     let ctx = RunColumns {
         run: name.to_string(),
         accelerator,

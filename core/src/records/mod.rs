@@ -25,7 +25,7 @@ mod store;
 
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use figures::Detail;
-pub use grade::{GradeRecord, GraderInfo};
+pub use grade::{GradeRecord, GraderInfo, PAIRWISE_GRADER};
 pub use manifest::{
     Baseline, DatasetInfo, DatasetShard, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad,
     RecordedModel, RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,

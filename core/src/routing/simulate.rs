@@ -14,7 +14,7 @@
 //! back), and the simulation goes on.
 
 use super::routers::{Decision, Router};
-use super::table::Table;
+use crate::joined::Table;
 use crate::analysis::bootstrap::bootstrap;
 use crate::analysis::quality::mean as mean_of;
 use crate::analysis::Estimate;
@@ -174,7 +174,7 @@ pub fn simulate(
     let energy_estimated = decisions.iter().any(|d| {
         d.tried
             .iter()
-            .any(|&c| table.columns[c].energy == super::table::EnergySource::Declared)
+            .any(|&c| table.columns[c].energy == crate::joined::EnergySource::Declared)
     });
     RouterReport {
         router: router.name(),

@@ -5,7 +5,7 @@
 //! limit, an error or a choice outside the candidates is a routing error for that query.
 
 use super::routers::{Decision, Router};
-use super::table::{Row, Table};
+use crate::joined::{Row, Table};
 use crate::grade::host::{CallState, Sandbox};
 use crate::grade::{GraderError, GraderHost, GraderLimits};
 use wasmtime::component::HasSelf;

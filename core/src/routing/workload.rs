@@ -9,7 +9,7 @@
 //! reference, with and without routing.
 
 use super::routers::{Decision, Router};
-use super::table::Table;
+use crate::joined::Table;
 use crate::rng::SplitMix64;
 use std::path::Path;
 
