@@ -5,10 +5,10 @@
 use super::attribution::{attribute, idle_bound, idle_power, ChannelInput, QueryWindow, SplitRule};
 use super::curve::EnergyCurve;
 use super::loader::{find, SamplerError, SamplerLibrary};
-use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder};
+use super::recorder::{EdgeMarker, Recorder};
 use crate::config::SamplerConfig;
 use crate::dataset::hex;
-use crate::records::Flag;
+use crate::records::{read_power_log, Flag, PowerLog, RunDir};
 pub use crate::records::{Baseline, SamplerInfo};
 use ipw_sampler_sdk::{ChannelKind, Domain};
 use sha2::{Digest, Sha256};
@@ -68,7 +68,7 @@ impl PowerSession {
         dir: &Path,
         session: usize,
     ) -> Result<Self, SamplerError> {
-        let path = dir.join("power.jsonl");
+        let path = RunDir::new(dir).power_log_path();
         let log = PowerLog::open(&path).map_err(|e| SamplerError::Library {
             path: path.clone(),
             message: e.to_string(),
