@@ -31,7 +31,7 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
     let shard = shard
         .map(|s| s.resolve(|k| std::env::var(k).ok()))
         .transpose()?;
-    let loaded = ipw_core::config::load_experiment(file)?;
+    let loaded = ipw_core::run::load_experiment(file)?;
     // One thread for all the async work: it is waiting on sockets (a streamed token is a few
     // microseconds of parsing), and a single thread wakes once per token where a work-stealing
     // pool also wakes its other workers. Blocking work (model load, grading, the summary)

@@ -2,11 +2,11 @@
 //! measure the idle baseline, read at window edges, and afterwards attribute energy to every
 //! record of the run from what is on disk (`power.jsonl` + manifest).
 
-use super::attribution::{attribute, idle_bound, idle_power, ChannelInput, QueryWindow, SplitRule};
+use super::attribution::{attribute, idle_bound, idle_power, ChannelInput, QueryWindow};
 use super::curve::EnergyCurve;
 use super::loader::{find, SamplerError, SamplerLibrary};
 use super::recorder::{EdgeMarker, Recorder};
-use crate::config::SamplerConfig;
+use crate::config::{SamplerConfig, SplitRule};
 use crate::dataset::hex;
 use crate::records::{read_power_log, Flag, PowerLog, RunDir};
 pub use crate::records::{Baseline, SamplerInfo};

@@ -7,6 +7,7 @@
 //! goes on. On cancel (Ctrl-C) in-flight queries are dropped unrecorded (a resume redoes them)
 //! and everything already measured stays on disk.
 //!
+//! - [`inputs`]: the experiment file and the datasets and graders it names, checked.
 //! - [`plan`]: which queries, where results go, the plan's identity.
 //! - [`resume`]: opening a run directory, new or resumed, and refusing a resume whose settings
 //!   changed.
@@ -18,6 +19,7 @@ mod cancel;
 mod dispatch;
 mod finish;
 mod import;
+mod inputs;
 mod plan;
 mod resume;
 mod session;
@@ -26,6 +28,7 @@ pub mod shard;
 pub use cancel::Cancel;
 pub use finish::{reattribute, Reattributed};
 pub use import::import_trace;
+pub use inputs::{check_inputs, load_experiment};
 pub(crate) use plan::plan_hash;
 pub use plan::{plan_queries, sanitize};
 pub(crate) use resume::{differences, recorded_settings};
