@@ -2,7 +2,8 @@
 
 use super::{progress::Progress, table};
 use anyhow::Context;
-use ipw_core::run::{shard::ShardArg, Cancel, ProfileOptions};
+use ipw_core::run::{Cancel, ProfileOptions};
+use ipw_core::scaleout::ShardArg;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -38,6 +38,6 @@ pub use power_log::{
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
+    run_dirs, sanitize, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
     RunLock, StoreError,
 };

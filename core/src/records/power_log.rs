@@ -6,7 +6,7 @@
 //! ([`read_power_log`]) or line by line by export ([`PowerLogLines`]). A line cut off by a
 //! crash is skipped and counted by every reader, never an error.
 
-use super::StoreError;
+use super::store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};

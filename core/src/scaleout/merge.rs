@@ -12,11 +12,12 @@
 
 use crate::analysis::summarize;
 use crate::records::{
-    run_dirs, write_atomic, write_json_atomic, Manifest, MergedPowerLog, MergedShard, Record,
+    run_dirs, sanitize, write_atomic, write_json_atomic, Manifest, MergedPowerLog, MergedShard, Record,
     RunDir, RunLock, StoreError,
 };
-use crate::run::shard::{parse_shard_dir_name, plan_file_sha256, SplitRecord, PLAN_FILE};
-use crate::run::shard::{SHARDS_DIR, SPLIT_FILE};
+use super::directory::{parse_shard_dir_name, plan_file_sha256, SplitRecord};
+use super::directory::{PLAN_FILE, SHARDS_DIR, SPLIT_FILE};
+use crate::identity::{differences, plan_hash, recorded_settings};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -206,11 +207,11 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
             let name = if several {
                 format!(
                     "{}@{}",
-                    crate::run::sanitize(model),
-                    crate::run::sanitize(&accelerator)
+                    sanitize(model),
+                    sanitize(&accelerator)
                 )
             } else {
-                crate::run::sanitize(model)
+                sanitize(model)
             };
             let out = top.join(name);
             let group: Vec<(&ShardRun, &[usize])> = members
@@ -348,9 +349,9 @@ fn short(sha: &str) -> &str {
 /// and the same model file.
 fn check_same_experiment(runs: &[ShardRun]) -> Result<(), MergeError> {
     let first = &runs[0];
-    let want = crate::run::recorded_settings(&first.manifest);
+    let want = recorded_settings(&first.manifest);
     for r in &runs[1..] {
-        let changed = crate::run::differences(&want, &crate::run::recorded_settings(&r.manifest));
+        let changed = differences(&want, &recorded_settings(&r.manifest));
         if !changed.is_empty() {
             return Err(MergeError::Mismatch {
                 dir: r.dir.clone(),
@@ -531,7 +532,7 @@ fn write_merged(
     power.finish()?;
     records.sort_by_key(|r| r.index);
     manifest.planned = plan.len();
-    manifest.plan_sha256 = crate::run::plan_hash(plan.iter().copied());
+    manifest.plan_sha256 = plan_hash(plan.iter().copied());
     let complete =
         records.len() == plan.len() && group.iter().all(|(r, _)| r.manifest.status == "completed");
     manifest.status = if complete { "completed" } else { "partial" }.into();
