@@ -6,8 +6,8 @@
 use ipw_core::config::ModelMeta;
 use ipw_core::grade::test_support::fixture_router;
 use ipw_core::grade::GraderLimits;
-use ipw_core::routing::simulate::simulate;
 use ipw_core::joined::{Aggregates, Column, EnergySource, Outcome, Row, Table};
+use ipw_core::routing::simulate::simulate;
 use ipw_core::routing::wasm::WasmRouter;
 use std::time::Instant;
 

@@ -4,8 +4,8 @@
 //! [`crate::records::PowerLog`], which owns that file's format and write pattern.
 
 use super::loader::SamplerHandle;
-use crate::records::{PowerLineRef, PowerLog};
 pub use crate::records::RecorderStats;
+use crate::records::{PowerLineRef, PowerLog};
 use ipw_sampler_sdk::abi::RawReading;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -33,11 +33,11 @@ pub use manifest::{
     RecordedModel, RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
 };
 pub use power_log::{
-    read_power_log, MergedPowerLog, PowerLine, PowerLineRef, PowerLog, PowerLogLines,
-    PowerLogRead, POWER_LOG_FLUSH, POWER_LOG_SYNC,
+    read_power_log, MergedPowerLog, PowerLine, PowerLineRef, PowerLog, PowerLogLines, PowerLogRead,
+    POWER_LOG_FLUSH, POWER_LOG_SYNC,
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, sanitize, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
-    RunLock, StoreError,
+    run_dirs, sanitize, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine,
+    RunDir, RunLock, StoreError,
 };

@@ -23,8 +23,8 @@ mod svg;
 pub mod trace;
 
 use crate::analysis::Estimate;
-use crate::records::{Record, RunDir};
 use crate::joined::{self, EnergySource};
+use crate::records::{Record, RunDir};
 use crate::study::{self, CompareRow, CoverageReport, GroupBy, StudyError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -14,10 +14,10 @@
 //! back), and the simulation goes on.
 
 use super::routers::{Decision, Router};
-use crate::joined::Table;
 use crate::analysis::bootstrap::bootstrap;
 use crate::analysis::quality::mean as mean_of;
 use crate::analysis::Estimate;
+use crate::joined::Table;
 use std::collections::BTreeMap;
 
 /// One query a router could not route.

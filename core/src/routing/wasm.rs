@@ -5,9 +5,9 @@
 //! limit, an error or a choice outside the candidates is a routing error for that query.
 
 use super::routers::{Decision, Router};
-use crate::joined::{Row, Table};
 use crate::grade::host::{CallState, Sandbox};
 use crate::grade::{GraderError, GraderHost, GraderLimits};
+use crate::joined::{Row, Table};
 use wasmtime::component::HasSelf;
 
 mod bindings {

@@ -10,14 +10,14 @@
 //! is locked while it is read, so a shard still running is reported, not half-read. Merging
 //! again gives the same bytes.
 
-use crate::analysis::summarize;
-use crate::records::{
-    run_dirs, sanitize, write_atomic, write_json_atomic, Manifest, MergedPowerLog, MergedShard, Record,
-    RunDir, RunLock, StoreError,
-};
 use super::directory::{parse_shard_dir_name, plan_file_sha256, SplitRecord};
 use super::directory::{PLAN_FILE, SHARDS_DIR, SPLIT_FILE};
+use crate::analysis::summarize;
 use crate::identity::{differences, plan_hash, recorded_settings};
+use crate::records::{
+    run_dirs, sanitize, write_atomic, write_json_atomic, Manifest, MergedPowerLog, MergedShard,
+    Record, RunDir, RunLock, StoreError,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -205,11 +205,7 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
         let several = groups.len() > 1;
         for (accelerator, members) in groups {
             let name = if several {
-                format!(
-                    "{}@{}",
-                    sanitize(model),
-                    sanitize(&accelerator)
-                )
+                format!("{}@{}", sanitize(model), sanitize(&accelerator))
             } else {
                 sanitize(model)
             };

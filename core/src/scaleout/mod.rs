@@ -44,5 +44,4 @@ mod test_plans {
             .flat_map(|&(d, n)| (0..n).map(move |i| q(d, i, 40 + (i * 37) % 400)))
             .collect()
     }
-
 }

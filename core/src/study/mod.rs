@@ -20,8 +20,8 @@ pub mod trend;
 use crate::analysis::bootstrap::{bootstrap, complete};
 use crate::analysis::quality::mean;
 use crate::analysis::{quality_grouped, Estimate, Quality};
-use crate::records::{Detail, Record};
 use crate::joined::{self, Table};
+use crate::records::{Detail, Record};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

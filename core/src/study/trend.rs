@@ -218,8 +218,7 @@ pub fn trend(
         let run = RunDir::new(dir);
         let manifest = run.read_manifest().map_err(|e| err(e.to_string()))?;
         let name = manifest.model.name.clone();
-        let (meta, accelerator) =
-            crate::joined::run_meta(&manifest, models).map_err(err)?;
+        let (meta, accelerator) = crate::joined::run_meta(&manifest, models).map_err(err)?;
         let am = accelerators.get(&accelerator).cloned().unwrap_or_default();
         let accelerator_release = am.release_date.or(meta.accelerator_release_date.clone());
         let class = am.class.or(meta.accelerator_class);
