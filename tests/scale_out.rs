@@ -302,7 +302,7 @@ fn a_slurm_array_with_a_cancelled_and_resubmitted_task_merges_into_the_unsharded
         .unwrap()
         .trim()
         .to_string();
-    let host = ipw_core::run::sanitize(&host);
+    let host = ipw_core::records::sanitize(&host);
     let task1 = out.join(format!("shards/1-of-4@{host}/smol"));
     wait_for("task 1's first record", Duration::from_secs(300), || {
         lines(&task1.join("records.jsonl")) >= 1

@@ -5,10 +5,15 @@
 //! [`records::Record`] per query to disk, and [`analysis`] turns records on disk into summaries.
 //! Nothing in analysis reaches back into a live run.
 //!
-//! Layers, each importing only those below it: [`records`] (the on-disk format and the store;
-//! a leaf), then [`config`], [`dataset`], [`backend`], [`power`], [`sandbox`] (the WASM host
-//! every plugin kind runs in), [`grade`], then [`run`], then [`analysis`] (which reads records
-//! only).
+//! Layers, each importing only from itself and the layers below it:
+//! - leaves: [`records`] (the on-disk format of a run, and the only code that reads and writes
+//!   run directories) and [`config`] (the experiment file);
+//! - inputs and readings: [`dataset`], [`power`], [`backend`], [`sandbox`] (the WASM host
+//!   every plugin kind runs in), [`grade`];
+//! - runs read back: [`analysis`] (one run's summary), [`joined`] (runs joined by query id: the
+//!   query x model table), [`identity`] (what makes two runs the same measurement);
+//! - the engines of the commands: [`run`] (`ipw profile`), [`scaleout`] (`--shard` and
+//!   `ipw merge`), [`routing`], [`study`], [`export`], [`report`].
 
 pub mod analysis;
 pub mod backend;
@@ -17,9 +22,10 @@ pub mod dataset;
 pub mod export;
 pub mod grade;
 pub mod host;
+pub mod identity;
 pub mod import;
+pub mod joined;
 pub mod load;
-pub mod merge;
 pub mod plugins;
 pub mod power;
 pub mod records;
@@ -28,6 +34,7 @@ pub mod rng;
 pub mod routing;
 pub mod run;
 pub mod sandbox;
+pub mod scaleout;
 pub mod selfcpu;
 pub mod study;
 

@@ -6,9 +6,9 @@
 
 use ipw_core::config::ModelMeta;
 use ipw_core::grade::test_support::fixture_router;
+use ipw_core::joined::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 use ipw_core::routing::give_up::GIVE_UP_AFTER;
 use ipw_core::routing::simulate::simulate;
-use ipw_core::routing::table::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 use ipw_core::routing::wasm::WasmRouter;
 use ipw_core::sandbox::Limits;
 use std::time::Instant;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(dir: &Path, allow_partial: bool) -> anyhow::Result<ExitCode> {
-    let report = ipw_core::merge::merge(dir, allow_partial)
+    let report = ipw_core::scaleout::merge(dir, allow_partial)
         .with_context(|| format!("merging the shards in {}", dir.display()))?;
     println!(
         "{} shard directories of a {}-way split; {} queries planned per model",

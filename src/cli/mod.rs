@@ -61,7 +61,7 @@ enum Command {
         /// JOB_COMPLETION_INDEX with IPW_SHARD_COUNT). Writes <out>/shards/<i>-of-<n>@<host>/
         /// and continues it when it exists; join the shards with `ipw merge <out>`.
         #[arg(long, value_name = "i/n|auto")]
-        shard: Option<ipw_core::run::shard::ShardArg>,
+        shard: Option<ipw_core::scaleout::ShardArg>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,

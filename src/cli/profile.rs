@@ -2,7 +2,8 @@
 
 use super::{progress::Progress, table};
 use anyhow::Context;
-use ipw_core::run::{shard::ShardArg, Cancel, ProfileOptions};
+use ipw_core::run::{Cancel, ProfileOptions};
+use ipw_core::scaleout::ShardArg;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,7 +32,7 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
     let shard = shard
         .map(|s| s.resolve(|k| std::env::var(k).ok()))
         .transpose()?;
-    let loaded = ipw_core::config::load_experiment(file)?;
+    let loaded = ipw_core::run::load_experiment(file)?;
     // One thread for all the async work: it is waiting on sockets (a streamed token is a few
     // microseconds of parsing), and a single thread wakes once per token where a work-stealing
     // pool also wakes its other workers. Blocking work (model load, grading, the summary)

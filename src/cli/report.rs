@@ -132,7 +132,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let by = GroupBy::parse(&a.by).map_err(|e| anyhow::anyhow!("--by {e}"))?;
     let out = match a.out {
         Some(o) => o,
-        None => ipw_core::routing::table::find_runs(&a.runs)?[0]
+        None => ipw_core::joined::find_runs(&a.runs)?[0]
             .join("analysis")
             .join("report.html"),
     };

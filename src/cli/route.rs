@@ -49,7 +49,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let out = match &a.out {
         Some(d) => d.clone(),
         None => {
-            let first = routing::table::find_runs(&a.runs)?;
+            let first = ipw_core::joined::find_runs(&a.runs)?;
             first[0].join("analysis")
         }
     };
@@ -109,9 +109,9 @@ fn print(r: &routing::RouteReport) {
                 .map(|e| format!("{e:.2}"))
                 .unwrap_or_else(|| "-".into()),
             match m.energy {
-                routing::table::EnergySource::Declared => " (declared: ESTIMATED)",
-                routing::table::EnergySource::None => " (no energy)",
-                routing::table::EnergySource::Measured => "",
+                ipw_core::joined::EnergySource::Declared => " (declared: ESTIMATED)",
+                ipw_core::joined::EnergySource::None => " (no energy)",
+                ipw_core::joined::EnergySource::Measured => "",
             }
         );
     }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 fn out_dir(runs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
     let dir = match out {
         Some(d) => d,
-        None => ipw_core::routing::table::find_runs(runs)?[0].join("analysis"),
+        None => ipw_core::joined::find_runs(runs)?[0].join("analysis"),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)

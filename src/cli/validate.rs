@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = ipw_core::config::load_experiment(file)?;
+    let loaded = ipw_core::run::load_experiment(file)?;
     let (queries, datasets) = ipw_core::run::plan_queries(&loaded)
         .with_context(|| format!("{}: loading datasets", file.display()))?;
     let exp = &loaded.experiment;

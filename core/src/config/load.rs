@@ -1,13 +1,17 @@
 //! Reading an experiment file: parse (serde + toml, unknown fields rejected), then check the
-//! values that serde cannot (which fields a backend needs, files that must exist).
+//! values that serde cannot (which fields a backend needs, model and sampler files that must
+//! exist). Checks that need datasets or graders (a dataset path that names no file, a grader
+//! that is neither built in nor a file) are made where those are loaded:
+//! `ipw_core::run::load_experiment`.
 
 use super::expand::expand_path;
 use super::location::{field_path_at, ConfigError};
 use super::{BackendKind, LoadedExperiment};
 use std::path::{Path, PathBuf};
 
-/// Read, parse and validate an experiment file.
-pub fn load_experiment(file: &Path) -> Result<LoadedExperiment, ConfigError> {
+/// Read, parse and validate an experiment file, as far as the file alone can say (see the
+/// module doc).
+pub fn read_experiment(file: &Path) -> Result<LoadedExperiment, ConfigError> {
     let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
         file: file.to_path_buf(),
         source,
@@ -120,10 +124,7 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
             }
             (None, Some(raw)) => {
                 let expanded = expand_path(&raw.to_string_lossy()).map_err(|e| at("path", e))?;
-                let path = resolve(&base, Path::new(&expanded));
-                // A file, a directory of shards or a glob: it must name at least one file.
-                crate::dataset::shards::resolve(&path, d.format).map_err(|e| at("path", e))?;
-                dataset.path = Some(path);
+                dataset.path = Some(resolve(&base, Path::new(&expanded)));
             }
         }
         if d.keep_all_rows && d.recipe.is_none() {
@@ -143,22 +144,6 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
                 "max_queries",
                 "must be at least 1 (leave it out for all rows)".into(),
             ));
-        }
-        if let Some(g) = &d.grader {
-            if g != super::NO_GRADER && crate::grade::builtin::wasm(g).is_none() {
-                let path = existing_file(&base, Path::new(g), "grader component").map_err(|e| {
-                    at(
-                        "grader",
-                        format!(
-                            "not a built-in grader ({}) and {e}",
-                            crate::grade::builtin::names().join(", ")
-                        ),
-                    )
-                })?;
-                // Absolute, so the manifest names the component wherever `ipw grade` runs.
-                let path = std::fs::canonicalize(&path).unwrap_or(path);
-                dataset.grader = Some(path.display().to_string());
-            }
         }
         if d.grader_params.as_ref().is_some_and(|p| !p.is_object()) {
             return Err(at(
@@ -341,7 +326,7 @@ pub(super) fn check_model(
 
 /// Expand and resolve a configured file path and check the file exists; the error says what
 /// kind of file was missing (`what`) and where it was looked for.
-fn existing_file(base: &Path, raw: &Path, what: &str) -> Result<PathBuf, String> {
+pub(super) fn existing_file(base: &Path, raw: &Path, what: &str) -> Result<PathBuf, String> {
     let expanded = expand_path(&raw.to_string_lossy())?;
     let path = resolve(base, Path::new(&expanded));
     if path.is_file() {

@@ -10,7 +10,7 @@ mod load;
 mod location;
 
 pub use grading_file::load_grading_file;
-pub use load::{load_experiment, parse_experiment};
+pub use load::{parse_experiment, read_experiment};
 pub use location::ConfigError;
 
 use serde::{Deserialize, Serialize};
@@ -125,12 +125,25 @@ pub struct EnergyConfig {
     pub baseline_s: f64,
     /// `tokens` (default) or `equal`: how concurrent queries share an interval's energy.
     #[serde(default)]
-    pub split: crate::power::attribution::SplitRule,
+    pub split: SplitRule,
     /// `warn` (default) or `sum`: what to do when two samplers measure overlapping domains
     /// (a wall meter and a GPU, RAPL and the CPU estimate). Every channel is summed into a
     /// record's total either way; `sum` says that is what you want and silences the warning.
     #[serde(default)]
     pub overlap: OverlapPolicy,
+}
+
+/// See [`EnergyConfig::split`]: how overlapping query windows share energy.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitRule {
+    /// In proportion to tokens processed per second (prompt during TTFT, output after).
+    #[default]
+    Tokens,
+    /// Equally between the queries in flight.
+    Equal,
 }
 
 /// See [`EnergyConfig::overlap`].
@@ -466,6 +479,16 @@ impl DatasetRecipe {
             Self::Wildchat => "wildchat",
         }
     }
+
+    /// The grader (a built-in name) of a dataset read with this recipe when its entry names
+    /// none, if the schema has something to grade against.
+    pub fn default_grader(self) -> Option<&'static str> {
+        match self {
+            Self::MmluPro | Self::Supergpqa => Some("choice"),
+            Self::NaturalReasoning => Some("judge"),
+            Self::Wildchat => None,
+        }
+    }
 }
 
 /// A built-in prompt template.
@@ -546,23 +569,6 @@ pub struct DatasetConfig {
 /// `grader = "none"`: no grader, even where a recipe or built-in dataset has one.
 pub const NO_GRADER: &str = "none";
 
-impl GradingConfig {
-    /// The per-call limits, defaults filled in.
-    pub fn limits(&self) -> crate::sandbox::Limits {
-        let d = crate::sandbox::Limits::default();
-        crate::sandbox::Limits {
-            fuel: self.fuel.unwrap_or(d.fuel),
-            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
-            memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
-            judge_timeout_ms: self.judge_timeout_ms.unwrap_or(d.judge_timeout_ms),
-            judge_max_calls: self.judge_max_calls.unwrap_or(d.judge_max_calls),
-            judge_max_prompt_bytes: self
-                .judge_max_prompt_bytes
-                .unwrap_or(d.judge_max_prompt_bytes),
-        }
-    }
-}
-
 impl DatasetConfig {
     /// The grader this dataset uses, if any.
     pub fn grader_name(&self) -> Option<String> {
@@ -572,9 +578,7 @@ impl DatasetConfig {
         self.grader.clone().or(match (self.builtin, self.recipe) {
             (Some(BuiltinDataset::Gsm8k), _) => Some("numeric".into()),
             (Some(BuiltinDataset::Mmlu), _) => Some("choice".into()),
-            (None, Some(recipe)) => crate::dataset::recipe::preset(recipe)
-                .grader
-                .map(str::to_string),
+            (None, Some(recipe)) => recipe.default_grader().map(str::to_string),
             (None, None) => None,
         })
     }
@@ -671,7 +675,9 @@ pub fn experiment_schema() -> serde_json::Value {
     schema
 }
 
-/// Everything `ipw validate` and `ipw profile` need from one experiment file.
+/// Everything `ipw validate` and `ipw profile` need from one experiment file (read by
+/// [`read_experiment`]; `ipw_core::run::load_experiment` also checks the datasets and graders it
+/// names).
 #[derive(Debug, Clone)]
 pub struct LoadedExperiment {
     /// The file it came from.
@@ -686,6 +692,12 @@ impl LoadedExperiment {
     /// The directory relative paths in the experiment are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A file the experiment names (`~` and `${VAR}` expanded, relative to [`Self::base_dir`]),
+    /// if it exists; else why not, saying what kind of file (`what`) was looked for where.
+    pub fn existing_file(&self, raw: &Path, what: &str) -> Result<PathBuf, String> {
+        load::existing_file(self.base_dir(), raw, what)
     }
 
     /// An error pointing at `span` in this file, about `field`.

@@ -1,6 +1,7 @@
-//! Recipes: the field mapping, template, grader and row filter of a dataset as the Hugging Face
-//! hub stores it, so `recipe = "mmlu-pro"` and a `path` are the whole entry. The README has a
-//! table per recipe; the columns here are the hub's own names.
+//! Recipes: the field mapping, template and row filter of a dataset as the Hugging Face hub
+//! stores it, so `recipe = "mmlu-pro"` and a `path` are the whole entry. (A recipe's grader is
+//! [`DatasetRecipe::default_grader`], beside the experiment file's types that ask for it.) The
+//! README has a table per recipe; the columns here are the hub's own names.
 
 use crate::config::{ChoicesRef, DatasetRecipe, FieldMap, FieldRef, TemplateName};
 
@@ -22,8 +23,6 @@ pub struct Preset {
     pub fields: FieldMap,
     /// Default template.
     pub template: Option<TemplateName>,
-    /// Default grader (a built-in name), if the schema has something to grade against.
-    pub grader: Option<&'static str>,
     /// Whether every row must carry an answer (multiple choice: a missing letter is an error).
     pub answer_required: bool,
     /// Rows left out by default.
@@ -49,7 +48,6 @@ pub fn preset(recipe: DatasetRecipe) -> Preset {
                 category: None,
             },
             template: Some(TemplateName::Mmlu),
-            grader: Some("choice"),
             answer_required: true,
             skip: Skip::Nothing,
             skip_empty_prompt: false,
@@ -64,7 +62,6 @@ pub fn preset(recipe: DatasetRecipe) -> Preset {
                 category: name("discipline"),
             },
             template: Some(TemplateName::Mmlu),
-            grader: Some("choice"),
             answer_required: true,
             skip: Skip::Nothing,
             skip_empty_prompt: false,
@@ -80,7 +77,6 @@ pub fn preset(recipe: DatasetRecipe) -> Preset {
                 category: None,
             },
             template: Some(TemplateName::Raw),
-            grader: Some("judge"),
             answer_required: false,
             skip: Skip::Unanswered,
             skip_empty_prompt: false,
@@ -97,7 +93,6 @@ pub fn preset(recipe: DatasetRecipe) -> Preset {
                 category: None,
             },
             template: Some(TemplateName::Raw),
-            grader: None,
             answer_required: false,
             skip: Skip::Flagged(&["toxic", "redacted"]),
             skip_empty_prompt: true,

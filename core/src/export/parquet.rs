@@ -8,16 +8,14 @@
 //! channels (the columns), the second writes.
 
 use super::ExportError;
-use crate::power::recorder::PowerLine;
 use crate::power::ChannelKind;
 use crate::records::parquet::{
     channels_of, records_batch, records_schema, ParquetFile, RunColumns, BATCH_ROWS,
 };
-use crate::records::{Manifest, RunDir};
+use crate::records::{Manifest, PowerLogLines, RunDir};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -134,7 +132,7 @@ pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<Exported
     let src = RunDir::new(run);
     let manifest = src.read_manifest()?;
     let (_, accelerator) =
-        crate::routing::table::run_meta(&manifest, &BTreeMap::new()).map_err(|m| pq(run)(m))?;
+        crate::joined::run_meta(&manifest, &BTreeMap::new()).map_err(|m| pq(run)(m))?;
     let ctx = RunColumns {
         run: name.to_string(),
         accelerator,
@@ -290,18 +288,11 @@ fn export_power(
     let out = dir.power_parquet_path();
     let schema = power_schema();
     let mut file = ParquetFile::create(&out, schema.clone()).map_err(pq(&out))?;
-    let reader = std::io::BufReader::new(std::fs::File::open(&log).map_err(io(&log))?);
+    let mut lines = PowerLogLines::open(&log).map_err(io(&log))?;
     let mut rows = PowerRows::new(run.to_string());
-    let (mut total, mut unreadable) = (0, 0);
-    for line in reader.split(b'\n') {
-        let line = line.map_err(io(&log))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Ok(l) = serde_json::from_slice::<PowerLine>(&line) else {
-            unreadable += 1;
-            continue;
-        };
+    let mut total = 0;
+    for l in lines.by_ref() {
+        let l = l.map_err(io(&log))?;
         let kind = kinds.get(&l.channel);
         rows.session.push(l.session as u64);
         rows.sampler.push(
@@ -328,6 +319,7 @@ fn export_power(
         file.write(&batch).map_err(pq(&out))?;
     }
     file.finish().map_err(pq(&out))?;
+    let unreadable = lines.unreadable;
     if unreadable > 0 {
         tracing::warn!(file = %log.display(), "skipped {unreadable} unreadable power log line(s)");
     }

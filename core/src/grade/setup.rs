@@ -260,3 +260,21 @@ pub fn load_grader(
         .unwrap_or_else(|| name.to_string());
     WasmGrader::load(host, &id, &bytes, limits, judge)
 }
+
+impl GradingConfig {
+    /// The per-call limits, defaults filled in. (Beside the graders that use them rather than in
+    /// `config`, which imports nothing of ipw-core.)
+    pub fn limits(&self) -> crate::sandbox::Limits {
+        let d = crate::sandbox::Limits::default();
+        crate::sandbox::Limits {
+            fuel: self.fuel.unwrap_or(d.fuel),
+            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
+            memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
+            judge_timeout_ms: self.judge_timeout_ms.unwrap_or(d.judge_timeout_ms),
+            judge_max_calls: self.judge_max_calls.unwrap_or(d.judge_max_calls),
+            judge_max_prompt_bytes: self
+                .judge_max_prompt_bytes
+                .unwrap_or(d.judge_max_prompt_bytes),
+        }
+    }
+}

@@ -19,23 +19,10 @@
 //! the baseline, and the net range is the gross range less the idle range, worst case.
 
 use super::curve::{Anomaly, EnergyCurve};
+use crate::config::SplitRule;
 pub use crate::records::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 use ipw_sampler_sdk::Accuracy;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// How overlapping windows share energy.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum SplitRule {
-    /// In proportion to tokens processed per second (prompt during TTFT, output after).
-    #[default]
-    Tokens,
-    /// Equally between the queries in flight.
-    Equal,
-}
 
 /// One channel ready for attribution.
 pub struct ChannelInput<'a> {

@@ -2,6 +2,7 @@
 
 use super::attribution::*;
 use super::curve::EnergyCurve;
+use crate::config::SplitRule;
 use crate::rng::SplitMix64;
 use ipw_sampler_sdk::{ChannelKind, GaugeTiming};
 

@@ -2,13 +2,13 @@
 //! measure the idle baseline, read at window edges, and afterwards attribute energy to every
 //! record of the run from what is on disk (`power.jsonl` + manifest).
 
-use super::attribution::{attribute, idle_bound, idle_power, ChannelInput, QueryWindow, SplitRule};
+use super::attribution::{attribute, idle_bound, idle_power, ChannelInput, QueryWindow};
 use super::curve::EnergyCurve;
 use super::loader::{find, SamplerError, SamplerLibrary};
-use super::recorder::{read_power_log, EdgeMarker, PowerLog, Recorder};
-use crate::config::SamplerConfig;
+use super::recorder::{EdgeMarker, Recorder};
+use crate::config::{SamplerConfig, SplitRule};
 use crate::dataset::hex;
-use crate::records::Flag;
+use crate::records::{read_power_log, Flag, PowerLog, RunDir};
 pub use crate::records::{Baseline, SamplerInfo};
 use ipw_sampler_sdk::{ChannelKind, Domain};
 use sha2::{Digest, Sha256};
@@ -68,7 +68,7 @@ impl PowerSession {
         dir: &Path,
         session: usize,
     ) -> Result<Self, SamplerError> {
-        let path = dir.join("power.jsonl");
+        let path = RunDir::new(dir).power_log_path();
         let log = PowerLog::open(&path).map_err(|e| SamplerError::Library {
             path: path.clone(),
             message: e.to_string(),

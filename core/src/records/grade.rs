@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The built-in grader whose score is against another model's response to the same query (the
+/// reference model's; 0.5 = as good), not against a gold answer. A record's `grade.grader`
+/// names it; readers of runs tell such grades apart by it.
+pub const PAIRWISE_GRADER: &str = "pairwise";
+
 /// What a record's `grade` holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GradeRecord {

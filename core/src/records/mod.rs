@@ -10,6 +10,7 @@
 //! | `records.jsonl` | one [`Record`] per line (with its [`GradeRecord`] and [`QueryEnergy`]) |
 //! | `records.parquet` | the records as one flat table ([`parquet`]), read when `records.jsonl` is absent |
 //! | `records.rejected.jsonl` | [`RejectedLine`]s: unreadable lines moved aside, never erased |
+//! | `power.jsonl` | one [`PowerLine`] per sampler reading, appended through [`PowerLog`] while sampling |
 //! | `summary.json` | written by analysis through [`RunDir::write_summary`] |
 //!
 //! Times in records and power readings are on the run clock ([`clock`]).
@@ -20,18 +21,23 @@ mod figures;
 mod grade;
 mod manifest;
 pub mod parquet;
+mod power_log;
 mod record;
 mod store;
 
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use figures::Detail;
-pub use grade::{GradeRecord, GraderInfo};
+pub use grade::{GradeRecord, GraderInfo, PAIRWISE_GRADER};
 pub use manifest::{
     Baseline, DatasetInfo, DatasetShard, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad,
     RecordedModel, RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
 };
+pub use power_log::{
+    read_power_log, MergedPowerLog, PowerLine, PowerLineRef, PowerLog, PowerLogLines, PowerLogRead,
+    POWER_LOG_FLUSH, POWER_LOG_SYNC,
+};
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, write_atomic, write_atomic_private, write_json_atomic, RecordsRead, RecordsWriter,
-    RejectedLine, RunDir, RunLock, StoreError,
+    run_dirs, sanitize, write_atomic, write_atomic_private, write_json_atomic, RecordsRead,
+    RecordsWriter, RejectedLine, RunDir, RunLock, StoreError,
 };

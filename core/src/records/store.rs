@@ -846,6 +846,20 @@ fn write_atomic_with(path: &Path, bytes: &[u8], open: &OpenOptions) -> std::io::
     Ok(())
 }
 
+/// A file-system-safe version of a name: how experiment, run and shard directories are named
+/// after experiments, models and hosts.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The run directories under `dir`: `dir` itself when it holds a `manifest.json` (one model's
 /// run), else every subdirectory that does (an experiment directory), in name order.
 pub fn run_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -23,8 +23,8 @@ mod svg;
 pub mod trace;
 
 use crate::analysis::Estimate;
+use crate::joined::{self, EnergySource};
 use crate::records::{Record, RunDir};
-use crate::routing::table::{self, EnergySource};
 use crate::study::{self, CompareRow, CoverageReport, GroupBy, StudyError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -69,7 +69,7 @@ pub enum ReportError {
     Study(#[from] StudyError),
     /// The runs could not be joined.
     #[error(transparent)]
-    Table(#[from] table::TableError),
+    Table(#[from] joined::TableError),
     /// A run's files could not be read.
     #[error("{}: {message}", path.display())]
     Run {
@@ -404,8 +404,8 @@ fn energy_kind(records: &[Record], source: EnergySource) -> EnergyKind {
 
 /// Gather every figure's numbers.
 pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
-    let dirs = table::find_runs(&req.runs)?;
-    let t = table::build(&dirs, &BTreeMap::new())?;
+    let dirs = joined::find_runs(&req.runs)?;
+    let t = joined::build(&dirs, &BTreeMap::new())?;
     let all_names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
     let everyone = || Provenance {
         runs: all_names.clone(),
@@ -599,7 +599,7 @@ fn coverage_figure(
 
 fn trace_figure(
     req: &ReportRequest,
-    t: &table::Table,
+    t: &joined::Table,
     runs: &[RunInfo],
     records: &[Vec<Record>],
 ) -> Result<Figure<Trace>, ReportError> {

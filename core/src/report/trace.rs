@@ -11,8 +11,7 @@
 
 use crate::power::attribution::idle_power;
 use crate::power::curve::EnergyCurve;
-use crate::power::recorder::read_power_log;
-use crate::records::{Manifest, Record};
+use crate::records::{read_power_log, Manifest, Record};
 use ipw_sampler_sdk::{ChannelKind, Domain};
 use serde::Serialize;
 use std::collections::HashMap;

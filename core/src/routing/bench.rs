@@ -5,8 +5,8 @@
 
 use super::routers::{self, Context, Objective};
 use super::simulate;
-use super::table::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 use crate::config::ModelMeta;
+use crate::joined::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 use crate::rng::SplitMix64;
 use std::time::Instant;
 

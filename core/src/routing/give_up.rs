@@ -5,7 +5,7 @@
 //! was not asked), and the report says who was given up on, after how many failures and why.
 
 use super::routers::{Decision, Router};
-use super::table::{Row, Table};
+use crate::joined::{Row, Table};
 
 /// Failed decisions in a row after which a router that may be given up on is (see
 /// [`Router::give_up_after`]). Five: one failure can be the query (a prompt the router

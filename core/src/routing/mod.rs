@@ -1,5 +1,5 @@
 //! Routing: which model should answer each query. Runs of several models on the same queries
-//! become one query x model table ([`table`]); routers ([`routers`]) decide per query; the
+//! become one query x model table ([`crate::joined`]); routers ([`routers`]) decide per query; the
 //! simulation ([`simulate`]) reports what each router keeps in accuracy and saves in energy,
 //! compute and cost against sending everything to a reference model, with intervals, and how
 //! each router's quality and cost move with its parameter.
@@ -8,16 +8,15 @@ pub mod bench;
 pub mod give_up;
 pub mod routers;
 pub mod simulate;
-pub mod table;
 pub mod wasm;
 pub mod workload;
 
 use crate::config::ModelMeta;
+use crate::joined::{self, Table};
 use routers::{Context, Objective, Router};
 use simulate::{CurvePoint, GapRecovery, RouterReport};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use table::Table;
 
 /// Version of `route.json`.
 pub const ROUTE_SCHEMA: u32 = 1;
@@ -56,7 +55,7 @@ pub struct RouteReport {
     /// `net` or `gross`: which energy the figures use.
     pub energy_basis: &'static str,
     /// The models, with metadata and aggregates.
-    pub models: Vec<table::Column>,
+    pub models: Vec<joined::Column>,
     /// Queries routed (every model has them).
     pub queries: usize,
     /// Queries some runs lack, with the models that lack them (not routed).
@@ -115,7 +114,7 @@ pub fn read_study_meta(
 pub enum RouteError {
     /// The table could not be built.
     #[error(transparent)]
-    Table(#[from] table::TableError),
+    Table(#[from] joined::TableError),
     /// A router spec is wrong.
     #[error(transparent)]
     Spec(#[from] routers::SpecError),
@@ -137,8 +136,8 @@ pub enum RouteError {
 
 /// Build the table and route it with every router.
 pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
-    let runs = table::find_runs(&req.runs)?;
-    let table = table::build(&runs, &req.meta)?;
+    let runs = joined::find_runs(&req.runs)?;
+    let table = joined::build(&runs, &req.meta)?;
     if table.rows.is_empty() {
         return Err(RouteError::NoCommonQueries(table.incomplete.len()));
     }

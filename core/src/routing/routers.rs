@@ -16,7 +16,7 @@
 //! - `cascade:<model>` / `cascade:<model>:<min score>`: ask `model`; when its grade is below
 //!   `min score` (default 1, i.e. wrong) ask the reference too; both attempts are paid.
 
-use super::table::{Outcome, Row, Table};
+use crate::joined::{Outcome, Row, Table};
 use crate::rng::SplitMix64;
 
 /// What a router decided for one query.

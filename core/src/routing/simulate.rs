@@ -16,10 +16,10 @@
 
 use super::give_up::{GivenUp, Patience};
 use super::routers::{Decision, Router};
-use super::table::Table;
 use crate::analysis::bootstrap::bootstrap;
 use crate::analysis::quality::mean as mean_of;
 use crate::analysis::Estimate;
+use crate::joined::Table;
 use std::collections::BTreeMap;
 
 /// One query a router could not route.
@@ -185,7 +185,7 @@ pub fn simulate(
     let energy_estimated = decisions.iter().any(|d| {
         d.tried
             .iter()
-            .any(|&c| table.columns[c].energy == super::table::EnergySource::Declared)
+            .any(|&c| table.columns[c].energy == crate::joined::EnergySource::Declared)
     });
     RouterReport {
         router: router.name(),

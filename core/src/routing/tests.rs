@@ -2,8 +2,8 @@
 
 use super::routers::{self, oracle_choice, Context, Decision, Objective, Router};
 use super::simulate::{gap_recovery, random_gap_recovery, simulate};
-use super::table::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 use crate::config::ModelMeta;
+use crate::joined::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 
 fn outcome(score: f64, energy: f64) -> Outcome {
     Outcome {

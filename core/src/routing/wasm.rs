@@ -8,7 +8,7 @@
 
 use super::give_up::GIVE_UP_AFTER;
 use super::routers::{Decision, Router};
-use super::table::{Row, Table};
+use crate::joined::{Row, Table};
 use crate::sandbox::{CallState, Host, Limits, Sandbox, SandboxError};
 use wasmtime::component::HasSelf;
 

@@ -10,7 +10,7 @@
 
 use super::give_up::Patience;
 use super::routers::{Decision, Router};
-use super::table::Table;
+use crate::joined::Table;
 use crate::rng::SplitMix64;
 use std::path::Path;
 

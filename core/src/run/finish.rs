@@ -4,9 +4,8 @@
 
 use super::RunError;
 use crate::analysis::{summarize, Summary};
-use crate::config::EnergyConfig;
+use crate::config::{EnergyConfig, SplitRule};
 use crate::grade::DatasetGraders;
-use crate::power::attribution::SplitRule;
 use crate::power::{attribute_records, SessionPower};
 use crate::records::{Manifest, Record, RunDir, RunLock, StoreError};
 use std::path::Path;

@@ -7,10 +7,9 @@ use super::finish::{reattribute_locked, Reattributed};
 use super::RunError;
 use crate::config::SamplerConfig;
 use crate::power::loader::SamplerError;
-use crate::power::recorder::{PowerLine, PowerLog};
 use crate::power::session::open_sampler;
 use crate::records::clock::ClockOrigin;
-use crate::records::{RunDir, SamplerInfo};
+use crate::records::{PowerLine, PowerLog, RunDir, SamplerInfo};
 use ipw_sampler_sdk::abi::RawReading;
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,7 @@
 //! goes on. On cancel (Ctrl-C) in-flight queries are dropped unrecorded (a resume redoes them)
 //! and everything already measured stays on disk.
 //!
+//! - [`inputs`]: the experiment file and the datasets and graders it names, checked.
 //! - [`plan`]: which queries, where results go, the plan's identity.
 //! - [`resume`]: opening a run directory, new or resumed, and refusing a resume whose settings
 //!   changed.
@@ -18,24 +19,24 @@ mod cancel;
 mod dispatch;
 mod finish;
 mod import;
+mod inputs;
 mod plan;
 mod resume;
 mod session;
-pub mod shard;
 
 pub use cancel::Cancel;
 pub use finish::{reattribute, Reattributed};
 pub use import::import_trace;
-pub(crate) use plan::plan_hash;
-pub use plan::{plan_queries, sanitize};
-pub(crate) use resume::{differences, recorded_settings};
+pub use inputs::{check_inputs, load_experiment};
+pub use plan::plan_queries;
 
 use crate::analysis::Summary;
 use crate::backend;
 use crate::config::{LoadedExperiment, ModelConfig};
 use crate::dataset::{DatasetError, DatasetInfo, Query};
 use crate::grade::{connect_judge, DatasetGraders};
-use crate::records::{Manifest, Record, RunDir, Session, StoreError};
+use crate::records::{sanitize, Manifest, Record, RunDir, Session, StoreError};
+use crate::scaleout::{directory, split, ShardError, ShardRequest, Split};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub enum RunError {
     Sampler(#[from] crate::power::loader::SamplerError),
     /// `--shard` cannot be used as given, or the directory was split another way.
     #[error(transparent)]
-    Shard(#[from] shard::ShardError),
+    Shard(#[from] ShardError),
     /// `--require-idle` and the machine is busy.
     #[error("the machine is not idle (--require-idle): {0}")]
     Busy(String),
@@ -111,7 +112,7 @@ pub struct ProfileOptions {
     pub require_idle: bool,
     /// Measure one shard of the plan (`--shard`): into `<out>/shards/<i>-of-<n>@<host>/`,
     /// continuing that directory when it exists.
-    pub shard: Option<shard::ShardRequest>,
+    pub shard: Option<ShardRequest>,
 }
 
 /// Progress callbacks, so the CLI can draw a progress bar without the runner printing.
@@ -221,7 +222,7 @@ struct Layout {
 /// One shard's place in a split experiment.
 struct ShardLayout {
     index: usize,
-    split: shard::Split,
+    split: Split,
     info: crate::records::ShardInfo,
     /// Directories of the same shard measured on other hosts (a resubmission that landed
     /// elsewhere): what they recorded is not measured again.
@@ -305,7 +306,7 @@ fn sharded_layout(
     loaded: &LoadedExperiment,
     options: &ProfileOptions,
     queries: &[Query],
-    request: shard::ShardRequest,
+    request: ShardRequest,
 ) -> Result<Layout, RunError> {
     let exp = &loaded.experiment;
     let top = options
@@ -313,12 +314,12 @@ fn sharded_layout(
         .clone()
         .or_else(|| options.out_dir.clone())
         .unwrap_or_else(|| exp.output.dir.join(sanitize(&exp.name)));
-    let plan_text = shard::plan_file_text(queries);
-    let count = shard::settle_directory(&top, &plan_text, request)?;
-    let split = shard::split(queries, exp.models.len(), exp.generation.max_tokens, count);
-    let host = shard::host_label();
-    let name = shard::shard_dir_name(request.index, count, &host);
-    let shards = top.join(shard::SHARDS_DIR);
+    let plan_text = directory::plan_file_text(queries);
+    let count = directory::settle_directory(&top, &plan_text, request)?;
+    let split = split::split(queries, exp.models.len(), exp.generation.max_tokens, count);
+    let host = directory::host_label();
+    let name = directory::shard_dir_name(request.index, count, &host);
+    let shards = top.join(directory::SHARDS_DIR);
     let dir = shards.join(&name);
     let resume = dir.join("experiment.toml").is_file();
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -337,7 +338,7 @@ fn sharded_layout(
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             n != name
-                && shard::parse_shard_dir_name(&n)
+                && directory::parse_shard_dir_name(&n)
                     .is_some_and(|(i, c, _)| i == request.index && c == count)
         })
         .map(|e| e.path())
@@ -357,7 +358,7 @@ fn sharded_layout(
         index: request.index,
         count,
         method: split.method,
-        plan_sha256: shard::plan_file_sha256(&plan_text),
+        plan_sha256: directory::plan_file_sha256(&plan_text),
         experiment_sha256: crate::dataset::hex(&sha2::Digest::finalize(
             <sha2::Sha256 as sha2::Digest>::new_with_prefix(loaded.source.as_bytes()),
         )),

@@ -1,5 +1,5 @@
-//! The plan of a run: which queries, in which order, where results go, and the identity of the
-//! plan and the model file that `--resume` checks.
+//! The plan of a run: which queries, in which order, and the identity of the model file that
+//! `--resume` checks (the plan's own is [`crate::identity::plan_hash`]).
 
 use super::RunError;
 use crate::config::{BackendKind, LoadedExperiment, ModelConfig};
@@ -20,34 +20,6 @@ pub fn plan_queries(
         infos.push(info);
     }
     Ok((queries, infos))
-}
-
-/// A file-system-safe version of a name.
-pub fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// sha256 over the plan's `(query id, prompt sha256)` pairs, in order: the same for a run and
-/// for the merge of its shards.
-pub(crate) fn plan_hash<A: AsRef<str>, B: AsRef<str>>(
-    entries: impl IntoIterator<Item = (A, B)>,
-) -> String {
-    let mut h = Sha256::new();
-    for (id, prompt) in entries {
-        h.update(id.as_ref().as_bytes());
-        h.update([0]);
-        h.update(prompt.as_ref().as_bytes());
-        h.update([b'\n']);
-    }
-    hex(&h.finalize())
 }
 
 /// The model file of an in-process backend, hashed (off the async workers: it can be GBs).

@@ -11,9 +11,8 @@ use crate::dataset::Query;
 use crate::grade::DatasetGraders;
 use crate::host::self_usage;
 use crate::load;
-use crate::power::recorder::PowerLine;
 use crate::power::{Baseline, PowerSession};
-use crate::records::{clock, Manifest, RecordsWriter, RunDir, RunLock};
+use crate::records::{clock, Manifest, PowerLine, RecordsWriter, RunDir, RunLock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

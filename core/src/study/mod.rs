@@ -20,8 +20,8 @@ pub mod trend;
 use crate::analysis::bootstrap::{bootstrap, complete};
 use crate::analysis::quality::mean;
 use crate::analysis::{quality_grouped, Estimate, Quality};
+use crate::joined::{self, Table};
 use crate::records::{Detail, Record};
-use crate::routing::table::{self, Table};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -117,7 +117,7 @@ pub struct CompareReport {
 pub enum StudyError {
     /// The runs could not be joined.
     #[error(transparent)]
-    Table(#[from] table::TableError),
+    Table(#[from] joined::TableError),
     /// A run's records could not be read.
     #[error("{}: {message}", path.display())]
     Run {
@@ -196,7 +196,7 @@ fn row_of(
 }
 
 /// One run's compare rows: `all`, then each group.
-fn run_rows(col: &table::Column, records: &[Record], by: GroupBy, seed: u64) -> Vec<CompareRow> {
+fn run_rows(col: &joined::Column, records: &[Record], by: GroupBy, seed: u64) -> Vec<CompareRow> {
     let key = |r: &Record| group_key(by, &r.dataset, &r.subject, &r.category);
     let Some((overall, groups)) = quality_grouped(records, seed, key) else {
         return Vec::new();
@@ -223,8 +223,8 @@ pub fn compare(
     baseline: Option<&str>,
     seed: u64,
 ) -> Result<CompareReport, StudyError> {
-    let runs = table::find_runs(runs)?;
-    let (t, per_run) = table::build_with(&runs, &BTreeMap::new(), Detail::Figures)?;
+    let runs = joined::find_runs(runs)?;
+    let (t, per_run) = joined::build_with(&runs, &BTreeMap::new(), Detail::Figures)?;
     // One run's rows on each thread (the runs are independent; their order is kept).
     let rows: Vec<CompareRow> = std::thread::scope(|scope| {
         let per_column: Vec<_> = t
@@ -273,7 +273,7 @@ fn paired_diff(
     idx: &[usize],
     seed: u64,
 ) -> PairedDiff {
-    let pick = |col: usize, f: &dyn Fn(&table::Outcome) -> Option<f64>| -> Vec<Option<f64>> {
+    let pick = |col: usize, f: &dyn Fn(&joined::Outcome) -> Option<f64>| -> Vec<Option<f64>> {
         idx.iter().map(|&i| f(&t.rows[i].outcomes[col])).collect()
     };
     let (sa, sb) = (pick(c, &|o| Some(o.score)), pick(base, &|o| Some(o.score)));
@@ -351,8 +351,8 @@ pub fn coverage(
     meta: &BTreeMap<String, crate::config::ModelMeta>,
     seed: u64,
 ) -> Result<CoverageReport, StudyError> {
-    let runs = table::find_runs(runs)?;
-    let (t, records) = table::build_with(&runs, meta, Detail::Figures)?;
+    let runs = joined::find_runs(runs)?;
+    let (t, records) = joined::build_with(&runs, meta, Detail::Figures)?;
     let reference = t.column(reference)?;
     let covered = |i: usize, c: usize| {
         let r = &t.rows[i];

@@ -5,12 +5,9 @@
 //! itself by definition and needs no pairwise grade of its own.
 
 use super::StudyError;
-use crate::records::{Record, RunDir};
-use crate::routing::table::{Outcome, Table};
+use crate::joined::{Outcome, Table};
+use crate::records::{Record, RunDir, PAIRWISE_GRADER};
 use std::collections::BTreeSet;
-
-/// The built-in grader whose grades are against another model's response.
-pub const GRADER: &str = "pairwise";
 
 /// A pairwise score meaning "as good as the reference" (a tie in both orders).
 pub const TIE: f64 = 0.5;
@@ -65,7 +62,7 @@ pub(crate) fn check_reference(
         let against = records[c]
             .iter()
             .filter_map(|r| r.grade.as_ref())
-            .filter(|g| g.grader == GRADER)
+            .filter(|g| g.grader == PAIRWISE_GRADER)
             .filter_map(|g| g.params.as_ref()?.get("against_model")?.as_str());
         for model in against {
             if model != ref_model {

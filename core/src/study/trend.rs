@@ -208,7 +208,7 @@ pub fn trend(
     between: (Option<&str>, Option<&str>),
     seed: u64,
 ) -> Result<TrendReport, StudyError> {
-    let dirs = crate::routing::table::find_runs(runs)?;
+    let dirs = crate::joined::find_runs(runs)?;
     let mut all = Vec::new();
     for (k, dir) in dirs.iter().enumerate() {
         let err = |message: String| StudyError::Run {
@@ -218,8 +218,7 @@ pub fn trend(
         let run = RunDir::new(dir);
         let manifest = run.read_manifest().map_err(|e| err(e.to_string()))?;
         let name = manifest.model.name.clone();
-        let (meta, accelerator) =
-            crate::routing::table::run_meta(&manifest, models).map_err(err)?;
+        let (meta, accelerator) = crate::joined::run_meta(&manifest, models).map_err(err)?;
         let am = accelerators.get(&accelerator).cloned().unwrap_or_default();
         let accelerator_release = am.release_date.or(meta.accelerator_release_date.clone());
         let class = am.class.or(meta.accelerator_class);

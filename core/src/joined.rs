@@ -1,6 +1,8 @@
-//! The query x model table that routing works on: the records of several runs joined on query
-//! id, with each model's metadata. Built from run directories only, so anything measured (or
-//! imported) can be routed again.
+//! Runs joined by query id: the query x model table that routing, the study (`ipw compare`,
+//! `ipw coverage`, `ipw trend`), export and the report all read. Each column is one run (a
+//! model on an accelerator, with its metadata), each row one query every run answered, each
+//! cell what that model did on that query (score, energy, latency, tokens, FLOPs, cost).
+//! Built from run directories only, so anything measured (or imported) can be read again.
 
 use crate::config::ModelMeta;
 use crate::records::{Detail, Record, RunDir};
@@ -448,7 +450,7 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
         pairwise: r
             .grade
             .as_ref()
-            .is_some_and(|g| g.grader == crate::study::pairwise::GRADER),
+            .is_some_and(|g| g.grader == crate::records::PAIRWISE_GRADER),
         energy_j: measured.or(declared),
         latency_s: r.latency_s,
         input_tokens: r.input_tokens,

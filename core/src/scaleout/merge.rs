@@ -10,15 +10,15 @@
 //! is locked while it is read, so a shard still running is reported, not half-read. Merging
 //! again gives the same bytes.
 
+use super::directory::{parse_shard_dir_name, plan_file_sha256, SplitRecord};
+use super::directory::{PLAN_FILE, SHARDS_DIR, SPLIT_FILE};
 use crate::analysis::summarize;
+use crate::identity::{differences, plan_hash, recorded_settings};
 use crate::records::{
-    run_dirs, write_atomic, write_json_atomic, Manifest, MergedShard, Record, RunDir, RunLock,
-    StoreError,
+    run_dirs, sanitize, write_atomic, write_json_atomic, Manifest, MergedPowerLog, MergedShard,
+    Record, RunDir, RunLock, StoreError,
 };
-use crate::run::shard::{parse_shard_dir_name, plan_file_sha256, SplitRecord, PLAN_FILE};
-use crate::run::shard::{SHARDS_DIR, SPLIT_FILE};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// Missing or doubled queries listed in a message at most this many at a time.
@@ -205,13 +205,9 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
         let several = groups.len() > 1;
         for (accelerator, members) in groups {
             let name = if several {
-                format!(
-                    "{}@{}",
-                    crate::run::sanitize(model),
-                    crate::run::sanitize(&accelerator)
-                )
+                format!("{}@{}", sanitize(model), sanitize(&accelerator))
             } else {
-                crate::run::sanitize(model)
+                sanitize(model)
             };
             let out = top.join(name);
             let group: Vec<(&ShardRun, &[usize])> = members
@@ -349,9 +345,9 @@ fn short(sha: &str) -> &str {
 /// and the same model file.
 fn check_same_experiment(runs: &[ShardRun]) -> Result<(), MergeError> {
     let first = &runs[0];
-    let want = crate::run::recorded_settings(&first.manifest);
+    let want = recorded_settings(&first.manifest);
     for r in &runs[1..] {
-        let changed = crate::run::differences(&want, &crate::run::recorded_settings(&r.manifest));
+        let changed = differences(&want, &recorded_settings(&r.manifest));
         if !changed.is_empty() {
             return Err(MergeError::Mismatch {
                 dir: r.dir.clone(),
@@ -493,11 +489,7 @@ fn write_merged(
     let mut records: Vec<Record> = Vec::new();
     let kept_dir = out.join(SHARDS_DIR);
     std::fs::create_dir_all(&kept_dir).map_err(io_err(&kept_dir))?;
-    let power_path = run.power_log_path();
-    let power_tmp = out.join(".power.jsonl.merging");
-    let mut power =
-        std::io::BufWriter::new(std::fs::File::create(&power_tmp).map_err(io_err(&power_tmp))?);
-    let mut any_power = false;
+    let mut power = MergedPowerLog::create(&run.power_log_path())?;
     let top = out.parent().unwrap_or(Path::new("."));
     for (shard_run, keep) in group {
         let m = &shard_run.manifest;
@@ -509,12 +501,9 @@ fn write_merged(
             r.index = position[r.query_id.as_str()];
             records.push(r);
         }
-        any_power |= renumber_power(
-            &RunDir::new(&shard_run.dir).power_log_path(),
-            offset,
-            &mut power,
-        )
-        .map_err(io_err(&shard_run.dir))?;
+        power
+            .append_renumbered(&RunDir::new(&shard_run.dir).power_log_path(), offset)
+            .map_err(io_err(&shard_run.dir))?;
         manifest.started_at = manifest.started_at.min(m.started_at);
         manifest.ended_at = manifest.ended_at.max(m.ended_at);
         let rel = shard_run
@@ -536,20 +525,10 @@ fn write_merged(
         let copy = kept_dir.join(format!("{}.manifest.json", shard_run.shard));
         write_json_atomic(&copy, m).map_err(io_err(&copy))?;
     }
-    power
-        .into_inner()
-        .map_err(|e| io_err(&power_tmp)(e.into_error()))?
-        .sync_all()
-        .map_err(io_err(&power_tmp))?;
-    if any_power {
-        std::fs::rename(&power_tmp, &power_path).map_err(io_err(&power_path))?;
-    } else {
-        let _ = std::fs::remove_file(&power_tmp);
-        let _ = std::fs::remove_file(&power_path);
-    }
+    power.finish()?;
     records.sort_by_key(|r| r.index);
     manifest.planned = plan.len();
-    manifest.plan_sha256 = crate::run::plan_hash(plan.iter().copied());
+    manifest.plan_sha256 = plan_hash(plan.iter().copied());
     let complete =
         records.len() == plan.len() && group.iter().all(|(r, _)| r.manifest.status == "completed");
     manifest.status = if complete { "completed" } else { "partial" }.into();
@@ -579,27 +558,4 @@ fn write_merged(
         status: manifest.status.clone(),
         shards: group.len(),
     })
-}
-
-/// Copy a shard's `power.jsonl` into `out` with each line's `session` moved up by `offset`.
-/// Returns whether there was one.
-fn renumber_power(path: &Path, offset: usize, out: &mut impl Write) -> std::io::Result<bool> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line?;
-        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            // A line torn by a crash: attribution skips it in the shard too.
-            continue;
-        };
-        if let Some(s) = v.get("session").and_then(|s| s.as_u64()) {
-            v["session"] = (s + offset as u64).into();
-        }
-        serde_json::to_writer(&mut *out, &v)?;
-        out.write_all(b"\n")?;
-    }
-    Ok(true)
 }
