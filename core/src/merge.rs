@@ -494,9 +494,9 @@ fn write_merged(
     let kept_dir = out.join(SHARDS_DIR);
     std::fs::create_dir_all(&kept_dir).map_err(io_err(&kept_dir))?;
     let power_path = run.power_log_path();
-    let power_tmp = out.join(".power.jsonl.merging");
-    let mut power =
-        std::io::BufWriter::new(std::fs::File::create(&power_tmp).map_err(io_err(&power_tmp))?);
+    let mut power = std::io::BufWriter::new(
+        crate::records::AtomicFile::create(&power_path).map_err(io_err(&power_path))?,
+    );
     let mut any_power = false;
     let top = out.parent().unwrap_or(Path::new("."));
     for (shard_run, keep) in group {
@@ -536,15 +536,14 @@ fn write_merged(
         let copy = kept_dir.join(format!("{}.manifest.json", shard_run.shard));
         write_json_atomic(&copy, m).map_err(io_err(&copy))?;
     }
-    power
+    let power = power
         .into_inner()
-        .map_err(|e| io_err(&power_tmp)(e.into_error()))?
-        .sync_all()
-        .map_err(io_err(&power_tmp))?;
+        .map_err(|e| io_err(&power_path)(e.into_error()))?;
     if any_power {
-        std::fs::rename(&power_tmp, &power_path).map_err(io_err(&power_path))?;
+        power.commit().map_err(io_err(&power_path))?;
     } else {
-        let _ = std::fs::remove_file(&power_tmp);
+        // Dropped uncommitted: the temporary file goes; no shard had a power log.
+        drop(power);
         let _ = std::fs::remove_file(&power_path);
     }
     records.sort_by_key(|r| r.index);

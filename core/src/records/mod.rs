@@ -14,6 +14,7 @@
 //!
 //! Times in records and power readings are on the run clock ([`clock`]).
 
+mod atomic;
 pub mod clock;
 mod energy;
 mod figures;
@@ -23,6 +24,7 @@ pub mod parquet;
 mod record;
 mod store;
 
+pub use atomic::{write_atomic, AtomicFile};
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo};
@@ -32,6 +34,6 @@ pub use manifest::{
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, write_atomic, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
-    RunLock, StoreError,
+    run_dirs, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir, RunLock,
+    StoreError,
 };
