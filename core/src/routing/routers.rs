@@ -11,15 +11,15 @@
 //! - `p-accurate:<p>` / `p-accurate:<p>:random`, optionally followed by
 //!   `:energy|compute|cost`: the oracle's choice (by that objective, default `--by`) with
 //!   probability `p`, else the reference (as in the study) or a uniformly random model;
-//!
-//! An oracle-based router whose objective has no figure in any run (energy on a table of
-//! costs) is refused when it is made, naming the objectives that have figures, instead of
-//! failing every query.
 //! - `threshold:prompt_tokens:<n>:<model>` (or `prompt_chars`): `model` for prompts up to `n`,
 //!   the reference above; `threshold:subject:<a>|<b>|...:<model>`: `model` for queries of
 //!   those subjects (or datasets), the reference for the rest;
 //! - `cascade:<model>` / `cascade:<model>:<min score>`: ask `model`; when its grade is below
 //!   `min score` (default 1, i.e. wrong) ask the reference too; both attempts are paid.
+//!
+//! An oracle-based router whose objective has no figure in any run (energy on a table of
+//! costs) is refused when it is made, naming the objectives that have figures, instead of
+//! failing every query.
 
 use super::table::{Outcome, Row, Table};
 use crate::rng::SplitMix64;
