@@ -2,7 +2,7 @@
 //! numbers beside it.
 
 use anyhow::{Context, Result};
-use ipw_core::report::{self, Report, ReportRequest};
+use ipw_core::report::{self, ReportRequest};
 use ipw_core::study::GroupBy;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
