@@ -31,7 +31,11 @@ impl Lines {
     }
 
     fn text(self) -> String {
-        let bytes = self.0.into_inner().expect("a CSV buffer in memory");
+        let bytes = self
+            .0
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .expect("a CSV buffer in memory");
         String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
     }
 }
