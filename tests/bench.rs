@@ -131,7 +131,7 @@ fn bench_route_times_every_builtin_router_the_full_report_and_a_wasm_router() {
     }
     sane(after(&out, "all built-in routers:"), "all routers");
     sane(after(&out, "oracle, 2000 queries:"), "full report");
-    let wasm_per_s = after(&out, "WASM router router_short_prompts.wasm:");
+    let wasm_per_s = after(&out, &format!("WASM router {}:", wasm.display()));
     sane(wasm_per_s, "wasm decisions/s");
 }
 
@@ -168,7 +168,7 @@ fn bench_graders_times_every_builtin_grader() {
         .iter()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    for want in ["exact", "mcq", "numeric", "judge", "pairwise"] {
+    for want in ["exact", "choice", "numeric", "judge", "pairwise"] {
         assert!(names.contains(&want), "no {want}: {names:?}\n{out}");
     }
     for row in &rows {
