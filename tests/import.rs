@@ -223,3 +223,125 @@ fn bad_rows_and_columns_are_refused_by_line_and_column() {
     );
     assert!(text(&o).contains("no field `colour`"), "{}", text(&o));
 }
+
+/// Two models priced per query and nothing else (no energy, no latency), as routing papers'
+/// tables are: `small` right on q1 and q2 at 1e-5 $, `big` right on q1-q3 at 1e-3 $.
+const COSTS: &str = "\
+query_id,model,prompt,response,score,cost_usd
+q1,small,What is 1+1?,2,1,0.00001
+q2,small,What is 2+2?,4,1,0.00001
+q3,small,What is 3+3?,5,0,0.00001
+q4,small,What is 4+4?,9,0,0.00001
+q1,big,What is 1+1?,2,1,0.001
+q2,big,What is 2+2?,4,1,0.001
+q3,big,What is 3+3?,6,1,0.001
+q4,big,What is 4+4?,7,0,0.001
+";
+
+#[test]
+fn a_table_of_costs_routes_by_cost_and_refuses_energy_naming_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = import_table(dir.path(), COSTS);
+    let route = |extra: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "route",
+            runs.to_str().unwrap(),
+            "--reference",
+            "big",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (run_ipw(&args, dir.path()), out.join("route.json"))
+    };
+    // The oracle keeps small on q1, q2 and q4 (big is wrong there too), big on q3:
+    // 3 x 1e-5 + 1e-3 of 4 x 1e-3.
+    let saving = 1.0 - (3.0 * 1e-5 + 1e-3) / 4e-3;
+    // No --by: the runs have costs only, so the oracles minimise cost; a spec may say so too.
+    for (extra, out) in [
+        (vec![], "default"),
+        (
+            vec!["--router", "oracle", "--router", "p-accurate:1:cost"],
+            "spec",
+        ),
+        (
+            vec![
+                "--by",
+                "cost",
+                "--router",
+                "oracle",
+                "--router",
+                "p-accurate:1",
+            ],
+            "by",
+        ),
+    ] {
+        let (o, json_path) = route(&extra, out);
+        assert!(o.status.success(), "{extra:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("the oracle minimises cost"),
+            "{}",
+            text(&o)
+        );
+        let report = json(&json_path);
+        assert_eq!(report["objective"], "cost");
+        for r in report["routers"].as_array().unwrap() {
+            let name = r["router"].as_str().unwrap();
+            assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{name}: {r}");
+            if name == "oracle" || name.starts_with("p-accurate:1") {
+                let got = r["savings"]["cost"]["value"].as_f64().unwrap();
+                assert!((got - saving).abs() < 1e-9, "{name}: {got}");
+                assert!((r["accuracy"]["value"].as_f64().unwrap() - 0.75).abs() < 1e-12);
+            } else {
+                // p-accurate:0.8 and random:0.5: a cost saving is there (random's may be 0).
+                assert!(r["savings"]["cost"]["value"].as_f64().is_some(), "{r}");
+            }
+        }
+    }
+    // Energy asked for, on runs that have none: refused up front, naming what they have.
+    for extra in [
+        vec!["--by", "energy"],
+        vec!["--router", "oracle:energy"],
+        vec!["--router", "p-accurate:0.5:random:energy"],
+    ] {
+        let (o, json_path) = route(&extra, "refused");
+        assert!(!o.status.success(), "{extra:?}");
+        let said = text(&o);
+        assert!(
+            said.contains("no run has energy figures"),
+            "{extra:?}: {said}"
+        );
+        assert!(
+            said.contains("objectives with figures: cost"),
+            "{extra:?}: {said}"
+        );
+        assert!(!json_path.exists(), "nothing written for a refused route");
+    }
+    // A missing latency is no latency: `-` in compare, an empty CSV field, not 0.
+    let out = dir.path().join("compare");
+    let o = run_ipw(
+        &[
+            "compare",
+            runs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let printed = text(&o);
+    assert!(o.status.success(), "{printed}");
+    let rows: Vec<&str> = printed.lines().filter(|l| l.contains(" acc ")).collect();
+    assert!(!rows.is_empty(), "{printed}");
+    for row in rows {
+        assert!(row.contains("p50 - s"), "{row}");
+    }
+    let c = json(&out.join("compare.json"));
+    for row in c["rows"].as_array().unwrap() {
+        assert!(row["latency_p50_s"].is_null(), "{row}");
+    }
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let line = csv.lines().find(|l| l.starts_with("run,small,")).unwrap();
+    let fields: Vec<&str> = line.split(',').collect();
+    assert_eq!(fields[15], "", "latency_p50_s in {line}");
+}

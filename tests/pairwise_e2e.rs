@@ -23,78 +23,214 @@ const PROMPTS: [(&str, &str); 4] = [
     ("p4", "Give one tip for sleeping well."),
 ];
 
-/// What the client sent on each connection through the proxy.
-type Sent = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+/// The bytes each way on one connection through the proxy: `sent` by the client, `received`
+/// from the judge.
+#[derive(Default)]
+struct Conn {
+    sent: Vec<u8>,
+    received: Vec<u8>,
+}
 
-/// A transparent TCP proxy in front of the judge that keeps every byte the client sent, so the
-/// test sees the judge prompts `ipw grade` really sent.
-fn recording_proxy(upstream: &str) -> (String, Sent) {
+/// Every connection through the proxy.
+type Conns = Arc<Mutex<Vec<Arc<Mutex<Conn>>>>>;
+
+/// A transparent TCP proxy in front of the judge that keeps every byte each way, so the test
+/// sees the judge prompts `ipw grade` really sent and what the judge really replied.
+fn recording_proxy(upstream: &str) -> (String, Conns) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let upstream = upstream.trim_start_matches("http://").to_string();
-    let sent: Sent = Default::default();
-    let all = sent.clone();
+    let conns: Conns = Default::default();
+    let all = conns.clone();
+    // Copy `from` into `to`, keeping what passed in the field `side` picks.
+    fn pump(
+        mut from: TcpStream,
+        mut to: TcpStream,
+        log: Arc<Mutex<Conn>>,
+        side: fn(&mut Conn) -> &mut Vec<u8>,
+    ) {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            side(&mut log.lock().unwrap()).extend_from_slice(&buf[..n]);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    }
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let server = TcpStream::connect(&upstream).unwrap();
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut s_read, mut c_write) = (server, client);
-            let log: Arc<Mutex<Vec<u8>>> = Default::default();
+            let log: Arc<Mutex<Conn>> = Default::default();
             all.lock().unwrap().push(log.clone());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = c_read.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    log.lock().unwrap().extend_from_slice(&buf[..n]);
-                    if s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = s_write.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_read, &mut c_write);
-                let _ = c_write.shutdown(std::net::Shutdown::Write);
-            });
+            let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let l = log.clone();
+            std::thread::spawn(move || pump(c, s, l, |c| &mut c.sent));
+            std::thread::spawn(move || pump(server, client, log, |c| &mut c.received));
         }
     });
-    (url, sent)
+    (url, conns)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of header `name` in an HTTP head.
+fn header(head: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(head).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// The user message of every chat-completion request the client sent on one connection, in
+/// order (a request cut off by the connection closing is left out).
+fn requests(bytes: &[u8]) -> Vec<String> {
+    let mut prompts = Vec::new();
+    let mut rest = bytes;
+    while let Some(start) = find(rest, b"POST /v1/chat/completions") {
+        let request = &rest[start..];
+        let Some(head) = find(request, b"\r\n\r\n") else {
+            break; // cut off: the connection closed mid-request
+        };
+        let length: usize = header(&request[..head], "content-length")
+            .expect("a Content-Length")
+            .parse()
+            .unwrap();
+        let body = &request[head + 4..];
+        if body.len() < length {
+            break;
+        }
+        let json: Value = serde_json::from_slice(&body[..length]).unwrap();
+        prompts.push(json["messages"][0]["content"].as_str().unwrap().to_string());
+        rest = &body[length..];
+    }
+    prompts
+}
+
+/// The text of every complete chat-completion response on one connection, in order: a
+/// streamed (SSE) reply's deltas joined, or a whole reply's message.
+fn replies(bytes: &[u8]) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut rest = bytes;
+    while let Some(head) = find(rest, b"\r\n\r\n") {
+        let (h, mut body) = (&rest[..head], &rest[head + 4..]);
+        let mut content = Vec::new();
+        if header(h, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let Some(eol) = find(body, b"\r\n") else {
+                    return texts; // cut off
+                };
+                let size_field = String::from_utf8_lossy(&body[..eol]);
+                let size = usize::from_str_radix(size_field.split(';').next().unwrap().trim(), 16)
+                    .unwrap();
+                body = &body[eol + 2..];
+                if size == 0 {
+                    body = &body[find(body, b"\r\n").map_or(body.len(), |e| e + 2)..];
+                    break;
+                }
+                if body.len() < size + 2 {
+                    return texts;
+                }
+                content.extend_from_slice(&body[..size]);
+                body = &body[size + 2..];
+            }
+        } else {
+            let length: usize = header(h, "content-length").map_or(0, |v| v.parse().unwrap());
+            if body.len() < length {
+                return texts;
+            }
+            content.extend_from_slice(&body[..length]);
+            body = &body[length..];
+        }
+        rest = body;
+        let text = String::from_utf8(content).unwrap();
+        if header(h, "content-type").is_some_and(|v| v.contains("event-stream")) {
+            let mut reply = String::new();
+            for line in text.lines() {
+                let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                    continue;
+                };
+                if data == "[DONE]" {
+                    continue;
+                }
+                let event: Value = serde_json::from_str(data).unwrap();
+                if let Some(t) = event["choices"][0]["delta"]["content"].as_str() {
+                    reply.push_str(t);
+                }
+            }
+            texts.push(reply);
+        } else {
+            let json: Value = serde_json::from_str(&text).unwrap();
+            texts.push(
+                json["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    texts
 }
 
 /// The user message of every chat-completion request sent through the proxy (a request the
 /// client sent again, on a fresh connection after a stale one, appears twice).
-fn judge_prompts(sent: &Sent) -> Vec<String> {
-    let mut prompts = Vec::new();
-    for log in sent.lock().unwrap().iter() {
-        let bytes = log.lock().unwrap().clone();
-        let mut rest = &bytes[..];
-        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-        while let Some(start) = find(rest, b"POST /v1/chat/completions") {
-            let request = &rest[start..];
-            let Some(head) = find(request, b"\r\n\r\n") else {
-                break; // cut off: the connection closed mid-request
-            };
-            let length: usize = String::from_utf8_lossy(&request[..head])
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().unwrap())
-                })
-                .expect("a Content-Length");
-            let body = &request[head + 4..];
-            if body.len() < length {
-                break;
-            }
-            let json: Value = serde_json::from_slice(&body[..length]).unwrap();
-            prompts.push(json["messages"][0]["content"].as_str().unwrap().to_string());
-            rest = &body[length..];
-        }
+fn judge_prompts(conns: &Conns) -> Vec<String> {
+    let conns = conns.lock().unwrap();
+    conns
+        .iter()
+        .flat_map(|c| requests(&c.lock().unwrap().sent))
+        .collect()
+}
+
+/// Every judge call that was answered: its prompt and the judge's reply text (requests and
+/// responses on one connection pair up in order; HTTP/1.1 without pipelining).
+fn judge_calls(conns: &Conns) -> Vec<(String, String)> {
+    let conns = conns.lock().unwrap();
+    conns
+        .iter()
+        .flat_map(|c| {
+            let c = c.lock().unwrap();
+            requests(&c.sent).into_iter().zip(replies(&c.received))
+        })
+        .collect()
+}
+
+/// The verdict a reply gives, read here independently of the grader (the default prompt ends
+/// with `VERDICT:`): the word after the last `VERDICT`, else a first line that is only a
+/// verdict; `?` when neither (the grader's mark for an unread reply).
+fn verdict_in(reply: &str) -> String {
+    let upper = reply.to_uppercase();
+    let word = |s: &str| -> Option<String> {
+        let w: String = s
+            .trim_start_matches([':', ' ', '*', '=', '"', '\'', '['])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        ["A", "B", "TIE"].contains(&w.as_str()).then_some(w)
+    };
+    if let Some(w) = upper
+        .rfind("VERDICT")
+        .and_then(|i| word(&upper[i + "VERDICT".len()..]))
+    {
+        return w;
     }
-    prompts
+    let first = upper.trim_start().lines().next().unwrap_or_default().trim();
+    match word(first) {
+        Some(w)
+            if first
+                .trim_start_matches(['*', '"', '\'', '['])
+                .get(w.len()..)
+                .is_some_and(|after| after.trim().chars().all(|c| ".,:;)]!*\"'".contains(c))) =>
+        {
+            w
+        }
+        _ => "?".into(),
+    }
 }
 
 /// An experiment profiling one model named `name`, sampled at temperature 1 with `seed`.
@@ -252,6 +388,9 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
     let prompts = judge_prompts(&sent);
     let distinct: BTreeSet<&String> = prompts.iter().collect();
     assert_eq!(distinct.len(), 4, "{prompts:#?}");
+    // Two calls per judged query (p1, p2), each answered once.
+    let calls = judge_calls(&sent);
+    assert_eq!(calls.len(), 2 * 2, "{calls:#?}");
     let pair = |a: &Value, b: &Value| {
         format!(
             "[Response A]\n{}\n\n[Response B]\n{}\n",
@@ -300,6 +439,26 @@ fn a_real_run_is_judged_pairwise_against_a_real_reference_run_then_covered() {
             .strip_prefix("model-first: ")
             .and_then(|s| s.split_once(", reference-first: "))
             .unwrap_or_else(|| panic!("{g}"));
+        // Each recorded verdict is what the judge replied to that order's prompt.
+        let (m, rf) = (&small_text[&id]["response"], &ref_text[&id]["response"]);
+        for (order, recorded, a, b) in [
+            ("model-first", first, m, rf),
+            ("reference-first", second, rf, m),
+        ] {
+            let shown = pair(a, b);
+            let replied: Vec<&String> = calls
+                .iter()
+                .filter(|(p, _)| p.contains(&shown))
+                .map(|(_, reply)| reply)
+                .collect();
+            assert_eq!(replied.len(), 1, "{id} {order}: {calls:#?}");
+            assert_eq!(
+                recorded,
+                verdict_in(replied[0]),
+                "{id} {order}: the judge replied {:?}",
+                replied[0]
+            );
+        }
         match (points(first, true), points(second, false)) {
             (Some(a), Some(b)) => {
                 assert_eq!(g["score"].as_f64(), Some((a + b) / 2.0), "{g}");

@@ -569,3 +569,66 @@ fn report_renders_in_headless_chromium_offline_with_every_chart_drawn() {
     );
     assert!(attr(&dom, "html", "data-errors").is_some());
 }
+
+/// Runs of costs only (no energy, no latency), as in the routing literature: the routing
+/// section shows the cost savings `ipw route` found, and the summary no latency of 0.
+#[test]
+fn a_report_on_runs_of_costs_shows_their_cost_savings_and_no_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("query_id,model,dataset,score,cost_usd\n");
+    for (q, s) in SCORES.iter().enumerate() {
+        for (m, (name, _, _, _)) in MODELS.iter().enumerate() {
+            csv += &format!(
+                "q{},{name},math,{},{}\n",
+                q + 1,
+                s[m],
+                1e-5 * 10f64.powi(m as i32)
+            );
+        }
+    }
+    let runs = import_table(dir.path(), &csv);
+    let o = run_ipw(
+        &["route", runs.to_str().unwrap(), "--reference", "big"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let route = json(&runs.join("big/analysis/route.json"));
+    let out = dir.path().join("out/report.html");
+    let (html, r) = report(&runs, &out, &[]);
+    let routers = r["routing"]["data"]["route"]["routers"].as_array().unwrap();
+    assert_eq!(routers.len(), route["routers"].as_array().unwrap().len());
+    for (shown, routed) in routers.iter().zip(route["routers"].as_array().unwrap()) {
+        assert!(shown["savings"]["energy"].is_null());
+        assert_eq!(shown["savings"]["cost"], routed["savings"]["cost"]);
+        assert!(
+            shown["savings"]["cost"]["value"].as_f64().is_some(),
+            "{shown}"
+        );
+    }
+    let figs = figures(&html);
+    let ids: Vec<&str> = figs.iter().map(|(id, _)| id.as_str()).collect();
+    assert!(ids.contains(&"route-savings-cost"), "{ids:?}");
+    assert!(!ids.contains(&"route-savings"), "no energy chart: {ids:?}");
+    let cost = &figs
+        .iter()
+        .find(|(i, _)| i == "route-savings-cost")
+        .unwrap()
+        .1;
+    assert!(cost.contains("Cost saved against sending every query to big"));
+    assert_eq!(
+        cost.matches("class=\"mark ci\"").count(),
+        routers.len(),
+        "one whisker per router"
+    );
+    assert!(!html.contains("no router has"), "routing section empty");
+    // No latency in the table: none in the summary, not 0.
+    for row in r["summary"]["data"].as_array().unwrap() {
+        assert!(row["latency_p50_s"].is_null(), "{row}");
+    }
+    let summary = std::fs::read_to_string(out.with_extension("summary.csv")).unwrap();
+    let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "latency_p50_s").unwrap();
+    for line in summary.lines().skip(1) {
+        assert_eq!(line.split(',').nth(at), Some(""), "{line}");
+    }
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod bench;
 mod busy_machine;
 mod crash_energy;
 mod crash_resume;

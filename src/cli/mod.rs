@@ -109,14 +109,17 @@ enum Command {
         #[arg(long)]
         reference: String,
         /// A router (repeatable): always:<model>, random[:<share>], oracle[:energy|compute|cost],
-        /// p-accurate:<p>[:reference|random], threshold:prompt_tokens|prompt_chars:<n>:<model>,
+        /// p-accurate:<p>[:reference|random][:energy|compute|cost],
+        /// threshold:prompt_tokens|prompt_chars:<n>:<model>,
         /// threshold:subject:<a>|<b>:<model>,
         /// cascade:<model>[:<min score>]. Default: oracle, p-accurate:0.8, random:0.5.
         #[arg(long = "router", value_name = "SPEC")]
         routers: Vec<String>,
-        /// What the oracle minimises: energy, compute or cost.
-        #[arg(long, default_value = "energy")]
-        by: String,
+        /// What oracle-based routers minimise unless their spec says: energy, compute or cost.
+        /// Default: energy, or where no run has energy the first of compute and cost that has
+        /// figures. An objective no run has figures for is refused.
+        #[arg(long)]
+        by: Option<String>,
         /// The weak model for APGR/CPT (default: the least accurate); the strong one is the
         /// reference.
         #[arg(long)]

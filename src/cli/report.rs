@@ -1,9 +1,8 @@
 //! `ipw report`: one self-contained HTML page over runs, with report.json and CSV files of the
 //! numbers beside it.
 
-use super::study::{cells, quote};
 use anyhow::{Context, Result};
-use ipw_core::report::{self, Report, ReportRequest};
+use ipw_core::report::{self, ReportRequest};
 use ipw_core::study::GroupBy;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,90 +39,6 @@ pub struct Args {
     pub seed: u64,
 }
 
-fn num(v: Option<f64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// The tables of the report as CSV files: `(suffix, text)`.
-fn csvs(r: &Report) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(rows) = &r.summary.data {
-        let mut c = String::from("run,accelerator,path,scored,accuracy,accuracy_lo,accuracy_hi,apj,apj_lo,apj_hi,apw,apw_lo,apw_hi,j_per_query,latency_p50_s,energy,energy_estimated,flagged,pareto_frontier\n");
-        for row in rows {
-            let info = r.runs.iter().find(|x| x.name == row.model);
-            let frontier = r
-                .pareto
-                .data
-                .iter()
-                .flatten()
-                .find(|p| p.run == row.model)
-                .map(|p| p.frontier.to_string())
-                .unwrap_or_default();
-            c += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                quote(&row.model),
-                quote(&row.accelerator),
-                quote(
-                    &info
-                        .map(|i| i.path.display().to_string())
-                        .unwrap_or_default()
-                ),
-                row.scored,
-                cells(&row.accuracy),
-                cells(&row.apj),
-                cells(&row.apw),
-                num(row.j_per_query),
-                num(row.latency_p50_s),
-                info.map(|i| i.energy.label()).unwrap_or_default(),
-                row.energy_estimated,
-                row.flagged,
-                frontier
-            );
-        }
-        out.push(("summary", c));
-    }
-    if let Some(cov) = &r.coverage.data {
-        let mut c = String::from("reference,model,group,queries,coverage,lo,hi\n");
-        for row in &cov.report.rows {
-            c += &format!(
-                "{},{},{},{},{}\n",
-                quote(&cov.report.reference),
-                quote(&row.model),
-                quote(&row.group),
-                row.queries,
-                cells(&row.coverage)
-            );
-        }
-        out.push(("coverage", c));
-    }
-    if let Some(h) = &r.energy.data {
-        let mut c = String::from("run,bin_lo_j,bin_hi_j,count\n");
-        for run in h {
-            for b in &run.bins {
-                c += &format!("{},{},{},{}\n", quote(&run.run), b.lo, b.hi, b.count);
-            }
-        }
-        out.push(("energy", c));
-    }
-    if let Some(t) = &r.trace.data {
-        let mut c = String::from("run,session,channel,t_s,power_w\n");
-        for ch in &t.channels {
-            for p in &ch.points {
-                c += &format!(
-                    "{},{},{},{},{}\n",
-                    quote(&t.run),
-                    t.session,
-                    quote(&ch.name),
-                    p[0],
-                    p[1]
-                );
-            }
-        }
-        out.push(("trace", c));
-    }
-    out
-}
-
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
@@ -154,7 +69,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let json = out.with_extension("json");
     write(&json, &serde_json::to_string_pretty(&r)?)?;
     let mut written = vec![out.display().to_string(), json.display().to_string()];
-    for (suffix, text) in csvs(&r) {
+    for (suffix, text) in ipw_core::export::tables::report(&r) {
         let path = out.with_extension(format!("{suffix}.csv"));
         write(&path, &text)?;
         written.push(path.display().to_string());

@@ -13,7 +13,7 @@ pub struct Args {
     pub runs: Vec<PathBuf>,
     pub reference: String,
     pub routers: Vec<String>,
-    pub by: String,
+    pub by: Option<String>,
     pub weak: Option<String>,
     pub meta: Option<PathBuf>,
     pub seed: u64,
@@ -39,7 +39,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         runs: a.runs.clone(),
         reference: a.reference.clone(),
         routers,
-        objective: Objective::parse(&a.by).map_err(|e| anyhow::anyhow!("--by {e}"))?,
+        objective: a
+            .by
+            .as_deref()
+            .map(Objective::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--by {e}"))?,
         seed: a.seed,
         meta,
         weak: a.weak.clone(),
@@ -58,7 +63,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;
     let csv = out.join("route.csv");
-    std::fs::write(&csv, routing::to_csv(&report))
+    std::fs::write(&csv, ipw_core::export::tables::route(&report))
         .with_context(|| format!("writing {}", csv.display()))?;
     print(&report);
     println!("written: {}, {}", json.display(), csv.display());
@@ -84,11 +89,7 @@ fn print(r: &routing::RouteReport) {
         r.queries,
         r.reference,
         r.energy_basis,
-        match r.objective {
-            routing::routers::Objective::Energy => "energy",
-            routing::routers::Objective::Compute => "compute",
-            routing::routers::Objective::Cost => "cost",
-        }
+        r.objective.name()
     );
     if !r.incomplete.is_empty() {
         println!(

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use ipw_core::analysis::Estimate;
+use ipw_core::export::tables;
 use ipw_core::study::{self, GroupBy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,21 +36,6 @@ fn est(e: &Option<Estimate>, digits: usize) -> String {
             )
         })
         .unwrap_or_else(|| "-".into())
-}
-
-pub(super) fn cells(e: &Option<Estimate>) -> String {
-    match e {
-        Some(e) => format!("{},{},{}", e.value, e.ci95[0], e.ci95[1]),
-        None => ",,".into(),
-    }
-}
-
-pub(super) fn quote(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 pub fn compare(
@@ -107,41 +93,11 @@ pub fn compare(
             r.incomplete
         );
     }
-    let mut csv = String::from("kind,model,accelerator,group,n,accuracy,accuracy_lo,accuracy_hi,apj,apj_lo,apj_hi,apw,apw_lo,apw_hi,j_per_query,latency_p50_s,energy_estimated,flagged\n");
-    for row in &r.rows {
-        csv += &format!(
-            "run,{},{},{},{},{},{},{},{},{},{},{}\n",
-            quote(&row.model),
-            quote(&row.accelerator),
-            quote(&row.group),
-            row.scored,
-            cells(&row.accuracy),
-            cells(&row.apj),
-            cells(&row.apw),
-            row.j_per_query.map(|v| v.to_string()).unwrap_or_default(),
-            row.latency_p50_s.map(|v| v.to_string()).unwrap_or_default(),
-            row.energy_estimated,
-            row.flagged
-        );
-    }
-    csv += "kind,model,baseline,group,shared,accuracy_delta,lo,hi,energy_ratio,lo,hi,apj_ratio,lo,hi\n";
-    for p in &r.paired {
-        csv += &format!(
-            "paired,{},{},{},{},{},{},{}\n",
-            quote(&p.model),
-            quote(&p.baseline),
-            quote(&p.group),
-            p.shared,
-            cells(&p.accuracy_delta),
-            cells(&p.energy_ratio),
-            cells(&p.apj_ratio)
-        );
-    }
     write(
         &out_dir(runs, out)?,
         "compare",
         serde_json::to_value(&r)?,
-        csv,
+        tables::compare(&r),
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -189,21 +145,11 @@ pub fn coverage(
             d.models.join(", ")
         );
     }
-    let mut csv = String::from("model,group,queries,coverage,lo,hi\n");
-    for row in &r.rows {
-        csv += &format!(
-            "{},{},{},{}\n",
-            quote(&row.model),
-            quote(&row.group),
-            row.queries,
-            cells(&row.coverage)
-        );
-    }
     write(
         &out_dir(runs, out)?,
         "coverage",
         serde_json::to_value(&r)?,
-        csv,
+        tables::coverage(&r),
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -290,61 +236,11 @@ pub fn trend(
             est(&Some(l.ratio), 2)
         );
     }
-    let mut csv = String::from(
-        "kind,model,accelerator,model_release,accelerator_release,class,records,value,lo,hi\n",
-    );
-    for p in &r.points {
-        csv += &format!(
-            "run,{},{},{},{},{},{},{}\n",
-            quote(&p.model),
-            quote(&p.accelerator),
-            p.model_release.as_deref().unwrap_or(""),
-            p.accelerator_release.as_deref().unwrap_or(""),
-            p.class
-                .map(|c| format!("{c:?}").to_lowercase())
-                .unwrap_or_default(),
-            p.records,
-            cells(&p.value)
-        );
-    }
-    for b in &r.frontier {
-        csv += &format!(
-            "frontier,{},{},{},,,,{}\n",
-            quote(&b.model),
-            quote(&b.accelerator),
-            b.date,
-            cells(&Some(b.value))
-        );
-    }
-    if let Some(c) = &r.change {
-        for (kind, e) in [
-            ("change_total", Some(c.total)),
-            ("change_model", c.model_factor),
-            ("change_hardware", c.hardware_factor),
-        ] {
-            csv += &format!(
-                "{kind},{},{},{},{},,,{}\n",
-                quote(&c.to.model),
-                quote(&c.to.accelerator),
-                c.from.date,
-                c.to.date,
-                cells(&e)
-            );
-        }
-    }
-    for l in &r.local_vs_cloud {
-        csv += &format!(
-            "cloud_over_local,{},{},,,,,{}\n",
-            quote(&l.model),
-            quote(&format!("{} / {}", l.cloud, l.local)),
-            cells(&Some(l.ratio))
-        );
-    }
     write(
         &out_dir(runs, out)?,
         "trend",
         serde_json::to_value(&r)?,
-        csv,
+        tables::trend(&r),
     )?;
     Ok(ExitCode::SUCCESS)
 }

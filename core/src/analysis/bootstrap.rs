@@ -46,7 +46,9 @@ pub struct Estimate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurement: Option<[f64; 2]>,
     /// The sampling interval widened by the measurement bound on each side (worst case: the
-    /// bound is systematic, so it shifts the interval rather than adding in quadrature).
+    /// bound is systematic, so it moves the interval rather than adding in quadrature). For a
+    /// positive statistic the widening is relative, so the interval stays positive (see
+    /// [`Estimate::with_measurement`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combined: Option<[f64; 2]>,
 }

@@ -30,14 +30,30 @@ use std::collections::BTreeMap;
 impl Estimate {
     /// Attach a measurement bound `[low, high]` of the statistic (both ends computed from the
     /// records' bounds) and the combined interval; `None` leaves the estimate as it is.
+    ///
+    /// The combined interval scales each end of the sampling interval by how far the bound
+    /// reaches on that side, `ci95 · low / value` and `ci95 · high / value`: the instruments'
+    /// bound moves every record's energy in the same direction, which multiplies a mean of
+    /// energies, or a ratio over one (APJ, APW), by about the same factor on every resample.
+    /// Shifting by the bound's width instead (as before) could take the interval of a ratio of
+    /// non-negative figures below zero (`both [-0.00063, 0.01539]` for an APJ of 0.0074): a
+    /// relative widening stays on the statistic's side of zero. A statistic that is not
+    /// positive, or a bound reaching below zero, keeps the additive widening.
     pub fn with_measurement(mut self, bound: Option<[f64; 2]>) -> Self {
         if let Some([a, b]) = bound {
             let (lo, hi) = (a.min(b).min(self.value), a.max(b).max(self.value));
             self.measurement = Some([lo, hi]);
-            self.combined = Some([
-                self.ci95[0] - (self.value - lo),
-                self.ci95[1] + (hi - self.value),
-            ]);
+            self.combined = Some(if self.value > 0.0 && lo >= 0.0 {
+                [
+                    self.ci95[0] * (lo / self.value),
+                    self.ci95[1] * (hi / self.value),
+                ]
+            } else {
+                [
+                    self.ci95[0] - (self.value - lo),
+                    self.ci95[1] + (hi - self.value),
+                ]
+            });
         }
         self
     }
@@ -450,7 +466,7 @@ mod tests {
     #[test]
     fn apj_and_apw_report_the_instruments_bound_beside_the_sampling_interval() {
         // Net 60 J per 1 s query known to +-6 J: APJ's bound is accuracy / 66 .. / 54, and the
-        // combined interval is the bootstrap one widened by as much on each side.
+        // combined interval is the bootstrap one scaled by as much on each side.
         let mut records: Vec<Record> = (0..40)
             .map(|i| {
                 record(
@@ -476,14 +492,8 @@ mod tests {
                 "{name} {m:?}"
             );
             let c = e.combined.unwrap();
-            assert!(
-                (c[0] - (e.ci95[0] - (e.value - m[0]))).abs() < 1e-12,
-                "{name}"
-            );
-            assert!(
-                (c[1] - (e.ci95[1] + (m[1] - e.value))).abs() < 1e-12,
-                "{name}"
-            );
+            assert!((c[0] - e.ci95[0] * m[0] / e.value).abs() < 1e-12, "{name}");
+            assert!((c[1] - e.ci95[1] * m[1] / e.value).abs() < 1e-12, "{name}");
             assert!(e.ci95[1] - e.ci95[0] > 0.0, "sampling spread is there too");
         }
         assert!(
@@ -494,6 +504,34 @@ mod tests {
         records[0].energy.as_mut().unwrap().net_bound_j = None;
         let q = quality_summary(&records, 1).unwrap().overall;
         assert!(q.apj.unwrap().measurement.is_none());
+    }
+
+    #[test]
+    fn the_combined_interval_of_a_ratio_stays_above_zero() {
+        // Few right answers (4 in 40) and a wide net bound (60 J known to 30..90 J, as a
+        // baseline read over a short idle): shifting the sampling interval down by the bound's
+        // reach put APJ's combined interval below zero; the relative widening cannot.
+        let mut records: Vec<Record> = (0..40)
+            .map(|i| {
+                let right = (i % 13 == 0) as u8 as f64;
+                record(i as f64, i as f64 + 1.0, right, 100.0, 60.0)
+            })
+            .collect();
+        for r in &mut records {
+            r.energy.as_mut().unwrap().net_bound_j = Some([30.0, 90.0]);
+        }
+        let q = quality_summary(&records, 1).unwrap().overall;
+        for (name, e) in [("apj", q.apj.unwrap()), ("apw", q.apw.unwrap())] {
+            let [m_lo, m_hi] = e.measurement.unwrap();
+            let [lo, hi] = e.combined.unwrap();
+            assert!(
+                e.ci95[0] - (e.value - m_lo) < 0.0,
+                "{name}: the case that went negative"
+            );
+            assert!(lo >= 0.0, "{name}: combined {lo} below zero");
+            assert!(lo <= e.ci95[0] && hi >= e.ci95[1], "{name}: not wider");
+            assert!(lo <= m_lo && hi >= m_hi, "{name}: does not hold the bound");
+        }
     }
 
     #[test]

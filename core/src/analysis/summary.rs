@@ -310,7 +310,7 @@ pub fn summarize(
         errors_by_kind,
         finish_reasons,
         tokens_estimated: ok.iter().filter(|r| r.tokens_estimated).count(),
-        latency_s: Distribution::of(ok.iter().map(|r| r.latency_s)),
+        latency_s: Distribution::of(ok.iter().filter_map(|r| r.measured_latency_s())),
         ttft_s: Distribution::of(ok.iter().filter_map(|r| r.ttft_s)),
         decode_tps: Distribution::of(ok.iter().filter_map(|r| r.decode_tps)),
         input_tokens: Distribution::of(ok.iter().filter_map(|r| r.input_tokens.map(|t| t as f64))),
@@ -343,7 +343,7 @@ pub fn summarize(
                     recorded: rs.len(),
                     ok: ok.len(),
                     errors: rs.len() - ok.len(),
-                    latency_s: Distribution::of(ok.iter().map(|r| r.latency_s)),
+                    latency_s: Distribution::of(ok.iter().filter_map(|r| r.measured_latency_s())),
                     output_tokens: Distribution::of(
                         ok.iter().filter_map(|r| r.output_tokens.map(|t| t as f64)),
                     ),

@@ -1,34 +1,26 @@
 //! Expansion of `~`, `${VAR}` and `${VAR:-default}` in path fields, so one experiment file works
 //! on machines that keep models in different places.
 
-/// Expand a path string; the error names the variable that is unset.
+/// Expand a path string; the error names the variable that is unset. `$VAR` and `${VAR}`
+/// take the variable (an empty one counts as unset), `${VAR:-default}` the default where it is
+/// unset, and a leading `~` is `$HOME` (shell rules, by the `shellexpand` crate).
 pub(super) fn expand_path(raw: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in `{raw}`"))?;
-        let inner = &after[..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
-        };
-        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => return Err(format!("environment variable `{name}` is not set")),
-        }
-        rest = &after[end + 1..];
+    let mut home_missing = false;
+    let home = || {
+        let home = std::env::var("HOME").ok();
+        home_missing = home.is_none();
+        home
+    };
+    let var = |name: &str| match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(Some(v)),
+        _ => Err(()),
+    };
+    let out = shellexpand::full_with_context(raw, home, var)
+        .map_err(|e| format!("environment variable `{}` is not set", e.var_name))?;
+    if home_missing && out.starts_with('~') {
+        return Err("`~` used but HOME is not set".into());
     }
-    out.push_str(rest);
-    if out == "~" || out.starts_with("~/") {
-        let home = std::env::var("HOME").map_err(|_| "`~` used but HOME is not set".to_string())?;
-        out = format!("{home}{}", &out[1..]);
-    }
-    Ok(out)
+    Ok(out.into_owned())
 }
 
 #[cfg(test)]

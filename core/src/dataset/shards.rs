@@ -74,7 +74,9 @@ pub fn resolve(path: &Path, format: Option<DatasetFormat>) -> Result<Vec<PathBuf
         if !dir.is_dir() {
             return Err(format!("directory not found: {}", dir.display()));
         }
-        let files = list(dir, |f| glob_match(name.as_bytes(), f.as_bytes()))?;
+        let pattern = glob::Pattern::new(&name)
+            .map_err(|e| format!("{}: not a valid wildcard: {e}", path.display()))?;
+        let files = list(dir, |f| pattern.matches_with(f, MATCH))?;
         if files.is_empty() {
             return Err(format!("no file matches {}", path.display()));
         }
@@ -117,36 +119,14 @@ fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// `*` (any run of characters), `?` (one character) and `[abc]`/`[a-z]` (one of a set).
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some(b'*') => (0..=name.len()).any(|skip| glob_match(&pattern[1..], &name[skip..])),
-        Some(b'?') => !name.is_empty() && glob_match(&pattern[1..], &name[1..]),
-        Some(b'[') => {
-            let Some(close) = pattern.iter().position(|&c| c == b']') else {
-                return name.first() == Some(&b'[') && glob_match(&pattern[1..], &name[1..]);
-            };
-            let Some(&c) = name.first() else {
-                return false;
-            };
-            let set = &pattern[1..close];
-            let mut hit = false;
-            let mut i = 0;
-            while i < set.len() {
-                if i + 2 < set.len() && set[i + 1] == b'-' {
-                    hit |= (set[i]..=set[i + 2]).contains(&c);
-                    i += 3;
-                } else {
-                    hit |= set[i] == c;
-                    i += 1;
-                }
-            }
-            hit && glob_match(&pattern[close + 1..], &name[1..])
-        }
-        Some(&p) => name.first() == Some(&p) && glob_match(&pattern[1..], &name[1..]),
-    }
-}
+/// File-name wildcards: `*` (any run of characters), `?` (one character), `[abc]`/`[a-z]` (one
+/// of a set), `[!abc]` (none of it), case-sensitive. Only names in one directory are matched, and
+/// hidden files are left out by [`list`].
+const MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
 
 /// The parts of a Hugging Face shard name `<split>-<index>-of-<count>.<ext>`.
 fn shard_parts(file: &Path) -> Option<(String, u32, u32)> {
@@ -261,7 +241,11 @@ mod tests {
             Some(("my-set".into(), 0, 1))
         );
         assert_eq!(shard_parts(Path::new("train.parquet")), None);
-        assert!(glob_match(b"a*c?e", b"abbbcde"));
-        assert!(!glob_match(b"a*c?e", b"abbbce"));
+        let p = glob::Pattern::new("a*c?e").unwrap();
+        assert!(p.matches_with("abbbcde", MATCH));
+        assert!(!p.matches_with("abbbce", MATCH));
+        assert!(glob::Pattern::new("train-[0-9]*.parquet")
+            .unwrap()
+            .matches_with("train-1.parquet", MATCH));
     }
 }

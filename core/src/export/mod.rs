@@ -1,10 +1,12 @@
-//! `ipw export`: runs as files other tools read. One format for now, Parquet ([`parquet`]).
+//! `ipw export`: runs as files other tools read. One format for now, Parquet ([`parquet`]);
+//! and the CSV tables the study commands write beside their JSON ([`tables`]).
 //!
 //! Each run is written on its own, in its own directory (the run's own, or `<out>/<run name>/`
 //! beside a copy of its `manifest.json`), so that an exported tree is itself a set of run
 //! directories that `ipw compare`, `coverage`, `route` and `trend` read.
 
 pub mod parquet;
+pub mod tables;
 
 use std::path::PathBuf;
 

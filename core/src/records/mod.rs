@@ -15,6 +15,7 @@
 //!
 //! Times in records and power readings are on the run clock ([`clock`]).
 
+mod atomic;
 pub mod clock;
 mod energy;
 mod figures;
@@ -25,6 +26,7 @@ mod power_log;
 mod record;
 mod store;
 
+pub use atomic::{write_atomic, write_atomic_private, AtomicFile};
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo, PAIRWISE_GRADER};
@@ -38,6 +40,6 @@ pub use power_log::{
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, sanitize, write_atomic, write_atomic_private, write_json_atomic, RecordsRead,
-    RecordsWriter, RejectedLine, RunDir, RunLock, StoreError,
+    run_dirs, sanitize, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
+    RunLock, StoreError,
 };

@@ -747,11 +747,11 @@ pub fn read_records_file(
 }
 
 /// A Parquet file being written: batches go to a temporary file beside `path`, renamed over
-/// it by [`ParquetFile::finish`] (a reader, or a crash, sees the old file or the whole new one).
+/// it by [`ParquetFile::finish`] (a reader, or a crash, sees the old file or the whole new one;
+/// see [`super::AtomicFile`]).
 pub struct ParquetFile {
     path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
-    writer: Option<parquet::arrow::ArrowWriter<std::fs::File>>,
+    writer: parquet::arrow::ArrowWriter<super::AtomicFile>,
 }
 
 impl ParquetFile {
@@ -760,12 +760,8 @@ impl ParquetFile {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self, String> {
         use parquet::basic::Compression;
         use parquet::file::properties::WriterProperties;
-        let name = path
-            .file_name()
-            .ok_or_else(|| format!("{}: not a file path", path.display()))?
-            .to_string_lossy();
-        let tmp = path.with_file_name(format!(".{name}.{}.part", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let file =
+            super::AtomicFile::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(BATCH_ROWS))
@@ -775,39 +771,22 @@ impl ParquetFile {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
-            tmp,
-            writer: Some(writer),
+            writer,
         })
     }
 
     /// Append a batch (written out as soon as a row group fills).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let w = self.writer.as_mut().expect("open until finished");
-        w.write(batch)
+        self.writer
+            .write(batch)
             .map_err(|e| format!("{}: {e}", self.path.display()))
     }
 
-    /// Close the file, sync it and rename it into place.
-    pub fn finish(mut self) -> Result<(), String> {
-        let w = self.writer.take().expect("open until finished");
+    /// Close the file, sync it and rename it into place. Dropped unfinished (an error on the
+    /// way), no half-written file is left behind.
+    pub fn finish(self) -> Result<(), String> {
         let at = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
-        let file = w.into_inner().map_err(|e| at(&e))?;
-        file.sync_all().map_err(|e| at(&e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| at(&e))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ParquetFile {
-    fn drop(&mut self) {
-        // Not finished (an error on the way): no half-written file left behind.
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        let file = self.writer.into_inner().map_err(|e| at(&e))?;
+        file.commit().map_err(|e| at(&e))
     }
 }

@@ -284,29 +284,23 @@ impl Iterator for PowerLogLines {
 }
 
 /// A `power.jsonl` written whole from other runs' logs (`ipw merge`), each source's sessions
-/// moved up by an offset. It is written to a temporary file beside the log and takes the log's
-/// place at [`MergedPowerLog::finish`], so a merge cut short never leaves half a log.
+/// moved up by an offset. It is written through an [`AtomicFile`](super::AtomicFile) and takes
+/// the log's place at [`MergedPowerLog::finish`], so a merge cut short never leaves half a log.
 pub struct MergedPowerLog {
     path: PathBuf,
-    tmp: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    out: std::io::BufWriter<super::AtomicFile>,
     any: bool,
 }
 
 impl MergedPowerLog {
-    /// Start writing the log at `path` (into `.<name>.merging` beside it).
+    /// Start writing the log at `path` (into a temporary file beside it).
     pub fn create(path: &Path) -> Result<Self, StoreError> {
-        let name = path
-            .file_name()
-            .map_or("power.jsonl".into(), |n| n.to_string_lossy());
-        let tmp = path.with_file_name(format!(".{name}.merging"));
-        let file = std::fs::File::create(&tmp).map_err(|source| StoreError::Io {
-            path: tmp.clone(),
+        let file = super::AtomicFile::create(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
             source,
         })?;
         Ok(Self {
             path: path.to_path_buf(),
-            tmp,
             out: std::io::BufWriter::new(file),
             any: false,
         })
@@ -337,25 +331,18 @@ impl MergedPowerLog {
         Ok(())
     }
 
-    /// Sync the new log and move it into place; when no source had a log, remove it and any
-    /// log an earlier merge left.
+    /// Sync the new log and move it into place; when no source had a log, drop it (its
+    /// temporary file goes) and remove any log an earlier merge left.
     pub fn finish(self) -> Result<(), StoreError> {
-        let tmp_err = |source| StoreError::Io {
-            path: self.tmp.clone(),
+        let io_err = |source| StoreError::Io {
+            path: self.path.clone(),
             source,
         };
-        self.out
-            .into_inner()
-            .map_err(|e| tmp_err(e.into_error()))?
-            .sync_all()
-            .map_err(tmp_err)?;
+        let file = self.out.into_inner().map_err(|e| io_err(e.into_error()))?;
         if self.any {
-            std::fs::rename(&self.tmp, &self.path).map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            file.commit().map_err(io_err)?;
         } else {
-            let _ = std::fs::remove_file(&self.tmp);
+            drop(file);
             let _ = std::fs::remove_file(&self.path);
         }
         Ok(())

@@ -147,6 +147,15 @@ pub struct HarnessCpu {
     pub machine_cpu_s: Option<f64>,
 }
 
+impl Record {
+    /// The query's latency when one was recorded: `None` for 0, which is what `ipw import`
+    /// writes for a table without latencies (a query that ran always takes some time), so
+    /// that a missing latency prints as `-`, not as `0 s`, and no median counts it.
+    pub fn measured_latency_s(&self) -> Option<f64> {
+        (self.latency_s > 0.0).then_some(self.latency_s)
+    }
+}
+
 /// Decode throughput: tokens after the first over the time after the first.
 pub fn decode_tps(output_tokens: Option<u64>, ttft_s: Option<f64>, latency_s: f64) -> Option<f64> {
     let (n, ttft) = (output_tokens?, ttft_s?);

@@ -13,8 +13,10 @@
 //!   a format this version cannot read) is moved aside to `records.rejected.jsonl` with its line
 //!   number and the reason, never a reason to truncate what follows it.
 //! - **Whole files or old files.** Manifests, summaries and rewritten records are written to a
-//!   temporary file, synced, renamed over the old one and the directory synced ([`write_atomic`]).
+//!   temporary file, synced, renamed over the old one and the directory synced
+//!   ([`super::atomic`]).
 
+use super::atomic::write_atomic;
 use super::figures::Detail;
 use super::{Manifest, Record, RECORD_SCHEMA};
 use serde::{Deserialize, Serialize};
@@ -784,66 +786,6 @@ pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result
     let mut text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     text.push(b'\n');
     write_atomic(path, &text)
-}
-
-/// Replace `path` with `bytes` so that a reader (or a crash) sees the old file or the new one,
-/// never a mix: write a temporary file beside it (unique per host, process and call), sync it, rename
-/// it over `path`, then sync the directory so the rename itself survives a power loss.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut open = OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    write_atomic_with(path, bytes, &open)
-}
-
-/// [`write_atomic`] for a file only this user may read or write (mode 0600 from its creation,
-/// never wider), whose temporary file must be new: the WASM sandbox's compiled-code cache,
-/// which refuses on reading any entry someone else could have written.
-pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut open = OpenOptions::new();
-    open.write(true).create_new(true).mode(0o600);
-    write_atomic_with(path, bytes, &open)
-}
-
-/// [`write_atomic`], creating the temporary file with `open`.
-fn write_atomic_with(path: &Path, bytes: &[u8], open: &OpenOptions) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("not a file path"))?
-        .to_string_lossy();
-    // The host too: shards on several machines may write one shared file system's files.
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let host = HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().replace(['/', '.'], "_"))
-            .unwrap_or_default()
-    });
-    let tmp = path.with_file_name(format!(
-        ".{name}.{host}.{}.{}.part",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = open.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // Some file systems cannot sync a directory; the data itself is already synced.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// A file-system-safe version of a name: how experiment, run and shard directories are named

@@ -395,40 +395,47 @@ impl<'a> Page<'a> {
             return;
         };
         let route = &routing.route;
-        let bars: Vec<Bar> = route
-            .routers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, x)| {
-                Some(Bar {
-                    label: x.router.clone(),
-                    colour: colour(i),
-                    e: x.savings.energy?,
-                    extra: x
-                        .accuracy_delta
-                        .map(|d| format!("Δacc {:+.3}", d.value))
-                        .unwrap_or_default(),
+        // One chart per figure some router saves: runs of costs only (as in the routing
+        // literature) have cost savings and no energy ones. Energy keeps the chart id it had.
+        type Saving = fn(&super::RouteSavings) -> Option<Estimate>;
+        let kinds: [(&str, &str, Saving); 3] = [
+            ("route-savings", "Energy", |s| s.energy),
+            ("route-savings-compute", "Compute", |s| s.compute),
+            ("route-savings-cost", "Cost", |s| s.cost),
+        ];
+        let mut charts = 0;
+        for (id, what, saving) in kinds {
+            let bars: Vec<Bar> = route
+                .routers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| {
+                    Some(Bar {
+                        label: x.router.clone(),
+                        colour: colour(i),
+                        e: saving(&x.savings)?,
+                        extra: x
+                            .accuracy_delta
+                            .map(|d| format!("Δacc {:+.3}", d.value))
+                            .unwrap_or_default(),
+                    })
                 })
-            })
-            .collect();
-        if bars.is_empty() {
-            let _ = write!(
-                self.out,
-                r#"<p class="empty">no router has energy savings in {}</p>"#,
-                esc(&routing.path.display().to_string())
-            );
-        } else {
+                .collect();
+            if bars.is_empty() {
+                continue;
+            }
+            charts += 1;
             let body = interval_chart(
-                "route-savings",
-                "Energy saved against the reference",
-                "energy saved (% of the reference's)",
+                id,
+                &format!("{what} saved against the reference"),
+                &format!("{} saved (% of the reference's)", what.to_lowercase()),
                 &bars,
                 100.0,
             );
             self.chart(
-                "route-savings",
+                id,
                 &format!(
-                    "Energy saved against sending every query to {}",
+                    "{what} saved against sending every query to {}",
                     route.reference
                 ),
                 &format!(
@@ -437,6 +444,13 @@ impl<'a> Page<'a> {
                 ),
                 &r.routing.provenance,
                 body,
+            );
+        }
+        if charts == 0 {
+            let _ = write!(
+                self.out,
+                r#"<p class="empty">no router has energy, compute or cost savings in {}</p>"#,
+                esc(&routing.path.display().to_string())
             );
         }
         let curves: Vec<(&String, &Vec<super::RouteCurvePoint>)> = route

@@ -232,11 +232,17 @@ pub struct RouterSummary {
     pub energy_estimated: bool,
 }
 
-/// A router's savings.
+/// A router's savings: each a share of the reference's, where the runs have that figure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RouteSavings {
     /// Share of the reference's energy saved.
     pub energy: Option<Estimate>,
+    /// Share of the reference's compute (FLOPs) saved.
+    #[serde(default)]
+    pub compute: Option<Estimate>,
+    /// Share of the reference's cost saved.
+    #[serde(default)]
+    pub cost: Option<Estimate>,
 }
 
 /// One point of a router's sweep.

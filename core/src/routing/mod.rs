@@ -30,8 +30,9 @@ pub struct RouteRequest {
     pub reference: String,
     /// Router specs (built-in names).
     pub routers: Vec<String>,
-    /// What the oracle minimises by default.
-    pub objective: Objective,
+    /// What oracle-based routers minimise unless their spec says; `None`: energy, or the first
+    /// of compute and cost with figures where no run has energy ([`Objective::default_for`]).
+    pub objective: Option<Objective>,
     /// Seed for random routers and bootstrap intervals.
     pub seed: u64,
     /// Metadata that overrides the runs' own, per model name.
@@ -142,9 +143,12 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
         return Err(RouteError::NoCommonQueries(table.incomplete.len()));
     }
     let reference = table.column(&req.reference)?;
+    let objective = req
+        .objective
+        .unwrap_or_else(|| Objective::default_for(&table));
     let ctx = Context {
         reference,
-        objective: req.objective,
+        objective,
         seed: req.seed,
     };
     let mut reports = Vec::new();
@@ -210,7 +214,7 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
     Ok(RouteReport {
         schema: ROUTE_SCHEMA,
         reference: table.columns[reference].name.clone(),
-        objective: req.objective,
+        objective,
         energy_basis: table.energy_basis,
         queries: table.rows.len(),
         incomplete: table.incomplete.clone(),
@@ -263,13 +267,10 @@ fn sweep(spec: &str, table: &Table, ctx: Context) -> Result<Option<Vec<CurvePoin
     let tenths: Vec<f64> = (0..=10).map(|k| k as f64 / 10.0).collect();
     let (grid, make): (Vec<f64>, Box<dyn Fn(f64) -> String>) = match parts[..] {
         ["random", _] => (tenths, Box::new(|v| format!("random:{v}"))),
-        ["p-accurate", _] => (tenths, Box::new(|v| format!("p-accurate:{v}"))),
-        ["p-accurate", _, fallback] => {
-            let fallback = fallback.to_string();
-            (
-                tenths,
-                Box::new(move |v| format!("p-accurate:{v}:{fallback}")),
-            )
+        ["p-accurate", _, ref rest @ ..] => {
+            // The fallback and objective, as given.
+            let rest: String = rest.iter().map(|r| format!(":{r}")).collect();
+            (tenths, Box::new(move |v| format!("p-accurate:{v}{rest}")))
         }
         ["threshold", feature, _, model] => {
             let mut sizes: Vec<f64> = table
@@ -306,52 +307,6 @@ fn sweep(spec: &str, table: &Table, ctx: Context) -> Result<Option<Vec<CurvePoin
         points.push(simulate::point(r.as_mut(), table, ctx.reference, v));
     }
     Ok(Some(points))
-}
-
-/// The per-router table as CSV (one line per router): the figures and their intervals.
-pub fn to_csv(report: &RouteReport) -> String {
-    let mut out = String::from(
-        "router,queries,errors,escalated,accuracy,accuracy_lo,accuracy_hi,accuracy_delta,\
-         energy_j,energy_j_lo,energy_j_hi,compute_flops,cost_usd,latency_s,\
-         energy_saving,energy_saving_lo,energy_saving_hi,compute_saving,compute_saving_lo,\
-         compute_saving_hi,cost_saving,cost_saving_lo,cost_saving_hi,energy_estimated\n",
-    );
-    let v = |e: &Option<crate::analysis::Estimate>| {
-        e.as_ref().map(|e| e.value.to_string()).unwrap_or_default()
-    };
-    let ci = |e: &Option<crate::analysis::Estimate>| match e {
-        Some(e) => format!("{},{}", e.ci95[0], e.ci95[1]),
-        None => ",".into(),
-    };
-    for r in &report.routers {
-        let name = if r.router.contains([',', '"']) {
-            format!("\"{}\"", r.router.replace('"', "\"\""))
-        } else {
-            r.router.clone()
-        };
-        out += &format!(
-            "{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.queries,
-            r.errors.len(),
-            r.escalated,
-            v(&r.accuracy),
-            ci(&r.accuracy),
-            v(&r.accuracy_delta),
-            v(&r.energy_j),
-            ci(&r.energy_j),
-            v(&r.compute_flops),
-            v(&r.cost_usd),
-            v(&r.latency_s),
-            v(&r.savings.energy),
-            ci(&r.savings.energy),
-            v(&r.savings.compute),
-            ci(&r.savings.compute),
-            v(&r.savings.cost),
-            ci(&r.savings.cost),
-            r.energy_estimated
-        );
-    }
-    out
 }
 
 #[cfg(test)]

@@ -8,13 +8,18 @@
 //!   `share`, else uniform over the others), seeded per query;
 //! - `oracle` / `oracle:energy|compute|cost`: the cheapest model (by the objective, default
 //!   `--by`) whose score is at least the reference's; the upper bound of any router;
-//! - `p-accurate:<p>` / `p-accurate:<p>:random`: the oracle's choice with probability `p`,
-//!   else the reference (as in the study) or a uniformly random model;
+//! - `p-accurate:<p>` / `p-accurate:<p>:random`, optionally followed by
+//!   `:energy|compute|cost`: the oracle's choice (by that objective, default `--by`) with
+//!   probability `p`, else the reference (as in the study) or a uniformly random model;
 //! - `threshold:prompt_tokens:<n>:<model>` (or `prompt_chars`): `model` for prompts up to `n`,
 //!   the reference above; `threshold:subject:<a>|<b>|...:<model>`: `model` for queries of
 //!   those subjects (or datasets), the reference for the rest;
 //! - `cascade:<model>` / `cascade:<model>:<min score>`: ask `model`; when its grade is below
 //!   `min score` (default 1, i.e. wrong) ask the reference too; both attempts are paid.
+//!
+//! An oracle-based router whose objective has no figure in any run (energy on a table of
+//! costs) is refused when it is made, naming the objectives that have figures, instead of
+//! failing every query.
 
 use crate::joined::{Outcome, Row, Table};
 use crate::rng::SplitMix64;
@@ -59,6 +64,59 @@ impl Objective {
             "cost" => Ok(Objective::Cost),
             other => Err(format!("`{other}`: use energy, compute or cost")),
         }
+    }
+
+    /// Every objective, in the order a default is chosen from (see [`Objective::default_for`]).
+    pub const ALL: [Objective; 3] = [Objective::Energy, Objective::Compute, Objective::Cost];
+
+    /// Its name, as `--by` and router specs spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Energy => "energy",
+            Objective::Compute => "compute",
+            Objective::Cost => "cost",
+        }
+    }
+
+    /// Whether any model has this figure for any query of the table.
+    pub fn has_data(self, table: &Table) -> bool {
+        table
+            .rows
+            .iter()
+            .any(|r| r.outcomes.iter().any(|o| self.of(o).is_some()))
+    }
+
+    /// The objective used when none is chosen: energy, or where no run has energy (a table of
+    /// costs, as in the routing literature) the first of compute and cost that has figures;
+    /// energy when none has, so that oracle-based routers are refused naming it.
+    pub fn default_for(table: &Table) -> Objective {
+        Objective::ALL
+            .into_iter()
+            .find(|o| o.has_data(table))
+            .unwrap_or_default()
+    }
+
+    /// This objective when the table has figures for it; else why an oracle cannot minimise
+    /// it, naming the objectives that have figures.
+    fn with_data(self, table: &Table) -> Result<Self, String> {
+        if self.has_data(table) {
+            return Ok(self);
+        }
+        let have: Vec<&str> = Objective::ALL
+            .into_iter()
+            .filter(|o| o.has_data(table))
+            .map(Objective::name)
+            .collect();
+        Err(format!(
+            "no run has {} figures, so an oracle cannot minimise it; objectives with figures: {} \
+             (choose one with --by, or in the spec, e.g. `oracle:<objective>`)",
+            self.name(),
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.join(", ")
+            }
+        ))
     }
 
     /// The figure this objective reads from an outcome.
@@ -145,26 +203,37 @@ pub fn builtin(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Router
         }),
         ["oracle"] => Box::new(Oracle {
             name,
-            objective: ctx.objective,
+            objective: ctx.objective.with_data(table).map_err(err)?,
             ctx,
         }),
         ["oracle", by] => Box::new(Oracle {
             name,
-            objective: Objective::parse(by).map_err(err)?,
+            objective: Objective::parse(by)
+                .and_then(|o| o.with_data(table))
+                .map_err(err)?,
             ctx,
         }),
-        ["p-accurate", p] | ["p-accurate", p, "reference"] => Box::new(PAccurate {
-            name,
-            p: share(p, "p")?,
-            random_fallback: false,
-            ctx,
-        }),
-        ["p-accurate", p, "random"] => Box::new(PAccurate {
-            name,
-            p: share(p, "p")?,
-            random_fallback: true,
-            ctx,
-        }),
+        ["p-accurate", p, ref rest @ ..] if rest.len() <= 2 => {
+            let (mut random_fallback, mut objective) = (false, ctx.objective);
+            for part in rest {
+                match *part {
+                    "reference" => random_fallback = false,
+                    "random" => random_fallback = true,
+                    by => {
+                        objective = Objective::parse(by).map_err(|e| {
+                            err(format!("{e}; or the fallback `reference` or `random`"))
+                        })?
+                    }
+                }
+            }
+            Box::new(PAccurate {
+                name,
+                p: share(p, "p")?,
+                random_fallback,
+                objective: objective.with_data(table).map_err(err)?,
+                ctx,
+            })
+        }
         ["threshold", feature @ ("prompt_tokens" | "prompt_chars"), n, model] => {
             Box::new(Threshold {
                 name,
@@ -195,7 +264,7 @@ pub fn builtin(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Router
         _ => {
             return Err(err(
                 "unknown router; use always:<model>, random[:<share>], oracle[:energy|compute|cost], \
-                 p-accurate:<p>[:reference|random], threshold:prompt_tokens|prompt_chars:<n>:<model>, \
+                 p-accurate:<p>[:reference|random][:energy|compute|cost], threshold:prompt_tokens|prompt_chars:<n>:<model>, \
                  threshold:subject:<a>|<b>:<model>, \
                  cascade:<model>[:<min score>], or a .wasm router"
                     .into(),
@@ -310,6 +379,7 @@ struct PAccurate {
     name: String,
     p: f64,
     random_fallback: bool,
+    objective: Objective,
     ctx: Context,
 }
 
@@ -320,7 +390,7 @@ impl Router for PAccurate {
     fn decide(&mut self, row: &Row, table: &Table) -> Result<Decision, String> {
         let mut rng = query_rng(self.ctx.seed, &row.query_id, 0x50414343);
         if uniform(&mut rng) < self.p {
-            return oracle_choice(row, self.ctx.reference, self.ctx.objective).map(Decision::one);
+            return oracle_choice(row, self.ctx.reference, self.objective).map(Decision::one);
         }
         Ok(Decision::one(if self.random_fallback {
             rng.below(table.columns.len())

@@ -157,6 +157,39 @@ fn oracle_by_cost_or_compute_follows_its_objective() {
 }
 
 #[test]
+fn p_accurate_takes_its_objective_and_an_objective_without_figures_is_refused() {
+    let mut t = table();
+    for r in &mut t.rows {
+        r.outcomes[1].cost_usd = Some(1e-9);
+    }
+    let mut by_cost = routers::builtin("p-accurate:1:reference:cost", &t, ctx()).unwrap();
+    assert_eq!(by_cost.decide(&t.rows[0], &t).unwrap().tried, vec![1]);
+    let mut by_cost = routers::builtin("p-accurate:1:cost", &t, ctx()).unwrap();
+    assert_eq!(by_cost.decide(&t.rows[0], &t).unwrap().tried, vec![1]);
+    assert!(routers::builtin("p-accurate:1:watts", &t, ctx()).is_err());
+    // A table of costs only, as routing papers publish.
+    for r in &mut t.rows {
+        for o in &mut r.outcomes {
+            (o.energy_j, o.flops) = (None, None);
+        }
+    }
+    assert_eq!(Objective::default_for(&t), Objective::Cost);
+    for spec in [
+        "oracle",
+        "oracle:energy",
+        "p-accurate:0.5",
+        "p-accurate:0.5:compute",
+    ] {
+        let e = routers::builtin(spec, &t, ctx())
+            .err()
+            .expect(spec)
+            .to_string();
+        assert!(e.contains("objectives with figures: cost"), "{spec}: {e}");
+    }
+    assert!(routers::builtin("oracle:cost", &t, ctx()).is_ok());
+}
+
+#[test]
 fn p_accurate_is_the_oracle_with_probability_p_else_the_reference() {
     // 2000 copies of the table's queries (distinct ids, so distinct random draws).
     let base = table();

@@ -171,7 +171,7 @@ fn row_of(
     let mut latency: Vec<f64> = records
         .iter()
         .filter(|r| r.error.is_none())
-        .map(|r| r.latency_s)
+        .filter_map(|r| r.measured_latency_s())
         .collect();
     latency.sort_by(f64::total_cmp);
     let energies = query_energies(records);
