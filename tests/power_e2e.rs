@@ -707,11 +707,24 @@ fn every_record_bounds_the_true_energy_of_a_coarse_jittered_gauge() {
         .expect("a measurement bound on the mean");
     let c = mean["combined"].as_array().unwrap();
     let (v, ci) = (mean["value"].as_f64().unwrap(), &mean["ci95"]);
-    assert!(m[0].as_f64().unwrap() <= v && v <= m[1].as_f64().unwrap());
+    let (m0, m1) = (m[0].as_f64().unwrap(), m[1].as_f64().unwrap());
+    let (ci0, ci1) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(m0 <= v && v <= m1);
+    // Energy is positive: the combined interval scales the sampling one by the bound's reach
+    // on each side (Estimate::with_measurement), so it holds it and stays above zero.
+    let (c0, c1) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
     assert!(
-        c[0].as_f64().unwrap() <= ci[0].as_f64().unwrap() - (v - m[0].as_f64().unwrap()) + 1e-9
+        (c0 - ci0 * m0 / v).abs() <= 1e-9 * v,
+        "{c0} vs {ci0} x {m0} / {v}"
     );
-    assert!(c[1].as_f64().unwrap() >= ci[1].as_f64().unwrap());
+    assert!(
+        (c1 - ci1 * m1 / v).abs() <= 1e-9 * v,
+        "{c1} vs {ci1} x {m1} / {v}"
+    );
+    assert!(
+        0.0 < c0 && c0 <= ci0 && c1 >= ci1,
+        "[{c0}, {c1}] around [{ci0}, {ci1}]"
+    );
 }
 
 #[test]

@@ -164,13 +164,14 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             println!(
-                "all built-in routers: {total:.2} s (one thread; decisions and point figures)"
+                "all built-in routers: {} (one thread; decisions and point figures)",
+                seconds_or_ms(total)
             );
             let slice = bench::synthetic_table(queries.min(10_000), models.max(2), 1);
             println!(
-                "full report with paired bootstrap intervals (1000 resamples), oracle, {} queries: {:.2} s",
+                "full report with paired bootstrap intervals (1000 resamples), oracle, {} queries: {}",
                 slice.rows.len(),
-                bench::bench_full_report(&slice)
+                seconds_or_ms(bench::bench_full_report(&slice))
             );
             if let Some(path) = wasm {
                 let r = bench::bench_wasm(&path, &table, seconds)?;
@@ -330,6 +331,16 @@ struct SamplerRow {
     reads_per_s: f64,
     ms_per_read: f64,
     percent: f64,
+}
+
+/// A duration for a person: seconds above one, milliseconds below (a small table's figures
+/// would otherwise print as `0.00 s`).
+fn seconds_or_ms(seconds: f64) -> String {
+    if seconds >= 1.0 {
+        format!("{seconds:.2} s")
+    } else {
+        format!("{:.3} ms", seconds * 1e3)
+    }
 }
 
 /// Run `plugin` with `config` at `rate` Hz for `seconds` and read its thread's CPU.
