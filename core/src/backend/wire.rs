@@ -798,5 +798,4 @@ fn decode_chunked(
 }
 
 #[cfg(test)]
-#[path = "wire_tests.rs"]
 mod tests;

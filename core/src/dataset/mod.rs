@@ -8,8 +8,6 @@
 
 pub mod builtin;
 pub mod file;
-#[cfg(test)]
-mod hf_tests;
 pub mod mapping;
 pub mod parquet_rows;
 pub mod recipe;
@@ -221,3 +219,6 @@ pub fn hex(bytes: &[u8]) -> String {
             s
         })
 }
+
+#[cfg(test)]
+mod tests;

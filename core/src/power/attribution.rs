@@ -374,3 +374,6 @@ pub fn idle_power(curve: &EnergyCurve, from: f64, to: f64) -> Option<f64> {
         .then(|| curve.between(from, to).map(|e| e / (to - from)))
         .flatten()
 }
+
+#[cfg(test)]
+mod tests;

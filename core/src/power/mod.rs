@@ -14,7 +14,5 @@ pub mod session;
 
 pub use recorder::EdgeMarker;
 pub use session::{attribute_records, Baseline, PowerSession, SamplerInfo, SessionPower};
-#[cfg(test)]
-mod attribution_tests;
 
 pub use ipw_sampler_sdk::{Channel, ChannelKind, Domain, GaugeTiming};

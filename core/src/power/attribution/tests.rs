@@ -1,7 +1,7 @@
 //! Accuracy of attribution on synthetic traces whose true energy is known exactly.
 
-use super::attribution::*;
-use super::curve::EnergyCurve;
+use super::*;
+use crate::power::curve::EnergyCurve;
 use crate::config::SplitRule;
 use crate::rng::SplitMix64;
 use ipw_sampler_sdk::{ChannelKind, GaugeTiming};
