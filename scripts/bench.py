@@ -8,7 +8,8 @@ builds what it needs first). (The embedded backend against llama-server is `ipw 
             requests; min/median over rounds and the ratios to curl.
 
 Environment: IPW (the ipw binary), IPW_LLAMA_SERVER, IPW_TEST_MODEL; BENCH_ROUNDS (3),
-BENCH_QUERIES (50), BENCH_MAX_TOKENS (128), BENCH_THREADS (2).
+BENCH_QUERIES (50), BENCH_MAX_TOKENS (128), BENCH_THREADS (2); IPW_BEFORE (another ipw binary,
+measured as ipw-before), IPW_UREQ (an ipw built with `--features ureq-transport`).
 """
 import http.client
 import json
@@ -86,19 +87,23 @@ shuffle = true
     return path
 
 
-def run_ipw(work, name, model_toml, queries, seed, ipw=IPW):
-    """Run `ipw profile` and return (summary, manifest session, records)."""
+def run_ipw(work, name, model_toml, queries, seed, ipw=IPW, env=None, transport=None):
+    """Run `ipw profile` and return (summary, manifest session, records); with `transport`,
+    check that the manifest says the measured request went over it."""
     out = os.path.join(work, "out-" + name)
     shutil.rmtree(out, ignore_errors=True)
     toml = experiment(work, name, model_toml, queries, seed)
     done = subprocess.run([ipw, "profile", toml, "--out", out, "-q"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, **(env or {})))
     if done.returncode != 0:
         raise SystemExit(f"ipw profile failed:\n{done.stderr}")
     run = os.path.join(out, os.listdir(out)[0])
     summary = json.load(open(os.path.join(run, "summary.json")))
     manifest = json.load(open(os.path.join(run, "manifest.json")))
     records = [json.loads(l) for l in open(os.path.join(run, "records.jsonl"))]
+    if transport and f'"transport": "{transport}"' not in json.dumps(manifest):
+        raise SystemExit(f"{ipw}: the manifest does not name transport {transport}")
     return summary, manifest["sessions"][-1], records
 
 
@@ -190,6 +195,11 @@ model = "smollm2\""""
     before = os.environ.get("IPW_BEFORE")
     if before:
         figures["ipw-before"] = []
+    # IPW_UREQ: an ipw built with `--features ureq-transport`, run with IPW_HTTP_CLIENT=ureq (the
+    # same ipw with ureq in place of its own HTTP/1.1 client; the README's comparison).
+    with_ureq = os.environ.get("IPW_UREQ")
+    if with_ureq:
+        figures["ipw-ureq"] = []
     try:
         for r in range(ROUNDS):
             if before:
@@ -197,7 +207,15 @@ model = "smollm2\""""
                 figures["ipw-before"].append(session["cpu_per_query_ms"])
                 print(f"{r + 1:<6} {'ipw-before':<10} {session['cpu_per_query_ms']:>13.2f}",
                       flush=True)
-            s, session, records = run_ipw(work, "server", remote, queries, seed=200 + r)
+            if with_ureq:
+                _, session, _ = run_ipw(work, "server", remote, queries, seed=200 + r,
+                                        ipw=with_ureq, env={"IPW_HTTP_CLIENT": "ureq"},
+                                        transport="ureq")
+                figures["ipw-ureq"].append(session["cpu_per_query_ms"])
+                print(f"{r + 1:<6} {'ipw-ureq':<10} {session['cpu_per_query_ms']:>13.2f}",
+                      flush=True)
+            s, session, records = run_ipw(work, "server", remote, queries, seed=200 + r,
+                                          transport="direct-http1")
             measured = [x for x in records if x.get("response") is not None]
             tokens = sum(x.get("output_tokens") or 0 for x in measured) / max(len(measured), 1)
             bodies = request_bodies(measured, 200 + r)

@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 ./scripts/build-llama-server.sh
 cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
+# ureq in place of the direct HTTP client exists only to rerun the README's comparison; lint it
+# so that the comparison stays runnable.
+cargo clippy --release --locked -p ipw-core --features ureq-transport -- -D warnings
 # The sampler plugins and test fixtures are cdylibs the tests load from beside the binary.
 cargo build --release --locked --workspace
 # As root, install-deps.sh has installed Slurm and munge, so the real-Slurm test must run: it

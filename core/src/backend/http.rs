@@ -5,9 +5,10 @@
 //! covers every attempt (the energy was really spent), and `attempts` in the record says so.
 
 // The framing types are the framer's; backends name them through this module.
+use super::sse::FrameFn;
 use super::sse::Framer;
 pub use super::sse::{Flow, Framing};
-use super::wire::{Abort, DirectClient, NoResponse};
+use super::wire::{self, Abort, DirectClient, NoResponse};
 use super::{BackendError, BackendSetupError, ErrorKind};
 use crate::config::ModelConfig;
 use futures_util::StreamExt;
@@ -262,8 +263,16 @@ pub struct Transport {
     url: String,
     policy: HttpPolicy,
     direct: Option<Arc<DirectClient>>,
+    /// ureq in place of the direct client (`IPW_HTTP_CLIENT=ureq`), for the comparison only.
+    #[cfg(feature = "ureq-transport")]
+    ureq: Option<Arc<super::ureq_client::UreqClient>>,
     client: reqwest::Client,
 }
+
+/// One blocking attempt: frames go to the handler; the outcome as [`DirectClient::attempt`]'s.
+type BlockingAttempt = dyn Fn(&mut FrameFn, &Abort) -> Result<Result<wire::Streamed, BackendError>, NoResponse>
+    + Send
+    + Sync;
 
 /// Stops a direct attempt's thread when the query's future is dropped (deadline, cancel).
 struct AbortOnDrop(Arc<Abort>);
@@ -286,16 +295,34 @@ impl Transport {
         } else {
             DirectClient::new(&parsed, policy.connect_timeout, policy.read_timeout).map(Arc::new)
         };
+        #[cfg(feature = "ureq-transport")]
+        let (direct, ureq) = match std::env::var("IPW_HTTP_CLIENT").as_deref() {
+            Ok("ureq") if direct.is_some() => (
+                None,
+                Some(Arc::new(super::ureq_client::UreqClient::new(
+                    url,
+                    policy.connect_timeout,
+                    policy.read_timeout,
+                ))),
+            ),
+            _ => (direct, None),
+        };
         Ok(Self {
             url: url.into(),
             policy: policy.clone(),
             direct,
+            #[cfg(feature = "ureq-transport")]
+            ureq,
             client: policy.client(model)?,
         })
     }
 
     /// `direct-http1` or `reqwest`, for the manifest.
     pub fn name(&self) -> &'static str {
+        #[cfg(feature = "ureq-transport")]
+        if self.ureq.is_some() {
+            return "ureq";
+        }
         if self.direct.is_some() {
             "direct-http1"
         } else {
@@ -312,6 +339,12 @@ impl Transport {
         framing: Framing,
         handler: H,
     ) -> Result<Streamed<H>, BackendError> {
+        #[cfg(feature = "ureq-transport")]
+        if let Some(client) = &self.ureq {
+            return self
+                .stream_ureq(client, body, bearer, framing, handler)
+                .await;
+        }
         match &self.direct {
             Some(direct) => {
                 self.stream_direct(direct, body, bearer, framing, handler)
@@ -327,19 +360,46 @@ impl Transport {
         body: Vec<u8>,
         bearer: Option<&str>,
         framing: Framing,
+        handler: H,
+    ) -> Result<Streamed<H>, BackendError> {
+        let request: Vec<u8> = direct.request(&body, bearer)?;
+        let direct = direct.clone();
+        let attempt: Arc<BlockingAttempt> =
+            Arc::new(move |each, abort| direct.attempt(&request, framing, each, abort));
+        self.stream_blocking(attempt, handler).await
+    }
+
+    #[cfg(feature = "ureq-transport")]
+    async fn stream_ureq<H: FrameHandler>(
+        &self,
+        client: &Arc<super::ureq_client::UreqClient>,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+        framing: Framing,
+        handler: H,
+    ) -> Result<Streamed<H>, BackendError> {
+        let (client, bearer) = (client.clone(), bearer.map(str::to_string));
+        let attempt: Arc<BlockingAttempt> =
+            Arc::new(move |each, _abort| client.attempt(&body, bearer.as_deref(), framing, each));
+        self.stream_blocking(attempt, handler).await
+    }
+
+    /// Attempts on a thread of the blocking pool, retried as the policy says.
+    async fn stream_blocking<H: FrameHandler>(
+        &self,
+        attempt_once: Arc<BlockingAttempt>,
         mut handler: H,
     ) -> Result<Streamed<H>, BackendError> {
-        let request: Arc<[u8]> = direct.request(&body, bearer)?.into();
         let abort = Arc::new(Abort::default());
         let _stop = AbortOnDrop(abort.clone());
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (client, request, abort) = (direct.clone(), request.clone(), abort.clone());
+            let (attempt_once, abort) = (attempt_once.clone(), abort.clone());
             // Each attempt is one job on the blocking pool (its threads are kept): the backoff
             // between attempts is an async sleep, so dropping the query stops it at once.
             let (back, outcome) = tokio::task::spawn_blocking(move || {
-                let outcome = client.attempt(&request, framing, &mut |f| handler.frame(f), &abort);
+                let outcome = attempt_once(&mut |f| handler.frame(f), &abort);
                 (handler, outcome)
             })
             .await

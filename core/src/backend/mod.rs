@@ -9,6 +9,8 @@ pub mod http;
 pub mod ollama;
 pub mod openai;
 mod sse;
+#[cfg(feature = "ureq-transport")]
+mod ureq_client;
 mod wire;
 
 use crate::config::{BackendKind, ModelConfig};

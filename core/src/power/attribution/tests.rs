@@ -1,8 +1,8 @@
 //! Accuracy of attribution on synthetic traces whose true energy is known exactly.
 
 use super::*;
-use crate::power::curve::EnergyCurve;
 use crate::config::SplitRule;
+use crate::power::curve::EnergyCurve;
 use crate::rng::SplitMix64;
 use ipw_sampler_sdk::{ChannelKind, GaugeTiming};
 
