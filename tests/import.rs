@@ -284,10 +284,15 @@ fn a_table_of_costs_routes_by_cost_and_refuses_energy_naming_cost() {
             "{}",
             text(&o)
         );
+        // The table has no latency: the route says so (`-`), it does not average zeros.
+        for line in text(&o).lines().filter(|l| l.contains("per query:")) {
+            assert!(line.contains("latency - s"), "{line}");
+        }
         let report = json(&json_path);
         assert_eq!(report["objective"], "cost");
         for r in report["routers"].as_array().unwrap() {
             let name = r["router"].as_str().unwrap();
+            assert!(r["latency_s"].is_null(), "{name}: {r}");
             assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{name}: {r}");
             if name == "oracle" || name.starts_with("p-accurate:1") {
                 let got = r["savings"]["cost"]["value"].as_f64().unwrap();

@@ -79,7 +79,8 @@ pub struct Aggregates {
     pub accuracy: f64,
     /// Mean energy per query, joules (the table's energy basis), if known for every row.
     pub energy_j: Option<f64>,
-    /// Mean latency per query, seconds.
+    /// Mean latency per query, seconds; 0 when any row's latency was not measured (the router
+    /// world's field is a plain number).
     pub latency_s: f64,
     /// Mean cost per query, US dollars, if priced.
     pub cost_usd: Option<f64>,
@@ -99,8 +100,8 @@ pub struct Outcome {
     pub pairwise: bool,
     /// Joules (net or gross, as the table's `energy_basis`; declared where not measured).
     pub energy_j: Option<f64>,
-    /// Seconds from request to last byte.
-    pub latency_s: f64,
+    /// Seconds from request to last byte; `None` where not measured (an imported table).
+    pub latency_s: Option<f64>,
     /// Prompt tokens.
     pub input_tokens: Option<u64>,
     /// Generated tokens.
@@ -452,7 +453,7 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
             .as_ref()
             .is_some_and(|g| g.grader == crate::records::PAIRWISE_GRADER),
         energy_j: measured.or(declared),
-        latency_s: r.latency_s,
+        latency_s: r.measured_latency_s(),
         input_tokens: r.input_tokens,
         output_tokens: r.output_tokens,
         flops: meta
@@ -477,7 +478,7 @@ fn aggregates(rows: &[Row], col: usize) -> Aggregates {
     Aggregates {
         accuracy: mean(&|o| Some(o.score)).unwrap_or(0.0),
         energy_j: mean(&|o| o.energy_j),
-        latency_s: mean(&|o| Some(o.latency_s)).unwrap_or(0.0),
+        latency_s: mean(&|o| o.latency_s).unwrap_or(0.0),
         cost_usd: mean(&|o| o.cost_usd),
     }
 }

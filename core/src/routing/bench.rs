@@ -63,7 +63,7 @@ pub fn synthetic_table(queries: usize, models: usize, seed: u64) -> Table {
                             unscored: false,
                             pairwise: false,
                             energy_j: Some(e),
-                            latency_s: e / 50.0,
+                            latency_s: Some(e / 50.0),
                             input_tokens: Some(tokens),
                             output_tokens: Some(100),
                             flops: Some(2.0 * 0.5e9 * (k + 1) as f64 * (tokens + 100) as f64),

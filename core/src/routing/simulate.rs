@@ -83,7 +83,7 @@ struct Paid {
     energy: Option<f64>,
     flops: Option<f64>,
     cost: Option<f64>,
-    latency: f64,
+    latency: Option<f64>,
 }
 
 fn paid(table: &Table, row: usize, d: &Decision) -> Paid {
@@ -94,7 +94,7 @@ fn paid(table: &Table, row: usize, d: &Decision) -> Paid {
         energy: sum(&|c| r.outcomes[c].energy_j),
         flops: sum(&|c| r.outcomes[c].flops),
         cost: sum(&|c| r.outcomes[c].cost_usd),
-        latency: d.tried.iter().map(|&c| r.outcomes[c].latency_s).sum(),
+        latency: sum(&|c| r.outcomes[c].latency_s),
     }
 }
 
@@ -195,7 +195,7 @@ pub fn simulate(
         energy_j: mean(|p| p.energy, 3),
         compute_flops: mean(|p| p.flops, 4),
         cost_usd: mean(|p| p.cost, 5),
-        latency_s: mean(|p| Some(p.latency), 6),
+        latency_s: mean(|p| p.latency, 6),
         savings: Savings {
             energy: saving(|p| p.energy, 7),
             compute: saving(|p| p.flops, 8),

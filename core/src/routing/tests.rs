@@ -12,7 +12,7 @@ fn outcome(score: f64, energy: f64) -> Outcome {
         unscored: false,
         pairwise: false,
         energy_j: Some(energy),
-        latency_s: energy / 10.0,
+        latency_s: Some(energy / 10.0),
         input_tokens: Some(10),
         output_tokens: Some(20),
         flops: Some(energy * 1e9),
