@@ -524,6 +524,15 @@ mod tests {
         for (name, e) in [("apj", q.apj.unwrap()), ("apw", q.apw.unwrap())] {
             let [m_lo, m_hi] = e.measurement.unwrap();
             let [lo, hi] = e.combined.unwrap();
+            eprintln!(
+                "{name} {:.5} sampling [{:.5}, {:.5}] bound [{m_lo:.5}, {m_hi:.5}]: combined \
+                 [{lo:.5}, {hi:.5}] (shifted, as before: [{:.5}, {:.5}])",
+                e.value,
+                e.ci95[0],
+                e.ci95[1],
+                e.ci95[0] - (e.value - m_lo),
+                e.ci95[1] + (m_hi - e.value)
+            );
             assert!(
                 e.ci95[0] - (e.value - m_lo) < 0.0,
                 "{name}: the case that went negative"
