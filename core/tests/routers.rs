@@ -20,7 +20,7 @@ fn table(queries: usize) -> Table {
         unscored: false,
         pairwise: false,
         energy_j: Some(energy),
-        latency_s: 1.0,
+        latency_s: Some(1.0),
         input_tokens: Some(10),
         output_tokens: Some(10),
         flops: None,
