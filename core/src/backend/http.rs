@@ -102,24 +102,14 @@ async fn send_with_retry(
             ),
             Ok(Ok(resp)) if resp.status().is_success() => return Ok((resp, attempt)),
             Ok(Ok(resp)) => {
-                let status = resp.status();
+                let status = resp.status().as_u16();
                 let retry_after = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)));
+                    .and_then(wire::retry_after);
                 let body = read_capped(resp, 512).await;
-                NoResponse {
-                    kind: if status.as_u16() == 429 {
-                        ErrorKind::RateLimited
-                    } else {
-                        ErrorKind::HttpStatus
-                    },
-                    message: format!("HTTP {status}: {body}"),
-                    retry_after,
-                    retryable: status.as_u16() == 429 || status.is_server_error(),
-                }
+                NoResponse::status(status, &body, retry_after)
             }
         };
         tokio::time::sleep(retry_or_fail(policy, attempt, failure)?).await;

@@ -7,7 +7,7 @@
 //! token where the `read` returns it. Unlike it, a query's deadline cannot shut the socket down
 //! (ureq does not hand it out): the thread notices at its next read or read timeout.
 
-use super::sse::{FrameFn, Framer, Framing};
+use super::sse::{Flow, FrameFn, Framer, Framing};
 use super::wire::{NoResponse, Streamed};
 use super::{BackendError, ErrorKind};
 use std::io::Read;
@@ -57,24 +57,14 @@ impl UreqClient {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s.min(30)));
+                .and_then(super::wire::retry_after);
             let mut text = String::new();
             let _ = response
                 .into_body()
                 .into_reader()
                 .take(512)
                 .read_to_string(&mut text);
-            return Err(NoResponse {
-                kind: if status == 429 {
-                    ErrorKind::RateLimited
-                } else {
-                    ErrorKind::HttpStatus
-                },
-                message: format!("HTTP {status}: {text}"),
-                retry_after,
-                retryable: status == 429 || status >= 500,
-            });
+            return Err(NoResponse::status(status, &text, retry_after));
         }
         let mut reader = response.into_body().into_reader();
         let mut framer = Framer::new(framing);
@@ -96,13 +86,13 @@ impl UreqClient {
             };
             if n == 0 {
                 break match framer.finish(each) {
-                    Ok(flow) => matches!(flow, super::sse::Flow::Done),
+                    Ok(flow) => matches!(flow, Flow::Done),
                     Err(e) => return Ok(Err(e)),
                 };
             }
             match framer.push(&buf[..n], each) {
-                Ok(super::sse::Flow::Done) => break true,
-                Ok(super::sse::Flow::Continue) => {}
+                Ok(Flow::Done) => break true,
+                Ok(Flow::Continue) => {}
                 Err(e) => return Ok(Err(e)),
             }
         };

@@ -49,6 +49,34 @@ pub(crate) struct NoResponse {
     pub retryable: bool,
 }
 
+impl NoResponse {
+    /// A response whose status is not a success: 429 and 5xx may be retried.
+    pub fn status(status: u16, body: &str, retry_after: Option<Duration>) -> Self {
+        let shown = reqwest::StatusCode::from_u16(status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| status.to_string());
+        Self {
+            kind: if status == 429 {
+                ErrorKind::RateLimited
+            } else {
+                ErrorKind::HttpStatus
+            },
+            message: format!("HTTP {shown}: {body}"),
+            retry_after,
+            retryable: status == 429 || status >= 500,
+        }
+    }
+}
+
+/// A `Retry-After` header's value in seconds, capped at 30 (an HTTP date is not read).
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)))
+}
+
 /// A response streamed to its end (or to the handler's `Done`).
 #[derive(Debug)]
 pub(crate) struct Streamed {
@@ -207,19 +235,7 @@ impl DirectClient {
             if !(200..300).contains(&head.status) {
                 let body = conn.error_body(&head);
                 abort.release();
-                let status = reqwest::StatusCode::from_u16(head.status)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|_| head.status.to_string());
-                return Err(NoResponse {
-                    kind: if head.status == 429 {
-                        ErrorKind::RateLimited
-                    } else {
-                        ErrorKind::HttpStatus
-                    },
-                    message: format!("HTTP {status}: {body}"),
-                    retry_after: head.retry_after,
-                    retryable: head.status == 429 || head.status >= 500,
-                });
+                return Err(NoResponse::status(head.status, &body, head.retry_after));
             }
             let result = conn.stream_body(&head, framing, each, self.read_timeout);
             if !abort.release() {
@@ -581,10 +597,7 @@ fn head_of(resp: &httparse::Response) -> Result<Head, HeadError> {
                 }
             }
         } else if h.name.eq_ignore_ascii_case("retry-after") {
-            retry_after = value
-                .parse::<f64>()
-                .ok()
-                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)));
+            retry_after = self::retry_after(value);
         }
     }
     let body = if status == 204 || status == 304 || (100..200).contains(&status) {
