@@ -153,6 +153,7 @@ fn known_records(mut records: Vec<Record>, k: f64) -> Vec<Record> {
                     process_cpu_s: 0.02,
                     engine_cpu_s: None,
                     machine_cpu_s: Some(0.5),
+                    server_cpu_s: Some(0.25),
                 });
             }
             "q2" => {
@@ -413,6 +414,7 @@ fn parquet_export_reads_back_in_pyarrow_as_documented() {
             j1["energy"]["channels"]["nvml/gpu0"]["gross_bound_j"][0]
         );
         assert_eq!(q1["harness_machine_cpu_s"], 0.5);
+        assert_eq!(q1["harness_server_cpu_s"], 0.25);
         assert_eq!(q1["harness_engine_cpu_s"], Value::Null);
         let rec = RunDir::new(runs.join(model))
             .read_records()

@@ -15,6 +15,7 @@ mod graders_e2e;
 mod hf_datasets;
 mod import;
 mod init;
+mod managed_server;
 mod pairwise_coverage;
 mod pairwise_e2e;
 mod power_e2e;

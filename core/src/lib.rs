@@ -36,6 +36,7 @@ pub mod run;
 pub mod sandbox;
 pub mod scaleout;
 pub mod selfcpu;
+pub mod server;
 pub mod study;
 
 /// The version of ipw that produced a run, stamped into every manifest.

@@ -81,6 +81,7 @@ pub struct CpuMark {
     process_s: f64,
     engine_s: Option<f64>,
     machine_s: Option<f64>,
+    server_s: Option<f64>,
 }
 
 impl CpuMark {
@@ -91,7 +92,14 @@ impl CpuMark {
             process_s: process_cpu_s(),
             engine_s,
             machine_s: machine_busy_cpu_s(),
+            server_s: None,
         }
+    }
+
+    /// With the managed server's CPU so far ([`crate::backend::Backend::server_cpu_s`]).
+    pub fn with_server(mut self, server_s: Option<f64>) -> Self {
+        self.server_s = server_s;
+        self
     }
 
     /// The harness's CPU between this mark (the window's start) and `end`.
@@ -108,6 +116,10 @@ impl CpuMark {
             machine_cpu_s: self
                 .machine_s
                 .zip(end.machine_s)
+                .map(|(a, b)| (b - a).max(0.0)),
+            server_cpu_s: self
+                .server_s
+                .zip(end.server_s)
                 .map(|(a, b)| (b - a).max(0.0)),
         }
     }

@@ -16,9 +16,10 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     println!("  experiment  {}", exp.name);
     for m in &exp.models {
         let m = m.get_ref();
-        let target = match (&m.path, &m.base_url) {
-            (Some(p), _) => p.display().to_string(),
-            (_, Some(u)) => u.clone(),
+        let target = match (&m.path, &m.base_url, &m.server) {
+            (Some(p), _, _) => p.display().to_string(),
+            (_, Some(u), _) => u.clone(),
+            (_, _, Some(s)) => format!("{} server, started by ipw", s.kind.as_str()),
             _ => String::new(),
         };
         println!("  model       {} ({}) {target}", m.name, m.backend.as_str());

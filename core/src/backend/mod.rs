@@ -93,6 +93,8 @@ pub enum ErrorKind {
     Engine,
     /// The run was interrupted while this query was in flight.
     Cancelled,
+    /// The model server ipw started exited (`[models.server]`).
+    ServerExited,
 }
 
 impl ErrorKind {
@@ -109,6 +111,7 @@ impl ErrorKind {
             Self::PromptTooLong => "prompt_too_long",
             Self::Engine => "engine",
             Self::Cancelled => "cancelled",
+            Self::ServerExited => "server_exited",
         }
     }
 }
@@ -158,6 +161,15 @@ pub trait Backend: Send + Sync {
     /// CPU seconds used so far by an in-process engine's threads, so that a record can tell the
     /// harness's own CPU from the model's. `None` for a model in another process.
     fn engine_cpu_s(&self) -> Option<f64> {
+        None
+    }
+    /// CPU seconds used so far by the model's server, when ipw started it and can see it
+    /// (`[models.server]`). `None` otherwise.
+    fn server_cpu_s(&self) -> Option<f64> {
+        None
+    }
+    /// Why the backend can serve no more queries (its managed server exited), if so.
+    fn gone(&self) -> Option<String> {
         None
     }
 }

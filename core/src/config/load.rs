@@ -264,6 +264,12 @@ pub(super) fn check_model(
         BackendKind::Embedded => {
             reject(&http_only)?;
             reject(&openai_only)?;
+            if m.server.is_some() {
+                return Err(at(
+                    "server",
+                    "the embedded backend runs in ipw and has no server; use backend `openai` or `ollama`".into(),
+                ));
+            }
             let raw = m.path.as_ref().ok_or_else(|| {
                 at(
                     "path",
@@ -283,15 +289,21 @@ pub(super) fn check_model(
             if m.backend == BackendKind::Ollama {
                 reject(&openai_only)?;
             }
-            let raw = m
-                .base_url
-                .as_deref()
-                .ok_or_else(|| at("base_url", format!("backend `{backend}` needs `base_url`")))?;
-            let url = expand_path(raw).map_err(|e| at("base_url", e))?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(at("base_url", format!("`{url}` is not an http(s) URL")));
+            if let Some(server) = &m.server {
+                model.server = Some(check_server(server, m, base, at)?);
+            } else {
+                let raw = m.base_url.as_deref().ok_or_else(|| {
+                    at(
+                        "base_url",
+                        format!("backend `{backend}` needs `base_url` (or a `[models.server]` for ipw to start)"),
+                    )
+                })?;
+                let url = expand_path(raw).map_err(|e| at("base_url", e))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(at("base_url", format!("`{url}` is not an http(s) URL")));
+                }
+                model.base_url = Some(url);
             }
-            model.base_url = Some(url);
             // Durations a user types: a negative, zero or endless one would panic deep in the
             // HTTP client or wait forever; say so here, by field.
             let seconds = [
@@ -322,6 +334,110 @@ pub(super) fn check_model(
         }
     }
     Ok(model)
+}
+
+/// Check a `[models.server]` table against its model: the backend its kind speaks, the
+/// fields its kind uses, durations in range; resolve its files.
+fn check_server(
+    s: &super::ServerConfig,
+    m: &super::ModelConfig,
+    base: &Path,
+    at: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<super::ServerConfig, ConfigError> {
+    use super::ServerKind;
+    let kind = s.kind.as_str();
+    if m.base_url.is_some() {
+        return Err(at(
+            "base_url",
+            "ipw chooses the address of a server it starts; remove `base_url` or `[models.server]`"
+                .into(),
+        ));
+    }
+    let speaks = match s.kind {
+        ServerKind::Ollama => Some(BackendKind::Ollama),
+        ServerKind::Command => None,
+        _ => Some(BackendKind::Openai),
+    };
+    if let Some(b) = speaks.filter(|b| *b != m.backend) {
+        return Err(at(
+            "server.kind",
+            format!(
+                "a `{kind}` server speaks backend `{}`, not `{}`",
+                b.as_str(),
+                m.backend.as_str()
+            ),
+        ));
+    }
+    let mut out = s.clone();
+    match s.kind {
+        ServerKind::Command if s.program.is_none() => {
+            return Err(at(
+                "server.program",
+                "a `command` server needs `program`".into(),
+            ))
+        }
+        ServerKind::LlamaServer | ServerKind::Vllm | ServerKind::Sglang
+            if s.model_path.is_none() =>
+        {
+            return Err(at(
+                "server.model_path",
+                format!("a `{kind}` server needs `model_path` (what it serves)"),
+            ))
+        }
+        ServerKind::Ollama | ServerKind::Command if s.model_path.is_some() => {
+            return Err(at(
+                "server.model_path",
+                format!("not used by a `{kind}` server; remove it"),
+            ))
+        }
+        _ => {}
+    }
+    // `${VAR}` in arguments and environment: how a token reaches the server without being
+    // written in the experiment file (which is copied into the run directory). Only where the
+    // braced form appears, so a shell script's `$i` is left to the shell.
+    let braced = |v: &str| match v.contains("${") {
+        true => expand_path(v),
+        false => Ok(v.to_string()),
+    };
+    for (i, a) in s.args.iter().enumerate() {
+        out.args[i] = braced(a).map_err(|e| at("server.args", e))?;
+    }
+    for (k, v) in &s.env {
+        let value = braced(v).map_err(|e| at(&format!("server.env.{k}"), e))?;
+        out.env.insert(k.clone(), value);
+    }
+    if s.kind == ServerKind::LlamaServer {
+        let raw = Path::new(s.model_path.as_deref().unwrap_or_default());
+        let path = existing_file(base, raw, "model file").map_err(|e| at("server.model_path", e))?;
+        out.model_path = Some(path.to_string_lossy().into_owned());
+    }
+    if let Some(p) = &s.program {
+        // A bare name is looked up on PATH when the server starts; a path is resolved here.
+        if p.components().count() > 1 {
+            let path = existing_file(base, p, "server program").map_err(|e| at("server.program", e))?;
+            out.program = Some(path);
+        }
+    }
+    for (field, value) in [
+        ("server.ready_timeout_s", s.ready_timeout_s),
+        ("server.stop_grace_s", s.stop_grace_s),
+    ] {
+        if let Some(v) = value {
+            if !(v > 0.0 && v.is_finite() && v <= 86_400.0) {
+                return Err(at(
+                    field,
+                    format!("must be more than 0 and at most 86400 seconds, got {v}"),
+                ));
+            }
+        }
+    }
+    if s.port == Some(0) {
+        return Err(at(
+            "server.port",
+            "0 is not a port; leave `port` out for ipw to pick a free one".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Expand and resolve a configured file path and check the file exists; the error says what

@@ -8,6 +8,8 @@ mod expand;
 mod grading_file;
 mod load;
 mod location;
+mod secrets;
+pub use secrets::redact_args;
 
 pub use grading_file::load_grading_file;
 pub use load::{parse_experiment, read_experiment};
@@ -361,6 +363,73 @@ pub struct ModelConfig {
     /// a declared energy model); not part of what a run measures, so `--resume` ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<ModelMeta>,
+    /// openai/ollama: ipw starts the model's server itself, just before the model's session,
+    /// and stops it after (`base_url` is then chosen by ipw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerConfig>,
+}
+
+/// `[models.server]`: how ipw starts a model's inference server (see the README's "Managed
+/// servers").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Which server: its measurement-safe settings and command line follow from it.
+    pub kind: ServerKind,
+    /// The executable. Default: `llama-server`, `vllm`, `python3` (SGLang, run as
+    /// `-m sglang.launch_server`), `ollama` on `PATH`; required for `command`.
+    #[serde(default)]
+    pub program: Option<PathBuf>,
+    /// What to serve: a GGUF file (llama-server), a model id or directory (vLLM, SGLang).
+    /// Unused by `ollama` (the model is pulled) and `command` (put it in `args`).
+    #[serde(default)]
+    pub model_path: Option<String>,
+    /// Arguments after ipw's own. For `command`, all of them; `{port}` and `{host}` are
+    /// replaced by the address ipw chose.
+    #[serde(default, serialize_with = "secrets::args")]
+    pub args: Vec<String>,
+    /// Environment variables for the server (values are never written to the run directory:
+    /// they may hold tokens). `{port}` and `{host}` are replaced.
+    #[serde(default, serialize_with = "secrets::env")]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// TCP port. Default: a free one picked by ipw.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Seconds to wait for the server to answer a first token. Default 300.
+    #[serde(default)]
+    pub ready_timeout_s: Option<f64>,
+    /// Seconds between SIGTERM and SIGKILL when stopping it. Default 10.
+    #[serde(default)]
+    pub stop_grace_s: Option<f64>,
+}
+
+/// A kind of managed server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerKind {
+    /// llama.cpp's `llama-server` (OpenAI API).
+    LlamaServer,
+    /// vLLM's `vllm serve` (OpenAI API).
+    Vllm,
+    /// SGLang's `launch_server` (OpenAI API).
+    Sglang,
+    /// `ollama serve` (native API).
+    Ollama,
+    /// Any command that serves the model's backend API on `{port}`.
+    Command,
+}
+
+impl ServerKind {
+    /// The name used in experiment files and manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LlamaServer => "llama-server",
+            Self::Vllm => "vllm",
+            Self::Sglang => "sglang",
+            Self::Ollama => "ollama",
+            Self::Command => "command",
+        }
+    }
 }
 
 /// `[models.meta]`: facts about a model that measurements cannot give.

@@ -225,6 +225,9 @@ fn channel_shares(
             if !ch.edge_reads && w.end - w.start < COARSE_WINDOW_INTERVALS * ch.sample_interval_s {
                 flags.push(Flag::CoarseSampling);
             }
+            if ch.curve.widened_by_nearby(w.start, w.end) {
+                flags.push(Flag::BoundFromNearby);
+            }
             if ch.estimated {
                 flags.push(Flag::EstimatedPower);
             }

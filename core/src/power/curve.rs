@@ -62,9 +62,31 @@ enum Band {
     /// The segment's energy is known; power inside was at least `floor` watts.
     Known { floor: f64 },
     /// Power is known at both ends; inside it was within the chord +- `w` and within
-    /// `[lo, hi]` watts.
-    Knots { w: f64, lo: f64, hi: f64 },
+    /// `[lo, hi]` watts, unless `nearby` says otherwise.
+    Knots {
+        w: f64,
+        lo: f64,
+        hi: f64,
+        nearby: Nearby,
+    },
 }
+
+/// What the same gauge saw around a segment that its two readings cannot rule out inside it:
+/// a lone reading far above (or below) both its neighbours is a spike (dip) the readings
+/// caught, so others like it may sit between readings that missed them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Nearby {
+    /// The highest power read within [`NEARBY_S`] of the segment, when a spike was seen there
+    /// and it is above what the readings allow.
+    spikes_to: Option<f64>,
+    /// The lowest, when a dip was seen there and it is below what the readings allow.
+    dips_to: Option<f64>,
+}
+
+/// How far around a segment (seconds) the spikes and dips an instant gauge caught stand for
+/// those it may have missed: long enough to hold several at the rates loads pulse, short
+/// enough that a burst does not widen a whole run.
+const NEARBY_S: f64 = 10.0;
 
 /// Piecewise energy: at knot i, cumulative energy `e[i]`; inside segment i the power goes
 /// linearly from `p0[i]` to `p1[i]`.
@@ -222,13 +244,18 @@ impl EnergyCurve {
                         (lo, (whole - floor * (h - (b - a))).max(lo))
                     }
                 }
-                Band::Knots { w, lo, hi } => {
+                Band::Knots { w, lo, hi, nearby } => {
                     let (p0, p1) = (self.p0[i], self.p1[i]);
                     let chord = |x: f64| p0 + (p1 - p0) * x / h;
                     let (ca, cb) = (chord(a), chord(b));
+                    let low = integral_max(ca - w, cb - w, b - a, lo.max(0.0));
+                    let high = -integral_max(-(ca + w), -(cb + w), b - a, -hi);
+                    // A spike or dip between the readings may fill any part of the segment.
                     (
-                        integral_max(ca - w, cb - w, b - a, lo.max(0.0)),
-                        -integral_max(-(ca + w), -(cb + w), b - a, -hi),
+                        nearby
+                            .dips_to
+                            .map_or(low, |d| low.min(d.max(0.0) * (b - a))),
+                        nearby.spikes_to.map_or(high, |s| high.max(s * (b - a))),
                     )
                 }
             };
@@ -240,6 +267,16 @@ impl EnergyCurve {
             (low - 2.0 * self.resolution).max(0.0),
             high + 2.0 * self.resolution,
         ))
+    }
+
+    /// Whether the bound over `[from, to]` was widened by spikes or dips the gauge caught
+    /// nearby (see [`Nearby`]): the record says which rule its bound rests on.
+    pub fn widened_by_nearby(&self, from: f64, to: f64) -> bool {
+        self.bands.iter().enumerate().any(|(i, b)| {
+            self.t[i] < to
+                && self.t[i + 1] > from
+                && matches!(b, Band::Knots { nearby, .. } if *nearby != Nearby::default())
+        })
     }
 
     /// Power at `at` (knot curves: the line between readings; known-energy curves: the
@@ -368,6 +405,7 @@ fn knot_bands(t: &[f64], p0: &[f64], p1: &[f64]) -> Vec<Band> {
             (None, None) => (0.0, false),
         }
     };
+    let nearby = unseen_excursions(t, p0, p1);
     (0..n)
         .map(|i| {
             let h = t[i + 1] - t[i];
@@ -380,13 +418,84 @@ fn knot_bands(t: &[f64], p0: &[f64], p1: &[f64]) -> Vec<Band> {
                 .filter(|(_, x)| *x)
                 .map(|(k, _)| k * h / 2.0)
                 .fold(0.0, f64::max);
+            let (lo, hi) = (p0[i].min(p1[i]) - over, p0[i].max(p1[i]) + over);
+            let (spikes, dips) = nearby[i];
             Band::Knots {
                 w: ka.max(kb) * h,
-                lo: p0[i].min(p1[i]) - over,
-                hi: p0[i].max(p1[i]) + over,
+                lo,
+                hi,
+                nearby: Nearby {
+                    spikes_to: spikes.filter(|&s| s > hi),
+                    dips_to: dips.filter(|&d| d < lo),
+                },
             }
         })
         .collect()
+}
+
+/// Per segment: the highest reading within [`NEARBY_S`] when a spike was caught there, and
+/// the lowest when a dip was. A spike is a lone reading above both neighbours whose
+/// neighbours both bend the other way (a smooth crest bends one way throughout: a sine read
+/// 20 times a period shows none); a dip is the mirror image.
+fn unseen_excursions(t: &[f64], p0: &[f64], p1: &[f64]) -> Vec<(Option<f64>, Option<f64>)> {
+    let n = p0.len();
+    let p = |k: usize| if k < n { p0[k] } else { p1[n - 1] };
+    let slope = |i: usize| (p1[i] - p0[i]) / (t[i + 1] - t[i]);
+    // Change of slope at knot k (1..n).
+    let bend = |k: usize| slope(k) - slope(k - 1);
+    let mut spike = vec![false; n + 1];
+    let mut dip = vec![false; n + 1];
+    for k in 2..n.saturating_sub(1) {
+        let (b_before, b_at, b_after) = (bend(k - 1), bend(k), bend(k + 1));
+        if p(k) > p(k - 1) && p(k) > p(k + 1) && b_at < 0.0 && b_before > 0.0 && b_after > 0.0 {
+            spike[k] = true;
+        }
+        if p(k) < p(k - 1) && p(k) < p(k + 1) && b_at > 0.0 && b_before < 0.0 && b_after < 0.0 {
+            dip[k] = true;
+        }
+    }
+    if !spike.iter().chain(&dip).any(|&x| x) {
+        return vec![(None, None); n];
+    }
+    let spikes = near_extreme(t, &spike, |k| p(k));
+    let dips = near_extreme(t, &dip, |k| -p(k));
+    spikes
+        .into_iter()
+        .zip(dips)
+        .map(|(s, d)| (s, d.map(|d| -d)))
+        .collect()
+}
+
+/// Per segment i: when a marked knot lies within [`NEARBY_S`] of `[t[i], t[i + 1]]`, the
+/// largest `value` of the knots there. Both ends of the neighbourhood only move forward, so
+/// one pass with a queue of candidates does it.
+fn near_extreme(t: &[f64], marked: &[bool], value: impl Fn(usize) -> f64) -> Vec<Option<f64>> {
+    let n = t.len().saturating_sub(1);
+    let mut marks_before = vec![0usize; t.len() + 1];
+    for (k, &m) in marked.iter().enumerate() {
+        marks_before[k + 1] = marks_before[k] + usize::from(m);
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut queue = std::collections::VecDeque::new();
+    let (mut first, mut next) = (0usize, 0usize);
+    for i in 0..n {
+        while next < t.len() && t[next] <= t[i + 1] + NEARBY_S {
+            while queue.back().is_some_and(|&b| value(b) <= value(next)) {
+                queue.pop_back();
+            }
+            queue.push_back(next);
+            next += 1;
+        }
+        while t[first] < t[i] - NEARBY_S {
+            first += 1;
+        }
+        while queue.front().is_some_and(|&f| f < first) {
+            queue.pop_front();
+        }
+        let seen = marks_before[next] > marks_before[first];
+        out.push(seen.then(|| value(*queue.front().expect("the segment's own knots"))));
+    }
+    out
 }
 
 fn counter(

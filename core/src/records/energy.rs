@@ -19,6 +19,9 @@ pub enum Flag {
     /// No reading at the window's edges and the window is shorter than 20 sampling intervals:
     /// the edge intervals, whose power is not known, are a large share of it.
     CoarseSampling,
+    /// An instant gauge caught spikes or dips near the window, so others may sit between its
+    /// readings: the bound reaches the highest and lowest power it read nearby (10 s).
+    BoundFromNearby,
     /// Power is modelled, not measured.
     EstimatedPower,
     /// The sampler reported an error or an invalid value during the window.

@@ -154,6 +154,40 @@ pub struct Session {
     /// The run clock and the wall clock read together at the session's start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<super::clock::ClockOrigin>,
+    /// The model server ipw started for this session (`[models.server]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerInfo>,
+}
+
+/// A model server ipw started, as the manifest keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerInfo {
+    /// `llama-server`, `vllm`, `sglang`, `ollama` or `command`.
+    pub kind: String,
+    /// The exact command line, values of secret-looking flags (`--api-key`) as `***`.
+    pub command: Vec<String>,
+    /// The environment ipw set: its pinned settings with their values, the experiment's
+    /// variables by name only (`NAME=***`).
+    pub env: Vec<String>,
+    /// The measurement-safe settings ipw added for this kind of server.
+    pub settings: Vec<String>,
+    /// What the server says its version is (`--version`), when it says.
+    pub version: Option<String>,
+    /// Its process id (and process group).
+    pub pid: u32,
+    /// Where ipw sent the queries.
+    pub base_url: String,
+    /// Its output, in the run directory.
+    pub log: String,
+    /// Seconds from start until it answered a first token.
+    pub ready_s: Option<f64>,
+    /// Whether the idle baseline was taken with the server up and idle (it was, when the
+    /// session has a baseline).
+    pub idle_during_baseline: bool,
+    /// CPU seconds of its process group over the session's queries.
+    pub cpu_s: Option<f64>,
+    /// How it ended: stopped by ipw or exited by itself, with the status.
+    pub exit: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -32,7 +32,7 @@ pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo, PAIRWISE_GRADER};
 pub use manifest::{
     Baseline, DatasetInfo, DatasetShard, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad,
-    RecordedModel, RecorderStats, SamplerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
+    RecordedModel, RecorderStats, SamplerInfo, ServerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
 };
 pub use power_log::{
     read_power_log, MergedPowerLog, PowerLine, PowerLineRef, PowerLog, PowerLogLines, PowerLogRead,

@@ -351,6 +351,9 @@ fn columns(rs: &[Record], ctx: &RunColumns, channels: &BTreeSet<String>) -> Vec<
         f64_col("harness_machine_cpu_s", rs, |r| {
             h(r).and_then(|h| h.machine_cpu_s)
         }),
+        f64_col("harness_server_cpu_s", rs, |r| {
+            h(r).and_then(|h| h.server_cpu_s)
+        }),
     ];
     for name in channels {
         for suffix in CHANNEL_F64 {
@@ -533,6 +536,11 @@ pub fn batch_records(
     let h_process = b.f64s("harness_process_cpu_s")?;
     let h_engine = b.f64s("harness_engine_cpu_s")?;
     let h_machine = b.f64s("harness_machine_cpu_s")?;
+    // Absent in files exported before managed servers.
+    let h_server = match b.batch.column_by_name("harness_server_cpu_s") {
+        Some(_) => b.f64s("harness_server_cpu_s")?,
+        None => vec![None; h_machine.len()],
+    };
     struct ChannelCols {
         name: String,
         f: BTreeMap<&'static str, Vec<Option<f64>>>,
@@ -689,6 +697,7 @@ pub fn batch_records(
                 process_cpu_s: h_process[i].unwrap_or(cpu_s),
                 engine_cpu_s: h_engine[i],
                 machine_cpu_s: h_machine[i],
+                server_cpu_s: h_server[i],
             }),
         });
     }

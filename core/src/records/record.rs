@@ -145,6 +145,11 @@ pub struct HarnessCpu {
     /// `/proc/stat` at 10 ms resolution); `null` where it cannot be read.
     #[serde(default)]
     pub machine_cpu_s: Option<f64>,
+    /// CPU seconds of the model's server (its whole process group) in the window, when ipw
+    /// started the server (`[models.server]`): with `cpu_s`, the client's and the server's
+    /// CPU of a query on record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
 }
 
 impl Record {

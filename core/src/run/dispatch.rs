@@ -65,7 +65,12 @@ impl Dispatch<'_> {
         let mut written = 0;
         let mut first_request = None;
         loop {
-            while tasks.len() < self.exp.run.concurrency && !self.cancel.is_cancelled() {
+            // A managed server that died serves nothing more: the queries in flight become
+            // error records, the rest wait for `--resume`.
+            while tasks.len() < self.exp.run.concurrency
+                && !self.cancel.is_cancelled()
+                && self.backend.gone().is_none()
+            {
                 let Some(&(index, q)) = pending.next() else {
                     break;
                 };
@@ -84,7 +89,8 @@ impl Dispatch<'_> {
                     let started_at = chrono::Utc::now();
                     // The harness's CPU over the window (self-accounting): read just outside
                     // its edges so that the reads are not timed as the query.
-                    let cpu_start = CpuMark::now(backend.engine_cpu_s());
+                    let cpu_start =
+                        CpuMark::now(backend.engine_cpu_s()).with_server(backend.server_cpu_s());
                     marker.mark();
                     let start = Instant::now();
                     // One deadline over everything (connect, retries, a slow trickle of tokens):
@@ -101,7 +107,8 @@ impl Dispatch<'_> {
                             attempts: 1,
                         }),
                     };
-                    let cpu_end = CpuMark::now(backend.engine_cpu_s());
+                    let cpu_end =
+                        CpuMark::now(backend.engine_cpu_s()).with_server(backend.server_cpu_s());
                     marker.mark();
                     let mut record = build_record(
                         &q,

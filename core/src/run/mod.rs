@@ -73,6 +73,9 @@ pub enum RunError {
     /// `--require-idle` and the machine is busy.
     #[error("the machine is not idle (--require-idle): {0}")]
     Busy(String),
+    /// A managed model server could not start, was never ready, or died.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
     /// An external trace cannot be added to the run (`ipw attribute --trace`).
     #[error("cannot import a trace into {}: {message}", dir.display())]
     Import {
@@ -466,6 +469,7 @@ async fn run_model(
         rejected_lines,
         clock: Some(crate::records::clock::ClockOrigin::now()),
         preflight_load: None,
+        server: None,
     });
     let session_idx = manifest.sessions.len() - 1;
     manifest.status = "running".into();

@@ -13,6 +13,7 @@ use crate::host::self_usage;
 use crate::load;
 use crate::power::{Baseline, PowerSession};
 use crate::records::{clock, Manifest, PowerLine, RecordsWriter, RunDir, RunLock};
+use crate::server::{ManagedServer, Served};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,9 +97,37 @@ impl SessionCtx<'_> {
             self.run.write_manifest(self.lock, manifest)?;
             Some(p)
         };
+        let mut server = match &model.server {
+            Some(cfg) => {
+                self.phase("starting server");
+                let mut s = ManagedServer::start(
+                    model,
+                    exp.run.concurrency,
+                    self.run.path(),
+                    session_idx,
+                )?;
+                let inner = backend::connect(&s.model_config(model), exp.run.concurrency).await?;
+                let timeout = Duration::from_secs_f64(cfg.ready_timeout_s.unwrap_or(300.0));
+                tokio::select! {
+                    ready = s.wait_ready(inner.as_ref(), timeout) => ready?,
+                    _ = cancel.cancelled() => {}
+                }
+                manifest.sessions[session_idx].server = Some(s.info().clone());
+                self.run.write_manifest(self.lock, manifest)?;
+                Some((s, inner))
+            }
+            None => None,
+        };
         self.phase("loading model");
         let load_started = Instant::now();
-        let backend = backend::connect(model, exp.run.concurrency).await?;
+        let (backend, server) = match server.take() {
+            Some((s, inner)) => {
+                let s = Arc::new(s);
+                let b: Arc<dyn backend::Backend> = Arc::new(Served::new(inner, s.clone()));
+                (b, Some(s))
+            }
+            None => (backend::connect(model, exp.run.concurrency).await?, None),
+        };
         if model.backend == BackendKind::Embedded {
             manifest.sessions[session_idx].model_load_s =
                 Some(load_started.elapsed().as_secs_f64());
@@ -152,6 +181,7 @@ impl SessionCtx<'_> {
         }
         let marker = power.as_ref().map(PowerSession::marker).unwrap_or_default();
         let (cpu_before, _) = self_usage();
+        let server_cpu_before = server.as_ref().and_then(|s| s.cpu_s());
         let dispatch = Dispatch {
             backend: &backend,
             exp,
@@ -197,7 +227,26 @@ impl SessionCtx<'_> {
         if let Some(read) = &other_cpu {
             read();
         }
+        let mut stopped_server_failed = None;
         let (cpu_after, peak_rss) = self_usage();
+        let server_gone = backend.gone();
+        // Stopped now that its model is done, before the next model's server starts.
+        drop(backend);
+        // Every query task held the backend, and with it the server; all have ended.
+        if let Some(mut s) = server.and_then(Arc::into_inner) {
+            s.note_session_cpu(server_cpu_before);
+            if manifest.sessions[session_idx].baseline.is_some() {
+                s.note_idle_baseline();
+            }
+            let failure = server_gone.map(|why| s.error(why));
+            let info = tokio::task::spawn_blocking(move || s.stop())
+                .await
+                .expect("stopping a server does not panic");
+            manifest.sessions[session_idx].server = Some(info);
+            if let Some(e) = failure {
+                stopped_server_failed = Some(e);
+            }
+        }
         if let Some(p) = power {
             // One more background reading after the last window ends, then stop.
             tokio::time::sleep(p.max_interval()).await;
@@ -213,6 +262,10 @@ impl SessionCtx<'_> {
         session.cpu_s = Some(cpu_after - cpu_before);
         session.cpu_per_query_ms = (n > 0).then(|| (cpu_after - cpu_before) * 1000.0 / n as f64);
         session.peak_rss_bytes = Some(peak_rss);
+        if let Some(e) = stopped_server_failed {
+            // The records of this session are on disk; `--resume` starts the server again.
+            return Err(e.into());
+        }
         Ok(cancel.is_cancelled())
     }
 }
