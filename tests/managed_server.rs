@@ -78,7 +78,11 @@ fn wait_server_pid(run: &Path, within: Duration) -> u64 {
 #[test]
 fn ipw_starts_a_real_llama_server_measures_through_it_and_stops_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = profile_ok(dir.path(), "managed", &llama_server_experiment("managed", 3, ""));
+    let out = profile_ok(
+        dir.path(),
+        "managed",
+        &llama_server_experiment("managed", 3, ""),
+    );
     let run = out.join("managed");
     let recs = records(&run);
     assert_eq!(recs.len(), 3);
@@ -87,10 +91,15 @@ fn ipw_starts_a_real_llama_server_measures_through_it_and_stops_it() {
         assert!(r["error"].is_null(), "{r}");
         assert!(!r["response"].as_str().unwrap().trim().is_empty(), "{r}");
         assert_eq!(r["token_source"], "server-usage", "{r}");
-        server_cpu += r["harness"]["server_cpu_s"].as_f64().expect("the server's CPU per window");
+        server_cpu += r["harness"]["server_cpu_s"]
+            .as_f64()
+            .expect("the server's CPU per window");
     }
     // llama-server computed the answers on this machine's CPU: its process group shows it.
-    assert!(server_cpu > 0.0, "server CPU over the windows: {server_cpu}");
+    assert!(
+        server_cpu > 0.0,
+        "server CPU over the windows: {server_cpu}"
+    );
     let m = json(&run.join("manifest.json"));
     let s = &m["sessions"][0]["server"];
     assert_eq!(s["kind"], "llama-server", "{s}");
@@ -108,7 +117,10 @@ fn ipw_starts_a_real_llama_server_measures_through_it_and_stops_it() {
     assert!(s["ready_s"].as_f64().unwrap() > 0.0, "{s}");
     assert!(s["cpu_s"].as_f64().unwrap() > 0.0, "{s}");
     assert!(
-        s["base_url"].as_str().unwrap().starts_with("http://127.0.0.1:"),
+        s["base_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
         "{s}"
     );
     assert!(
@@ -116,10 +128,19 @@ fn ipw_starts_a_real_llama_server_measures_through_it_and_stops_it() {
         "{s}"
     );
     let log = std::fs::read_to_string(run.join("server.log")).unwrap();
-    assert!(log.starts_with("==== ipw: session 0, model `managed`"), "{log}");
-    assert!(log.contains("llama"), "llama-server's own output is kept: {log}");
+    assert!(
+        log.starts_with("==== ipw: session 0, model `managed`"),
+        "{log}"
+    );
+    assert!(
+        log.contains("llama"),
+        "llama-server's own output is kept: {log}"
+    );
     let pid = s["pid"].as_u64().unwrap();
-    assert!(!alive(pid), "the server was stopped when its model was done");
+    assert!(
+        !alive(pid),
+        "the server was stopped when its model was done"
+    );
 }
 
 #[test]
@@ -149,7 +170,10 @@ max_queries = 1
         err.contains("did not answer a first token within 2 s"),
         "{err}"
     );
-    assert!(err.contains("loading the weights, slowly"), "the log's tail: {err}");
+    assert!(
+        err.contains("loading the weights, slowly"),
+        "the log's tail: {err}"
+    );
     let pid: u64 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -198,8 +222,11 @@ fn a_server_that_dies_mid_run_fails_the_run_and_resume_finishes_it() {
         assert!(Instant::now() < deadline, "no record within 120 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: signalling a process by pid.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(!status.success());
     let m = json(&run.join("manifest.json"));
@@ -234,11 +261,7 @@ fn a_server_that_dies_mid_run_fails_the_run_and_resume_finishes_it() {
 #[test]
 fn kill_9_of_ipw_leaves_no_server_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let exp = write_experiment(
-        dir.path(),
-        "k.toml",
-        &llama_server_experiment("k", 50, ""),
-    );
+    let exp = write_experiment(dir.path(), "k.toml", &llama_server_experiment("k", 50, ""));
     let out = dir.path().join("out");
     let mut child = profile_command(&exp, &out).spawn().unwrap();
     let pid = wait_server_pid(&out.join("managed"), Duration::from_secs(120));
@@ -267,7 +290,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// The stand-in server script, as `name` (so `program` looks like the real executable).
 fn standin(dir: &Path, name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin-server/standin.py");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin-server/standin.py");
     let dst = dir.join(name);
     std::fs::copy(src, &dst).unwrap();
     dst
@@ -375,7 +399,10 @@ max_queries = 3
         for w in want_args {
             assert!(argv.contains(w), "{kind}: {w} missing from {argv:?}");
         }
-        assert!(argv.contains(&"127.0.0.1") || kind == "ollama", "{kind}: {argv:?}");
+        assert!(
+            argv.contains(&"127.0.0.1") || kind == "ollama",
+            "{kind}: {argv:?}"
+        );
         for (k, v) in want_env {
             assert_eq!(seen["env"][k], *v, "{kind}: {k}");
         }

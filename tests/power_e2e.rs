@@ -460,8 +460,8 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
             .clone();
         assert_eq!(
             chans.len(),
-            7,
-            "one GPU selected: energy + 6 telemetry channels"
+            8,
+            "one GPU selected: energy + 7 telemetry channels"
         );
         assert_eq!(chans[0]["name"], channel);
         assert_eq!(chans[0]["shaped_by"], format!("{channel}-power"));
@@ -777,4 +777,117 @@ fn another_process_on_the_measured_gpu_flags_an_embedded_run() {
             flags(r)
         );
     }
+}
+
+/// Profile the fault server's "slow" model measured by the real nvml plugin on the test NVML
+/// library scripted with one `device` (JSON fields after uuid and name), with `energy` as the
+/// `[energy]` table's lines; returns the records and the manifest.
+fn fake_gpu_run(
+    dir: &std::path::Path,
+    server: &FaultServer,
+    name: &str,
+    device: &str,
+    energy: &str,
+) -> (Vec<Value>, Value) {
+    let script = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &script,
+        format!(r#"{{"devices": [{{"uuid": "GPU-aaaaaaaa-1111", "name": "Fake A", {device}}}]}}"#),
+    )
+    .unwrap();
+    let toml = format!(
+        "name = {name:?}\n[run]\nwarmup_queries = 0\n[energy]\n{energy}\n{}\
+         [[samplers]]\nplugin = \"nvml\"\nconfig = {{ lib_path = {} }}\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 2\n",
+        remote(server, "slow"),
+        q(&plugin_lib("fake_nvml"))
+    );
+    let e = write_experiment(dir, &format!("{name}.toml"), &toml);
+    let out = dir.join(name);
+    let o = profile_command(&e, &out)
+        .env("IPW_FAKE_NVML_SCRIPT", &script)
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("slow");
+    (records(&run), json(&run.join("manifest.json")))
+}
+
+#[test]
+fn a_gpu_that_throttles_flags_the_records_measured_meanwhile() {
+    // The test NVML library reports clock event reasons: a power-cap slowdown (0x4) on one
+    // run's GPU, only "idle" (0x1, not a slowdown for power or heat) on the other's.
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let run = |name: &str, reasons: u64| {
+        let device =
+            format!(r#""power_w": [[0, 300], [1000, 300]], "throttle": [[0, 100000, {reasons}]]"#);
+        fake_gpu_run(dir.path(), &server, name, &device, "baseline_s = 0.3").0
+    };
+    let hot = run("power-capped", 0x4);
+    assert_eq!(hot.len(), 2);
+    for r in &hot {
+        assert!(
+            flags(r).contains(&"throttled".to_string()),
+            "{:?}",
+            flags(r)
+        );
+    }
+    for r in &run("idle-reason", 0x1) {
+        assert!(
+            !flags(r).contains(&"throttled".to_string()),
+            "{:?}",
+            flags(r)
+        );
+    }
+}
+
+#[test]
+fn a_warming_gpu_is_waited_for_and_the_wait_is_bounded() {
+    // The test NVML library heats the GPU from 40 to 80 °C over the 4 s after the sampler
+    // opens it, at a steady 200 W. ipw waits until the temperature stops rising: the settle
+    // before the baseline saw 80 °C, whenever it began.
+    let dir = tempfile::tempdir().unwrap();
+    let server = FaultServer::start();
+    let (recs, m) = fake_gpu_run(
+        dir.path(),
+        &server,
+        "warming",
+        r#""power_w": [[0, 200], [1000, 200]], "temperature_c": [[0, 40], [4, 80]]"#,
+        "baseline_s = 0.3\n[energy.settle]\nwindow_s = 1",
+    );
+    assert_eq!(recs.len(), 2);
+    let settle = m["sessions"][0]["settle"].as_array().unwrap();
+    assert_eq!(
+        settle.len(),
+        2,
+        "before the baseline and before the queries: {settle:?}"
+    );
+    assert_eq!(settle[0]["before"], "baseline");
+    assert_eq!(settle[0]["settled"], true, "{settle:?}");
+    assert_eq!(
+        settle[0]["temperature_c"]["nvml/gpu0-temp"], 80.0,
+        "{settle:?}"
+    );
+    let power = settle[0]["power_w"]["nvml/gpu0"].as_f64().unwrap();
+    assert!((power - 200.0).abs() < 2.0, "{power}");
+    assert_eq!(settle[1]["before"], "queries");
+    // A GPU that never stops heating: ipw waits `max_wait_s`, says so, and measures anyway.
+    let (recs, m) = fake_gpu_run(
+        dir.path(),
+        &server,
+        "heating",
+        r#""power_w": [[0, 200], [1000, 200]], "temperature_c": [[0, 40], [1000, 3040]]"#,
+        "baseline_s = 0\n[energy.settle]\nwindow_s = 1\nmax_wait_s = 2",
+    );
+    assert_eq!(recs.len(), 2);
+    let settle = m["sessions"][0]["settle"].as_array().unwrap();
+    assert_eq!(
+        settle.len(),
+        1,
+        "no baseline: one settle, before the queries"
+    );
+    assert_eq!(settle[0]["settled"], false, "{settle:?}");
+    assert!(settle[0]["waited_s"].as_f64().unwrap() >= 2.0, "{settle:?}");
 }

@@ -9,6 +9,7 @@ mod bench;
 mod busy_machine;
 mod crash_energy;
 mod crash_resume;
+mod device_check;
 mod embedded_e2e;
 mod export;
 mod graders_e2e;

@@ -209,6 +209,39 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
             "must be between 0 and 3600 seconds",
         ));
     }
+    let settle = &exp.energy.settle;
+    for (key, value, range) in [
+        ("max_wait_s", settle.max_wait_s, 0.0..=86_400.0),
+        ("window_s", settle.window_s, 0.1..=3600.0),
+        ("power_tolerance", settle.power_tolerance, 0.0..=1.0),
+        ("temperature_rise_c", settle.temperature_rise_c, 0.0..=100.0),
+    ] {
+        if !range.contains(&value) {
+            let span = span_of_key(&loaded.source, key);
+            return Err(loaded.error_at(
+                span,
+                &format!("energy.settle.{key}"),
+                format!(
+                    "must be between {} and {}, got {value}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+    }
+    const DOMAINS: [&str; 6] = ["gpu", "gpu-memory", "cpu-package", "dram", "soc", "system"];
+    if let Some(d) = settle
+        .domains
+        .iter()
+        .find(|d| !DOMAINS.contains(&d.as_str()))
+    {
+        let span = span_of_key(&loaded.source, "domains");
+        return Err(loaded.error_at(
+            span,
+            "energy.settle.domains",
+            format!("unknown domain `{d}`; one of {}", DOMAINS.join(", ")),
+        ));
+    }
 
     let exp = &mut loaded.experiment;
     exp.grading.judge = judge;
@@ -408,13 +441,15 @@ fn check_server(
     }
     if s.kind == ServerKind::LlamaServer {
         let raw = Path::new(s.model_path.as_deref().unwrap_or_default());
-        let path = existing_file(base, raw, "model file").map_err(|e| at("server.model_path", e))?;
+        let path =
+            existing_file(base, raw, "model file").map_err(|e| at("server.model_path", e))?;
         out.model_path = Some(path.to_string_lossy().into_owned());
     }
     if let Some(p) = &s.program {
         // A bare name is looked up on PATH when the server starts; a path is resolved here.
         if p.components().count() > 1 {
-            let path = existing_file(base, p, "server program").map_err(|e| at("server.program", e))?;
+            let path =
+                existing_file(base, p, "server program").map_err(|e| at("server.program", e))?;
             out.program = Some(path);
         }
     }

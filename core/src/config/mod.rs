@@ -133,6 +133,42 @@ pub struct EnergyConfig {
     /// record's total either way; `sum` says that is what you want and silences the warning.
     #[serde(default)]
     pub overlap: OverlapPolicy,
+    /// `[energy.settle]`: wait for the measured devices to settle before the idle baseline and
+    /// before the first measured query.
+    #[serde(default)]
+    pub settle: SettleConfig,
+}
+
+/// See [`EnergyConfig::settle`]. The accelerators' energy channels (GPU, GPU memory and SoC
+/// domains) are watched, with their samplers' temperatures; `domains` adds others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettleConfig {
+    /// The longest wait, seconds; 0 turns settling off. Default 60.
+    pub max_wait_s: f64,
+    /// Seconds of readings judged at a time. Default 3.
+    pub window_s: f64,
+    /// Power is steady when it varies by at most this share of its mean (or 1 W) over the
+    /// window. Default 0.05.
+    pub power_tolerance: f64,
+    /// Temperature is no longer rising when its trend over the window is at most this many
+    /// °C. Default 0.5.
+    pub temperature_rise_c: f64,
+    /// More energy domains to watch (`cpu-package`, `dram`, `system`, ...): the CPU's power on
+    /// a machine that runs ipw is rarely still, so they are not watched unless named.
+    pub domains: Vec<String>,
+}
+
+impl Default for SettleConfig {
+    fn default() -> Self {
+        Self {
+            max_wait_s: 60.0,
+            window_s: 3.0,
+            power_tolerance: 0.05,
+            temperature_rise_c: 0.5,
+            domains: Vec::new(),
+        }
+    }
 }
 
 /// See [`EnergyConfig::split`]: how overlapping query windows share energy.
@@ -167,6 +203,7 @@ impl Default for EnergyConfig {
             baseline_s: default_baseline_s(),
             split: Default::default(),
             overlap: Default::default(),
+            settle: Default::default(),
         }
     }
 }

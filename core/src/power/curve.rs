@@ -457,7 +457,7 @@ fn unseen_excursions(t: &[f64], p0: &[f64], p1: &[f64]) -> Vec<(Option<f64>, Opt
     if !spike.iter().chain(&dip).any(|&x| x) {
         return vec![(None, None); n];
     }
-    let spikes = near_extreme(t, &spike, |k| p(k));
+    let spikes = near_extreme(t, &spike, p);
     let dips = near_extreme(t, &dip, |k| -p(k));
     spikes
         .into_iter()

@@ -11,6 +11,7 @@ pub mod curve;
 pub mod loader;
 pub mod recorder;
 pub mod session;
+pub mod settle;
 
 pub use recorder::EdgeMarker;
 pub use session::{attribute_records, Baseline, PowerSession, SamplerInfo, SessionPower};

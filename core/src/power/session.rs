@@ -359,27 +359,33 @@ pub fn attribute_records(
                 }
             })
             .collect();
-        // Other processes on a measured device (e.g. NVML's process list): each count covers
-        // the span up to the next one, a period of its channel.
-        let mut device_processes: Vec<(&[(f64, f64)], f64)> = Vec::new();
-        for info in sp.samplers {
-            for ch in &info.channels {
-                if matches!(&ch.kind, ChannelKind::Telemetry { unit } if unit == ipw_sampler_sdk::OTHER_PROCESSES_UNIT)
-                {
-                    let name = format!("{}/{}", info.name, ch.name);
-                    device_processes.push((
-                        readings_of(&readings, s, &name),
+        // Telemetry that marks a window when any of its readings near the window is above 0:
+        // other processes on a measured device (e.g. NVML's process list), a device
+        // throttling. Each reading covers the span up to the next one, a period of its channel.
+        let marks = |unit: &str| {
+            let spans: Vec<(&[(f64, f64)], f64)> = sp
+                .samplers
+                .iter()
+                .flat_map(|info| info.channels.iter().map(move |ch| (info, ch)))
+                .filter(
+                    |(_, ch)| matches!(&ch.kind, ChannelKind::Telemetry { unit: u } if u == unit),
+                )
+                .map(|(info, ch)| {
+                    (
+                        readings_of(&readings, s, &format!("{}/{}", info.name, ch.name)),
                         ch.update_period_s.max(info.interval_s),
-                    ));
-                }
+                    )
+                })
+                .collect();
+            move |from: f64, to: f64| {
+                spans.iter().any(|(r, period)| {
+                    r.iter()
+                        .any(|&(t, v)| v > 0.0 && t + period >= from && t - period <= to)
+                })
             }
-        }
-        let others_on_device = |from: f64, to: f64| {
-            device_processes.iter().any(|(r, period)| {
-                r.iter()
-                    .any(|&(t, n)| n > 0.0 && t + period >= from && t - period <= to)
-            })
         };
+        let others_on_device = marks(ipw_sampler_sdk::OTHER_PROCESSES_UNIT);
+        let throttled = marks(ipw_sampler_sdk::THROTTLE_UNIT);
         let busy_baseline = sp
             .baseline
             .and_then(|b| b.other_cpu_cores)
@@ -413,6 +419,9 @@ pub fn attribute_records(
             }
             if busy_baseline {
                 e.flags.push(Flag::BusyBaseline);
+            }
+            if throttled(w.start_s, w.end_s) {
+                e.flags.push(Flag::Throttled);
             }
             e.flags.sort();
             e.flags.dedup();

@@ -37,6 +37,10 @@ pub enum Flag {
     /// Another process used a measured device during the window (e.g. a CUDA process on the
     /// GPU that NVML lists), with the model inside ipw: the meter measured both.
     SharedDevice,
+    /// A measured device slowed its clocks for power or heat during the window (NVML's
+    /// power-cap, thermal or power-brake clock event reasons): its energy and speed are those
+    /// of a throttled device.
+    Throttled,
     /// The idle baseline was not idle: other processes were busy during it, or its power is
     /// within 10% of the window's, so net energy is understated.
     BusyBaseline,

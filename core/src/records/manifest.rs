@@ -154,9 +154,28 @@ pub struct Session {
     /// The run clock and the wall clock read together at the session's start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<super::clock::ClockOrigin>,
+    /// Waits for the measured devices to settle (`[energy.settle]`): before the baseline and
+    /// before the first measured query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settle: Vec<SettleRecord>,
     /// The model server ipw started for this session (`[models.server]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerInfo>,
+}
+
+/// One wait for settled hardware.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SettleRecord {
+    /// `baseline` or `queries`: what it came before.
+    pub before: String,
+    /// Seconds waited.
+    pub waited_s: f64,
+    /// Whether the devices settled (false: the maximum wait ran out, or no readings).
+    pub settled: bool,
+    /// Mean power per watched channel over the last window, watts.
+    pub power_w: std::collections::BTreeMap<String, f64>,
+    /// Last temperature per watched temperature channel, °C.
+    pub temperature_c: std::collections::BTreeMap<String, f64>,
 }
 
 /// A model server ipw started, as the manifest keeps it.

@@ -32,11 +32,12 @@ pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo, PAIRWISE_GRADER};
 pub use manifest::{
     Baseline, DatasetInfo, DatasetShard, HostInfo, Manifest, MergedShard, ModelFile, OtherLoad,
-    RecordedModel, RecorderStats, SamplerInfo, ServerInfo, Session, ShardInfo, SplitMethod, MANIFEST_SCHEMA,
+    RecordedModel, RecorderStats, SamplerInfo, ServerInfo, Session, SettleRecord, ShardInfo,
+    SplitMethod, MANIFEST_SCHEMA,
 };
 pub use power_log::{
-    read_power_log, MergedPowerLog, PowerLine, PowerLineRef, PowerLog, PowerLogLines, PowerLogRead,
-    POWER_LOG_FLUSH, POWER_LOG_SYNC,
+    read_power_log, read_power_log_tail, MergedPowerLog, PowerLine, PowerLineRef, PowerLog,
+    PowerLogLines, PowerLogRead, POWER_LOG_FLUSH, POWER_LOG_SYNC,
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{

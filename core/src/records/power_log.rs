@@ -214,6 +214,28 @@ pub struct PowerLogRead {
     pub unreadable: usize,
 }
 
+/// The readable lines among the last `max_bytes` of a `power.jsonl` (the first, cut by the
+/// start of the tail, is skipped): what a sampler read lately, without reading a long run's
+/// whole log.
+pub fn read_power_log_tail(path: &Path, max_bytes: u64) -> std::io::Result<Vec<PowerLine>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(max_bytes);
+    f.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    let mut parts = bytes.split(|b| *b == b'\n');
+    if from > 0 {
+        parts.next();
+    }
+    Ok(parts.filter_map(|l| parse_line(l)?.ok()).collect())
+}
+
 /// Read every line of a `power.jsonl` (none when there is no file); unreadable ones (a line
 /// cut off by a crash) are counted and skipped.
 pub fn read_power_log(path: &Path) -> std::io::Result<PowerLogRead> {

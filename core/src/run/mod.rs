@@ -470,6 +470,7 @@ async fn run_model(
         clock: Some(crate::records::clock::ClockOrigin::now()),
         preflight_load: None,
         server: None,
+        settle: Vec::new(),
     });
     let session_idx = manifest.sessions.len() - 1;
     manifest.status = "running".into();

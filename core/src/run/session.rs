@@ -11,14 +11,21 @@ use crate::dataset::Query;
 use crate::grade::DatasetGraders;
 use crate::host::self_usage;
 use crate::load;
+use crate::power::settle::Watched;
 use crate::power::{Baseline, PowerSession};
-use crate::records::{clock, Manifest, PowerLine, RecordsWriter, RunDir, RunLock};
+use crate::records::{
+    clock, read_power_log_tail, Manifest, PowerLine, RecordsWriter, RunDir, RunLock,
+};
 use crate::server::{ManagedServer, Served};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the machine is watched for other load before a session starts.
 const PREFLIGHT: Duration = Duration::from_millis(500);
+/// How often a settle looks at the readings again.
+const SETTLE_POLL: Duration = Duration::from_millis(500);
+/// How much of `power.jsonl`'s end a settle reads: seconds of readings of a busy sampler set.
+const SETTLE_TAIL_BYTES: u64 = 4 << 20;
 /// How often other load is logged while queries run.
 const LOAD_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -42,6 +49,64 @@ impl SessionCtx<'_> {
     fn phase(&self, what: &str) {
         tracing::info!(model = %self.model.name, "phase: {what}");
         self.observer.phase(&self.model.name, what);
+    }
+
+    /// Wait (at most `[energy.settle] max_wait_s`) until the measured devices have settled, and
+    /// record the wait in the manifest. Nothing to watch, or settling off: no wait.
+    async fn settle(
+        &self,
+        power: &PowerSession,
+        before: &str,
+        session_idx: usize,
+        manifest: &mut Manifest,
+    ) -> Result<(), RunError> {
+        let cfg = &self.loaded.experiment.energy.settle;
+        let watched = Watched::of(&manifest.sessions[session_idx].samplers, cfg);
+        if cfg.max_wait_s <= 0.0 || watched.is_empty() {
+            return Ok(());
+        }
+        self.phase(&format!(
+            "waiting for the devices to settle before the {before}"
+        ));
+        let path = self.run.power_log_path();
+        let started = Instant::now();
+        let judged = loop {
+            power.log().flush();
+            let lines: Vec<PowerLine> = read_power_log_tail(&path, SETTLE_TAIL_BYTES)
+                .map_err(|source| RunError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+                .into_iter()
+                .filter(|l| l.session == session_idx)
+                .collect();
+            let judged = watched.judge(&lines, clock::now_s(), cfg);
+            let out_of_time = started.elapsed().as_secs_f64() >= cfg.max_wait_s;
+            match judged {
+                Some(j) if j.settled => break j,
+                j if out_of_time || self.cancel.is_cancelled() => break j.unwrap_or_default(),
+                _ => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SETTLE_POLL) => {}
+                _ = self.cancel.cancelled() => {}
+            }
+        };
+        let waited = started.elapsed().as_secs_f64();
+        if !judged.settled && !self.cancel.is_cancelled() {
+            tracing::warn!(
+                model = %self.model.name,
+                "the measured devices did not settle within {} s before the {before} (power {:?} W, temperature {:?} °C); measuring anyway",
+                cfg.max_wait_s,
+                judged.power_w,
+                judged.temperature_c
+            );
+        }
+        manifest.sessions[session_idx]
+            .settle
+            .push(judged.record(before, waited));
+        self.run.write_manifest(self.lock, manifest)?;
+        Ok(())
     }
 
     /// Measure `todo` (plan index, query) in session `session_idx` of `manifest`. Returns
@@ -100,12 +165,8 @@ impl SessionCtx<'_> {
         let mut server = match &model.server {
             Some(cfg) => {
                 self.phase("starting server");
-                let mut s = ManagedServer::start(
-                    model,
-                    exp.run.concurrency,
-                    self.run.path(),
-                    session_idx,
-                )?;
+                let mut s =
+                    ManagedServer::start(model, exp.run.concurrency, self.run.path(), session_idx)?;
                 let inner = backend::connect(&s.model_config(model), exp.run.concurrency).await?;
                 let timeout = Duration::from_secs_f64(cfg.ready_timeout_s.unwrap_or(300.0));
                 tokio::select! {
@@ -153,6 +214,7 @@ impl SessionCtx<'_> {
         }
         if let Some(p) = &power {
             if exp.energy.baseline_s > 0.0 && !cancel.is_cancelled() {
+                self.settle(p, "baseline", session_idx, manifest).await?;
                 self.phase("measuring idle baseline");
                 let from_s = clock::now_s();
                 let cpu_from = load::snapshot(false);
@@ -178,6 +240,9 @@ impl SessionCtx<'_> {
             }
             // Let every channel take a reading inside the baseline's end before queries start.
             tokio::time::sleep(p.max_interval().min(Duration::from_millis(200))).await;
+            if !cancel.is_cancelled() {
+                self.settle(p, "queries", session_idx, manifest).await?;
+            }
         }
         let marker = power.as_ref().map(PowerSession::marker).unwrap_or_default();
         let (cpu_before, _) = self_usage();

@@ -48,7 +48,9 @@ pub fn launch(cfg: &ServerConfig, model_id: &str, port: u16, concurrency: usize)
     let (mut args, settings, pinned): (Vec<String>, Vec<String>, Vec<(&str, String)>) =
         match cfg.kind {
             ServerKind::LlamaServer => (
-                s(&["-m", &model, "--host", HOST, "--port", &port_s, "--alias", model_id]),
+                s(&[
+                    "-m", &model, "--host", HOST, "--port", &port_s, "--alias", model_id,
+                ]),
                 // Prompt caching is refused per request (`cache_prompt: false`); one slot per
                 // query in flight, so no query waits for a slot inside its window.
                 s(&["--parallel", &parallel]),
@@ -165,8 +167,13 @@ mod tests {
         }
         assert!(line.ends_with("--extra 127.0.0.1:8001"), "{line}");
         assert_eq!(v.env["TOKEN"], "t-8001");
-        let s = launch(&cfg(ServerKind::Sglang), "m", 8002, 1).args.join(" ");
-        assert!(s.starts_with("-m sglang.launch_server --model-path org/model"), "{s}");
+        let s = launch(&cfg(ServerKind::Sglang), "m", 8002, 1)
+            .args
+            .join(" ");
+        assert!(
+            s.starts_with("-m sglang.launch_server --model-path org/model"),
+            "{s}"
+        );
         assert!(s.contains("--disable-radix-cache"), "{s}");
         let o = launch(&cfg(ServerKind::Ollama), "m", 8003, 2);
         assert_eq!(o.args[0], "serve");
@@ -174,7 +181,9 @@ mod tests {
         assert_eq!(o.env["OLLAMA_KEEP_ALIVE"], "-1");
         assert_eq!(o.env["OLLAMA_NUM_PARALLEL"], "2");
         assert!(o.settings.contains(&"OLLAMA_KEEP_ALIVE=-1".to_string()));
-        let l = launch(&cfg(ServerKind::LlamaServer), "m", 8004, 3).args.join(" ");
+        let l = launch(&cfg(ServerKind::LlamaServer), "m", 8004, 3)
+            .args
+            .join(" ");
         assert!(l.contains("--parallel 3") && l.contains("--alias m"), "{l}");
     }
 }

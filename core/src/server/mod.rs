@@ -214,7 +214,11 @@ impl ManagedServer {
 
     /// How the process ended, once it has.
     pub fn exited(&self) -> Option<String> {
-        self.exit.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.exit
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// CPU seconds the server's process group has used so far.
@@ -241,7 +245,11 @@ impl ManagedServer {
     pub fn error(&self, what: String) -> ServerError {
         ServerError {
             model: self.model.clone(),
-            message: format!("{what}; last lines of {}:\n{}", self.log.display(), self.tail()),
+            message: format!(
+                "{what}; last lines of {}:\n{}",
+                self.log.display(),
+                self.tail()
+            ),
         }
     }
 
@@ -384,7 +392,9 @@ fn spawn_kept(
             let _ = keeper.join();
             Err(e)
         }
-        Err(_) => Err(std::io::Error::other("the server's keeper thread ended early")),
+        Err(_) => Err(std::io::Error::other(
+            "the server's keeper thread ended early",
+        )),
     }
 }
 
@@ -429,7 +439,11 @@ fn version_of(kind: ServerKind, program: &str) -> Option<String> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines
         .iter()
         .find(|l| l.to_ascii_lowercase().contains("version"))

@@ -35,6 +35,11 @@ pub const ENTRY_SYMBOL: &str = "ipw_sampler_api";
 /// `other_load`, a baseline taken beside it `busy_baseline`.
 pub const OTHER_PROCESSES_UNIT: &str = "other-processes";
 
+/// The unit of a telemetry channel whose value is above 0 while its device slows its clocks for
+/// power or heat (NVML's power-cap, thermal and power-brake clock event reasons, AMD's throttle
+/// status). Records measured while it is are flagged `throttled`.
+pub const THROTTLE_UNIT: &str = "throttle-reasons";
+
 /// The version of this SDK, stamped into every plugin built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

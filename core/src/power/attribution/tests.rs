@@ -695,7 +695,11 @@ fn an_instant_gauge_bounds_pulses_between_its_readings_by_those_it_saw_nearby() 
         flagged += usize::from(e.flags.contains(&Flag::BoundFromNearby));
         widest = widest.max((hi - lo) / truth);
     }
-    assert!(missed.is_empty(), "{} of 70 windows: {missed:#?}", missed.len());
+    assert!(
+        missed.is_empty(),
+        "{} of 70 windows: {missed:#?}",
+        missed.len()
+    );
     assert_eq!(flagged, 70, "every bound says which rule it rests on");
     println!(
         "30 ms pulses, instant 20 Hz: widest bound / truth {:.1}%",

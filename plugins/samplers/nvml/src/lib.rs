@@ -5,7 +5,8 @@
 //! `gpuN-power` (the instant-power field, not `power_usage`, which is a 1 s average on recent
 //! GPUs), `gpuN-temp`, `gpuN-mem-used`, `gpuN-sm-clock`, `gpuN-power-limit`, and
 //! `gpuN-other-processes`: compute processes on the GPU other than ipw's own (queried at most
-//! once a second), which the host reads as competing load.
+//! once a second), which the host reads as competing load, and `gpuN-throttle`: the clock event
+//! reasons that mean power or heat slowed the GPU (0 when none), which flag records `throttled`.
 //!
 //! Settings: `gpus` (indexes or UUIDs; default: every GPU visible to CUDA, honouring
 //! `CUDA_VISIBLE_DEVICES` by index or UUID), `lib_path` (default: the driver's
@@ -24,7 +25,12 @@ use serde::Deserialize;
 /// `NVML_FI_DEV_POWER_INSTANT`.
 const FIELD_POWER_INSTANT: u32 = 186;
 /// Channels per GPU, in this order.
-const PER_GPU: usize = 7;
+const PER_GPU: usize = 8;
+
+/// The clock event reasons that mean the GPU slowed for power or heat (not idle, not an
+/// application clock setting): SW power cap, HW slowdown, SW and HW thermal slowdown, HW power
+/// brake.
+const THROTTLE_MASK: u64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
 
 /// Process lists cost a driver call each: at most one per GPU per this many seconds.
 const PROCESS_QUERY_PERIOD_S: f64 = 1.0;
@@ -208,6 +214,12 @@ impl Sampler for NvmlSampler {
                 telemetry(ipw_sampler_sdk::OTHER_PROCESSES_UNIT),
                 PROCESS_QUERY_PERIOD_S,
             ));
+            out.push(ch(
+                "-throttle",
+                Domain::Telemetry,
+                telemetry(ipw_sampler_sdk::THROTTLE_UNIT),
+                0.1,
+            ));
         }
         out
     }
@@ -258,6 +270,12 @@ impl Sampler for NvmlSampler {
             push(3, d.memory_info().ok().map(|m| m.used as f64));
             push(4, d.clock_info(Clock::SM).ok().map(f64::from));
             push(5, d.enforced_power_limit().ok().map(|mw| mw as f64 * 1e-3));
+            push(
+                7,
+                d.current_throttle_reasons()
+                    .ok()
+                    .map(|r| (r.bits() & THROTTLE_MASK) as f64),
+            );
             if t - self.processes_read_at[g] >= PROCESS_QUERY_PERIOD_S {
                 self.processes_read_at[g] = t;
                 let me = std::process::id();
