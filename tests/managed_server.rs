@@ -274,6 +274,33 @@ fn kill_9_of_ipw_leaves_no_server_behind() {
     );
 }
 
+#[test]
+fn sigterm_to_ipw_stops_its_server_and_the_manifest_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write_experiment(
+        dir.path(),
+        "t.toml",
+        &llama_server_experiment("t", 50, "stop_grace_s = 5"),
+    );
+    let out = dir.path().join("out");
+    let mut child = profile_command(&exp, &out).spawn().unwrap();
+    let run = out.join("managed");
+    let pid = wait_server_pid(&run, Duration::from_secs(120));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "a clean stop on SIGTERM");
+    assert!(!alive(pid), "the server was stopped before ipw exited");
+    let m = json(&run.join("manifest.json"));
+    let exit = m["sessions"][0]["server"]["exit"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(exit.starts_with("stopped by ipw"), "{m}");
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
