@@ -13,6 +13,10 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 # ureq in place of the direct HTTP client exists only to rerun the README's comparison; lint it
 # so that the comparison stays runnable.
 cargo clippy --release --locked -p ipw-core --features ureq-transport -- -D warnings
+# The embedded backend on a GPU is tested on Mesa's software Vulkan device with a second ipw
+# built with the Vulkan backend (tests/gpu_offload.rs). Built first: the default build below
+# then puts the default binary back in place.
+./scripts/build-vulkan.sh
 # The sampler plugins and test fixtures are cdylibs the tests load from beside the binary.
 cargo build --release --locked --workspace
 # As root, install-deps.sh has installed Slurm and munge, so the real-Slurm test must run: it

@@ -414,7 +414,8 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
         &script,
         r#"{"devices": [
             {"uuid": "GPU-aaaaaaaa-1111", "name": "Fake A", "power_w": [[0, 120], [1000, 120]]},
-            {"uuid": "GPU-bbbbbbbb-2222", "name": "Fake B", "power_w": [[0, 250], [1000, 250]]}
+            {"uuid": "GPU-bbbbbbbb-2222", "name": "Fake B", "power_w": [[0, 250], [1000, 250]],
+             "pci_bus_id": "00000000:C2:00.0"}
         ]}"#,
     )
     .unwrap();
@@ -508,6 +509,15 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
     let (o, run_dir) = run(
         "by-uuid",
         format!("{{ lib_path = {lib}, gpus = [\"GPU-bbbbbbbb-2222\"] }}"),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    check(&run_dir, "gpu1", 250.0);
+
+    // By PCI bus id in llama.cpp's form (how samplers follow the embedded model's GPU).
+    let (o, run_dir) = run(
+        "by-pci",
+        format!("{{ lib_path = {lib}, gpus = [\"0000:c2:00.0\"] }}"),
         None,
     );
     assert!(o.status.success(), "{}", text(&o));

@@ -12,6 +12,7 @@ mod crash_resume;
 mod device_check;
 mod embedded_e2e;
 mod export;
+mod gpu_offload;
 mod graders_e2e;
 mod hf_datasets;
 mod import;

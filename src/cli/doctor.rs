@@ -75,6 +75,7 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
         ),
         None => println!("machine load: unknown (no /proc)"),
     }
+    super::compute::print();
     let found: Vec<_> = ipw_core::plugins::discover(extra)
         .into_iter()
         .filter(|p| p.kind == "sampler")

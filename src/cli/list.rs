@@ -14,6 +14,7 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
         };
         println!("  {:<10} {}{note}", b.as_str(), b.describe());
     }
+    super::compute::print();
     println!("datasets (built in):");
     for (name, what) in ipw_core::dataset::builtin::describe() {
         println!("  {name:<10} {what}");

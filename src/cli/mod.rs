@@ -3,6 +3,7 @@
 mod attribute;
 mod bench;
 mod bench_embedded;
+mod compute;
 mod doctor;
 mod export;
 mod grade;

@@ -23,6 +23,21 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             _ => String::new(),
         };
         println!("  model       {} ({}) {target}", m.name, m.backend.as_str());
+        if m.backend == ipw_core::config::BackendKind::Embedded {
+            let placed = ipw_core::backend::place(m)
+                .with_context(|| format!("{}: model `{}`", file.display(), m.name))?;
+            let on = if placed.devices.is_empty() {
+                "CPU".to_string()
+            } else {
+                placed
+                    .devices
+                    .iter()
+                    .map(|d| format!("{} ({})", d.name, d.description))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!("              runs on {on}: {}", placed.rule);
+        }
     }
     for d in &datasets {
         let shards = match d.shards.len() {

@@ -12,7 +12,12 @@ use std::process::{Command, Output};
 
 /// The `ipw` binary under test.
 pub fn ipw() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ipw"));
+    ipw_at(Path::new(env!("CARGO_BIN_EXE_ipw")))
+}
+
+/// An ipw binary at `path` (another build of it), set up as [`ipw`] is.
+pub fn ipw_at(path: &Path) -> Command {
+    let mut c = Command::new(path);
     // Tests read the binary's output; logs only when asked for (IPW_TEST_LOG=debug).
     match std::env::var("IPW_TEST_LOG") {
         Ok(level) => c.env("RUST_LOG", level),
@@ -44,7 +49,8 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-fn cache_dir() -> PathBuf {
+/// `$IPW_CACHE`, where the scripts put what they fetch and build.
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("IPW_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/ipw"))

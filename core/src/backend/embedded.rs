@@ -18,15 +18,13 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use serde_json::{json, Value};
 use std::num::NonZeroU32;
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 /// Names of the generation threads (and so of the OpenMP workers they start): the engine's
 /// CPU is these threads' ([`Backend::engine_cpu_s`]).
 const WORKER_THREAD_PREFIX: &str = "ipw-llama-";
 
-/// llama.cpp's global state may be initialised once per process.
-static LLAMA: OnceLock<LlamaBackend> = OnceLock::new();
 /// Creating contexts in parallel is unsound in llama.cpp (it mutates the model); serialise it.
 static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
 
@@ -59,15 +57,6 @@ impl Drop for EmbeddedBackend {
     }
 }
 
-fn llama() -> Result<&'static LlamaBackend, String> {
-    if let Some(b) = LLAMA.get() {
-        return Ok(b);
-    }
-    let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp init: {e}"))?;
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-    Ok(LLAMA.get_or_init(|| backend))
-}
-
 impl EmbeddedBackend {
     /// Load the model and start `workers` generation threads. Blocking; call off the runtime.
     pub fn load(m: &ModelConfig, workers: usize) -> Result<Self, BackendSetupError> {
@@ -79,12 +68,27 @@ impl EmbeddedBackend {
             .path
             .clone()
             .ok_or_else(|| setup("`path` is required".into()))?;
-        let llama = llama().map_err(setup)?;
+        let runtime = super::llama_runtime::runtime().map_err(setup)?;
+        let llama = &runtime.backend;
+        let placement = super::placement::plan(m, &runtime.inventory).map_err(setup)?;
         let started = Instant::now();
-        let params = LlamaModelParams::default().with_n_gpu_layers(m.gpu_layers.unwrap_or(0));
+        let mut params = LlamaModelParams::default().with_n_gpu_layers(placement.gpu_layers);
+        if placement.devices_named {
+            let indices: Vec<usize> = placement.devices.iter().map(|d| d.index).collect();
+            params = params
+                .with_devices(&indices)
+                .map_err(|e| setup(format!("cannot use devices {:?}: {e}", m.devices)))?;
+        }
         let model = LlamaModel::load_from_file(llama, &path, &params)
             .map_err(|e| setup(format!("cannot load {}: {e}", path.display())))?;
         let load_s = started.elapsed().as_secs_f64();
+        // llama.cpp counts the output layer as one more than the repeating ones.
+        let layers_total = model.n_layer() + 1;
+        let layers_offloaded = if placement.devices.is_empty() {
+            0
+        } else {
+            placement.gpu_layers.min(layers_total)
+        };
         let template = model.chat_template(None).map_err(|e| {
             setup(format!(
                 "{} has no usable chat template: {e}",
@@ -106,6 +110,15 @@ impl EmbeddedBackend {
             "context": n_ctx,
             "threads": threads,
             "workers": workers,
+            "placement": {
+                "rule": placement.rule,
+                "gpu_layers": placement.requested,
+                "layers_offloaded": layers_offloaded,
+                "layers_total": layers_total,
+                "devices": placement.devices,
+                "gpu_backends": runtime.inventory.gpu_backends,
+                "backend_log": runtime.inventory.backend_log,
+            },
         });
         let model = Arc::new(model);
         let (tx, rx) = mpsc::channel::<Job>();

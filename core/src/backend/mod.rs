@@ -6,8 +6,11 @@
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
+#[cfg(feature = "embedded")]
+pub mod llama_runtime;
 pub mod ollama;
 pub mod openai;
+pub mod placement;
 mod sse;
 #[cfg(feature = "ureq-transport")]
 mod ureq_client;
@@ -172,6 +175,30 @@ pub trait Backend: Send + Sync {
     fn gone(&self) -> Option<String> {
         None
     }
+}
+
+/// What this build's embedded backend has and sees: GPU backends compiled in, devices found
+/// (initialising llama.cpp on first call). An error when llama.cpp cannot start; empty when this
+/// build has no embedded backend.
+pub fn compute_inventory() -> Result<placement::Inventory, String> {
+    #[cfg(feature = "embedded")]
+    {
+        llama_runtime::runtime().map(|r| r.inventory.clone())
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        Ok(placement::Inventory::default())
+    }
+}
+
+/// Where an embedded model would run, refused (with what to build or install) when it asks for a
+/// GPU this build or machine lacks. Cheap after the first call; call before anything is measured.
+pub fn place(model: &ModelConfig) -> Result<placement::Placement, BackendSetupError> {
+    let setup = |message: String| BackendSetupError {
+        model: model.name.clone(),
+        message,
+    };
+    placement::plan(model, &compute_inventory().map_err(setup)?).map_err(setup)
 }
 
 /// Build the backend a model config asks for. `concurrency` sizes the embedded worker pool.

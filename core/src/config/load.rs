@@ -270,6 +270,7 @@ pub(super) fn check_model(
         ("threads", m.threads.is_some()),
         ("context", m.context.is_some()),
         ("gpu_layers", m.gpu_layers.is_some()),
+        ("devices", m.devices.is_some()),
     ];
     let http_only = [
         ("base_url", m.base_url.is_some()),

@@ -360,9 +360,15 @@ pub struct ModelConfig {
     /// embedded: context length in tokens. Default 4096.
     #[serde(default)]
     pub context: Option<u32>,
-    /// embedded: layers offloaded to a GPU. Default 0.
+    /// embedded: layers offloaded to a GPU: a count or `"all"`. Default: all when this build has
+    /// a GPU backend and it sees a device, else 0 (CPU). Asking for layers on a build or machine
+    /// without a GPU is refused before anything is measured.
     #[serde(default)]
-    pub gpu_layers: Option<u32>,
+    pub gpu_layers: Option<GpuLayers>,
+    /// embedded: which compute devices hold the offloaded layers, by llama.cpp's device name
+    /// (`Vulkan0`, `CUDA1`: `ipw doctor` lists them) or PCI bus id. Default: every GPU seen.
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
     /// openai/ollama: server base URL, e.g. `http://127.0.0.1:8080/v1` or `http://127.0.0.1:11434`.
     #[serde(default)]
     pub base_url: Option<String>,
@@ -714,6 +720,84 @@ impl DatasetConfig {
                 .unwrap_or_else(|| "dataset".into()),
             (None, None) => "dataset".into(),
         }
+    }
+}
+
+/// `gpu_layers`: how many of the model's layers the embedded backend puts on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuLayers {
+    /// Every layer, the output layer included.
+    All,
+    /// The first N repeating layers (llama.cpp's `n_gpu_layers`).
+    Count(u32),
+}
+
+impl GpuLayers {
+    /// The count llama.cpp takes: `All` is larger than any model's layer count.
+    pub fn as_llama(self) -> u32 {
+        match self {
+            GpuLayers::All => i32::MAX as u32,
+            GpuLayers::Count(n) => n,
+        }
+    }
+}
+
+impl Serialize for GpuLayers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GpuLayers::All => s.serialize_str("all"),
+            GpuLayers::Count(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GpuLayers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = GpuLayers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a layer count (0 = CPU only) or "all""#)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<GpuLayers, E> {
+                u32::try_from(n)
+                    .map(GpuLayers::Count)
+                    .map_err(|_| E::custom(format!("{n} layers is more than any model has")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<GpuLayers, E> {
+                u64::try_from(n)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            r#"{n} is not a layer count; use "all" for every layer"#
+                        ))
+                    })
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GpuLayers, E> {
+                match v {
+                    "all" => Ok(GpuLayers::All),
+                    _ => Err(E::custom(format!(
+                        r#"`{v}` is not a layer count; expected a number or "all""#
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl schemars::JsonSchema for GpuLayers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GpuLayers".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A layer count (0 = CPU only) or \"all\".",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "const": "all" }
+            ]
+        })
     }
 }
 

@@ -147,6 +147,25 @@ pub struct RunOutcome {
     pub interrupted: bool,
 }
 
+/// An embedded model that asks for a GPU this build or machine lacks is refused before the first
+/// model is measured, not when its turn comes after hours of other models.
+async fn refuse_missing_gpus(exp: &crate::config::Experiment) -> Result<(), RunError> {
+    for model in &exp.models {
+        let model = model.get_ref().clone();
+        if model.backend != crate::config::BackendKind::Embedded {
+            continue;
+        }
+        let placed = tokio::task::spawn_blocking(move || backend::place(&model))
+            .await
+            .map_err(|e| backend::BackendSetupError {
+                model: String::new(),
+                message: e.to_string(),
+            })??;
+        tracing::info!(rule = %placed.rule, devices = placed.devices.len(), "embedded placement");
+    }
+    Ok(())
+}
+
 /// Run every model of an experiment. Returns the experiment directory and one outcome per
 /// model run (fewer if cancelled).
 pub async fn profile(
@@ -157,6 +176,7 @@ pub async fn profile(
 ) -> Result<(PathBuf, Vec<RunOutcome>), RunError> {
     let exp = &loaded.experiment;
     let (queries, datasets) = plan_queries(loaded)?;
+    refuse_missing_gpus(exp).await?;
     let layout = match options.shard {
         None => unsharded_layout(loaded, options)?,
         Some(request) => sharded_layout(loaded, options, &queries, request)?,

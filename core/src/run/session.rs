@@ -145,7 +145,13 @@ impl SessionCtx<'_> {
         manifest.sessions[session_idx].preflight_load = preflight;
         // Samplers first: a sampler that cannot open fails the run before a model is loaded,
         // and the timeline then covers model load and warm-up too.
-        let samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
+        let mut samplers: Vec<_> = exp.samplers.iter().map(|s| s.get_ref().clone()).collect();
+        if model.backend == BackendKind::Embedded && model.server.is_none() {
+            let placement = backend::place(model)?;
+            for change in backend::placement::follow(&mut samplers, &placement) {
+                tracing::info!("{change}");
+            }
+        }
         let power = if samplers.is_empty() {
             None
         } else {

@@ -98,3 +98,40 @@ pub fn monotonic_now() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// A PCI address (`domain:bus:device.function`, hex) as numbers, so that the forms drivers
+/// write compare equal: NVML's `00000000:C1:00.0`, llama.cpp's `0000:c1:00.0`, sysfs's. `None`
+/// when `s` is not one. GPU samplers match the `gpus` setting against it.
+pub fn pci_bus_id(s: &str) -> Option<(u32, u8, u8, u8)> {
+    let s = s.trim();
+    let (rest, function) = s.rsplit_once('.')?;
+    let mut parts = rest.split(':');
+    let (domain, bus, device) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(d), Some(b), Some(v), None) => (d, b, v),
+        (Some(b), Some(v), None, None) => ("0", b, v),
+        _ => return None,
+    };
+    Some((
+        u32::from_str_radix(domain, 16).ok()?,
+        u8::from_str_radix(bus, 16).ok()?,
+        u8::from_str_radix(device, 16).ok()?,
+        u8::from_str_radix(function, 16).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod pci_tests {
+    use super::pci_bus_id;
+
+    #[test]
+    fn pci_addresses_compare_across_the_forms_drivers_write() {
+        let nvml = pci_bus_id("00000000:C1:00.0");
+        assert_eq!(nvml, Some((0, 0xc1, 0, 0)));
+        assert_eq!(pci_bus_id("0000:c1:00.0"), nvml);
+        assert_eq!(pci_bus_id("c1:00.0"), nvml);
+        assert_ne!(pci_bus_id("0000:c2:00.0"), nvml);
+        for bad in ["GPU-1234", "0", "0000:zz:00.0", "0000:c1:00", ""] {
+            assert_eq!(pci_bus_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! boards); Navi and MI200 report only a ~1 s average, which would smear the very steps shaping
 //! is for, so those GPUs get the counter alone.
 //!
-//! Settings: `gpus` (AMD SMI indexes or UUIDs; default: the GPUs visible to HIP, see
+//! Settings: `gpus` (AMD SMI indexes, UUIDs or PCI addresses; default: the GPUs visible to HIP, see
 //! [`select`]), `lib_path` (default `libamd_smi.so` on the loader path, then
 //! `/opt/rocm/lib/libamd_smi.so`), `check_counter` (default true: see [`check`]),
 //! `check_ms` (default 250).
@@ -17,7 +17,7 @@
 //! (ROCm 6.2) is recognised by `amdsmi_get_lib_version` and read with its own layout.
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Channel, ChannelKind, Domain, Reading, Sampler,
+    export_sampler, monotonic_now, pci_bus_id, Channel, ChannelKind, Domain, Reading, Sampler,
 };
 use libloading::Library;
 use serde::Deserialize;
@@ -50,6 +50,8 @@ type ShutDownFn = unsafe extern "C" fn() -> u32;
 type SocketsFn = unsafe extern "C" fn(*mut u32, *mut *mut c_void) -> u32;
 type ProcessorsFn = unsafe extern "C" fn(*mut c_void, *mut u32, *mut *mut c_void) -> u32;
 type UuidFn = unsafe extern "C" fn(*mut c_void, *mut c_uint, *mut c_char) -> u32;
+/// `amdsmi_get_gpu_device_bdf`: the PCI address packed as function:3, device:5, bus:8, domain:48.
+type BdfFn = unsafe extern "C" fn(*mut c_void, *mut u64) -> u32;
 type EnergyFn = unsafe extern "C" fn(*mut c_void, *mut u64, *mut c_float, *mut u64) -> u32;
 type PowerInfoFn = unsafe extern "C" fn(*mut c_void, *mut u8) -> u32;
 type LibVersionFn = unsafe extern "C" fn(*mut u32) -> u32;
@@ -280,6 +282,49 @@ fn enumerate(lib: &Library) -> Result<Vec<(u32, String, Handle)>, String> {
     }
 }
 
+/// A `gpus` entry that is a PCI address (how samplers follow the embedded model's GPU) becomes
+/// the index of the GPU at that address; any other entry is returned as it is.
+fn by_pci_address(
+    lib: &Library,
+    all: &[(u32, String, Handle)],
+    entry: &str,
+) -> Result<String, String> {
+    let Some(wanted) = pci_bus_id(entry) else {
+        return Ok(entry.to_string());
+    };
+    // SAFETY: header signature; the handles come from this library's enumeration.
+    let bdf_fn: BdfFn = unsafe {
+        *lib.get(b"amdsmi_get_gpu_device_bdf\0").map_err(|e| {
+            format!("amdsmi: `{entry}` is a PCI address, but this AMD SMI cannot read GPUs' ({e})")
+        })?
+    };
+    let mut seen = Vec::new();
+    for (index, _, handle) in all {
+        let mut bdf = 0u64;
+        // SAFETY: as above; `bdf` is a plain u64 out-parameter.
+        if unsafe { bdf_fn(handle.0, &mut bdf) } != SUCCESS {
+            continue;
+        }
+        let address = (
+            (bdf >> 16) as u32,
+            (bdf >> 8) as u8,
+            ((bdf >> 3) & 0x1f) as u8,
+            (bdf & 0x7) as u8,
+        );
+        if address == wanted {
+            return Ok(index.to_string());
+        }
+        seen.push(format!(
+            "{index}={:04x}:{:02x}:{:02x}.{}",
+            address.0, address.1, address.2, address.3
+        ));
+    }
+    Err(format!(
+        "amdsmi: no GPU at PCI address `{entry}` (found: {})",
+        seen.join(", ")
+    ))
+}
+
 /// Does `entry` (from a setting or a visibility variable) name the GPU with `uuid`? Exact or
 /// a unique-looking prefix, ignoring case; ROCm tools print ids as `GPU-<id>`, so that prefix
 /// is accepted and compared without it.
@@ -432,15 +477,20 @@ impl Sampler for AmdSmi {
             })?,
         };
         let all = enumerate(&api._lib).map_err(|e| format!("amdsmi: {e}"))?;
-        let wanted: Option<Vec<String>> = cfg.gpus.as_ref().map(|list| {
-            list.iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect()
-        });
+        let wanted: Option<Vec<String>> = match &cfg.gpus {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|v| {
+                        let entry = v
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string());
+                        by_pci_address(&api._lib, &all, &entry)
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+        };
         let env = |k: &str| std::env::var(k).ok();
         let hip = env("HIP_VISIBLE_DEVICES").or_else(|| env("CUDA_VISIBLE_DEVICES"));
         let ids: Vec<(u32, String)> = all.iter().map(|(i, u, _)| (*i, u.clone())).collect();

@@ -181,9 +181,23 @@ fn selects_by_index_and_uuid() {
     .unwrap();
     assert_eq!(names(&s), ["gpu1", "gpu1-power"]);
     drop(s);
-    let e = open(script, json!({ "gpus": ["9"] }), &[]).err().unwrap();
+    let e = open(script.clone(), json!({ "gpus": ["9"] }), &[])
+        .err()
+        .unwrap();
     assert!(
         e.contains("no GPU `9`") && e.contains("2=3333cccc-0000"),
+        "{e}"
+    );
+    // By PCI address, in llama.cpp's form (how samplers follow the embedded model's GPU); the
+    // fake puts device n on bus n+1.
+    let s = open(script.clone(), json!({ "gpus": ["0000:02:00.0"] }), &[]).unwrap();
+    assert_eq!(names(&s), ["gpu1", "gpu1-power"]);
+    drop(s);
+    let e = open(script, json!({ "gpus": ["0000:0a:00.0"] }), &[])
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("no GPU at PCI address `0000:0a:00.0`") && e.contains("1=0000:02:00.0"),
         "{e}"
     );
 }

@@ -8,12 +8,13 @@
 //! once a second), which the host reads as competing load, and `gpuN-throttle`: the clock event
 //! reasons that mean power or heat slowed the GPU (0 when none), which flag records `throttled`.
 //!
-//! Settings: `gpus` (indexes or UUIDs; default: every GPU visible to CUDA, honouring
+//! Settings: `gpus` (indexes, UUIDs or PCI bus ids; default: every GPU visible to CUDA, honouring
 //! `CUDA_VISIBLE_DEVICES` by index or UUID), `lib_path` (default: the driver's
 //! `libnvidia-ml.so.1`).
 
 use ipw_sampler_sdk::{
-    export_sampler, monotonic_now, Accuracy, Channel, ChannelKind, Domain, Reading, Sampler,
+    export_sampler, monotonic_now, pci_bus_id, Accuracy, Channel, ChannelKind, Domain, Reading,
+    Sampler,
 };
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::SampleValue;
@@ -69,9 +70,14 @@ fn select(nvml: &Nvml, wanted: Option<Vec<String>>) -> Result<Vec<(u32, String)>
         .iter()
         .map(|w| {
             let w = w.trim();
-            let hit = match w.parse::<u32>() {
-                Ok(i) => all.iter().find(|(idx, _)| *idx == i),
-                Err(_) => all
+            let hit = match (w.parse::<u32>(), pci_bus_id(w)) {
+                (Ok(i), _) => all.iter().find(|(idx, _)| *idx == i),
+                (_, Some(pci)) => all.iter().find(|(idx, _)| {
+                    nvml.device_by_index(*idx)
+                        .and_then(|d| d.pci_info())
+                        .is_ok_and(|p| pci_bus_id(&p.bus_id) == Some(pci))
+                }),
+                _ => all
                     .iter()
                     .find(|(_, uuid)| uuid == w || uuid.starts_with(w)),
             };
