@@ -40,8 +40,10 @@ else
   vulkan_sdk="$sdk/usr"
 fi
 # FindVulkan looks in $VULKAN_SDK/include; find_package(SPIRV-Headers) in CMAKE_PREFIX_PATH.
-VULKAN_SDK="$vulkan_sdk" CMAKE_PREFIX_PATH="$vulkan_sdk" \
-  cargo build --release --locked -p ipw --features vulkan
+export VULKAN_SDK="$vulkan_sdk" CMAKE_PREFIX_PATH="$vulkan_sdk"
+cargo build --release --locked -p ipw --features vulkan
+# The code only this build compiles (the Vulkan loader queries) is linted here.
+cargo clippy --release --locked -p ipw-core --features vulkan -- -D warnings
 mkdir -p "$(dirname "$IPW_VULKAN_BIN")"
 cp "$CARGO_TARGET_DIR/release/ipw" "$IPW_VULKAN_BIN.tmp"
 mv "$IPW_VULKAN_BIN.tmp" "$IPW_VULKAN_BIN"

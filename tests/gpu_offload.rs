@@ -138,6 +138,12 @@ fn every_layer_on_a_real_vulkan_device_gives_the_cpu_runs_greedy_answers() {
         "the manifest names Mesa's device: {p:#}"
     );
     assert!(d["memory_total_bytes"].as_u64().unwrap() > 0, "{p:#}");
+    // The API and driver, from the Vulkan loader (vulkaninfo shows the same for llvmpipe).
+    assert!(
+        d["api_version"].as_str().unwrap().starts_with("1."),
+        "{p:#}"
+    );
+    assert!(d["driver"].as_str().unwrap().contains("Mesa"), "{p:#}");
     assert_eq!(p["gpu_layers"], "all");
     let total = p["layers_total"].as_u64().unwrap();
     assert!(total > 20, "SmolLM2-135M has 30 layers + output: {p:#}");

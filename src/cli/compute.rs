@@ -41,6 +41,9 @@ pub fn print() {
                         .map(|p| format!("  pci {p}"))
                         .unwrap_or_default()
                 );
+                if let (Some(api), Some(driver)) = (&d.api_version, &d.driver) {
+                    println!("  {:<10} API {api}, driver {driver}", "");
+                }
             }
             if inv.gpus().next().is_none() && !backends.is_empty() {
                 println!(

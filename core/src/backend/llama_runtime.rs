@@ -38,7 +38,10 @@ pub fn runtime() -> Result<&'static LlamaRuntime, String> {
             // llama.cpp's init already brings up the backends, which log their devices then.
             *CAPTURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
             let backend = LlamaBackend::init().map_err(|e| format!("llama.cpp init: {e}"))?;
-            let devices = list_devices();
+            #[allow(unused_mut)] // only the Vulkan build adds to what llama.cpp says
+            let mut devices = list_devices();
+            #[cfg(feature = "vulkan")]
+            super::vulkan_facts::annotate(&mut devices);
             let backend_log = CAPTURE
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -93,6 +96,8 @@ fn list_devices() -> Vec<ComputeDevice> {
                     memory_total_bytes: props.memory_total as u64,
                     memory_free_bytes: props.memory_free as u64,
                     pci_bus_id: text(props.device_id).filter(|s| !s.is_empty()),
+                    api_version: None,
+                    driver: None,
                 }
             })
             .collect()

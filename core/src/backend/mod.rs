@@ -14,6 +14,8 @@ pub mod placement;
 mod sse;
 #[cfg(feature = "ureq-transport")]
 mod ureq_client;
+#[cfg(feature = "vulkan")]
+mod vulkan_facts;
 mod wire;
 
 use crate::config::{BackendKind, ModelConfig};

@@ -66,6 +66,12 @@ pub struct ComputeDevice {
     /// Its PCI bus id (`0000:c1:00.0`) where the backend reports one: how a GPU sampler finds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_bus_id: Option<String>,
+    /// The graphics/compute API version the driver offers for it (Vulkan devices: `1.3.230`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The driver that runs it, in the driver's words (`llvmpipe (Mesa 22.3.6 (LLVM 15.0.6))`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
 }
 
 /// What this build has and what it sees, once per process.

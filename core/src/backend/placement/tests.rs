@@ -19,6 +19,8 @@ fn device(index: usize, name: &str, kind: DeviceKind, pci: Option<&str>) -> Comp
         memory_total_bytes: 8 << 30,
         memory_free_bytes: 7 << 30,
         pci_bus_id: pci.map(str::to_string),
+        api_version: None,
+        driver: None,
     }
 }
 
