@@ -6,7 +6,9 @@
 //! power in watts (`amdsmi_get_power_info`), telemetry that shapes the counter inside an
 //! interval. `gpuN-power` exists only where the GPU reports *current* socket power (MI300-class
 //! boards); Navi and MI200 report only a ~1 s average, which would smear the very steps shaping
-//! is for, so those GPUs get the counter alone.
+//! is for, so those GPUs get the counter alone. `gpuN-throttle` (where the board fills the
+//! throttle status of `amdsmi_get_gpu_metrics_info`) is why the GPU is slowed for power,
+//! current or heat, 0 when it is not: the host flags records `throttled` from it.
 //!
 //! Settings: `gpus` (AMD SMI indexes, UUIDs or PCI addresses; default: the GPUs visible to HIP, see
 //! [`select`]), `lib_path` (default `libamd_smi.so` on the loader path, then
@@ -18,6 +20,7 @@
 
 use ipw_sampler_sdk::{
     export_sampler, monotonic_now, pci_bus_id, Channel, ChannelKind, Domain, Reading, Sampler,
+    THROTTLE_UNIT,
 };
 use libloading::Library;
 use serde::Deserialize;
@@ -55,6 +58,15 @@ type BdfFn = unsafe extern "C" fn(*mut c_void, *mut u64) -> u32;
 type EnergyFn = unsafe extern "C" fn(*mut c_void, *mut u64, *mut c_float, *mut u64) -> u32;
 type PowerInfoFn = unsafe extern "C" fn(*mut c_void, *mut u8) -> u32;
 type LibVersionFn = unsafe extern "C" fn(*mut u32) -> u32;
+type MetricsFn = unsafe extern "C" fn(*mut c_void, *mut u8) -> u32;
+
+/// `amdsmi_gpu_metrics_t` grows with every release (~1.9 KB in 26.x, with partition stats):
+/// room for any of them. Only the leading members are read, whose offsets have not moved.
+const METRICS_BYTES: usize = 16 * 1024;
+/// Offset of `throttle_status` (u32, ASIC-dependent bits) in `amdsmi_gpu_metrics_t`.
+const THROTTLE_STATUS_AT: usize = 68;
+/// Offset of `indep_throttle_status` (u64, ASIC-independent bits, metrics v1.3 on).
+const INDEP_THROTTLE_STATUS_AT: usize = 112;
 
 /// The functions resolved from the library; the pointers stay valid while `_lib` is loaded,
 /// which is as long as this struct lives.
@@ -62,6 +74,8 @@ struct Api {
     shut_down: ShutDownFn,
     energy: EnergyFn,
     power_info: PowerInfoFn,
+    /// `amdsmi_get_gpu_metrics_info`, where the library has it (throttle status).
+    metrics: Option<MetricsFn>,
     /// `amdsmi_power_info_t` as AMD SMI 24.x lays it out (current, average power first).
     power_v24: bool,
     _lib: Library,
@@ -105,6 +119,8 @@ struct Gpu {
     wrap_j: Option<f64>,
     /// Current (not averaged) socket power is reported: `gpuN-power` exists.
     instant_power: bool,
+    /// The throttle status is reported: `gpuN-throttle` exists.
+    throttle: bool,
 }
 
 /// The sampler: the loaded library and the selected GPUs.
@@ -148,6 +164,8 @@ impl Api {
             let power_info: PowerInfoFn = *lib
                 .get(b"amdsmi_get_power_info\0")
                 .map_err(|e| e.to_string())?;
+            let metrics: Option<MetricsFn> =
+                lib.get(b"amdsmi_get_gpu_metrics_info\0").ok().map(|f| *f);
             let status = init(INIT_AMD_GPUS);
             if status != SUCCESS {
                 return Err(format!(
@@ -167,6 +185,7 @@ impl Api {
                 shut_down,
                 energy,
                 power_info,
+                metrics,
                 power_v24,
                 _lib: lib,
             })
@@ -210,6 +229,38 @@ impl Api {
         Power {
             current_w: valid(current),
             average_w: valid(average),
+        }
+    }
+}
+
+impl Api {
+    /// Why the GPU is slowed for power, current or heat: the ASIC-independent throttle bits
+    /// (power 0-15, current 16-31, temperature 32-47, PROCHOT and others 56-63; all mean a
+    /// throttle), else the ASIC-dependent ones where only those are filled; 0 = not throttled.
+    /// `None` where the board reports neither (members left at all ones are unsupported).
+    fn throttle(&self, h: Handle) -> Option<u64> {
+        let metrics = self.metrics?;
+        let mut buf = vec![0u64; METRICS_BYTES / 8];
+        // SAFETY: the buffer is larger than any release's amdsmi_gpu_metrics_t.
+        let status = unsafe { metrics(h.0, buf.as_mut_ptr() as *mut u8) };
+        if status != SUCCESS {
+            return None;
+        }
+        let b = bytemuck_u8(&buf);
+        let indep = u64::from_ne_bytes(
+            b[INDEP_THROTTLE_STATUS_AT..INDEP_THROTTLE_STATUS_AT + 8]
+                .try_into()
+                .ok()?,
+        );
+        let asic = u32::from_ne_bytes(
+            b[THROTTLE_STATUS_AT..THROTTLE_STATUS_AT + 4]
+                .try_into()
+                .ok()?,
+        );
+        match (indep, asic) {
+            (u64::MAX, u32::MAX) => None,
+            (u64::MAX, asic) => Some(asic as u64),
+            (indep, _) => Some(indep),
         }
     }
 }
@@ -536,6 +587,7 @@ impl Sampler for AmdSmi {
                 // 2^32 x ~15.3 µJ ≈ 65.5 kJ (under four minutes at 300 W).
                 wrap_j: (c.units <= u32::MAX as u64).then_some(4_294_967_296.0 * resolution_j),
                 instant_power: p.current_w.is_some(),
+                throttle: api.throttle(handle).is_some(),
             });
             first.push((c, p));
         }
@@ -599,6 +651,19 @@ impl Sampler for AmdSmi {
                     shaped_by: None,
                 });
             }
+            if g.throttle {
+                out.push(Channel {
+                    name: format!("gpu{}-throttle", g.index),
+                    domain: Domain::Telemetry,
+                    device: Some(g.uuid.clone()),
+                    kind: ChannelKind::Telemetry {
+                        unit: THROTTLE_UNIT.into(),
+                    },
+                    update_period_s: 0.01,
+                    accuracy: Default::default(),
+                    shaped_by: None,
+                });
+            }
         }
         out
     }
@@ -624,6 +689,17 @@ impl Sampler for AmdSmi {
                         channel: ch,
                         timestamp_s: t,
                         value: w,
+                    });
+                }
+                ch += 1;
+            }
+            if g.throttle {
+                let t = monotonic_now();
+                if let Some(bits) = self.api.throttle(g.handle) {
+                    out.push(Reading {
+                        channel: ch,
+                        timestamp_s: t,
+                        value: bits as f64,
                     });
                 }
                 ch += 1;

@@ -395,3 +395,45 @@ fn a_gpu_without_a_counter_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn throttle_status_is_a_channel_where_the_board_reports_it() {
+    // PPT0 (bit 0) and TEMP_HOTSPOT (bit 36) of the ASIC-independent bits; a board with only
+    // the ASIC-dependent member reports those bits instead; a board with neither has no channel.
+    let hot = 1u64 | (1 << 36);
+    let script = json!({ "devices": [
+        { "uuid": "1111aaaa-0000", "power_w": [[0.0, 300.0]], "throttle": [[0.0, 1e6, hot]] },
+        { "uuid": "2222bbbb-0000", "power_w": [[0.0, 300.0]], "throttle": [[0.0, 1e6, 4]],
+          "throttle_indep": false },
+        { "uuid": "3333cccc-0000", "power_w": [[0.0, 300.0]], "throttle": [] },
+        device("4444dddd-0000", 300.0),
+    ]});
+    let mut s = open(script, json!({ "check_counter": false }), &[]).unwrap();
+    let channels = s.smi.channels();
+    let throttle: Vec<(usize, &Channel)> = channels
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name.ends_with("-throttle"))
+        .collect();
+    let names: Vec<&str> = throttle.iter().map(|(_, c)| c.name.as_str()).collect();
+    assert_eq!(names, ["gpu0-throttle", "gpu1-throttle", "gpu2-throttle"]);
+    for (_, c) in &throttle {
+        assert_eq!(
+            c.kind,
+            ChannelKind::Telemetry {
+                unit: THROTTLE_UNIT.into()
+            }
+        );
+    }
+    let mut readings = Vec::new();
+    s.smi.read(&mut readings).unwrap();
+    let value = |i: usize| {
+        readings
+            .iter()
+            .find(|r| r.channel as usize == throttle[i].0)
+            .map(|r| r.value)
+    };
+    assert_eq!(value(0), Some(hot as f64));
+    assert_eq!(value(1), Some(4.0));
+    assert_eq!(value(2), Some(0.0), "reported, and not throttled");
+}
