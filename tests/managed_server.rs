@@ -463,3 +463,37 @@ max_queries = 3
         assert!(s.to_string().contains("STANDIN_SECRET=***"), "{s}");
     }
 }
+
+#[test]
+fn doctor_says_which_servers_can_be_started_and_their_versions() {
+    // Stand-ins on a PATH of their own: a `vllm` that reports a version, and a `python3`
+    // without SGLang (as on this machine); no `ollama` and no `llama-server` at all.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script("vllm", "echo 'INFO 12-06 vllm version 0.6.3.post1'");
+    script(
+        "python3",
+        "echo \"ModuleNotFoundError: No module named 'sglang'\" >&2; exit 1",
+    );
+    let o = ipw()
+        .arg("doctor")
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    let line = |kind: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with(kind))
+            .unwrap_or_else(|| panic!("no `{kind}` line: {t}"))
+            .to_string()
+    };
+    assert!(line("vllm ").contains("vllm version 0.6.3.post1"), "{t}");
+    assert!(line("sglang").contains("cannot import sglang"), "{t}");
+    assert!(line("ollama").contains("not on PATH"), "{t}");
+    assert!(line("llama-server").contains("not on PATH"), "{t}");
+}

@@ -901,3 +901,81 @@ fn a_warming_gpu_is_waited_for_and_the_wait_is_bounded() {
     assert_eq!(settle[0]["settled"], false, "{settle:?}");
     assert!(settle[0]["waited_s"].as_f64().unwrap() >= 2.0, "{settle:?}");
 }
+
+#[test]
+fn a_declared_ceiling_bounds_pulses_a_coarse_gauge_never_saw() {
+    // 10 ms pulses to 400 W on 90 W, every 0.5 s, and a 20 Hz gauge whose readings all fall
+    // between them (a trace that reads a flat 90 W), replayed while ~0.5 s queries run: too
+    // few readings per window (`coarse_sampling`). The readings alone bound each window at
+    // zero width and miss its pulse; with the meter's `max_w = 450` every record's bound
+    // reaches the ceiling, says so, and holds the truth.
+    let pulses = |t: f64| {
+        if (t * 2.0).rem_euclid(1.0) < 0.02 {
+            400.0
+        } else {
+            90.0
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("gauge.csv");
+    // Readings at k/20 + 0.02 s on the run clock: never inside a pulse ([k/2, k/2 + 0.01]).
+    let base = (ipw_core::records::clock::now_s() - 5.0).floor();
+    let mut csv = String::from("t,value\n");
+    for i in 0..20 * 300 {
+        let t = base + i as f64 / 20.0 + 0.02;
+        assert_eq!(pulses(t), 90.0);
+        csv += &format!("{t:.6},90\n");
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let server = FaultServer::start();
+    let run = |name: &str, extra: &str| {
+        let toml = format!(
+            "name = \"{name}\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 0.5\n{}\
+             [[samplers]]\npath = {}\nconfig = {{ file = {}, kind = \"power\", time_base = \"monotonic\"{extra} }}\n\
+             [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 6\n",
+            remote(&server, "slow"),
+            q(&plugin_lib("ipw_sampler_replay")),
+            q(&trace)
+        );
+        let (o, out) = profile(dir.path(), name, &toml);
+        assert!(o.status.success(), "{}", text(&o));
+        records(&out.join("slow"))
+            .iter()
+            .map(|r| {
+                let (a, b) = (
+                    r["window"]["start_s"].as_f64().unwrap(),
+                    r["window"]["end_s"].as_f64().unwrap(),
+                );
+                let n = ((b - a) * 1e6) as usize;
+                let h = (b - a) / n as f64;
+                let truth: f64 = (0..n).map(|i| pulses(a + (i as f64 + 0.5) * h) * h).sum();
+                let e = energy(r);
+                let b = &e["gross_bound_j"];
+                let flags: Vec<String> = e["flags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_string())
+                    .collect();
+                (truth, b[0].as_f64().unwrap(), b[1].as_f64().unwrap(), flags)
+            })
+            .collect::<Vec<_>>()
+    };
+    let plain = run("no-ceiling", "");
+    assert!(
+        plain.iter().any(|(truth, _, hi, _)| *truth > hi + 1e-3),
+        "the readings alone miss the pulses: {plain:?}"
+    );
+    let capped = run("ceiling", ", max_w = 450");
+    for (truth, lo, hi, flags) in &capped {
+        assert!(
+            lo - 1e-3 <= *truth && *truth <= hi + 1e-3,
+            "truth {truth} outside [{lo}, {hi}]"
+        );
+        assert!(
+            flags.contains(&"coarse_sampling".to_string())
+                && flags.contains(&"bound_from_ceiling".to_string()),
+            "{flags:?}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! `ipw doctor`: what this machine can measure, through which plugin, at what update period.
 
-use ipw_core::config::SamplerConfig;
+use ipw_core::config::{SamplerConfig, ServerKind};
 use ipw_core::power::session::open_sampler;
 use ipw_core::power::ChannelKind;
 use std::path::PathBuf;
@@ -76,6 +76,18 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
         None => println!("machine load: unknown (no /proc)"),
     }
     super::compute::print();
+    println!("managed servers ([models.server], each kind's default program):");
+    for kind in [
+        ServerKind::LlamaServer,
+        ServerKind::Vllm,
+        ServerKind::Sglang,
+        ServerKind::Ollama,
+    ] {
+        match ipw_core::server::installed(kind) {
+            Ok(found) => println!("  {:<13} {found}", kind.as_str()),
+            Err(why) => println!("  {:<13} unavailable: {why}", kind.as_str()),
+        }
+    }
     let found: Vec<_> = ipw_core::plugins::discover(extra)
         .into_iter()
         .filter(|p| p.kind == "sampler")

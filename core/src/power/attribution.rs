@@ -48,6 +48,9 @@ pub struct ChannelInput<'a> {
     pub idle_bound_w: Option<(f64, f64)>,
     /// The power domain the channel measures, copied to each record's channel.
     pub domain: Option<ipw_sampler_sdk::Domain>,
+    /// The most power its device may draw, watts, where declared (a telemetry channel of unit
+    /// [`ipw_sampler_sdk::POWER_LIMIT_UNIT`] beside it): how high a coarse window may reach.
+    pub ceiling_w: Option<f64>,
 }
 
 /// Without edge reads, a window shorter than this many sampling intervals is flagged
@@ -222,11 +225,28 @@ fn channel_shares(
             if w.end - w.start < ch.update_period_s {
                 flags.push(Flag::ShortWindow);
             }
-            if !ch.edge_reads && w.end - w.start < COARSE_WINDOW_INTERVALS * ch.sample_interval_s {
+            let coarse =
+                !ch.edge_reads && w.end - w.start < COARSE_WINDOW_INTERVALS * ch.sample_interval_s;
+            if coarse {
                 flags.push(Flag::CoarseSampling);
             }
             if ch.curve.widened_by_nearby(w.start, w.end) {
                 flags.push(Flag::BoundFromNearby);
+            }
+            // A gauge read only a few times in the window knows its power between those
+            // readings no better than its device allows: up to the declared ceiling, down to
+            // the least it read nearby. Without a ceiling the readings' own bound stands.
+            if let (true, Some(ceiling), Some((lo, hi)), Some((pmin, _))) = (
+                coarse,
+                ch.ceiling_w,
+                bound[q],
+                ch.curve.extremes_near(w.start, w.end),
+            ) {
+                let time = idle_time[q];
+                bound[q] = Some((lo.min(pmin.max(0.0) * time), hi.max(ceiling * time)));
+                if ceiling * time > hi {
+                    flags.push(Flag::BoundFromCeiling);
+                }
             }
             if ch.estimated {
                 flags.push(Flag::EstimatedPower);

@@ -279,6 +279,32 @@ impl EnergyCurve {
         })
     }
 
+    /// Whether power is known only at readings (an instant or averaged gauge), so that what
+    /// happens between them is open.
+    pub fn is_gauge(&self) -> bool {
+        self.bands.iter().any(|b| matches!(b, Band::Knots { .. }))
+    }
+
+    /// The lowest and highest power read within 10 s of `[from, to]` (gauges; `None` for
+    /// other curves or when nothing was read there).
+    pub fn extremes_near(&self, from: f64, to: f64) -> Option<(f64, f64)> {
+        if !self.is_gauge() {
+            return None;
+        }
+        let (lo, hi) = (from - NEARBY_S, to + NEARBY_S);
+        self.t
+            .iter()
+            .enumerate()
+            .filter(|&(_, &t)| t >= lo && t <= hi)
+            .map(|(k, _)| match k {
+                0 => self.p0[0],
+                k => self.p1[k - 1],
+            })
+            .fold(None, |acc: Option<(f64, f64)>, p| {
+                Some(acc.map_or((p, p), |(a, b)| (a.min(p), b.max(p))))
+            })
+    }
+
     /// Power at `at` (knot curves: the line between readings; known-energy curves: the
     /// segment's mean), if covered.
     pub fn power_at(&self, at: f64) -> Option<f64> {

@@ -309,6 +309,20 @@ pub fn attribute_records(
                         ..
                     }
                 );
+                // The device's declared ceiling: the highest value a power-limit channel of the
+                // same sampler and device reported in this session.
+                let ceiling = info
+                    .channels
+                    .iter()
+                    .filter(|t| {
+                        t.device == ch.device
+                            && matches!(&t.kind, ChannelKind::Telemetry { unit }
+                                if unit == ipw_sampler_sdk::POWER_LIMIT_UNIT)
+                    })
+                    .flat_map(|t| readings_of(&readings, s, &format!("{}/{}", info.name, t.name)))
+                    .map(|&(_, w)| w)
+                    .filter(|w| w.is_finite() && *w > 0.0)
+                    .reduce(f64::max);
                 curves.push((
                     name,
                     curve,
@@ -318,6 +332,7 @@ pub fn attribute_records(
                     info.edge_reads,
                     ch.accuracy,
                     ch.domain,
+                    ceiling,
                 ));
             }
         }
@@ -325,7 +340,17 @@ pub fn attribute_records(
         let inputs: Vec<ChannelInput> = curves
             .iter()
             .map(
-                |(name, curve, period, interval, estimated, edge_reads, accuracy, domain)| {
+                |(
+                    name,
+                    curve,
+                    period,
+                    interval,
+                    estimated,
+                    edge_reads,
+                    accuracy,
+                    domain,
+                    ceiling,
+                )| {
                     ChannelInput {
                         name: name.clone(),
                         curve,
@@ -342,6 +367,7 @@ pub fn attribute_records(
                         edge_reads: *edge_reads,
                         accuracy: *accuracy,
                         domain: Some(*domain),
+                        ceiling_w: *ceiling,
                     }
                 },
             )

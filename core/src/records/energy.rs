@@ -22,6 +22,10 @@ pub enum Flag {
     /// An instant gauge caught spikes or dips near the window, so others may sit between its
     /// readings: the bound reaches the highest and lowest power it read nearby (10 s).
     BoundFromNearby,
+    /// A coarsely sampled window (`coarse_sampling`) of an instant gauge whose device declares
+    /// the most it can draw (an enforced power limit or cap, a meter's range): between its few
+    /// readings the gauge knows nothing more, so the bound reaches that ceiling.
+    BoundFromCeiling,
     /// Power is modelled, not measured.
     EstimatedPower,
     /// The sampler reported an error or an invalid value during the window.

@@ -22,6 +22,17 @@ pub struct Launch {
 pub const HOST: &str = "127.0.0.1";
 
 /// The command line for `cfg` serving `model_id` on `port`, for `concurrency` queries at once.
+/// The program a server kind runs when the experiment names none (found on `PATH`).
+pub fn default_program(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::LlamaServer => "llama-server",
+        ServerKind::Vllm => "vllm",
+        ServerKind::Sglang => "python3",
+        ServerKind::Ollama => "ollama",
+        ServerKind::Command => "",
+    }
+}
+
 pub fn launch(cfg: &ServerConfig, model_id: &str, port: u16, concurrency: usize) -> Launch {
     let fill = |s: &str| {
         s.replace("{port}", &port.to_string())
@@ -31,16 +42,7 @@ pub fn launch(cfg: &ServerConfig, model_id: &str, port: u16, concurrency: usize)
         .program
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| {
-            match cfg.kind {
-                ServerKind::LlamaServer => "llama-server",
-                ServerKind::Vllm => "vllm",
-                ServerKind::Sglang => "python3",
-                ServerKind::Ollama => "ollama",
-                ServerKind::Command => "",
-            }
-            .into()
-        });
+        .unwrap_or_else(|| default_program(cfg.kind).into());
     let model = cfg.model_path.clone().unwrap_or_default();
     let (port_s, parallel) = (port.to_string(), concurrency.max(1).to_string());
     let s = |x: &[&str]| x.iter().map(|a| a.to_string()).collect::<Vec<_>>();

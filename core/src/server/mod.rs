@@ -413,6 +413,33 @@ fn signal_name(sig: i32) -> &'static str {
 /// The server's version as it reports it (`--version`), within 10 s; `None` if it says
 /// nothing usable.
 fn version_of(kind: ServerKind, program: &str) -> Option<String> {
+    ask_version(kind, program).map(|(_, line)| line)
+}
+
+/// Whether a server kind can be started here as the experiment would without `program`: its
+/// default program on `PATH` (and, for SGLang, the `sglang` module importable), with the version
+/// it reports. For `ipw doctor`.
+pub fn installed(kind: ServerKind) -> Result<String, String> {
+    let program = launch::default_program(kind);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!("`{program}` is not on PATH (or give `program` in [models.server])")
+        })?;
+    match ask_version(kind, &found.to_string_lossy()) {
+        Some((true, line)) => Ok(format!("{} ({line})", found.display())),
+        Some((false, line)) if kind == ServerKind::Sglang => {
+            Err(format!("python3 cannot import sglang: {line}"))
+        }
+        Some((false, line)) => Ok(format!("{} ({line})", found.display())),
+        None => Ok(format!("{} (no version reported)", found.display())),
+    }
+}
+
+/// Run the version query: whether it exited 0, and its most telling line.
+fn ask_version(kind: ServerKind, program: &str) -> Option<(bool, String)> {
     let args: &[&str] = match kind {
         ServerKind::Sglang => &["-c", "import sglang; print('sglang', sglang.__version__)"],
         _ => &["--version"],
@@ -434,6 +461,7 @@ fn version_of(kind: ServerKind, program: &str) -> Option<String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().ok()?;
+    let ok = out.status.success();
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -447,6 +475,6 @@ fn version_of(kind: ServerKind, program: &str) -> Option<String> {
     lines
         .iter()
         .find(|l| l.to_ascii_lowercase().contains("version"))
-        .or(lines.first())
-        .map(|l| l.chars().take(200).collect())
+        .or(if ok { lines.first() } else { lines.last() })
+        .map(|l| (ok, l.chars().take(200).collect()))
 }

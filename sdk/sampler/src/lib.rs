@@ -40,6 +40,12 @@ pub const OTHER_PROCESSES_UNIT: &str = "other-processes";
 /// status). Records measured while it is are flagged `throttled`.
 pub const THROTTLE_UNIT: &str = "throttle-reasons";
 
+/// The unit of a telemetry channel whose value is the most power, in watts, its device may draw
+/// (an enforced power limit, a power cap, a meter's range). An instant power gauge of the same
+/// sampler and device knows nothing between two readings but this: a window too short for its
+/// readings (`coarse_sampling`) gets a bound that reaches it (`bound_from_ceiling`).
+pub const POWER_LIMIT_UNIT: &str = "power-limit-w";
+
 /// The version of this SDK, stamped into every plugin built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -63,6 +63,7 @@ fn channel<'a>(curve: &'a EnergyCurve, estimated: bool) -> ChannelInput<'a> {
         accuracy: Default::default(),
         idle_bound_w: Some((40.0, 40.0)),
         domain: None,
+        ceiling_w: None,
     }
 }
 
@@ -655,6 +656,91 @@ fn an_instant_gauge_that_never_saw_a_spike_cannot_bound_one() {
         })
         .count();
     assert!(missed > 0, "unseen spikes cannot be inside a bound");
+}
+
+#[test]
+fn a_coarse_window_reaches_the_devices_ceiling_where_the_gauge_saw_nothing() {
+    // The pulses of the test above, now never caught (10 ms to 400 W at 2 Hz, read at exactly
+    // 20 Hz, 20 ms off each), in windows of 0.2 s to 0.9 s (fewer than 20 readings: coarse).
+    // The readings are all 90 W: alone they give a zero-width bound that misses the pulses.
+    // A declared ceiling (450 W: an enforced power limit, a meter's range) holds every truth.
+    let instant = ChannelKind::PowerGauge {
+        timing: GaugeTiming::Instant,
+        estimated: false,
+    };
+    let hidden = |t: f64| {
+        if (t * 2.0).fract() > 0.5 && (t * 2.0).fract() < 0.52 {
+            400.0
+        } else {
+            90.0
+        }
+    };
+    let readings: Vec<(f64, f64)> = (0..=600)
+        .map(|i| i as f64 / HZ)
+        .map(|t| (t, hidden(t)))
+        .collect();
+    let c = EnergyCurve::build(&instant, &readings);
+    let windows: Vec<QueryWindow> = (0..40)
+        .map(|i| {
+            let start = 1.0 + i as f64 * 0.611;
+            window(start, start + 0.2 + (i % 8) as f64 * 0.1)
+        })
+        .collect();
+    let run = |ceiling: Option<f64>| {
+        let mut ch = channel(&c, false);
+        ch.edge_reads = false;
+        ch.ceiling_w = ceiling;
+        let (mut missed, mut zero_width, mut flagged) = (0, 0, 0);
+        for w in &windows {
+            let e = attribute(std::slice::from_ref(&ch), &[*w], SplitRule::Equal).remove(0);
+            assert!(e.flags.contains(&Flag::CoarseSampling));
+            let [lo, hi] = e.gross_bound_j.unwrap();
+            let truth = true_energy(&hidden, w.start, w.end);
+            missed += usize::from(!(lo - 1e-6 <= truth && truth <= hi + 1e-6));
+            zero_width += usize::from(hi - lo < 1e-9);
+            flagged += usize::from(e.flags.contains(&Flag::BoundFromCeiling));
+            if ceiling.is_some() {
+                // The floor is the least the gauge read nearby; the top the ceiling.
+                assert!(
+                    (hi - 450.0 * (w.end - w.start)).abs() < 1e-6,
+                    "[{lo}, {hi}]"
+                );
+            }
+        }
+        (missed, zero_width, flagged)
+    };
+    let (missed, zero_width, flagged) = run(None);
+    assert!(
+        missed > 0 && zero_width == windows.len(),
+        "{missed} {zero_width}"
+    );
+    assert_eq!(flagged, 0);
+    assert_eq!(run(Some(450.0)), (0, 0, windows.len()));
+}
+
+#[test]
+fn a_ceiling_leaves_well_sampled_windows_as_tight_as_their_readings() {
+    // Windows of 20 readings or more are not coarse: the ceiling plays no part there, and a
+    // ramp's bound stays the zero-width one its readings give.
+    let instant = ChannelKind::PowerGauge {
+        timing: GaugeTiming::Instant,
+        estimated: false,
+    };
+    let ramp = |t: f64| 50.0 + 15.0 * t;
+    let readings: Vec<(f64, f64)> = sample_times(3, 12.0)
+        .iter()
+        .map(|&t| (t, ramp(t)))
+        .collect();
+    let c = EnergyCurve::build(&instant, &readings);
+    let mut ch = channel(&c, false);
+    ch.edge_reads = false;
+    ch.ceiling_w = Some(1000.0);
+    for w in windows() {
+        let e = attribute(std::slice::from_ref(&ch), &[w], SplitRule::Equal).remove(0);
+        let [lo, hi] = e.gross_bound_j.unwrap();
+        assert!((hi - lo) / e.gross_j.unwrap() < 0.003, "[{lo}, {hi}]");
+        assert!(!e.flags.contains(&Flag::BoundFromCeiling));
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@
 
 use ipw_sampler_sdk::{
     export_sampler, monotonic_now, pci_bus_id, Accuracy, Channel, ChannelKind, Domain, Reading,
-    Sampler,
+    Sampler, POWER_LIMIT_UNIT,
 };
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::SampleValue;
@@ -213,7 +213,12 @@ impl Sampler for NvmlSampler {
             out.push(ch("-temp", Domain::Telemetry, telemetry("celsius"), 0.1));
             out.push(ch("-mem-used", Domain::Telemetry, telemetry("bytes"), 0.1));
             out.push(ch("-sm-clock", Domain::Telemetry, telemetry("MHz"), 0.1));
-            out.push(ch("-power-limit", Domain::Telemetry, telemetry("W"), 1.0));
+            out.push(ch(
+                "-power-limit",
+                Domain::Telemetry,
+                telemetry(POWER_LIMIT_UNIT),
+                1.0,
+            ));
             out.push(ch(
                 "-other-processes",
                 Domain::Telemetry,

@@ -9,11 +9,13 @@
 //! (default) | `interval-mean` | `averaged` with `window_s`, `wrap_j` for energy, `channel`
 //! (default `trace`), `domain` (default `system`), `update_period_s` (default: the median step of
 //! the trace), `accuracy_rel` / `accuracy_w` (the meter's declared error: relative, and watts;
-//! default 0). A reading is released once its time has passed.
+//! default 0), `max_w` (the most the metered device can draw: a `<channel>-max` channel of unit
+//! `power-limit-w`, the ceiling of the trace's bounds between coarse readings). A reading is
+//! released once its time has passed.
 
 use ipw_sampler_sdk::{
     export_sampler, monotonic_now, Accuracy, Channel, ChannelKind, Domain, GaugeTiming, Reading,
-    Sampler,
+    Sampler, POWER_LIMIT_UNIT,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,6 +48,8 @@ struct Config {
     accuracy_rel: f64,
     #[serde(default)]
     accuracy_w: f64,
+    #[serde(default)]
+    max_w: Option<f64>,
 }
 
 fn power() -> String {
@@ -68,6 +72,8 @@ struct Replay {
     points: Vec<(f64, f64)>,
     next: usize,
     channel: Channel,
+    /// The declared ceiling and its channel, reported with every reading.
+    max: Option<(f64, Channel)>,
 }
 
 fn load(cfg: &Config) -> Result<Vec<(f64, f64)>, String> {
@@ -201,15 +207,38 @@ impl Sampler for Replay {
             },
             shaped_by: None,
         };
+        let max = match cfg.max_w {
+            None => None,
+            Some(w) if !(w.is_finite() && w > 0.0) => {
+                return Err(format!("replay: max_w {w}: a power in watts above 0"))
+            }
+            Some(w) => Some((
+                w,
+                Channel {
+                    name: format!("{}-max", cfg.channel),
+                    domain: Domain::Telemetry,
+                    device: channel.device.clone(),
+                    kind: ChannelKind::Telemetry {
+                        unit: POWER_LIMIT_UNIT.into(),
+                    },
+                    update_period_s: period,
+                    accuracy: Accuracy::default(),
+                    shaped_by: None,
+                },
+            )),
+        };
         Ok(Self {
             points,
             next: 0,
             channel,
+            max,
         })
     }
 
     fn channels(&self) -> Vec<Channel> {
-        vec![self.channel.clone()]
+        let mut out = vec![self.channel.clone()];
+        out.extend(self.max.as_ref().map(|(_, c)| c.clone()));
+        out
     }
 
     fn read(&mut self, out: &mut Vec<Reading>) -> Result<(), String> {
@@ -221,6 +250,13 @@ impl Sampler for Replay {
                 timestamp_s: t,
                 value: v,
             });
+            if let Some((w, _)) = self.max {
+                out.push(Reading {
+                    channel: 1,
+                    timestamp_s: t,
+                    value: w,
+                });
+            }
             self.next += 1;
         }
         Ok(())
