@@ -232,6 +232,8 @@ fn hwmon_passes_on_a_fake_hwmon_tree() {
         &[
             ("name", "ina226"),
             ("power1_input", "5500000"),
+            // Its cap becomes a power-limit telemetry channel, which must pass the check too.
+            ("power1_cap", "20000000"),
             ("update_interval", "2"),
         ],
     );

@@ -10,7 +10,9 @@
 //! When one index has several, the counter wins (the host integrates it exactly), then an
 //! average whose window the driver states (no aliasing between reads), then an instant
 //! reading, then an average whose window is unknown (assumed to be the update interval).
-//! Temperatures, voltages, currents and limits (`power<i>_cap`, `_max`, ...) are ignored.
+//! A power gauge's `power<i>_cap` (µW) becomes `<name>-cap`, telemetry of unit `power-limit-w`:
+//! the ceiling of its bounds in coarse windows. Temperatures, voltages, currents and other
+//! limits (`_max`, ...) are ignored.
 //!
 //! Channels are named `<device name>/<label>` (`amd_energy/Esocket0`, `amdgpu/PPT`), the file
 //! stem (`power1`) standing in for a missing label; two devices of one name get their hwmon
@@ -34,6 +36,7 @@
 
 use ipw_sampler_sdk::{
     export_sampler, read_each, Channel, ChannelKind, Domain, GaugeTiming, Reading, Sampler,
+    POWER_LIMIT_UNIT,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -546,6 +549,25 @@ impl Sampler for Hwmon {
                     wholes.join(", ")
                 ));
             }
+            // A power gauge's cap is the most its device may draw: the ceiling the host lets a
+            // coarsely sampled window's bound reach (see `POWER_LIMIT_UNIT`).
+            let cap = d.base.join(format!("power{}_cap", c.index));
+            let capped = matches!(kind, ChannelKind::PowerGauge { .. })
+                && read_int(&cap).is_ok_and(|v| v > 0.0);
+            let cap_channel = capped.then(|| Sensor {
+                file: cap,
+                channel: Channel {
+                    name: format!("{}-cap", c.name),
+                    domain: Domain::Telemetry,
+                    device: Some(device.clone()),
+                    kind: ChannelKind::Telemetry {
+                        unit: POWER_LIMIT_UNIT.into(),
+                    },
+                    update_period_s,
+                    accuracy: Default::default(),
+                    shaped_by: None,
+                },
+            });
             sensors.push(Sensor {
                 file,
                 channel: Channel {
@@ -559,6 +581,7 @@ impl Sampler for Hwmon {
                     shaped_by: None,
                 },
             });
+            sensors.extend(cap_channel);
         }
         Ok(Self { sensors })
     }

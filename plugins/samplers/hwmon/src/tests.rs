@@ -145,14 +145,25 @@ fn finds_power_and_energy_files_with_kinds_domains_periods_and_honest_device_str
         [
             "amd_energy/Esocket0",
             "amdgpu/PPT",
+            "amdgpu/PPT-cap",
             "power_meter/power1",
             "zenpower/SVI2_P_Core",
             "zenpower/SVI2_P_SoC",
             "ina226/power1",
         ],
-        "temperatures ignored, per-core counters left out beside their socket, hwmon10 last"
+        "temperatures ignored, per-core counters left out beside their socket, hwmon10 last; \
+         a gauge's cap beside it"
     );
     let ch = by_name(&s);
+    // The cap is the gauge's ceiling: the same device string, so the host pairs them.
+    let cap = &ch["amdgpu/PPT-cap"];
+    assert_eq!(
+        cap.kind,
+        ChannelKind::Telemetry {
+            unit: POWER_LIMIT_UNIT.into()
+        }
+    );
+    assert_eq!(cap.device, ch["amdgpu/PPT"].device);
 
     let e = &ch["amd_energy/Esocket0"];
     assert_eq!(
@@ -229,6 +240,7 @@ fn read_converts_microjoules_and_microwatts_and_follows_the_files() {
     let want = [
         ("amd_energy/Esocket0", 123.456789),
         ("amdgpu/PPT", 35.0),
+        ("amdgpu/PPT-cap", 200.0),
         ("power_meter/power1", 250.0),
         ("zenpower/SVI2_P_Core", 1.5),
         ("zenpower/SVI2_P_SoC", 0.75),
@@ -348,7 +360,10 @@ fn devices_and_channels_select_and_unknown_names_list_what_was_found() {
             .map(|c| c.name)
             .collect()
     };
-    assert_eq!(names(json!({"devices": ["amdgpu"]})), ["amdgpu/PPT"]);
+    assert_eq!(
+        names(json!({"devices": ["amdgpu"]})),
+        ["amdgpu/PPT", "amdgpu/PPT-cap"]
+    );
     assert_eq!(
         names(json!({"devices": ["hwmon3", "ina226"]})),
         ["power_meter/power1", "ina226/power1"]
@@ -481,8 +496,13 @@ fn an_unreadable_or_garbage_file_is_an_error_naming_it_never_zero() {
     let e = s.read(&mut out).unwrap_err();
     assert!(e.contains(&ina.display().to_string()), "{e}");
     assert!(e.contains("not a number: `N/A`"), "{e}");
+    let ina_channel = s
+        .channels()
+        .iter()
+        .position(|c| c.name == "ina226/power1")
+        .unwrap() as u32;
     assert!(
-        out.iter().all(|r| r.channel != 1),
+        out.iter().all(|r| r.channel != ina_channel),
         "no value for the bad file"
     );
 
