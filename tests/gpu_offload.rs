@@ -10,17 +10,14 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The ipw built with the Vulkan backend. Missing = test failure, not a skip.
+/// The ipw built with the Vulkan backend.
 fn vulkan_ipw() -> PathBuf {
-    let p = std::env::var_os("IPW_VULKAN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("bin/ipw-vulkan"));
-    assert!(
-        p.is_file(),
-        "the Vulkan build of ipw is missing at {}: run scripts/build-vulkan.sh",
-        p.display()
-    );
-    p
+    cached(
+        "IPW_VULKAN_BIN",
+        "bin/ipw-vulkan",
+        "the Vulkan build of ipw",
+        "scripts/build-vulkan.sh",
+    )
 }
 
 /// The Vulkan build, set up as [`ipw()`] is; `llvmpipe` makes Mesa's device visible.

@@ -56,30 +56,38 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/ipw"))
 }
 
-/// The real SmolLM2-135M GGUF (fetched by scripts/fetch-model.sh). Missing = test failure.
-pub fn model_path() -> PathBuf {
-    let p = std::env::var_os("IPW_TEST_MODEL")
+/// Something a script fetched or built into the cache: `$var`, else `default` under
+/// [`cache_dir`]. Missing = test failure naming the script, not a skip.
+pub fn cached(var: &str, default: &str, what: &str, script: &str) -> PathBuf {
+    let p = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        .unwrap_or_else(|| cache_dir().join(default));
     assert!(
         p.is_file(),
-        "test model missing at {}: run scripts/fetch-model.sh",
+        "{what} missing at {}: run {script}",
         p.display()
     );
     p
 }
 
-/// The real llama-server (built by scripts/build-llama-server.sh). Missing = test failure.
+/// The real SmolLM2-135M GGUF (fetched by scripts/fetch-model.sh).
+pub fn model_path() -> PathBuf {
+    cached(
+        "IPW_TEST_MODEL",
+        "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "test model",
+        "scripts/fetch-model.sh",
+    )
+}
+
+/// The real llama-server (built by scripts/build-llama-server.sh).
 pub fn llama_server_path() -> PathBuf {
-    let p = std::env::var_os("IPW_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("llama-server/bin/llama-server"));
-    assert!(
-        p.is_file(),
-        "llama-server missing at {}: run scripts/build-llama-server.sh",
-        p.display()
-    );
-    p
+    cached(
+        "IPW_LLAMA_SERVER",
+        "llama-server/bin/llama-server",
+        "llama-server",
+        "scripts/build-llama-server.sh",
+    )
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -622,6 +622,16 @@ fn every_window_holds_the_true_energy_within_its_bound_without_edge_reads() {
     }
 }
 
+/// 10 ms pulses to 400 W on 90 W at 2 Hz, 20 ms off every reading of a 20 Hz gauge that reads
+/// at whole multiples of its period: no reading ever sees one.
+fn hidden_pulses(t: f64) -> f64 {
+    if (t * 2.0).fract() > 0.5 && (t * 2.0).fract() < 0.52 {
+        400.0
+    } else {
+        90.0
+    }
+}
+
 #[test]
 fn an_instant_gauge_that_never_saw_a_spike_cannot_bound_one() {
     // The limit the README states: pulses that fall between every pair of readings leave no
@@ -631,13 +641,7 @@ fn an_instant_gauge_that_never_saw_a_spike_cannot_bound_one() {
         timing: GaugeTiming::Instant,
         estimated: false,
     };
-    let hidden = |t: f64| {
-        if (t * 2.0).fract() > 0.5 && (t * 2.0).fract() < 0.52 {
-            400.0
-        } else {
-            90.0
-        }
-    };
+    let hidden = hidden_pulses;
     let readings: Vec<(f64, f64)> = (0..=240)
         .map(|i| i as f64 / HZ)
         .map(|t| (t, hidden(t)))
@@ -668,13 +672,7 @@ fn a_coarse_window_reaches_the_devices_ceiling_where_the_gauge_saw_nothing() {
         timing: GaugeTiming::Instant,
         estimated: false,
     };
-    let hidden = |t: f64| {
-        if (t * 2.0).fract() > 0.5 && (t * 2.0).fract() < 0.52 {
-            400.0
-        } else {
-            90.0
-        }
-    };
+    let hidden = hidden_pulses;
     let readings: Vec<(f64, f64)> = (0..=600)
         .map(|i| i as f64 / HZ)
         .map(|t| (t, hidden(t)))
