@@ -99,8 +99,10 @@ fn build_wasm_guests(root: &Path) {
         "sdk/guest/src",
         "sdk/guest/Cargo.toml",
         "plugins/graders",
+        "plugins/classifiers",
         "tests/fixtures/graders",
         "tests/fixtures/routers",
+        "tests/fixtures/classifiers",
     ] {
         println!("cargo:rerun-if-changed=../{watched}");
     }
@@ -113,11 +115,25 @@ fn build_wasm_guests(root: &Path) {
             "ipw_grader_",
         ),
         (
+            "plugins/classifiers/Cargo.toml",
+            "builtin_classifiers.rs",
+            "BUILTIN_CLASSIFIERS",
+            true,
+            "ipw_classifier_",
+        ),
+        (
             "tests/fixtures/graders/Cargo.toml",
             "fixture_graders.rs",
             "FIXTURE_GRADERS",
             false,
             "ipw_fixture_grader_",
+        ),
+        (
+            "tests/fixtures/classifiers/Cargo.toml",
+            "fixture_classifiers.rs",
+            "FIXTURE_CLASSIFIERS",
+            false,
+            "ipw_fixture_classifier_",
         ),
         (
             "tests/fixtures/routers/Cargo.toml",
@@ -149,7 +165,7 @@ fn build_wasm_guests(root: &Path) {
             .expect("run cargo for the wasm guests");
         if !output.status.success() {
             panic!(
-                "building the WASM graders ({}) failed. Is the target installed? `rustup target add wasm32-wasip2`\n{}",
+                "building the WASM plugins ({}) failed. Is the target installed? `rustup target add wasm32-wasip2`\n{}",
                 manifest.display(),
                 String::from_utf8_lossy(&output.stderr)
             );
@@ -169,10 +185,12 @@ fn build_wasm_guests(root: &Path) {
         entries.sort();
         let mut code = String::new();
         if embed {
-            writeln!(code, "/// (name, component bytes, one-line description) of every built-in grader.\npub(crate) static {constant}: &[(&str, &[u8], &str)] = &[").unwrap();
+            writeln!(code, "/// (name, component bytes, one-line description) of every built-in plugin of this kind.\npub(crate) static {constant}: &[(&str, &[u8], &str)] = &[").unwrap();
+            let plugins = manifest
+                .parent()
+                .expect("a workspace manifest has a folder");
             for (name, path) in &entries {
-                let about =
-                    grader_summary(&root.join("plugins/graders").join(name).join("src/lib.rs"));
+                let about = plugin_summary(&plugins.join(name).join("src/lib.rs"));
                 writeln!(
                     code,
                     "    ({name:?}, include_bytes!({:?}), {about:?}),",
@@ -191,9 +209,9 @@ fn build_wasm_guests(root: &Path) {
     }
 }
 
-/// The first sentence of a grader crate's doc comment, without its "`name`: " prefix: what
-/// `ipw list` prints beside the grader's name.
-fn grader_summary(lib: &Path) -> String {
+/// The first sentence of a plugin crate's doc comment, without its "`name`: " prefix: what
+/// `ipw list` prints beside the plugin's name.
+fn plugin_summary(lib: &Path) -> String {
     let text = std::fs::read_to_string(lib).unwrap_or_default();
     let paragraph: Vec<&str> = text
         .lines()

@@ -29,8 +29,10 @@ wallmeter=examples/sampler-wallmeter/Cargo.toml
 cargo fmt --manifest-path "$wallmeter" -- --check
 cargo clippy --release --locked --manifest-path "$wallmeter" --all-targets -- -D warnings
 cargo test --release --locked --manifest-path "$wallmeter"
-# The WASM graders' own unit tests (verdict parsing, placeholders), run on the host.
+# The WASM graders' and classifiers' own unit tests (verdict parsing, placeholders, keyword
+# matching), run on the host.
 cargo test --release --locked --manifest-path plugins/graders/Cargo.toml --workspace
+cargo test --release --locked --manifest-path plugins/classifiers/Cargo.toml --workspace
 # The Apple Silicon sampler's IOReport code compiles only for macOS: type-check and lint it
 # for that target (no linking, so no macOS SDK needed) so it cannot rot unseen on Linux CI.
 if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-apple-darwin; then

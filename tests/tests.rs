@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod bench;
 mod busy_machine;
+mod classify;
 mod crash_energy;
 mod crash_resume;
 mod device_check;

@@ -471,6 +471,8 @@ fn record(
         }),
         error,
         grade_history: Vec::new(),
+        domain: None,
+        domain_history: Vec::new(),
         harness: None,
         energy,
     })

@@ -123,6 +123,9 @@ pub struct Row {
     pub subject: Option<String>,
     /// Category of the subject, if known.
     pub category: Option<String>,
+    /// The domain label `ipw classify` gave the query: the first run's (in the order given)
+    /// that has one.
+    pub domain: Option<String>,
     /// The prompt text.
     pub prompt: String,
     /// Prompt tokens as the first model that counted them did.
@@ -389,6 +392,9 @@ pub fn build_with(
             dataset: first.dataset.clone(),
             subject: first.subject.clone(),
             category: first.category.clone(),
+            domain: here
+                .iter()
+                .find_map(|r| r.domain.as_ref().and_then(|d| d.label.clone())),
             prompt: first.prompt.clone(),
             prompt_tokens: here.iter().find_map(|r| r.input_tokens),
             outcomes,

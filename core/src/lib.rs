@@ -17,6 +17,7 @@
 
 pub mod analysis;
 pub mod backend;
+pub mod classify;
 pub mod config;
 pub mod dataset;
 pub mod export;

@@ -767,13 +767,13 @@ fn graders_over_the_per_instance_caps_get_a_clear_error() {
 #[test]
 fn a_grader_built_against_wit_0_1_0_runs_on_this_host() {
     // The contract as 0.1.0 had it: no `regex-captures`, no `span` or `matches`. A plugin built
-    // then imports `ipw:plugins/host@0.1.0`; the host (0.1.1) must still link and run it.
+    // then imports `ipw:plugins/host@0.1.0`; the host (0.1.2) must still link and run it.
     let now = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/wit/ipw.wit"),
     )
     .unwrap();
     assert!(
-        now.contains("package ipw:plugins@0.1.1;"),
+        now.contains("package ipw:plugins@0.1.2;"),
         "update this test"
     );
     let cut = |s: &str, from: &str, to: &str| -> String {
@@ -781,12 +781,17 @@ fn a_grader_built_against_wit_0_1_0_runs_on_this_host() {
         let b = a + s[a..].find(to).unwrap() + to.len();
         format!("{}{}", &s[..a], &s[b..])
     };
-    let mut old = now.replace("package ipw:plugins@0.1.1;", "package ipw:plugins@0.1.0;");
-    old = cut(&old, "///\n/// 0.1.1 added", "`types.matches`).\n");
+    let mut old = now.replace("package ipw:plugins@0.1.2;", "package ipw:plugins@0.1.0;");
+    old = cut(&old, "///\n/// 0.1.1 added", "`classifying` interface).\n");
+    // 0.1.2's classifier world and its types, to the end of the file.
+    old.truncate(old.find("\n/// Types a classifier sees.").unwrap());
     old = cut(&old, "    /// A piece of a string", "        all,\n    }\n");
     old = cut(&old, "    /// Search `text` with `pattern`", "string>;\n");
     old = old.replace("use types.{level, span, matches};", "use types.{level};");
-    assert!(!old.contains("regex") && !old.contains("span"), "{old}");
+    assert!(
+        !old.contains("regex") && !old.contains("span") && !old.contains("classif"),
+        "{old}"
+    );
     // It logs through the 0.1.0 host interface, then returns `err("not stopped")`.
     let grader = wat_grader_against(
         &format!(

@@ -42,6 +42,7 @@ fn table(queries: usize) -> Table {
                 dataset: "d".into(),
                 subject: None,
                 category: None,
+                domain: None,
                 // Lengths 1, 2, 3, ...: the `stray` fixture strays on even ones.
                 prompt: "x".repeat(i + 1),
                 prompt_tokens: Some(i as u64 + 1),

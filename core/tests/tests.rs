@@ -1,6 +1,7 @@
 //! ipw-core's integration tests through its public API, one test binary of modules: real WASM
-//! graders and routers in the real sandbox, hostile fixtures included.
+//! graders, routers and classifiers in the real sandbox, hostile fixtures included.
 
+mod classifiers;
 mod graders;
 mod pairwise;
 mod routers;

@@ -88,6 +88,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Classifier costs: queries/s on one core through the sandbox for `keywords` and
+    /// `mapping`, then a run of `--records` records (MMLU questions, imported) classified with
+    /// `mapping` on every core and compared per domain, timed.
+    Classify {
+        /// Seconds of classifying per classifier.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Records in the timed run (0: skip it).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+    },
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -199,6 +210,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             rounds,
             max_tokens,
         }),
+        BenchCommand::Classify { seconds, records } => classify(seconds, records),
         BenchCommand::Graders { seconds } => {
             let rows = ipw_core::grade::bench::bench_builtin_graders(seconds)?;
             println!(
@@ -321,6 +333,108 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
     if scratch {
         std::fs::remove_dir_all(&root)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ipw bench classify`: one-core throughput, then a run of `records` classified and compared
+/// per domain.
+fn classify(seconds: f64, records: usize) -> anyhow::Result<ExitCode> {
+    use ipw_core::classify::{ClassifySpec, Classifying, Taxonomy};
+    let rows = ipw_core::classify::bench::bench_builtin_classifiers(seconds)?;
+    println!(
+        "{:<10} {:>15} {:>10} {:>10}",
+        "classifier", "queries/s/core", "labelled", "queries"
+    );
+    for r in &rows {
+        println!(
+            "{:<10} {:>15.0} {:>9.1}% {:>10}",
+            r.classifier,
+            r.queries_per_s,
+            100.0 * r.labelled_share,
+            r.queries
+        );
+    }
+    println!(
+        "(one thread, batches of {} queries per sandboxed instance; target: 100k queries/s/core)",
+        ipw_core::classify::apply::DEFAULT_BATCH
+    );
+    if records == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = std::env::temp_dir().join(format!("ipw-bench-classify-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let queries = ipw_core::classify::bench::builtin_queries();
+    let table = root.join("generated.csv");
+    let mut w = csv::Writer::from_path(&table)?;
+    w.write_record([
+        "query_id",
+        "model",
+        "dataset",
+        "subject",
+        "prompt",
+        "score",
+        "energy_j",
+        "latency_s",
+    ])?;
+    for i in 0..records {
+        let q = &queries[i % queries.len()];
+        let id = format!("{}#{}", q.id, i / queries.len());
+        let score = if i % 3 == 0 { "0" } else { "1" };
+        w.write_record([
+            id.as_str(),
+            "model",
+            &q.dataset,
+            q.subject.as_deref().unwrap_or(""),
+            &q.prompt,
+            score,
+            "2.5",
+            "0.5",
+        ])?;
+    }
+    w.flush()?;
+    drop(w);
+    let runs = root.join("runs");
+    let t = Instant::now();
+    let imported = ipw_core::import::import(&table, &runs, &Default::default())?;
+    let import_s = t.elapsed().as_secs_f64();
+    let run = imported.runs[0].1.clone();
+    std::fs::File::open(run.join("records.jsonl"))?.sync_all()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let spec = ClassifySpec {
+        classifier: "mapping".into(),
+        params: None,
+        taxonomy: Taxonomy::default_taxonomy(),
+        batch: None,
+        grading: None,
+    };
+    let t = Instant::now();
+    let classifying =
+        std::sync::Arc::new(runtime.block_on(Classifying::load(spec, &Default::default()))?);
+    let report = runtime.block_on(classifying.classify_run(&run))?;
+    let classify_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let compare =
+        ipw_core::study::compare(&[run.clone()], ipw_core::study::GroupBy::Domain, None, 0)?;
+    let compare_s = t.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("{records} records (MMLU and GSM8K questions cycled), imported in {import_s:.1} s");
+    println!(
+        "  classify (mapping, {cores} cores)  {classify_s:>6.2} s  ({} labelled, {} unlabelled)",
+        report.records - report.unlabelled - report.failed,
+        report.unlabelled
+    );
+    println!(
+        "  compare --by domain           {compare_s:>6.2} s  ({} groups)",
+        compare.rows.len()
+    );
+    println!(
+        "  together                      {:>6.2} s  (target: under 30 s for 1M records on 2 cores)",
+        classify_s + compare_s
+    );
+    std::fs::remove_dir_all(&root)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,17 +14,7 @@ pub fn run(
     against: Option<PathBuf>,
     judge_config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let params = match params {
-        Some(text) => {
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("--params is not JSON: {text}"))?;
-            if !v.is_object() {
-                bail!("--params must be a JSON object, e.g. '{{\"rel_tol\": 0.01}}'");
-            }
-            Some(v)
-        }
-        None => None,
-    };
+    let params = super::params_arg(params, r#"'{"rel_tol": 0.01}'"#)?;
     let runs = run_dirs(dir).with_context(|| format!("reading {}", dir.display()))?;
     if runs.is_empty() {
         bail!(

@@ -23,6 +23,19 @@ pub fn run(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
     for (name, what) in ipw_core::grade::builtin::describe() {
         println!("  {name:<10} {what}");
     }
+    println!("classifiers (built in, sandboxed WASM; `ipw classify`):");
+    for (name, what) in ipw_core::classify::builtin::describe() {
+        println!("  {name:<10} {what}");
+    }
+    println!("taxonomies (shipped; or a .toml / .csv file):");
+    for name in ipw_core::classify::taxonomy::builtin_names() {
+        let t = ipw_core::classify::Taxonomy::load(name)?;
+        println!(
+            "  {name:<10} {} labels: {}",
+            t.labels.len(),
+            t.source.as_deref().unwrap_or("")
+        );
+    }
     println!("plugin search path:");
     for dir in ipw_core::plugins::search_path(extra) {
         println!("  {}", dir.display());

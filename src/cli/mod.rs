@@ -3,6 +3,7 @@
 mod attribute;
 mod bench;
 mod bench_embedded;
+mod classify;
 mod compute;
 mod doctor;
 mod export;
@@ -100,6 +101,37 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         judge_config: Option<PathBuf>,
     },
+    /// Place every query of finished runs in a domain: one label of a taxonomy (default: the
+    /// 22 SOC 2018 major groups) from a sandboxed classifier. The label goes beside each
+    /// record's grade (`domain`, earlier ones kept in `domain_history`); measured fields are
+    /// never touched. Then `--by domain` in compare, coverage and report.
+    Classify {
+        /// Run directories (one model) or experiment directories (every model in them).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// A built-in classifier (keywords, mapping, judge) or a .wasm path.
+        #[arg(long, value_name = "SPEC")]
+        classifier: String,
+        /// Classifier parameters as a JSON object, e.g. '{"keywords": {"23-0000": ["court"]}}'.
+        #[arg(long)]
+        params: Option<String>,
+        /// A shipped taxonomy (soc-2018) or a .toml / .csv file of labels (code, title,
+        /// description).
+        #[arg(long, value_name = "NAME|FILE", default_value = "soc-2018")]
+        taxonomy: String,
+        /// A CSV of hand labels (`query_id`, `label`): print how well the classifier agrees
+        /// (accuracy, per-label precision and recall, the confusion matrix).
+        #[arg(long, value_name = "LABELS.csv")]
+        against: Option<PathBuf>,
+        /// A TOML file with a [grading.judge] table (an experiment file works): the judge model
+        /// the `judge` classifier asks when a run's manifest names none. Its [grading] fields
+        /// (limits) replace the run's.
+        #[arg(long, value_name = "FILE")]
+        judge_config: Option<PathBuf>,
+        /// Queries per sandboxed call (default 256; 4 for `judge`).
+        #[arg(long)]
+        batch: Option<usize>,
+    },
     /// Route queries between models: join runs of several models on query id and report, per
     /// router, accuracy kept and energy, compute and cost saved against the reference model.
     Route {
@@ -146,7 +178,8 @@ enum Command {
         /// Run directories or experiment directories.
         #[arg(required = true)]
         runs: Vec<PathBuf>,
-        /// Group by dataset, subject or category.
+        /// Group by dataset, subject, category or domain (`ipw classify`; queries without a
+        /// label are the `unlabelled` group).
         #[arg(long, default_value = "dataset")]
         by: String,
         /// The run paired differences are taken against (default: the first).
@@ -201,7 +234,8 @@ enum Command {
         /// Covered when score >= reference score - tolerance.
         #[arg(long, default_value_t = 0.0)]
         tolerance: f64,
-        /// Group by dataset, subject or category.
+        /// Group by dataset, subject, category or domain (`ipw classify`; queries without a
+        /// label are the `unlabelled` group).
         #[arg(long, default_value = "dataset")]
         by: String,
         /// Model metadata overriding the runs' own (release dates): `[models.NAME]` tables.
@@ -363,6 +397,23 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             against,
             judge_config,
         } => grade::run(&run_dir, grader, params, against, judge_config),
+        Command::Classify {
+            runs,
+            classifier,
+            params,
+            taxonomy,
+            against,
+            judge_config,
+            batch,
+        } => classify::run(classify::Args {
+            runs,
+            classifier,
+            params,
+            taxonomy,
+            against,
+            judge_config,
+            batch,
+        }),
         Command::Attribute {
             run_dir,
             trace,
@@ -446,4 +497,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sampler { what } => sampler::run(what),
         Command::Bench { what } => bench::run(what),
     }
+}
+
+/// A `--params` value: a JSON object (`example` shows one in the error), or `None`.
+fn params_arg(text: Option<String>, example: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    use anyhow::Context;
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("--params is not JSON: {text}"))?;
+    if !v.is_object() {
+        anyhow::bail!("--params must be a JSON object, e.g. {example}");
+    }
+    Ok(Some(v))
 }

@@ -51,7 +51,7 @@ impl ConfigError {
 }
 
 /// 1-based line and column (in characters) of byte `offset`.
-pub(super) fn line_column(source: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;

@@ -7,7 +7,7 @@
 mod expand;
 mod grading_file;
 mod load;
-mod location;
+pub(crate) mod location;
 mod secrets;
 pub use secrets::redact_args;
 

@@ -34,6 +34,19 @@ pub mod test_support {
         std::path::PathBuf::from(path.unwrap_or_else(|| panic!("no fixture grader `{name}`")))
     }
 
+    mod classifiers {
+        include!(concat!(env!("OUT_DIR"), "/fixture_classifiers.rs"));
+    }
+
+    /// The `.wasm` of fixture classifier `name` (`hostile`).
+    pub fn fixture_classifier(name: &str) -> std::path::PathBuf {
+        let path = classifiers::FIXTURE_CLASSIFIERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p);
+        std::path::PathBuf::from(path.unwrap_or_else(|| panic!("no fixture classifier `{name}`")))
+    }
+
     mod routers {
         include!(concat!(env!("OUT_DIR"), "/fixture_routers.rs"));
     }

@@ -5,7 +5,9 @@
 //! those into memory was most of the time and nearly all of the memory (3.9 GB for 1M
 //! records); here they are checked to be present, as in a full read, and skipped.
 
-use super::{Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy, QueryError, Record};
+use super::{
+    DomainRecord, Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy, QueryError, Record,
+};
 use super::{TokenSource, Window};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -17,7 +19,8 @@ pub enum Detail {
     Full,
     /// Everything but the texts and hashes: `prompt`, `prompt_hash`, `answers`, `choices`,
     /// `response` and `finish_reason` are empty, the grade's `wasm_sha256`, `extracted` and
-    /// `explanation` and `grade_history` are dropped, and energy has no `channels`. (A grade's
+    /// `explanation` and `grade_history` are dropped, the domain keeps its label, classifier
+    /// and taxonomy only (no `domain_history`), and energy has no `channels`. (A grade's
     /// `params` stay: they say what a pairwise grade was judged against.)
     Figures,
 }
@@ -62,6 +65,8 @@ pub(super) struct Figures {
     #[serde(default)]
     grade: Option<GradeFigures>,
     #[serde(default)]
+    domain: Option<DomainFigures>,
+    #[serde(default)]
     energy: Option<EnergyFigures>,
     #[serde(default)]
     harness: Option<HarnessCpu>,
@@ -77,6 +82,15 @@ struct GradeFigures {
     error: Option<String>,
     #[serde(default)]
     params: Option<serde_json::Value>,
+}
+
+/// A domain's label and what gave it (figures per domain name the classifier and taxonomy).
+#[derive(Deserialize)]
+struct DomainFigures {
+    label: Option<String>,
+    classifier: String,
+    taxonomy: String,
+    taxonomy_sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +151,19 @@ impl From<Figures> for Record {
                 params: g.params,
             }),
             grade_history: Vec::new(),
+            domain: f.domain.map(|d| DomainRecord {
+                label: d.label,
+                confidence: None,
+                explanation: None,
+                error: None,
+                classifier: d.classifier,
+                wasm_sha256: String::new(),
+                taxonomy: d.taxonomy,
+                taxonomy_sha256: d.taxonomy_sha256,
+                params: None,
+                judge: None,
+            }),
+            domain_history: Vec::new(),
             energy: f.energy.map(|e| QueryEnergy {
                 gross_j: e.gross_j,
                 net_j: e.net_j,

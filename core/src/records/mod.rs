@@ -17,6 +17,7 @@
 
 mod atomic;
 pub mod clock;
+mod domain;
 mod energy;
 mod figures;
 mod grade;
@@ -27,6 +28,7 @@ mod record;
 mod store;
 
 pub use atomic::{write_atomic, write_atomic_private, AtomicFile};
+pub use domain::DomainRecord;
 pub use energy::{ChannelEnergy, Flag, PhaseEnergy, QueryEnergy};
 pub use figures::Detail;
 pub use grade::{GradeRecord, GraderInfo, PAIRWISE_GRADER};

@@ -15,8 +15,8 @@
 //! group each), so a run of any size needs memory for one batch only.
 
 use super::{
-    ChannelEnergy, Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy, QueryError, Record,
-    TokenSource, Window, RECORD_SCHEMA,
+    ChannelEnergy, DomainRecord, Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy,
+    QueryError, Record, TokenSource, Window, RECORD_SCHEMA,
 };
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
@@ -305,6 +305,18 @@ fn columns(rs: &[Record], ctx: &RunColumns, channels: &BTreeSet<String>) -> Vec<
             (!r.grade_history.is_empty())
                 .then(|| serde_json::to_string(&r.grade_history).expect("grades serialise"))
         }),
+        str_ref("domain_label", rs, |r| {
+            r.domain.as_ref().and_then(|d| d.label.as_deref())
+        }),
+        str_col("domain", rs, |r| {
+            r.domain
+                .as_ref()
+                .map(|d| serde_json::to_string(d).expect("domains serialise"))
+        }),
+        str_col("domain_history", rs, |r| {
+            (!r.domain_history.is_empty())
+                .then(|| serde_json::to_string(&r.domain_history).expect("domains serialise"))
+        }),
         f64_col("energy_gross_j", rs, |r| e(r).and_then(|e| e.gross_j)),
         f64_col("energy_net_j", rs, |r| e(r).and_then(|e| e.net_j)),
         f64_col("energy_gross_low_j", rs, |r| {
@@ -518,6 +530,13 @@ pub fn batch_records(
     let grade_error = b.strs("grade_error")?;
     let params = b.strs("grade_params")?;
     let history = b.strs("grade_history")?;
+    // Absent in files exported before classifiers.
+    let optional_strs = |name: &str| match b.batch.column_by_name(name) {
+        Some(_) => b.strs(name),
+        None => Ok(vec![None; history.len()]),
+    };
+    let domain = optional_strs("domain")?;
+    let domain_history = optional_strs("domain_history")?;
     let gross = b.f64s("energy_gross_j")?;
     let net = b.f64s("energy_net_j")?;
     let gross_low = b.f64s("energy_gross_low_j")?;
@@ -601,6 +620,20 @@ pub fn batch_records(
             Some(t) => serde_json::from_str(t)
                 .map_err(|e| format!("column `grade_history` row {i}: {e}"))?,
         };
+        fn json_at<T: serde::de::DeserializeOwned>(
+            col: &[Option<String>],
+            name: &str,
+            i: usize,
+        ) -> Result<Option<T>, String> {
+            col[i]
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| format!("column `{name}` row {i}: {e}"))
+        }
+        let domain: Option<DomainRecord> = json_at(&domain, "domain", i)?;
+        let domain_history: Vec<DomainRecord> =
+            json_at(&domain_history, "domain_history", i)?.unwrap_or_default();
         let energy = match estimated[i] {
             None => None,
             Some(estimated) => {
@@ -691,6 +724,8 @@ pub fn batch_records(
             },
             grade,
             grade_history,
+            domain,
+            domain_history,
             energy,
             harness: h_cpu[i].map(|cpu_s| HarnessCpu {
                 cpu_s,

@@ -1,6 +1,6 @@
 //! The per-query record: one JSON line in `records.jsonl`, everything measured about a query.
 
-use super::{GradeRecord, QueryEnergy};
+use super::{DomainRecord, GradeRecord, QueryEnergy};
 use serde::{Deserialize, Serialize};
 
 /// Version of the record format; every line carries it. Readers accept every version up to
@@ -118,6 +118,13 @@ pub struct Record {
     /// Earlier grades, oldest first, kept when `ipw grade` re-grades the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grade_history: Vec<GradeRecord>,
+    /// The domain a classifier placed the query in (`ipw classify`); absent when never
+    /// classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainRecord>,
+    /// Earlier domains, oldest first, kept when the run is classified again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_history: Vec<DomainRecord>,
     /// Energy attributed to the query; `null` without samplers.
     #[serde(default)]
     pub energy: Option<QueryEnergy>,

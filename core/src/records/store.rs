@@ -857,6 +857,8 @@ mod tests {
             error: None,
             grade: None,
             grade_history: Vec::new(),
+            domain: None,
+            domain_history: Vec::new(),
             harness: None,
             energy: None,
         }

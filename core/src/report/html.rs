@@ -328,6 +328,20 @@ impl<'a> Page<'a> {
         let Some(c) = self.section("coverage", "Coverage", &r.coverage) else {
             return;
         };
+        if !c.labelled_by.is_empty() {
+            let note = format!(
+                "Best-of-local coverage per domain, highest first, with 95% intervals and each domain's query count; queries without a label are the `unlabelled` group. Labelled by {}.",
+                c.labelled_by.join("; ")
+            );
+            let body = domain_chart(c);
+            self.chart(
+                "coverage-domains",
+                "Which domains stay local",
+                &note,
+                &r.coverage.provenance,
+                body,
+            );
+        }
         let body = coverage_chart(self, c);
         let note = format!(
             "{}. Reference: {}. {} queries in every run{}.",
@@ -696,6 +710,93 @@ fn scatter(page: &Page, points: &[ParetoPoint]) -> String {
         px(f.left + 46.0),
         px(f.top + 10.0)
     );
+    s
+}
+
+/// Best-of-local coverage per domain as horizontal bars, sorted from most to least covered,
+/// each with its interval and query count: the study's "which domains stay local" figure.
+fn domain_chart(c: &super::Coverage) -> String {
+    let mut rows: Vec<&crate::study::CoverageRow> = c
+        .report
+        .rows
+        .iter()
+        .filter(|r| r.model == "best-of-local" && r.group != "all")
+        .collect();
+    let value = |r: &crate::study::CoverageRow| r.coverage.map_or(-1.0, |e| e.value);
+    rows.sort_by(|a, b| value(b).total_cmp(&value(a)).then(a.group.cmp(&b.group)));
+    let (left, top, rowh, right) = (300.0, 28.0, 22.0, 110.0);
+    let w = 900.0;
+    let h = top + rowh * rows.len().max(1) as f64 + 40.0;
+    let f = Frame {
+        w,
+        h,
+        left,
+        right,
+        top,
+        bottom: 40.0,
+    };
+    let x = Scale::exact(0.0, 1.0, left, w - right);
+    let mut s = String::new();
+    svg::open(
+        &mut s,
+        "coverage-domains-svg",
+        &f,
+        "Coverage per domain",
+        "Share of each domain's queries some local model answers as well as the reference, sorted",
+    );
+    svg::axes(&mut s, &f, &x, None, "best-of-local coverage", "");
+    for (i, r) in rows.iter().enumerate() {
+        let y = top + rowh * i as f64;
+        let title = c.domain_titles.get(&r.group);
+        let label = match title {
+            Some(t) => format!("{} {}", r.group, t.trim_end_matches(" Occupations")),
+            None => r.group.clone(),
+        };
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" dy="0.32em" text-anchor="end">{}<title>{}</title></text>"#,
+            px(left - 8.0),
+            px(y + rowh / 2.0),
+            esc(&short(&label, 44)),
+            esc(&label)
+        );
+        let Some(e) = r.coverage else {
+            continue;
+        };
+        let _ = write!(
+            s,
+            r##"<rect class="mark bar" x="{}" y="{}" width="{}" height="{}" fill="#0072b2"><title>{}: {:.1}% [{:.1}%, {:.1}%] of {} queries</title></rect>"##,
+            px(left),
+            px(y + 3.0),
+            px(x.at(e.value) - left),
+            px(rowh - 6.0),
+            esc(&label),
+            e.value * 100.0,
+            e.ci95[0] * 100.0,
+            e.ci95[1] * 100.0,
+            r.queries
+        );
+        let (lo, hi) = (x.at(e.ci95[0]), x.at(e.ci95[1]));
+        let mid = y + rowh / 2.0;
+        let _ = write!(
+            s,
+            r##"<path d="M{} {}H{}M{} {}V{}M{} {}V{}" stroke="#222" fill="none"/><text x="{}" y="{}" dy="0.32em">{:.0}% (n={})</text>"##,
+            px(lo),
+            px(mid),
+            px(hi),
+            px(lo),
+            px(mid - 4.0),
+            px(mid + 4.0),
+            px(hi),
+            px(mid - 4.0),
+            px(mid + 4.0),
+            px(w - right + 6.0),
+            px(mid),
+            e.value * 100.0,
+            r.queries
+        );
+    }
+    s.push_str("</svg>");
     s
 }
 

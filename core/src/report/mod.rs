@@ -272,6 +272,11 @@ pub struct Coverage {
     pub reference_chosen: String,
     /// What `ipw coverage` gives.
     pub report: CoverageReport,
+    /// By domain: which classifiers labelled the records, into which taxonomies (one line
+    /// each: `mapping (sha256 1a2b3c4d5e6f) into soc-2018 (sha256 ...)`); empty otherwise.
+    pub labelled_by: Vec<String>,
+    /// By domain: the title of each label code, where the taxonomy is a shipped one.
+    pub domain_titles: BTreeMap<String, String>,
 }
 
 /// Where a figure's numbers come from.
@@ -484,7 +489,7 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
         provenance: everyone(),
     };
 
-    let coverage = coverage_figure(req, &dirs, &rows, &all_names)?;
+    let coverage = coverage_figure(req, &dirs, &rows, &all_names, &records)?;
     let trace = trace_figure(req, &t, &runs, &records)?;
 
     let hists: Vec<Histogram> = runs
@@ -537,6 +542,7 @@ fn coverage_figure(
     dirs: &[PathBuf],
     rows: &[CompareRow],
     names: &[String],
+    records: &[Vec<Record>],
 ) -> Result<Figure<Coverage>, ReportError> {
     let provenance = Provenance {
         runs: names.to_vec(),
@@ -593,14 +599,74 @@ fn coverage_figure(
                 GroupBy::Dataset => "dataset",
                 GroupBy::Subject => "subject",
                 GroupBy::Category => "category",
+                GroupBy::Domain => "domain",
             }
         ),
         data: Some(Coverage {
             reference_chosen: chosen,
             report,
+            labelled_by: if req.by == GroupBy::Domain {
+                labelled_by(records)
+            } else {
+                Vec::new()
+            },
+            domain_titles: if req.by == GroupBy::Domain {
+                domain_titles(records)
+            } else {
+                BTreeMap::new()
+            },
         }),
         provenance,
     })
+}
+
+/// Which classifiers labelled `records`, into which taxonomies, one line each.
+fn labelled_by(records: &[Vec<Record>]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let short = |h: &str| h.chars().take(12).collect::<String>();
+    for d in records.iter().flatten().filter_map(|r| r.domain.as_ref()) {
+        let line = if d.wasm_sha256.is_empty() {
+            format!(
+                "{} into {} (sha256 {})",
+                d.classifier,
+                d.taxonomy,
+                short(&d.taxonomy_sha256)
+            )
+        } else {
+            format!(
+                "{} (sha256 {}) into {} (sha256 {})",
+                d.classifier,
+                short(&d.wasm_sha256),
+                d.taxonomy,
+                short(&d.taxonomy_sha256)
+            )
+        };
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    seen
+}
+
+/// Titles of the label codes, from the shipped taxonomy the records name (same labels: same
+/// hash); a taxonomy from a file leaves its codes untitled.
+fn domain_titles(records: &[Vec<Record>]) -> BTreeMap<String, String> {
+    let mut titles = BTreeMap::new();
+    let mut done: Vec<String> = Vec::new();
+    for d in records.iter().flatten().filter_map(|r| r.domain.as_ref()) {
+        if done.contains(&d.taxonomy_sha256) {
+            continue;
+        }
+        done.push(d.taxonomy_sha256.clone());
+        if let Ok(t) = crate::classify::Taxonomy::load(&d.taxonomy) {
+            if t.sha256 == d.taxonomy_sha256 {
+                for l in t.labels {
+                    titles.insert(l.code, l.title);
+                }
+            }
+        }
+    }
+    titles
 }
 
 fn trace_figure(

@@ -50,6 +50,7 @@ pub fn synthetic_table(queries: usize, models: usize, seed: u64) -> Table {
                 dataset: "synthetic".into(),
                 subject: None,
                 category: None,
+                domain: None,
                 prompt: String::new(),
                 prompt_tokens: Some(tokens),
                 outcomes: (0..models)

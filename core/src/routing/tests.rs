@@ -58,6 +58,7 @@ fn table() -> Table {
             dataset: "d".into(),
             subject: None,
             category: None,
+            domain: None,
             prompt: "x".repeat(10 * (i + 1)),
             prompt_tokens: Some(10 * (i as u64 + 1)),
             outcomes: vec![outcome(s[0], 1.0), outcome(s[1], 5.0), outcome(s[2], 20.0)],

@@ -210,6 +210,8 @@ fn build_record(
         error: None,
         grade: None,
         grade_history: Vec::new(),
+        domain: None,
+        domain_history: Vec::new(),
         harness: None,
         energy: None,
     };

@@ -43,7 +43,11 @@ impl Sandbox {
 
     /// A store for one call: its own WASI context (nothing in it), memory budget, fuel, judge
     /// caps and deadline.
-    fn new_store(&self, deadline: Arc<Deadline>) -> Result<Store<CallState>, SandboxError> {
+    fn new_store(
+        &self,
+        limits: Limits,
+        deadline: Arc<Deadline>,
+    ) -> Result<Store<CallState>, SandboxError> {
         // No preopened directories, no environment, no arguments, no sockets and no name
         // lookups: the guest can compute, log and ask the host, nothing else.
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
@@ -55,11 +59,11 @@ impl Sandbox {
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            budget: MemoryBudget::new(self.kind, self.limits.memory_mib, self.shared.caps),
+            budget: MemoryBudget::new(self.kind, limits.memory_mib, self.shared.caps),
             kind: self.kind,
             id: self.id.clone(),
             judge: self.judge.clone(),
-            limits: self.limits,
+            limits,
             deadline,
             judge_calls: 0,
             judge_prompt_bytes: 0,
@@ -68,8 +72,8 @@ impl Sandbox {
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.budget);
         store
-            .set_fuel(self.limits.fuel)
-            .map_err(|e| SandboxError::Call(describe_trap(&e, &self.limits, self.kind)))?;
+            .set_fuel(limits.fuel)
+            .map_err(|e| SandboxError::Call(describe_trap(&e, &limits, self.kind)))?;
         // The epoch never ends a call; it makes running guest code hand control back every
         // tick so the deadline race in `run` is polled.
         store.set_epoch_deadline(1);
@@ -85,15 +89,42 @@ impl Sandbox {
         &self,
         call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, SandboxError> {
+        self.run_under(self.limits, call)
+    }
+
+    /// Run one call that does the work of `items` calls (a batch): its fuel, deadline and judge
+    /// caps are `items` times one call's, its memory budget one call's.
+    pub fn run_batch<R>(
+        &self,
+        items: usize,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, SandboxError> {
+        let n = items.max(1) as u64;
+        let l = self.limits;
+        let limits = Limits {
+            fuel: l.fuel.saturating_mul(n),
+            timeout_ms: l.timeout_ms.saturating_mul(n),
+            judge_max_calls: l.judge_max_calls.saturating_mul(n as u32),
+            judge_max_prompt_bytes: l.judge_max_prompt_bytes.saturating_mul(n),
+            ..l
+        };
+        self.run_under(limits, call)
+    }
+
+    fn run_under<R>(
+        &self,
+        limits: Limits,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, SandboxError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Declared before the store, so dropped after it: the store hands its slots back to
         // the pool when it drops, and only then may another call take them.
         let _permit = self.shared.gate.as_ref().map(|g| g.acquire(self.needs));
         let deadline = Deadline::start(
-            Duration::from_millis(self.limits.timeout_ms),
+            Duration::from_millis(limits.timeout_ms),
             self.shared.ticker.clone(),
         );
-        let mut store = self.new_store(deadline.clone())?;
+        let mut store = self.new_store(limits, deadline.clone())?;
         let outcome = self.shared.runtime.block_on(async {
             tokio::select! {
                 biased;
@@ -102,12 +133,10 @@ impl Sandbox {
             }
         });
         match outcome {
-            Some(r) => {
-                r.map_err(|e| SandboxError::Call(describe_trap(&e, &self.limits, self.kind)))
-            }
+            Some(r) => r.map_err(|e| SandboxError::Call(describe_trap(&e, &limits, self.kind))),
             None => Err(SandboxError::Call(format!(
                 "{} exceeded its {} ms deadline",
-                self.kind, self.limits.timeout_ms
+                self.kind, limits.timeout_ms
             ))),
         }
     }

@@ -20,7 +20,7 @@ pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         // A world of the shared imports alone, so no plugin kind's world is the sandbox's.
-        inline: "package ipw:sandbox; world host-calls { import ipw:plugins/host@0.1.1; }",
+        inline: "package ipw:sandbox; world host-calls { import ipw:plugins/host@0.1.2; }",
         world: "host-calls",
         // `judge` awaits a model (async) and may end the call when a cap is hit (trappable);
         // `log` stays a plain call.

@@ -35,16 +35,20 @@ pub enum GroupBy {
     Subject,
     /// Per category.
     Category,
+    /// Per domain (the label `ipw classify` gave the query); queries without one are the
+    /// `unlabelled` group, never dropped.
+    Domain,
 }
 
 impl GroupBy {
-    /// Parse `dataset`, `subject` or `category`.
+    /// Parse `dataset`, `subject`, `category` or `domain`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "dataset" => Ok(GroupBy::Dataset),
             "subject" => Ok(GroupBy::Subject),
             "category" => Ok(GroupBy::Category),
-            o => Err(format!("`{o}`: use dataset, subject or category")),
+            "domain" => Ok(GroupBy::Domain),
+            o => Err(format!("`{o}`: use dataset, subject, category or domain")),
         }
     }
 }
@@ -131,16 +135,59 @@ pub enum StudyError {
     Input(String),
 }
 
-fn group_key(
-    by: GroupBy,
-    dataset: &str,
-    subject: &Option<String>,
-    category: &Option<String>,
-) -> Option<String> {
+/// What a query is grouped by, whether it comes from a record or a joined row.
+pub(crate) trait Groupable {
+    /// The dataset label.
+    fn dataset(&self) -> &str;
+    /// The subject, if any.
+    fn subject(&self) -> Option<&str>;
+    /// The category, if any.
+    fn category(&self) -> Option<&str>;
+    /// The domain label, if classified and labelled.
+    fn domain(&self) -> Option<&str>;
+}
+
+impl Groupable for Record {
+    fn dataset(&self) -> &str {
+        &self.dataset
+    }
+    fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    fn category(&self) -> Option<&str> {
+        self.category.as_deref()
+    }
+    fn domain(&self) -> Option<&str> {
+        self.domain.as_ref().and_then(|d| d.label.as_deref())
+    }
+}
+
+impl Groupable for joined::Row {
+    fn dataset(&self) -> &str {
+        &self.dataset
+    }
+    fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    fn category(&self) -> Option<&str> {
+        self.category.as_deref()
+    }
+    fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+}
+
+/// The group of `q` (`None`: in `all` only).
+pub(crate) fn group_key(by: GroupBy, q: &impl Groupable) -> Option<String> {
     match by {
-        GroupBy::Dataset => Some(dataset.to_string()),
-        GroupBy::Subject => subject.clone(),
-        GroupBy::Category => category.clone(),
+        GroupBy::Dataset => Some(q.dataset().to_string()),
+        GroupBy::Subject => q.subject().map(String::from),
+        GroupBy::Category => q.category().map(String::from),
+        GroupBy::Domain => Some(
+            q.domain()
+                .unwrap_or(crate::classify::UNLABELLED)
+                .to_string(),
+        ),
     }
 }
 
@@ -197,7 +244,7 @@ fn row_of(
 
 /// One run's compare rows: `all`, then each group.
 fn run_rows(col: &joined::Column, records: &[Record], by: GroupBy, seed: u64) -> Vec<CompareRow> {
-    let key = |r: &Record| group_key(by, &r.dataset, &r.subject, &r.category);
+    let key = |r: &Record| group_key(by, r);
     let Some((overall, groups)) = quality_grouped(records, seed, key) else {
         return Vec::new();
     };
@@ -247,7 +294,7 @@ pub fn compare(
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in t.rows.iter().enumerate() {
             groups.entry("all".into()).or_default().push(i);
-            if let Some(k) = group_key(by, &r.dataset, &r.subject, &r.category) {
+            if let Some(k) = group_key(by, r) {
                 groups.entry(k).or_default().push(i);
             }
         }
@@ -364,7 +411,7 @@ pub fn coverage(
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in t.rows.iter().enumerate() {
         groups.entry("all".into()).or_default().push(i);
-        if let Some(k) = group_key(by, &r.dataset, &r.subject, &r.category) {
+        if let Some(k) = group_key(by, r) {
             groups.entry(k).or_default().push(i);
         }
     }

@@ -1,7 +1,8 @@
-//! The ipw guest SDK: what a grader or router author depends on to build a `.wasm` plugin that
-//! anyone can share and nobody has to trust. A component is one kind: a grader (the default
-//! feature) or a router (`default-features = false, features = ["router"]`, then implement
-//! [`Router`] and call [`export_router!`]).
+//! The ipw guest SDK: what a grader, router or classifier author depends on to build a `.wasm`
+//! plugin that anyone can share and nobody has to trust. A component is one kind: a grader (the
+//! default feature), a router (`default-features = false, features = ["router"]`, then
+//! implement `Router` and call `export_router!`) or a classifier (`features = ["classifier"]`,
+//! then implement `Classifier` and call `export_classifier!`).
 //!
 //! Implement [`Grader`] and call [`export_grader!`] once; build with
 //! `cargo build --release --target wasm32-wasip2`. The WIT bindings stay private: authors see
@@ -20,13 +21,24 @@
 //! ipw_guest::export_grader!(Exact);
 //! ```
 
-#[cfg(all(feature = "grader", feature = "router"))]
-compile_error!("ipw-guest: a component is a grader or a router; enable one of the features");
+#[cfg(any(
+    all(feature = "grader", feature = "router"),
+    all(feature = "grader", feature = "classifier"),
+    all(feature = "router", feature = "classifier"),
+))]
+compile_error!(
+    "ipw-guest: a component is a grader, a router or a classifier; enable one of the features"
+);
 
 #[cfg(feature = "router")]
 mod router;
 #[cfg(feature = "router")]
 pub use router::*;
+
+#[cfg(feature = "classifier")]
+mod classifier;
+#[cfg(feature = "classifier")]
+pub use classifier::*;
 
 #[cfg(feature = "grader")]
 pub use grader::*;
@@ -34,7 +46,7 @@ pub use grader::*;
 pub use serde_json;
 
 /// The version of the WIT package this SDK targets.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// The plugin's parameters: a JSON object from the experiment or command line (empty if none).
 pub type Params = serde_json::Map<String, serde_json::Value>;
