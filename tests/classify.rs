@@ -185,6 +185,39 @@ fn mapping_and_keywords_label_imported_runs_and_coverage_by_domain_matches_count
         .iter()
         .any(|r| r["group"] == "unlabelled"));
 
+    // The report's domain chart: one bar per domain (the unlabelled group too), and who
+    // labelled the queries.
+    let html = dir.path().join("report.html");
+    let o = run_ipw(
+        &[
+            "report",
+            runs.to_str().unwrap(),
+            "--by",
+            "domain",
+            "--reference",
+            "big",
+            "-o",
+            html.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let at = page
+        .find(r#"id="fig-coverage-domains""#)
+        .expect("the domain chart");
+    let figure = &page[at..at + page[at..].find("</figure>").unwrap()];
+    assert_eq!(
+        figure.matches(r#"class="mark bar""#).count(),
+        by_hand.len(),
+        "{figure}"
+    );
+    assert!(figure.contains("Labelled by mapping (sha256 "), "{figure}");
+    assert!(
+        figure.contains("unlabelled") && figure.contains("23-0000 Legal"),
+        "{figure}"
+    );
+
     // Classified again with keywords: the mapping's label moves to the history.
     let out = classify(
         &runs,

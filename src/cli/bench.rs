@@ -416,8 +416,12 @@ fn classify(seconds: f64, records: usize) -> anyhow::Result<ExitCode> {
     let report = runtime.block_on(classifying.classify_run(&run))?;
     let classify_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let compare =
-        ipw_core::study::compare(&[run.clone()], ipw_core::study::GroupBy::Domain, None, 0)?;
+    let compare = ipw_core::study::compare(
+        std::slice::from_ref(&run),
+        ipw_core::study::GroupBy::Domain,
+        None,
+        0,
+    )?;
     let compare_s = t.elapsed().as_secs_f64();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("{records} records (MMLU and GSM8K questions cycled), imported in {import_s:.1} s");

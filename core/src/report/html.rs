@@ -757,7 +757,7 @@ fn domain_chart(c: &super::Coverage) -> String {
             r#"<text x="{}" y="{}" dy="0.32em" text-anchor="end">{}<title>{}</title></text>"#,
             px(left - 8.0),
             px(y + rowh / 2.0),
-            esc(&short(&label, 44)),
+            esc(&short(&label, 40)),
             esc(&label)
         );
         let Some(e) = r.coverage else {
