@@ -101,11 +101,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             );
         }
         if truth.is_some() {
-            for r in RunDir::new(run).read_records()?.records {
-                predicted
-                    .entry(r.query_id)
-                    .or_insert_with(|| r.domain.and_then(|d| d.label));
-            }
+            // Labels only: the figures' read keeps them and skips the texts.
+            RunDir::new(run).for_each_record_with(
+                ipw_core::classify::apply::STREAM_BATCH,
+                ipw_core::records::Detail::Figures,
+                |records| {
+                    for r in records {
+                        predicted
+                            .entry(r.query_id)
+                            .or_insert_with(|| r.domain.and_then(|d| d.label));
+                    }
+                },
+            )?;
         }
     }
     if let (Some(truth), Some(path)) = (&truth, &a.against) {

@@ -186,55 +186,76 @@ impl Classifying {
         });
     }
 
-    /// Classify every record of the run in `dir` and rewrite its records.
+    /// Classify every record of the run in `dir` and rewrite its records, [`STREAM_BATCH`]
+    /// records at a time (memory for one batch, whatever the run's size).
     pub async fn classify_run(
         self: &Arc<Self>,
         dir: &Path,
     ) -> Result<ClassifyReport, ClassifyError> {
-        let run = RunDir::new(dir);
-        let lock = run.lock()?;
-        let mut records = run.read_records()?.records;
+        let lock = RunDir::new(dir).lock()?;
         let before = self.cache.as_ref().map_or((0, 0), |c| c.counts());
-        let this = self.clone();
-        let records = tokio::task::spawn_blocking(move || {
-            this.label_records(&mut records);
-            records
+        let (this, path) = (self.clone(), dir.to_path_buf());
+        let tally = tokio::task::spawn_blocking(move || {
+            let run = RunDir::new(&path);
+            let mut tally = Tally::default();
+            run.rewrite_records_in_batches(&lock, STREAM_BATCH, |records| {
+                this.label_records(records);
+                tally.add(records, &this.spec.taxonomy);
+            })?;
+            Ok::<_, ClassifyError>(tally)
         })
         .await
-        .expect("classifying does not panic: traps are errors");
-        run.rewrite_records(&lock, &records)?;
+        .expect("classifying does not panic: traps are errors")?;
         let after = self.cache.as_ref().map_or((0, 0), |c| c.counts());
-        Ok(self.report(dir, &records, (after.0 - before.0, after.1 - before.1)))
-    }
-
-    fn report(&self, dir: &Path, records: &[Record], judge: (u64, u64)) -> ClassifyReport {
-        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-        let (mut unlabelled, mut failed, mut first_error) = (0, 0, None);
-        for d in records.iter().filter_map(|r| r.domain.as_ref()) {
-            match (&d.label, &d.error) {
-                (Some(l), _) => {
-                    let i = self.spec.taxonomy.index(l).unwrap_or(usize::MAX);
-                    *counts.entry(i).or_default() += 1;
-                }
-                (None, Some(e)) => {
-                    failed += 1;
-                    first_error.get_or_insert_with(|| e.clone());
-                }
-                (None, None) => unlabelled += 1,
-            }
-        }
-        ClassifyReport {
+        Ok(ClassifyReport {
             run: dir.display().to_string(),
-            records: records.len(),
-            per_label: counts
+            records: tally.records,
+            per_label: tally
+                .per_label
                 .into_iter()
                 .map(|(i, n)| (self.spec.taxonomy.labels[i].code.clone(), n))
                 .collect(),
-            unlabelled,
-            failed,
-            first_error,
-            judge_cached: judge.0,
-            judge_asked: judge.1,
+            unlabelled: tally.unlabelled,
+            failed: tally.failed,
+            first_error: tally.first_error,
+            judge_cached: after.0 - before.0,
+            judge_asked: after.1 - before.1,
+        })
+    }
+}
+
+/// Records per batch of [`Classifying::classify_run`]: large enough that every core has
+/// classifier batches to work on, small enough that a run of any size fits in memory.
+pub const STREAM_BATCH: usize = 65_536;
+
+/// Counts over the batches of a run.
+#[derive(Default)]
+struct Tally {
+    records: usize,
+    /// By label index in the taxonomy.
+    per_label: BTreeMap<usize, usize>,
+    unlabelled: usize,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, records: &[Record], taxonomy: &Taxonomy) {
+        self.records += records.len();
+        for d in records.iter().filter_map(|r| r.domain.as_ref()) {
+            match (&d.label, &d.error) {
+                (Some(l), _) => {
+                    // Labels are checked against the taxonomy before they are kept.
+                    if let Some(i) = taxonomy.index(l) {
+                        *self.per_label.entry(i).or_default() += 1;
+                    }
+                }
+                (None, Some(e)) => {
+                    self.failed += 1;
+                    self.first_error.get_or_insert_with(|| e.clone());
+                }
+                (None, None) => self.unlabelled += 1,
+            }
         }
     }
 }

@@ -16,7 +16,7 @@
 //!   temporary file, synced, renamed over the old one and the directory synced
 //!   ([`super::atomic`]).
 
-use super::atomic::write_atomic;
+use super::atomic::{write_atomic, AtomicFile};
 use super::figures::Detail;
 use super::{Manifest, Record, RECORD_SCHEMA};
 use serde::{Deserialize, Serialize};
@@ -439,6 +439,61 @@ impl RunDir {
             }
         }
         rewrite_records(&path, records).map_err(io_err(&path))
+    }
+
+    /// Rewrite the records a batch at a time, in bounded memory: each batch (at most `batch`
+    /// records, in file order) passes through `change`, and what it leaves is written to a new
+    /// `records.jsonl` that replaces the old one atomically once every batch is through (a
+    /// crash before that leaves the old file whole). Unreadable lines are moved aside, as
+    /// [`RunDir::rewrite_records`] does. Returns the records written.
+    pub fn rewrite_records_in_batches(
+        &self,
+        _lock: &RunLock,
+        batch: usize,
+        mut change: impl FnMut(&mut [Record]),
+    ) -> Result<usize, StoreError> {
+        let path = self.records_path();
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            AtomicFile::create(&path).map_err(io_err(&path))?,
+        );
+        let mut written = 0usize;
+        let mut failed: Option<std::io::Error> = None;
+        let rejected = self.for_each_record(batch.max(1), |mut records| {
+            if failed.is_some() {
+                return;
+            }
+            change(&mut records);
+            for r in &records {
+                let line = serde_json::to_writer(&mut out, r)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| out.write_all(b"\n"));
+                if let Err(e) = line {
+                    failed = Some(e);
+                    return;
+                }
+            }
+            written += records.len();
+        })?;
+        if let Some(e) = failed {
+            return Err(io_err(&path)(e));
+        }
+        if !rejected.is_empty() {
+            let now = chrono::Utc::now();
+            let moved: Vec<RejectedLine> = rejected
+                .into_iter()
+                .map(|r| RejectedLine {
+                    moved_at: Some(now),
+                    ..r
+                })
+                .collect();
+            self.move_aside(&moved)?;
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err(&path)(e.into_error()))?;
+        file.commit().map_err(io_err(&path))?;
+        Ok(written)
     }
 
     fn move_aside(&self, rejected: &[RejectedLine]) -> Result<(), StoreError> {
@@ -927,6 +982,34 @@ mod tests {
         std::fs::write(run.records_path(), line(&record("a")) + "garbage\n").unwrap();
         let lock = run.lock().unwrap();
         run.rewrite_records(&lock, &[record("a")]).unwrap();
+        let aside = std::fs::read_to_string(run.rejected_path()).unwrap();
+        assert!(aside.contains("garbage"), "{aside}");
+    }
+
+    #[test]
+    fn a_rewrite_in_batches_changes_every_record_in_order_and_sets_bad_lines_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let text: String = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|q| line(&record(q)))
+            .collect();
+        std::fs::write(run.records_path(), text + "garbage\n").unwrap();
+        let lock = run.lock().unwrap();
+        let mut sizes = Vec::new();
+        let written = run
+            .rewrite_records_in_batches(&lock, 2, |batch| {
+                sizes.push(batch.len());
+                for r in batch.iter_mut() {
+                    r.model = format!("seen-{}", r.query_id);
+                }
+            })
+            .unwrap();
+        assert_eq!((written, sizes), (5, vec![2, 2, 1]));
+        let back = run.read_records().unwrap();
+        let models: Vec<&str> = back.records.iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(models, ["seen-a", "seen-b", "seen-c", "seen-d", "seen-e"]);
+        assert!(back.rejected.is_empty());
         let aside = std::fs::read_to_string(run.rejected_path()).unwrap();
         assert!(aside.contains("garbage"), "{aside}");
     }
