@@ -408,7 +408,6 @@ fn classify(seconds: f64, records: usize) -> anyhow::Result<ExitCode> {
         params: None,
         taxonomy: Taxonomy::default_taxonomy(),
         batch: None,
-        grading: None,
     };
     let t = Instant::now();
     let classifying =

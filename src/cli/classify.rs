@@ -46,7 +46,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         params,
         taxonomy: taxonomy.clone(),
         batch: a.batch,
-        grading: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

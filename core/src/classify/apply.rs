@@ -32,8 +32,6 @@ pub struct ClassifySpec {
     pub taxonomy: Taxonomy,
     /// Queries per call; `None` = [`DEFAULT_BATCH`] ([`JUDGE_BATCH`] for `judge`).
     pub batch: Option<usize>,
-    /// `[grading]` fields over the run's own: the judge model and the per-query limits.
-    pub grading: Option<GradingConfig>,
 }
 
 /// How a run's queries were labelled.

@@ -425,18 +425,7 @@ impl RunDir {
         let path = self.records_path();
         if path.exists() {
             let (read, _) = read_all(&path)?;
-            if !read.rejected.is_empty() {
-                let now = chrono::Utc::now();
-                let moved: Vec<RejectedLine> = read
-                    .rejected
-                    .into_iter()
-                    .map(|r| RejectedLine {
-                        moved_at: Some(now),
-                        ..r
-                    })
-                    .collect();
-                self.move_aside(&moved)?;
-            }
+            self.set_aside_now(read.rejected)?;
         }
         rewrite_records(&path, records).map_err(io_err(&path))
     }
@@ -478,22 +467,28 @@ impl RunDir {
         if let Some(e) = failed {
             return Err(io_err(&path)(e));
         }
-        if !rejected.is_empty() {
-            let now = chrono::Utc::now();
-            let moved: Vec<RejectedLine> = rejected
-                .into_iter()
-                .map(|r| RejectedLine {
-                    moved_at: Some(now),
-                    ..r
-                })
-                .collect();
-            self.move_aside(&moved)?;
-        }
+        self.set_aside_now(rejected)?;
         let file = out
             .into_inner()
             .map_err(|e| io_err(&path)(e.into_error()))?;
         file.commit().map_err(io_err(&path))?;
         Ok(written)
+    }
+
+    /// Move unreadable lines found by a rewrite aside, stamped with the time they moved.
+    fn set_aside_now(&self, rejected: Vec<RejectedLine>) -> Result<(), StoreError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        let moved: Vec<RejectedLine> = rejected
+            .into_iter()
+            .map(|r| RejectedLine {
+                moved_at: Some(now),
+                ..r
+            })
+            .collect();
+        self.move_aside(&moved)
     }
 
     fn move_aside(&self, rejected: &[RejectedLine]) -> Result<(), StoreError> {
