@@ -185,6 +185,61 @@ fn mapping_and_keywords_label_imported_runs_and_coverage_by_domain_matches_count
         .iter()
         .any(|r| r["group"] == "unlabelled"));
 
+    // summary.json carries quality per domain, refreshed by `ipw classify`: small's accuracy
+    // in each domain is the share it covers.
+    let summary = json(&runs.join("small").join("summary.json"));
+    let by_domain = summary["quality"]["by_domain"].as_object().unwrap();
+    assert_eq!(by_domain.len(), by_hand.len(), "{by_domain:?}");
+    for (group, q) in by_domain {
+        let (n, covered) = by_hand[group.as_str()];
+        assert_eq!(q["scored"].as_u64(), Some(n as u64), "{group}");
+        let acc = q["accuracy"]["value"].as_f64().unwrap();
+        assert!(
+            (acc - covered as f64 / n as f64).abs() < 1e-12,
+            "{group}: {q}"
+        );
+    }
+
+    // Routing per domain: the oracle sends a query to small (1 J) where small is right, else
+    // to big (10 J), so per domain it saves 1 - (covered + 10 (n - covered)) / 10 n.
+    let o = run_ipw(
+        &[
+            "route",
+            runs.to_str().unwrap(),
+            "--reference",
+            "big",
+            "--router",
+            "oracle",
+            "--by",
+            "domain",
+            "--out",
+            analysis.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        words(&text(&o)).contains("by domain: group queries"),
+        "{}",
+        text(&o)
+    );
+    let route = json(&analysis.join("route.json"));
+    assert_eq!(route["by"], "domain");
+    let groups = route["routers"][0]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), by_hand.len());
+    for g in groups {
+        let (n, covered) = by_hand[g["group"].as_str().unwrap()];
+        assert_eq!(g["queries"].as_u64(), Some(n as u64), "{g}");
+        let (n, covered) = (n as f64, covered as f64);
+        let saved = g["savings"]["energy"]["value"].as_f64().unwrap();
+        let want = 1.0 - (covered + 10.0 * (n - covered)) / (10.0 * n);
+        assert!((saved - want).abs() < 1e-12, "{g}");
+        let to_small = g["answered_by"]["small"].as_f64().unwrap_or(0.0);
+        assert!((to_small - covered / n).abs() < 1e-12, "{g}");
+    }
+    let csv = std::fs::read_to_string(analysis.join("route.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 1 + by_hand.len(), "{csv}");
+
     // The report's domain chart: one bar per domain (the unlabelled group too), and who
     // labelled the queries.
     let html = dir.path().join("report.html");
@@ -412,5 +467,83 @@ fn the_judge_classifier_asks_the_real_model_once_per_query() {
     assert_eq!(
         recs[0]["domain"]["label"],
         recs[0]["domain_history"][0]["label"]
+    );
+}
+
+#[test]
+fn classification_in_the_experiment_labels_queries_after_the_real_run_and_bad_ones_are_refused_first(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = |classification: &str| {
+        format!(
+            r#"name = "classified"
+seed = 3
+[generation]
+max_tokens = 4
+[[models]]
+name = "smollm2"
+path = {model}
+threads = 2
+[[datasets]]
+builtin = "mmlu"
+max_queries = 6
+stratify = true
+{classification}
+"#,
+            model = q(&model_path())
+        )
+    };
+    // A classifier that does not exist, a taxonomy file that does not exist: refused, with the
+    // field named, before any model is loaded or any record written.
+    for (bad, field) in [
+        ("[classification]\nclassifier = \"nope\"\n", "nope"),
+        (
+            "[classification]\nclassifier = \"mapping\"\ntaxonomy = \"missing.toml\"\n",
+            "classification.taxonomy",
+        ),
+        (
+            "[classification]\nclassifier = \"mapping\"\nbatch = 0\n",
+            "classification.batch",
+        ),
+    ] {
+        let (o, out) = profile(dir.path(), "bad", &experiment(bad));
+        assert!(!o.status.success(), "{bad}");
+        assert!(text(&o).contains(field), "{bad}: {}", text(&o));
+        assert!(!out.join("smollm2").join("records.jsonl").exists(), "{bad}");
+    }
+
+    let (o, out) = profile(
+        dir.path(),
+        "ok",
+        &experiment("[classification]\nclassifier = \"mapping\"\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("smollm2");
+    let recs = records(&run);
+    assert_eq!(recs.len(), 6);
+    for r in &recs {
+        let d = &r["domain"];
+        assert_eq!(d["classifier"], "mapping", "{r}");
+        assert_eq!(d["taxonomy"], "soc-2018");
+        // Every MMLU subject but `miscellaneous` maps to a group.
+        if r["subject"] != "miscellaneous" {
+            assert!(d["label"].is_string(), "{r}");
+        }
+        // Measured and graded as without a classifier.
+        assert!(r["grade"]["score"].is_number(), "{r}");
+        assert!(r["latency_s"].as_f64().unwrap() > 0.0);
+    }
+    let summary = json(&run.join("summary.json"));
+    let by_domain = summary["quality"]["by_domain"].as_object().unwrap();
+    let scored: u64 = by_domain
+        .values()
+        .map(|q| q["scored"].as_u64().unwrap())
+        .sum();
+    assert_eq!(scored, 6, "{by_domain:?}");
+    // The manifest keeps the experiment, classification included.
+    let manifest = json(&run.join("manifest.json"));
+    assert!(
+        manifest.to_string().contains("\"classifier\":\"mapping\""),
+        "{manifest}"
     );
 }

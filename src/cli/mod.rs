@@ -152,6 +152,11 @@ enum Command {
         /// Default: energy, or where no run has energy the first of compute and cost that has
         /// figures. An objective no run has figures for is refused.
         #[arg(long)]
+        objective: Option<String>,
+        /// Every router's figures also per dataset, subject, category or domain (the label
+        /// `ipw classify` gave each query; unlabelled queries are a group of their own). For
+        /// compatibility `--by energy|compute|cost` still sets the objective.
+        #[arg(long)]
         by: Option<String>,
         /// The weak model for APGR/CPT (default: the least accurate); the strong one is the
         /// reference.
@@ -423,6 +428,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runs,
             reference,
             routers,
+            objective,
             by,
             weak,
             meta,
@@ -433,6 +439,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runs,
             reference,
             routers,
+            objective,
             by,
             weak,
             meta,

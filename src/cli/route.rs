@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use ipw_core::analysis::Estimate;
 use ipw_core::routing::{self, routers::Objective, RouteRequest};
+use ipw_core::study::GroupBy;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ pub struct Args {
     pub runs: Vec<PathBuf>,
     pub reference: String,
     pub routers: Vec<String>,
+    pub objective: Option<String>,
     pub by: Option<String>,
     pub weak: Option<String>,
     pub meta: Option<PathBuf>,
@@ -35,20 +37,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         a.routers.clone()
     };
+    // `--by` groups; an objective name there is the older spelling of `--objective`.
+    let (mut objective, mut by) = (a.objective.clone(), None);
+    if let Some(b) = &a.by {
+        match (GroupBy::parse(b), Objective::parse(b)) {
+            (Ok(g), _) => by = Some(g),
+            (Err(_), Ok(_)) if objective.is_none() => objective = Some(b.clone()),
+            (Err(e), _) => anyhow::bail!("--by {e}"),
+        }
+    }
     let req = RouteRequest {
         runs: a.runs.clone(),
         reference: a.reference.clone(),
         routers,
-        objective: a
-            .by
+        objective: objective
             .as_deref()
             .map(Objective::parse)
             .transpose()
-            .map_err(|e| anyhow::anyhow!("--by {e}"))?,
+            .map_err(|e| anyhow::anyhow!("--objective {e}"))?,
         seed: a.seed,
         meta,
         weak: a.weak.clone(),
         workload: a.workload.clone(),
+        by,
     };
     let report = routing::route(&req)?;
     let out = match &a.out {
@@ -128,30 +139,37 @@ fn print(r: &routing::RouteReport) {
         );
         println!(
             "    accuracy {}  (vs reference {})",
-            est(&x.accuracy, 1.0, 3),
-            est(&x.accuracy_delta, 1.0, 3)
+            est(&x.figures.accuracy, 1.0, 3),
+            est(&x.figures.accuracy_delta, 1.0, 3)
         );
         println!(
             "    per query: energy {} J  compute {} GFLOP  cost {} µ$  latency {} s",
-            est(&x.energy_j, 1.0, 2),
-            est(&x.compute_flops, 1e-9, 1),
-            est(&x.cost_usd, 1e6, 1),
-            est(&x.latency_s, 1.0, 2)
+            est(&x.figures.energy_j, 1.0, 2),
+            est(&x.figures.compute_flops, 1e-9, 1),
+            est(&x.figures.cost_usd, 1e6, 1),
+            est(&x.figures.latency_s, 1.0, 2)
         );
         println!(
             "    savings vs reference: energy {}%  compute {}%  cost {}%",
-            est(&x.savings.energy, 100.0, 1),
-            est(&x.savings.compute, 100.0, 1),
-            est(&x.savings.cost, 100.0, 1)
+            est(&x.figures.savings.energy, 100.0, 1),
+            est(&x.figures.savings.compute, 100.0, 1),
+            est(&x.figures.savings.cost, 100.0, 1)
         );
         let shares: Vec<String> = x
+            .figures
             .answered_by
             .iter()
             .map(|(m, s)| format!("{m} {:.0}%", s * 100.0))
             .collect();
         println!("    answered by: {}", shares.join(", "));
-        if x.escalated > 0 {
-            println!("    escalated: {} queries asked two models", x.escalated);
+        if x.figures.escalated > 0 {
+            println!(
+                "    escalated: {} queries asked two models",
+                x.figures.escalated
+            );
+        }
+        if let (Some(by), false) = (r.by, x.groups.is_empty()) {
+            print_groups(by, &r.reference, &x.groups);
         }
         if !x.errors.is_empty() {
             println!(
@@ -202,5 +220,34 @@ fn print(r: &routing::RouteReport) {
                 g.cpt80 * 100.0
             );
         }
+    }
+}
+
+/// One line per group: its queries, accuracy, the change against the reference, the energy
+/// saved and how many the reference still answered.
+fn print_groups(by: GroupBy, reference: &str, groups: &[routing::simulate::GroupRoute]) {
+    println!(
+        "    by {}: {:<14} {:>7}  {:<22} {:<22} {:<22} to reference",
+        by.name(),
+        "group",
+        "queries",
+        "accuracy",
+        "vs reference",
+        "energy saved %"
+    );
+    for g in groups {
+        let x = &g.figures;
+        let to_reference = x.answered_by.get(reference).copied().unwrap_or(0.0);
+        println!(
+            "    {:<width$} {:<14} {:>7}  {:<22} {:<22} {:<22} {:.0}%",
+            "",
+            g.group,
+            g.queries,
+            est(&x.accuracy, 1.0, 3),
+            est(&x.accuracy_delta, 1.0, 3),
+            est(&x.savings.energy, 100.0, 1),
+            to_reference * 100.0,
+            width = by.name().len() + 3,
+        );
     }
 }

@@ -57,6 +57,30 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             &g.wasm_sha256[..12]
         );
     }
+    if let Some(c) = &exp.classification {
+        // Loaded as profile loads it, without connecting a judge: a broken component or
+        // taxonomy is found here.
+        let taxonomy = match &c.taxonomy {
+            Some(t) => ipw_core::classify::Taxonomy::load(t),
+            None => Ok(ipw_core::classify::Taxonomy::default_taxonomy()),
+        }
+        .with_context(|| format!("{}: classification.taxonomy", file.display()))?;
+        let host = ipw_core::sandbox::Host::new(ipw_core::sandbox::Host::default_cache_dir())?;
+        let classifier = ipw_core::classify::apply::load_classifier(
+            &host,
+            &c.classifier,
+            exp.grading.limits(),
+            None,
+        )
+        .with_context(|| format!("{}: classification.classifier", file.display()))?;
+        println!(
+            "  classifier  {} (sha256 {}…) over {} ({} labels)",
+            classifier.id,
+            &classifier.sha256[..12],
+            taxonomy.name,
+            taxonomy.labels.len()
+        );
+    }
     println!(
         "  plan        {} queries x {} models, concurrency {}, {} warm-up",
         queries.len(),

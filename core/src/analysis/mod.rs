@@ -7,7 +7,9 @@ pub(crate) mod stats;
 mod summary;
 
 pub use bootstrap::Estimate;
-pub use quality::{quality_grouped, quality_summary, EnergyRows, Quality, QualitySummary};
+pub use quality::{
+    quality_grouped, quality_summary, EnergyRows, GroupedQuality, Quality, QualitySummary,
+};
 
 pub use stats::Distribution;
 pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

@@ -104,6 +104,10 @@ pub struct QualitySummary {
     pub by_subject: BTreeMap<String, Quality>,
     /// Per category.
     pub by_category: BTreeMap<String, Quality>,
+    /// Per domain, when `ipw classify` has labelled some records: every label given, and
+    /// `unlabelled` for the rest (never dropped).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_domain: BTreeMap<String, Quality>,
 }
 
 #[derive(Clone, Copy)]
@@ -343,7 +347,73 @@ pub fn quality_summary(records: &[Record], seed: u64) -> Option<QualitySummary> 
         by_dataset: rows.grouped(seed, |r| Some(r.dataset.clone())),
         by_subject: rows.grouped(seed, |r| r.subject.clone()),
         by_category: rows.grouped(seed, |r| r.category.clone()),
+        by_domain: if records.iter().any(|r| r.domain.is_some()) {
+            rows.grouped(seed, |r| Some(domain_key(r)))
+        } else {
+            BTreeMap::new()
+        },
     })
+}
+
+/// The group of a record by domain: its label, or `unlabelled`.
+fn domain_key(r: &Record) -> String {
+    r.domain
+        .as_ref()
+        .and_then(|d| d.label.clone())
+        .unwrap_or_else(|| crate::classify::UNLABELLED.to_string())
+}
+
+/// Quality per group, gathered one record at a time and kept compact (a window, a row and a
+/// group index per record), so a run of millions of records streamed in batches can be
+/// summarised per group without holding its records: what `ipw classify` refreshes
+/// `summary.json`'s `by_domain` with. Gives exactly what [`quality_summary`] gives for the
+/// same grouping.
+#[derive(Default)]
+pub struct GroupedQuality {
+    keys: Vec<String>,
+    index: BTreeMap<String, u32>,
+    windows: Vec<(f64, f64)>,
+    rows: Vec<Option<(Row, u32)>>,
+}
+
+impl GroupedQuality {
+    /// Add one record (every record of the run, in any order: busy time is shared over all).
+    pub fn push(&mut self, r: &Record, key: &str) {
+        self.windows.push((r.window.start_s, r.window.end_s));
+        let next = self.keys.len() as u32;
+        let k = *self.index.entry(key.to_string()).or_insert_with(|| {
+            self.keys.push(key.to_string());
+            next
+        });
+        // The busy share is set when every window is known.
+        self.rows.push(row(r, 0.0).map(|row| (row, k)));
+    }
+
+    /// Add a record by its domain label (`unlabelled` without one).
+    pub fn push_by_domain(&mut self, r: &Record) {
+        self.push(r, &domain_key(r));
+    }
+
+    /// Quality per group; empty when nothing was graded.
+    pub fn finish(mut self, seed: u64) -> BTreeMap<String, Quality> {
+        let busy = super::stats::busy_shares(&self.windows);
+        for (row, b) in self.rows.iter_mut().zip(busy) {
+            if let Some((row, _)) = row {
+                row.busy_s = b;
+            }
+        }
+        if self.rows.iter().flatten().all(|(r, _)| r.failed) {
+            return BTreeMap::new();
+        }
+        let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+        for (row, k) in self.rows.iter().flatten() {
+            groups.entry(&self.keys[*k as usize]).or_default().push(row);
+        }
+        groups
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), quality(&v, seed)))
+            .collect()
+    }
 }
 
 /// Quality overall and per group of `key` only (records without a key count in the overall
@@ -433,6 +503,59 @@ mod tests {
                        "channels": {}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn quality_by_domain_streamed_equals_the_summary_and_keeps_unlabelled() {
+        // Overlapping windows (busy time shared), three labels over nine records, two without.
+        let records: Vec<Record> = (0..9)
+            .map(|i| {
+                let start = i as f64 * 0.5;
+                let mut r = record(start, start + 1.0, (i % 3 == 0) as u8 as f64, 10.0, 6.0);
+                r.query_id = format!("d/{i}");
+                let label = ["15-0000", "23-0000", "15-0000"].get(i % 4).copied();
+                r.domain = Some(
+                    serde_json::from_value(serde_json::json!({
+                        "label": label, "classifier": "k", "wasm_sha256": "x",
+                        "taxonomy": "t", "taxonomy_sha256": "y"
+                    }))
+                    .unwrap(),
+                );
+                r
+            })
+            .collect();
+        let summary = quality_summary(&records, 5).unwrap().by_domain;
+        assert_eq!(
+            summary.keys().collect::<Vec<_>>(),
+            ["15-0000", "23-0000", "unlabelled"]
+        );
+        assert_eq!(summary["unlabelled"].scored, 2);
+        let mut streamed = GroupedQuality::default();
+        // In another order: the figures do not depend on it.
+        for r in records.iter().rev() {
+            streamed.push_by_domain(r);
+        }
+        let streamed = streamed.finish(5);
+        for (k, q) in &summary {
+            let s = &streamed[k];
+            assert_eq!(s.scored, q.scored, "{k}");
+            assert_eq!(
+                s.accuracy.as_ref().unwrap().value,
+                q.accuracy.as_ref().unwrap().value
+            );
+            assert!((s.apj.as_ref().unwrap().value - q.apj.as_ref().unwrap().value).abs() < 1e-12);
+            assert!((s.apw.as_ref().unwrap().value - q.apw.as_ref().unwrap().value).abs() < 1e-12);
+        }
+        // Without any label there is no per-domain figure.
+        let plain: Vec<Record> = records
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.domain = None;
+                r
+            })
+            .collect();
+        assert!(quality_summary(&plain, 5).unwrap().by_domain.is_empty());
     }
 
     #[test]

@@ -6,8 +6,9 @@ use super::judge_cache::{judge_identity, JudgeCache};
 use super::taxonomy::Taxonomy;
 use super::wasm::{ClassifyQuery, WasmClassifier};
 use super::{builtin, ClassifyError};
+use crate::analysis::{GroupedQuality, Summary};
 use crate::config::GradingConfig;
-use crate::records::{DomainRecord, Record, RunDir};
+use crate::records::{DomainRecord, Record, RunDir, RunLock};
 use crate::sandbox::{Host, JudgeFn, SandboxError};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -196,10 +197,13 @@ impl Classifying {
         let tally = tokio::task::spawn_blocking(move || {
             let run = RunDir::new(&path);
             let mut tally = Tally::default();
+            let mut by_domain = GroupedQuality::default();
             run.rewrite_records_in_batches(&lock, STREAM_BATCH, |records| {
                 this.label_records(records);
                 tally.add(records, &this.spec.taxonomy);
+                records.iter().for_each(|r| by_domain.push_by_domain(r));
             })?;
+            refresh_summary(&run, &lock, by_domain)?;
             Ok::<_, ClassifyError>(tally)
         })
         .await
@@ -220,6 +224,33 @@ impl Classifying {
             judge_asked: after.1 - before.1,
         })
     }
+}
+
+/// Put the new per-domain quality into the run's `summary.json` (the rest of it is unchanged:
+/// labels touch no measured field nor any grade). A run without a summary, or whose summary
+/// cannot be read, is left for `ipw merge`/`ipw grade` to summarise in full.
+fn refresh_summary(
+    run: &RunDir,
+    lock: &RunLock,
+    by_domain: GroupedQuality,
+) -> Result<(), ClassifyError> {
+    let path = run.summary_path();
+    let Some(mut summary) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Summary>(&b).ok())
+    else {
+        tracing::warn!(
+            "{}: no readable summary to add the domains to",
+            path.display()
+        );
+        return Ok(());
+    };
+    let seed = run.read_manifest()?.seed();
+    if let Some(q) = summary.quality.as_mut() {
+        q.by_domain = by_domain.finish(seed);
+    }
+    run.write_summary(lock, &summary)?;
+    Ok(())
 }
 
 /// Records per batch of [`Classifying::classify_run`]: large enough that every core has

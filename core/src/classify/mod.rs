@@ -34,6 +34,9 @@ pub enum ClassifyError {
     /// The judge model could not be set up.
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendSetupError),
+    /// The taxonomy could not be read.
+    #[error(transparent)]
+    Taxonomy(#[from] TaxonomyError),
     /// The classifier and options do not go together.
     #[error("{0}")]
     Input(String),

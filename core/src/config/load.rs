@@ -243,8 +243,14 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         ));
     }
 
+    let classification = match &exp.classification {
+        Some(c) => Some(check_classification(loaded, c)?),
+        None => None,
+    };
+
     let exp = &mut loaded.experiment;
     exp.grading.judge = judge;
+    exp.classification = classification;
     for (slot, sampler) in exp.samplers.iter_mut().zip(resolved_samplers) {
         *slot.get_mut() = sampler;
     }
@@ -256,6 +262,44 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     }
     exp.plugin_dirs = exp.plugin_dirs.iter().map(|p| resolve(&base, p)).collect();
     Ok(())
+}
+
+/// Check `[classification]` and resolve the files it names against the experiment's directory
+/// (whether the classifier and taxonomy load is checked when they are loaded, before the first
+/// query).
+fn check_classification(
+    loaded: &LoadedExperiment,
+    c: &super::ClassificationConfig,
+) -> Result<super::ClassificationConfig, ConfigError> {
+    let span = span_of_table(&loaded.source, "classification");
+    let at = |field: &str, msg: String| {
+        loaded.error_at(span.clone(), &format!("classification.{field}"), msg)
+    };
+    let mut c = c.clone();
+    if c.params.as_ref().is_some_and(|p| !p.is_object()) {
+        return Err(at(
+            "params",
+            "must be a table, e.g. { shipped = false }".into(),
+        ));
+    }
+    if c.batch == Some(0) {
+        return Err(at("batch", "must be at least 1".into()));
+    }
+    if c.classifier.ends_with(".wasm") {
+        let file = loaded
+            .existing_file(Path::new(&c.classifier), "classifier component")
+            .map_err(|m| at("classifier", m))?;
+        c.classifier = file.display().to_string();
+    }
+    if let Some(t) = &c.taxonomy {
+        if t.ends_with(".toml") || t.ends_with(".csv") {
+            let file = loaded
+                .existing_file(Path::new(t), "taxonomy file")
+                .map_err(|m| at("taxonomy", m))?;
+            c.taxonomy = Some(file.display().to_string());
+        }
+    }
+    Ok(c)
 }
 
 /// Check one model's fields against its backend and resolve its file path. Used for

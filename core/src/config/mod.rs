@@ -60,6 +60,29 @@ pub struct Experiment {
     /// Grader limits and the judge model.
     #[serde(default)]
     pub grading: GradingConfig,
+    /// Give every query a domain once each model's run is measured and graded (what `ipw
+    /// classify` does afterwards), outside every measured window.
+    #[serde(default)]
+    pub classification: Option<ClassificationConfig>,
+}
+
+/// `[classification]`: the classifier that labels each query with a domain at profile time.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationConfig {
+    /// A built-in classifier (`mapping`, `keywords`, `judge`) or a path to a `.wasm`
+    /// component (relative to the experiment file).
+    pub classifier: String,
+    /// A shipped taxonomy's name or a `.toml`/`.csv` file (relative to the experiment file).
+    /// Default: `soc-2018`.
+    #[serde(default)]
+    pub taxonomy: Option<String>,
+    /// Parameters passed to the classifier as a JSON object.
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+    /// Queries per sandboxed call (default 256; 4 for `judge`).
+    #[serde(default)]
+    pub batch: Option<usize>,
 }
 
 /// `[grading]`: limits for every grader call, and the model the `judge` grader asks.

@@ -7,7 +7,7 @@
 
 use crate::analysis::Estimate;
 use crate::report::Report;
-use crate::routing::RouteReport;
+use crate::routing::{simulate::Figures, RouteReport};
 use crate::study::trend::TrendReport;
 use crate::study::{CompareReport, CoverageReport};
 
@@ -57,11 +57,13 @@ fn est(e: &Option<Estimate>) -> [String; 3] {
     }
 }
 
-/// `route.csv`: one line per router, its figures and their intervals.
+/// `route.csv`: one line per router (group `all`), then with `--by` one per router and group;
+/// its figures and their intervals.
 pub fn route(report: &RouteReport) -> String {
     let mut w = Lines::new();
     w.line([
         "router",
+        "group",
         "queries",
         "errors",
         "escalated",
@@ -86,25 +88,48 @@ pub fn route(report: &RouteReport) -> String {
         "cost_saving_hi",
         "energy_estimated",
     ]);
-    let v = |e: &Option<Estimate>| num(e.map(|e| e.value));
-    for r in &report.routers {
+    let line = |router: &str, group: &str, counts: [usize; 2], x: &Figures, estimated: bool| {
+        let v = |e: &Option<Estimate>| num(e.map(|e| e.value));
         let mut f = vec![
-            r.router.clone(),
-            r.queries.to_string(),
-            r.errors.len().to_string(),
-            r.escalated.to_string(),
+            router.to_string(),
+            group.to_string(),
+            counts[0].to_string(),
+            counts[1].to_string(),
+            x.escalated.to_string(),
         ];
-        f.extend(est(&r.accuracy));
-        f.push(v(&r.accuracy_delta));
-        f.extend(est(&r.energy_j));
-        f.push(v(&r.compute_flops));
-        f.push(v(&r.cost_usd));
-        f.push(v(&r.latency_s));
-        f.extend(est(&r.savings.energy));
-        f.extend(est(&r.savings.compute));
-        f.extend(est(&r.savings.cost));
-        f.push(r.energy_estimated.to_string());
-        w.line(f);
+        f.extend(est(&x.accuracy));
+        f.push(v(&x.accuracy_delta));
+        f.extend(est(&x.energy_j));
+        f.push(v(&x.compute_flops));
+        f.push(v(&x.cost_usd));
+        f.push(v(&x.latency_s));
+        f.extend(est(&x.savings.energy));
+        f.extend(est(&x.savings.compute));
+        f.extend(est(&x.savings.cost));
+        f.push(estimated.to_string());
+        f
+    };
+    for r in &report.routers {
+        let counts = [r.queries, r.errors.len()];
+        w.line(line(
+            &r.router,
+            "all",
+            counts,
+            &r.figures,
+            r.energy_estimated,
+        ));
+    }
+    for r in &report.routers {
+        for g in &r.groups {
+            let counts = [g.queries, g.errors];
+            w.line(line(
+                &r.router,
+                &g.group,
+                counts,
+                &g.figures,
+                r.energy_estimated,
+            ));
+        }
     }
     w.text()
 }

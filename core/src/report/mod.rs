@@ -595,12 +595,7 @@ fn coverage_figure(
             "share of queries each run scores at least as well as {} (tolerance {}), per {}",
             report.reference,
             report.tolerance,
-            match req.by {
-                GroupBy::Dataset => "dataset",
-                GroupBy::Subject => "subject",
-                GroupBy::Category => "category",
-                GroupBy::Domain => "domain",
-            }
+            req.by.name()
         ),
         data: Some(Coverage {
             reference_chosen: chosen,

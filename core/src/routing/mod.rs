@@ -13,6 +13,7 @@ pub mod workload;
 
 use crate::config::ModelMeta;
 use crate::joined::{self, Table};
+use crate::study::GroupBy;
 use routers::{Context, Objective, Router};
 use simulate::{CurvePoint, GapRecovery, RouterReport};
 use std::collections::BTreeMap;
@@ -42,6 +43,8 @@ pub struct RouteRequest {
     pub weak: Option<String>,
     /// An arrival trace to replay through every router.
     pub workload: Option<PathBuf>,
+    /// Every router's figures also per group (`--by domain`, dataset, subject, category).
+    pub by: Option<GroupBy>,
 }
 
 /// Everything `ipw route` reports (written as `route.json`).
@@ -51,6 +54,9 @@ pub struct RouteReport {
     pub schema: u32,
     /// The reference model.
     pub reference: String,
+    /// What each router's `groups` are per, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<GroupBy>,
     /// What the oracle minimised.
     pub objective: Objective,
     /// `net` or `gross`: which energy the figures use.
@@ -155,7 +161,13 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
     let mut curves = BTreeMap::new();
     for spec in &req.routers {
         let mut r = make_router(spec, &table, ctx)?;
-        reports.push(simulate::simulate(r.as_mut(), &table, reference, req.seed));
+        reports.push(simulate::simulate_grouped(
+            r.as_mut(),
+            &table,
+            reference,
+            req.seed,
+            req.by,
+        ));
         if let Some(points) = sweep(spec, &table, ctx)? {
             curves.insert(spec.clone(), points);
         }
@@ -214,6 +226,7 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
     Ok(RouteReport {
         schema: ROUTE_SCHEMA,
         reference: table.columns[reference].name.clone(),
+        by: req.by,
         objective,
         energy_basis: table.energy_basis,
         queries: table.rows.len(),

@@ -20,6 +20,7 @@ use crate::analysis::bootstrap::bootstrap;
 use crate::analysis::quality::mean as mean_of;
 use crate::analysis::Estimate;
 use crate::joined::Table;
+use crate::study::GroupBy;
 use std::collections::BTreeMap;
 
 /// One query a router could not route.
@@ -54,26 +55,14 @@ pub struct RouterReport {
     pub errors: Vec<RouteFailure>,
     /// Whether the router was given up on after failing too many decisions in a row, and why.
     pub given_up: Option<GivenUp>,
-    /// Mean score.
-    pub accuracy: Option<Estimate>,
-    /// Router accuracy minus the reference's, paired.
-    pub accuracy_delta: Option<Estimate>,
-    /// Mean joules per query (the table's energy basis).
-    pub energy_j: Option<Estimate>,
-    /// Mean FLOPs per query.
-    pub compute_flops: Option<Estimate>,
-    /// Mean US dollars per query.
-    pub cost_usd: Option<Estimate>,
-    /// Mean seconds per query (summed over attempts).
-    pub latency_s: Option<Estimate>,
-    /// Against the all-reference baseline.
-    pub savings: Savings,
-    /// Share of queries each model answered.
-    pub answered_by: BTreeMap<String, f64>,
-    /// Queries where more than one model was asked.
-    pub escalated: usize,
+    /// What its decisions keep and save.
+    #[serde(flatten)]
+    pub figures: Figures,
     /// Some energy behind the figures is declared, not measured.
     pub energy_estimated: bool,
+    /// With `--by`: the same figures per group.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupRoute>,
 }
 
 /// Per query: what the router's decision cost and scored.
@@ -141,26 +130,61 @@ fn decide_all(
     (decisions, errors, given_up)
 }
 
-/// Route every query of `table` with `router`; `reference` is the baseline column.
-pub fn simulate(
-    router: &mut dyn Router,
+/// One router's figures over one group of queries (`ipw route --by domain`): the router decided
+/// every query of the table once; these are its figures over the group's queries alone.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupRoute {
+    /// The group (a domain label, `unlabelled`, a dataset, a subject or a category).
+    pub group: String,
+    /// Queries in the group.
+    pub queries: usize,
+    /// Of them, queries the router failed on (answered by the reference).
+    pub errors: usize,
+    /// The figures, as for the whole table.
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// What a router's decisions over a set of queries keep and save.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figures {
+    /// Mean score.
+    pub accuracy: Option<Estimate>,
+    /// Router accuracy minus the reference's, paired.
+    pub accuracy_delta: Option<Estimate>,
+    /// Mean joules per query (the table's energy basis).
+    pub energy_j: Option<Estimate>,
+    /// Mean FLOPs per query.
+    pub compute_flops: Option<Estimate>,
+    /// Mean US dollars per query.
+    pub cost_usd: Option<Estimate>,
+    /// Mean seconds per query (summed over attempts).
+    pub latency_s: Option<Estimate>,
+    /// Against the all-reference baseline.
+    pub savings: Savings,
+    /// Share of queries each model answered.
+    pub answered_by: BTreeMap<String, f64>,
+    /// Queries where more than one model was asked.
+    pub escalated: usize,
+}
+
+/// The figures of `decisions` (one per row of `table`) over the rows `rows`.
+fn figures(
     table: &Table,
+    decisions: &[Decision],
+    rows: &[usize],
     reference: usize,
     seed: u64,
-) -> RouterReport {
-    let (decisions, errors, given_up) = decide_all(router, table, reference);
+) -> Figures {
     let all_ref = Decision {
         tried: vec![reference],
         confidence: None,
     };
-    let ours: Vec<Paid> = decisions
+    let ours: Vec<Paid> = rows
         .iter()
-        .enumerate()
-        .map(|(i, d)| paid(table, i, d))
+        .map(|&i| paid(table, i, &decisions[i]))
         .collect();
-    let base: Vec<Paid> = (0..table.rows.len())
-        .map(|i| paid(table, i, &all_ref))
-        .collect();
+    let base: Vec<Paid> = rows.iter().map(|&i| paid(table, i, &all_ref)).collect();
     let n = ours.len();
     // A column with a missing value (a model without energy, price or FLOPs) has no figure.
     let col =
@@ -178,18 +202,11 @@ pub fn simulate(
     let scores: Vec<f64> = ours.iter().map(|p| p.score).collect();
     let ref_scores: Vec<f64> = base.iter().map(|p| p.score).collect();
     let mut answered_by: BTreeMap<String, f64> = BTreeMap::new();
-    for d in &decisions {
-        let name = &table.columns[*d.tried.last().expect("non-empty")].name;
+    for &i in rows {
+        let name = &table.columns[*decisions[i].tried.last().expect("non-empty")].name;
         *answered_by.entry(name.clone()).or_default() += 1.0 / n.max(1) as f64;
     }
-    let energy_estimated = decisions.iter().any(|d| {
-        d.tried
-            .iter()
-            .any(|&c| table.columns[c].energy == crate::joined::EnergySource::Declared)
-    });
-    RouterReport {
-        router: router.name(),
-        queries: n,
+    Figures {
         accuracy: mean(|p| Some(p.score), 1),
         accuracy_delta: boot(2, &[&scores, &ref_scores], |t, n| Some((t[0] - t[1]) / n)),
         energy_j: mean(|p| p.energy, 3),
@@ -202,10 +219,73 @@ pub fn simulate(
             cost: saving(|p| p.cost, 9),
         },
         answered_by,
-        escalated: decisions.iter().filter(|d| d.tried.len() > 1).count(),
+        escalated: rows
+            .iter()
+            .filter(|&&i| decisions[i].tried.len() > 1)
+            .count(),
+    }
+}
+
+/// Route every query of `table` with `router`; `reference` is the baseline column.
+pub fn simulate(
+    router: &mut dyn Router,
+    table: &Table,
+    reference: usize,
+    seed: u64,
+) -> RouterReport {
+    simulate_grouped(router, table, reference, seed, None)
+}
+
+/// [`simulate`], with the figures also per group of `by` (every query in one group: queries
+/// without a label are the `unlabelled` group). The router decides each query once, so the
+/// groups' figures are parts of the whole one.
+pub fn simulate_grouped(
+    router: &mut dyn Router,
+    table: &Table,
+    reference: usize,
+    seed: u64,
+    by: Option<GroupBy>,
+) -> RouterReport {
+    let (decisions, errors, given_up) = decide_all(router, table, reference);
+    let all: Vec<usize> = (0..table.rows.len()).collect();
+    let f = figures(table, &decisions, &all, reference, seed);
+    let energy_estimated = decisions.iter().any(|d| {
+        d.tried
+            .iter()
+            .any(|&c| table.columns[c].energy == crate::joined::EnergySource::Declared)
+    });
+    let groups = by.map_or_else(Vec::new, |by| {
+        // As in `compare`: a query without a subject (category) is in no subject group; by
+        // domain every query has one.
+        let mut members: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, row) in table.rows.iter().enumerate() {
+            if let Some(key) = crate::study::group_key(by, row) {
+                members.entry(key).or_default().push(i);
+            }
+        }
+        let failed: std::collections::HashSet<&str> =
+            errors.iter().map(|e| e.query_id.as_str()).collect();
+        members
+            .into_iter()
+            .map(|(group, rows)| GroupRoute {
+                errors: rows
+                    .iter()
+                    .filter(|&&i| failed.contains(table.rows[i].query_id.as_str()))
+                    .count(),
+                queries: rows.len(),
+                figures: figures(table, &decisions, &rows, reference, seed),
+                group,
+            })
+            .collect()
+    });
+    RouterReport {
+        router: router.name(),
+        queries: table.rows.len(),
+        figures: f,
         energy_estimated,
         errors,
         given_up,
+        groups,
     }
 }
 

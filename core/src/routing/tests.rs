@@ -101,41 +101,41 @@ fn oracle_always_and_cascade_match_the_table_by_hand() {
 
     // Oracle: scores 1,1,1,0,1,0; energy 1+5+20+1+1+1 = 29 against 6 x 20 = 120.
     let o = run("oracle", &t);
-    assert!((value(&o.accuracy) - 4.0 / 6.0).abs() < 1e-12);
-    assert!((value(&o.accuracy_delta) - 1.0 / 6.0).abs() < 1e-12);
-    assert!((value(&o.energy_j) - 29.0 / 6.0).abs() < 1e-12);
-    assert!((value(&o.savings.energy) - (1.0 - 29.0 / 120.0)).abs() < 1e-12);
-    assert!((value(&o.savings.cost) - (1.0 - 29.0 / 120.0)).abs() < 1e-12);
-    assert!((o.answered_by["small"] - 4.0 / 6.0).abs() < 1e-12);
-    let s = o.savings.energy.unwrap();
+    assert!((value(&o.figures.accuracy) - 4.0 / 6.0).abs() < 1e-12);
+    assert!((value(&o.figures.accuracy_delta) - 1.0 / 6.0).abs() < 1e-12);
+    assert!((value(&o.figures.energy_j) - 29.0 / 6.0).abs() < 1e-12);
+    assert!((value(&o.figures.savings.energy) - (1.0 - 29.0 / 120.0)).abs() < 1e-12);
+    assert!((value(&o.figures.savings.cost) - (1.0 - 29.0 / 120.0)).abs() < 1e-12);
+    assert!((o.figures.answered_by["small"] - 4.0 / 6.0).abs() < 1e-12);
+    let s = o.figures.savings.energy.unwrap();
     assert!(s.ci95[0] <= s.value && s.value <= s.ci95[1] && s.ci95[0] < s.ci95[1]);
 
     // Always the reference: no saving, no change.
     let b = run("always:big", &t);
-    assert!(value(&b.savings.energy).abs() < 1e-12);
-    assert!(value(&b.accuracy_delta).abs() < 1e-12);
+    assert!(value(&b.figures.savings.energy).abs() < 1e-12);
+    assert!(value(&b.figures.accuracy_delta).abs() < 1e-12);
 
     // Always small: 2/6 right, 6 J of 120.
     let a = run("always:small", &t);
-    assert!((value(&a.accuracy) - 2.0 / 6.0).abs() < 1e-12);
-    assert!((value(&a.savings.energy) - 0.95).abs() < 1e-12);
+    assert!((value(&a.figures.accuracy) - 2.0 / 6.0).abs() < 1e-12);
+    assert!((value(&a.figures.savings.energy) - 0.95).abs() < 1e-12);
 
     // Cascade small -> big when small is wrong: q0 and q4 stop at small (1 J), the other four
     // pay 21 J and get big's answer: scores 1,1,1,0,1,0; energy 2 + 84 = 86.
     let c = run("cascade:small", &t);
-    assert_eq!(c.escalated, 4);
-    assert!((value(&c.accuracy) - 4.0 / 6.0).abs() < 1e-12);
-    assert!((value(&c.energy_j) - 86.0 / 6.0).abs() < 1e-12);
+    assert_eq!(c.figures.escalated, 4);
+    assert!((value(&c.figures.accuracy) - 4.0 / 6.0).abs() < 1e-12);
+    assert!((value(&c.figures.energy_j) - 86.0 / 6.0).abs() < 1e-12);
     assert!(
-        (value(&c.latency_s) - 8.6 / 6.0).abs() < 1e-12,
+        (value(&c.figures.latency_s) - 8.6 / 6.0).abs() < 1e-12,
         "both attempts' latency"
     );
 
     // Threshold on prompt tokens: q0..q2 (10-30 tokens) to small, the rest to big.
     let th = run("threshold:prompt_tokens:30:small", &t);
     // small on q0,q1,q2: 1,0,0; big on q3,q4,q5: 0,0,0.
-    assert!((value(&th.accuracy) - 1.0 / 6.0).abs() < 1e-12);
-    assert!((value(&th.energy_j) - 63.0 / 6.0).abs() < 1e-12);
+    assert!((value(&th.figures.accuracy) - 1.0 / 6.0).abs() < 1e-12);
+    assert!((value(&th.figures.energy_j) - 63.0 / 6.0).abs() < 1e-12);
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn a_failing_router_costs_a_routing_error_per_query_and_the_rest_goes_on() {
     assert_eq!(failed, ["q0", "q1", "q2"]);
     assert!(r.errors[1].message.contains("not a candidate"));
     // q0..q2 fall back to big (20 J each); q3..q5 go to small (1 J each).
-    assert!((value(&r.energy_j) - 63.0 / 6.0).abs() < 1e-12);
+    assert!((value(&r.figures.energy_j) - 63.0 / 6.0).abs() < 1e-12);
 }
 
 #[test]
@@ -384,11 +384,52 @@ fn a_subject_threshold_sends_the_named_subjects_to_the_small_model() {
     }
     // q0, q1 (easy) to small: scores 1, 0; q2..q5 to big: 1, 0, 0, 0.
     let r = run("threshold:subject:easy:small", &t);
-    assert!((value(&r.accuracy) - 2.0 / 6.0).abs() < 1e-12);
-    assert!((value(&r.energy_j) - (2.0 + 80.0) / 6.0).abs() < 1e-12);
+    assert!((value(&r.figures.accuracy) - 2.0 / 6.0).abs() < 1e-12);
+    assert!((value(&r.figures.energy_j) - (2.0 + 80.0) / 6.0).abs() < 1e-12);
     // Several subjects, or a dataset name.
     let r = run("threshold:subject:easy|hard:small", &t);
-    assert!((r.answered_by["small"] - 1.0).abs() < 1e-12);
+    assert!((r.figures.answered_by["small"] - 1.0).abs() < 1e-12);
     let r = run("threshold:subject:d:small", &t);
-    assert!((r.answered_by["small"] - 1.0).abs() < 1e-12);
+    assert!((r.figures.answered_by["small"] - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn figures_per_domain_are_the_routers_own_decisions_over_each_group() {
+    // q0-q2 in 15-0000, q3 in 23-0000, q4-q5 unlabelled.
+    let mut t = table();
+    for (i, row) in t.rows.iter_mut().enumerate() {
+        row.domain = match i {
+            0..=2 => Some("15-0000".into()),
+            3 => Some("23-0000".into()),
+            _ => None,
+        };
+    }
+    let mut r = routers::builtin("oracle", &t, ctx()).unwrap();
+    let o = super::simulate::simulate_grouped(
+        r.as_mut(),
+        &t,
+        2,
+        1,
+        Some(crate::study::GroupBy::Domain),
+    );
+    let groups: Vec<(&str, usize)> = o
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.queries))
+        .collect();
+    assert_eq!(groups, [("15-0000", 3), ("23-0000", 1), ("unlabelled", 2)]);
+    // 15-0000: the oracle picks small, mid, big (1 + 5 + 20 J of 60), scores 1, 1, 1.
+    let g = &o.groups[0].figures;
+    assert!((value(&g.accuracy) - 1.0).abs() < 1e-12);
+    assert!((value(&g.savings.energy) - (1.0 - 26.0 / 60.0)).abs() < 1e-12);
+    assert!((g.answered_by["big"] - 1.0 / 3.0).abs() < 1e-12);
+    // Unlabelled q4, q5: small both times (2 J of 40), scores 1 and 0; big scored 0 on both.
+    let u = &o.groups[2].figures;
+    assert!((value(&u.accuracy) - 0.5).abs() < 1e-12);
+    assert!((value(&u.accuracy_delta) - 0.5).abs() < 1e-12);
+    assert!((value(&u.savings.energy) - 0.95).abs() < 1e-12);
+    // The whole is unchanged by grouping.
+    let plain = run("oracle", &t);
+    assert_eq!(value(&plain.figures.accuracy), value(&o.figures.accuracy));
+    assert!(plain.groups.is_empty());
 }

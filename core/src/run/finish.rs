@@ -4,6 +4,7 @@
 
 use super::RunError;
 use crate::analysis::{summarize, Summary};
+use crate::classify::Classifying;
 use crate::config::{EnergyConfig, SplitRule};
 use crate::grade::DatasetGraders;
 use crate::power::{attribute_records, SessionPower};
@@ -67,6 +68,44 @@ pub(super) fn attribute_run(
         })?;
         run.rewrite_records(lock, &records)?;
     }
+    Ok(records)
+}
+
+/// Give a domain to every record without one (on a resumed run, those of this session), then
+/// rewrite the records. Runs after the last query, so outside every measured window.
+pub(super) async fn classify_unlabelled(
+    run: &RunDir,
+    lock: &RunLock,
+    classifying: &std::sync::Arc<Classifying>,
+    mut records: Vec<Record>,
+) -> Result<Vec<Record>, RunError> {
+    let todo: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].domain.is_none())
+        .collect();
+    if todo.is_empty() {
+        return Ok(records);
+    }
+    let mut some: Vec<Record> = todo.iter().map(|&i| records[i].clone()).collect();
+    let c = classifying.clone();
+    let some = tokio::task::spawn_blocking(move || {
+        c.label_records(&mut some);
+        some
+    })
+    .await
+    .expect("classifying does not panic: traps are errors");
+    let labelled = some
+        .iter()
+        .filter(|r| r.domain.as_ref().is_some_and(|d| d.label.is_some()))
+        .count();
+    tracing::info!(
+        classifier = %classifying.classifier().id,
+        "gave {labelled} of {} queries a domain",
+        todo.len()
+    );
+    for (i, r) in todo.into_iter().zip(some) {
+        records[i] = r;
+    }
+    run.rewrite_records(lock, &records)?;
     Ok(records)
 }
 

@@ -32,6 +32,7 @@ pub use plan::plan_queries;
 
 use crate::analysis::Summary;
 use crate::backend;
+use crate::classify::{ClassifyError, ClassifySpec, Classifying};
 use crate::config::{LoadedExperiment, ModelConfig};
 use crate::dataset::{DatasetError, DatasetInfo, Query};
 use crate::grade::{connect_judge, DatasetGraders};
@@ -64,6 +65,9 @@ pub enum RunError {
     /// A grader could not be loaded.
     #[error(transparent)]
     Grader(#[from] crate::sandbox::SandboxError),
+    /// The `[classification]` classifier or taxonomy could not be loaded, or labelling failed.
+    #[error("[classification]: {0}")]
+    Classify(#[from] ClassifyError),
     /// A power sampler could not be used.
     #[error(transparent)]
     Sampler(#[from] crate::power::loader::SamplerError),
@@ -185,6 +189,7 @@ pub async fn profile(
         tracing::warn!("--retry-failed: nothing to retry in a new run");
     }
     let graders = Arc::new(load_graders(loaded).await?);
+    let classifying = load_classifying(exp).await?;
     let mut outcomes = Vec::new();
     for (m, model) in exp.models.iter().enumerate() {
         if cancel.is_cancelled() {
@@ -218,6 +223,7 @@ pub async fn profile(
             layout.resume,
             shard,
             &graders,
+            classifying.as_ref(),
             observer,
             cancel,
         )
@@ -401,6 +407,28 @@ fn sharded_layout(
     })
 }
 
+/// The experiment's `[classification]`, loaded before anything is measured: a classifier or
+/// taxonomy that cannot load is refused now, not after hours of measuring.
+async fn load_classifying(
+    exp: &crate::config::Experiment,
+) -> Result<Option<Arc<Classifying>>, RunError> {
+    let Some(c) = &exp.classification else {
+        return Ok(None);
+    };
+    let taxonomy = match &c.taxonomy {
+        Some(t) => crate::classify::Taxonomy::load(t),
+        None => Ok(crate::classify::Taxonomy::default_taxonomy()),
+    }
+    .map_err(ClassifyError::from)?;
+    let spec = ClassifySpec {
+        classifier: c.classifier.clone(),
+        params: c.params.clone(),
+        taxonomy,
+        batch: c.batch,
+    };
+    Ok(Some(Arc::new(Classifying::load(spec, &exp.grading).await?)))
+}
+
 /// The experiment's graders (and the judge model, if one is configured).
 async fn load_graders(loaded: &LoadedExperiment) -> Result<DatasetGraders, RunError> {
     let exp = &loaded.experiment;
@@ -424,6 +452,7 @@ async fn run_model(
     resume: bool,
     shard: Option<ShardRun>,
     graders: &Arc<DatasetGraders>,
+    classifying: Option<&Arc<Classifying>>,
     observer: &dyn RunObserver,
     cancel: &Cancel,
 ) -> Result<RunOutcome, RunError> {
@@ -528,7 +557,10 @@ async fn run_model(
     };
     drop(writer);
     finish::grade_ungraded(run, &lock, graders).await?;
-    let records = finish::attribute_run(run, &lock, &manifest, exp.energy.split)?;
+    let mut records = finish::attribute_run(run, &lock, &manifest, exp.energy.split)?;
+    if let Some(c) = classifying {
+        records = finish::classify_unlabelled(run, &lock, c, records).await?;
+    }
     let summary = finish::write_summary(run, &lock, &manifest, &records, exp.seed)?;
     finish::close_manifest(
         run,

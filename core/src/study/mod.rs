@@ -51,6 +51,16 @@ impl GroupBy {
             o => Err(format!("`{o}`: use dataset, subject, category or domain")),
         }
     }
+
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Dataset => "dataset",
+            GroupBy::Subject => "subject",
+            GroupBy::Category => "category",
+            GroupBy::Domain => "domain",
+        }
+    }
 }
 
 /// One run (model x accelerator) on one group.
