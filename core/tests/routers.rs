@@ -87,7 +87,7 @@ fn hostile_routers_become_routing_errors_and_routing_goes_on() {
             report.errors[0].message
         );
         // Every query went to the reference (10 J) instead.
-        assert!((report.energy_j.as_ref().unwrap().value - 10.0).abs() < 1e-12);
+        assert!((report.figures.energy_j.as_ref().unwrap().value - 10.0).abs() < 1e-12);
         assert!(
             took < 4.0 * 0.3 + 3.0,
             "{name}: {took} s for 4 deadlines of 0.3 s"
@@ -104,7 +104,7 @@ fn hostile_routers_become_routing_errors_and_routing_goes_on() {
         report.errors[0].message
     );
     // q0 and q2 went to small (1 J), q1 and q3 to the reference (10 J).
-    assert!((report.energy_j.as_ref().unwrap().value - 5.5).abs() < 1e-12);
+    assert!((report.figures.energy_j.as_ref().unwrap().value - 5.5).abs() < 1e-12);
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn a_router_failing_every_decision_is_given_up_on_and_named() {
             "{:?}",
             report.errors[GIVE_UP_AFTER]
         );
-        assert!((report.energy_j.as_ref().unwrap().value - 10.0).abs() < 1e-12);
+        assert!((report.figures.energy_j.as_ref().unwrap().value - 10.0).abs() < 1e-12);
         let g = report.given_up.as_ref().expect("given up on");
         assert_eq!(g.router, name);
         assert_eq!(g.failed_in_a_row, GIVE_UP_AFTER);
