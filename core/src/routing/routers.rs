@@ -109,7 +109,7 @@ impl Objective {
             .collect();
         Err(format!(
             "no run has {} figures, so an oracle cannot minimise it; objectives with figures: {} \
-             (choose one with --by, or in the spec, e.g. `oracle:<objective>`)",
+             (choose one with --objective, or in the spec, e.g. `oracle:<objective>`)",
             self.name(),
             if have.is_empty() {
                 "none".to_string()
