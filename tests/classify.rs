@@ -540,6 +540,13 @@ stratify = true
         .map(|q| q["scored"].as_u64().unwrap())
         .sum();
     assert_eq!(scored, 6, "{by_domain:?}");
+    // The summary printed at the end has a line per domain.
+    let printed = text(&o);
+    let lines = printed
+        .lines()
+        .filter(|l| l.trim_start().starts_with("domain "))
+        .count();
+    assert_eq!(lines, by_domain.len(), "{printed}");
     // The manifest keeps the experiment, classification included.
     let manifest = json(&run.join("manifest.json"));
     assert!(

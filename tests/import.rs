@@ -209,6 +209,11 @@ fn bad_rows_and_columns_are_refused_by_line_and_column() {
             !out.join("m").join("manifest.json").exists(),
             "{name}: nothing half-written"
         );
+        // Nor anything staged.
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{name}: {left:?}");
     }
     let o = run_ipw(
         &[
@@ -349,4 +354,70 @@ fn a_table_of_costs_routes_by_cost_and_refuses_energy_naming_cost() {
     let line = csv.lines().find(|l| l.starts_with("run,small,")).unwrap();
     let fields: Vec<&str> = line.split(',').collect();
     assert_eq!(fields[15], "", "latency_p50_s in {line}");
+}
+
+/// Peak resident memory (MiB) of `ipw ARGS` run from `cwd`, as the kernel counted it for the
+/// child of a fresh python3 (so no other child of this test process counts).
+fn peak_rss_mib(args: &[&str], cwd: &std::path::Path) -> (std::process::Output, f64) {
+    let script = "import resource, subprocess, sys\n\
+                  p = subprocess.run(sys.argv[1:])\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+                  sys.exit(p.returncode)";
+    let ipw = ipw().get_program().to_owned();
+    let mut all: Vec<&std::ffi::OsStr> = vec!["-c".as_ref(), script.as_ref(), ipw.as_os_str()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let o = std::process::Command::new("python3")
+        .args(all)
+        .current_dir(cwd)
+        .output()
+        .expect("python3 runs");
+    let kib: f64 = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak figure: {}", text(&o)));
+    (o, kib / 1024.0)
+}
+
+#[test]
+fn a_table_larger_than_the_memory_it_may_use_imports_one_model_at_a_time() {
+    // 40 models x 2,500 queries with 2 KB prompts: a 200 MB table. Holding it (its bytes, its
+    // rows, its records) took over 600 MB; streamed, the import holds one model's records
+    // (5 MB of prompts) and buffers. The cap is far above that and far below the table.
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("big.csv");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&table).unwrap());
+        writeln!(w, "query_id,model,prompt,score,energy_j,latency_s").unwrap();
+        let filler = "x".repeat(2000);
+        for q in 0..2500 {
+            for m in 0..40 {
+                writeln!(w, "q{q},m{m},{filler} {q},{},{},0.1", (q + m) % 2, 1 + m).unwrap();
+            }
+        }
+    }
+    let size_mib = std::fs::metadata(&table).unwrap().len() as f64 / (1 << 20) as f64;
+    assert!(size_mib > 190.0, "{size_mib}");
+    let out = dir.path().join("runs");
+    let (o, peak) = peak_rss_mib(
+        &[
+            "import",
+            table.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        peak < 120.0,
+        "peak {peak:.0} MiB importing a {size_mib:.0} MiB table"
+    );
+    assert_eq!(run_dirs(&out).len(), 40);
+    let recs = records(&out.join("m7"));
+    assert_eq!(recs.len(), 2500);
+    assert_eq!(recs[3]["query_id"], "q3");
+    let s = json(&out.join("m7/summary.json"));
+    assert_eq!(s["recorded"], 2500);
 }

@@ -105,15 +105,17 @@ struct RawRow {
 
 /// Read `path` (CSV or JSONL by extension) and write one run directory per model into `out`.
 /// `map` renames fields (`field -> column`).
+///
+/// Memory does not grow with the table: rows are read one at a time and appended to their
+/// model's records in a staging directory beside the runs (`out/.ipw-import-<pid>`); then each
+/// model's records are read back, one model at a time, to check for repeated queries and to
+/// summarise. Only when every model is done do the run directories move into place, so a bad
+/// row anywhere leaves nothing behind.
 pub fn import(
     path: &Path,
     out: &Path,
     map: &BTreeMap<String, String>,
 ) -> Result<Imported, ImportError> {
-    let io = |p: &Path, e: &dyn std::fmt::Display| ImportError::Io {
-        path: p.to_path_buf(),
-        message: e.to_string(),
-    };
     for field in map.keys() {
         if !FIELDS.contains(&field.as_str()) {
             return Err(ImportError::Columns {
@@ -126,39 +128,153 @@ pub fn import(
         }
     }
     let column = |field: &str| map.get(field).cloned().unwrap_or_else(|| field.to_string());
-    let bytes = std::fs::read(path).map_err(|e| io(path, &e))?;
+    std::fs::create_dir_all(out).map_err(|e| io(out, &e))?;
+    let staging = out.join(format!(".ipw-import-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir(&staging).map_err(|e| io(&staging, &e))?;
+    let result = import_via(path, out, &staging, &column);
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+fn io(p: &Path, e: &dyn std::fmt::Display) -> ImportError {
+    ImportError::Io {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// One model's (and accelerator's) run while its rows are streamed in.
+struct Sink {
+    model: String,
+    accelerator: Option<String>,
+    /// `model` or `model@accelerator`: the run directory's name.
+    name: String,
+    staged: PathBuf,
+    lock: crate::records::RunLock,
+    writer: crate::records::RecordsWriter,
+}
+
+fn import_via(
+    path: &Path,
+    out: &Path,
+    staging: &Path,
+    column: &dyn Fn(&str) -> String,
+) -> Result<Imported, ImportError> {
+    let file = std::fs::File::open(path).map_err(|e| io(path, &e))?;
+    let mut reader = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        sha: Sha256::new(),
+    };
     let jsonl = path
         .extension()
         .is_some_and(|e| e == "jsonl" || e == "json");
-    let rows = if jsonl {
-        read_jsonl(path, &bytes, &column)?
-    } else {
-        read_csv(path, &bytes, &column)?
-    };
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
-    // One run per model and accelerator.
-    let mut by_model: BTreeMap<(String, Option<String>), Vec<Record>> = BTreeMap::new();
+    let mut sinks: BTreeMap<(String, Option<String>), Sink> = BTreeMap::new();
     let mut clock: BTreeMap<(String, Option<String>), f64> = BTreeMap::new();
-    let mut seen: std::collections::HashSet<(String, Option<String>, String)> = Default::default();
-    for row in &rows {
+    let mut add = |row: RawRow| -> Result<(), ImportError> {
         let accelerator = row
             .fields
             .get("accelerator")
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty());
-        let r = record(path, row, &stem, &accelerator, &mut clock)?;
-        if !seen.insert((r.model.clone(), accelerator.clone(), r.query_id.clone())) {
+        let r = record(path, &row, &stem, &accelerator, &mut clock)?;
+        let key = (r.model.clone(), accelerator);
+        if !sinks.contains_key(&key) {
+            let sink = open_sink(out, staging, &key.0, key.1.clone())?;
+            sinks.insert(key.clone(), sink);
+        }
+        let sink = sinks.get_mut(&key).expect("just opened");
+        sink.writer.append(&r).map_err(|e| io(&sink.staged, &e))
+    };
+    if jsonl {
+        read_jsonl(path, &mut reader, column, &mut add)?;
+    } else {
+        read_csv(path, &mut reader, column, &mut add)?;
+    }
+    let sha = crate::dataset::hex(&reader.sha.finalize());
+    let mut done = Vec::new();
+    for (_, sink) in sinks {
+        done.push(finish_sink(path, &sha, sink, column)?);
+    }
+    // Every model is whole: move the runs into place.
+    let mut runs = Vec::new();
+    for (name, staged, n) in done {
+        let dir = out.join(sanitize(&name));
+        if RunDir::new(&dir).exists() {
+            return Err(ImportError::Exists { path: dir });
+        }
+        std::fs::rename(&staged, &dir).map_err(|e| io(&dir, &e))?;
+        runs.push((name, dir, n));
+    }
+    Ok(Imported { runs })
+}
+
+/// A staged run for a model's first row; refused at once when its run directory exists.
+fn open_sink(
+    out: &Path,
+    staging: &Path,
+    model: &str,
+    accelerator: Option<String>,
+) -> Result<Sink, ImportError> {
+    let name = match &accelerator {
+        Some(a) => format!("{model}@{a}"),
+        None => model.to_string(),
+    };
+    let dir = out.join(sanitize(&name));
+    if RunDir::new(&dir).exists() {
+        return Err(ImportError::Exists { path: dir });
+    }
+    let staged = staging.join(sanitize(&name));
+    std::fs::create_dir_all(&staged).map_err(|e| io(&staged, &e))?;
+    let run = RunDir::new(&staged);
+    let lock = run.lock().map_err(|e| io(&staged, &e))?;
+    let writer = run.create_records(&lock).map_err(|e| io(&staged, &e))?;
+    Ok(Sink {
+        model: model.to_string(),
+        accelerator,
+        name,
+        staged,
+        lock,
+        writer,
+    })
+}
+
+/// Read one model's records back: refuse a query given twice, write the manifest and summary.
+/// Returns (run name, staged directory, records).
+fn finish_sink(
+    path: &Path,
+    sha: &str,
+    sink: Sink,
+    column: &dyn Fn(&str) -> String,
+) -> Result<(String, PathBuf, usize), ImportError> {
+    let Sink {
+        model,
+        accelerator,
+        name,
+        staged,
+        lock,
+        mut writer,
+    } = sink;
+    writer.sync().map_err(|e| io(&staged, &e))?;
+    drop(writer);
+    let run = RunDir::new(&staged);
+    let records = run.read_records().map_err(|e| io(&staged, &e))?.records;
+    let mut seen: std::collections::HashSet<&str> =
+        std::collections::HashSet::with_capacity(records.len());
+    for r in &records {
+        if !seen.insert(r.query_id.as_str()) {
             return Err(ImportError::Row {
                 path: path.into(),
-                line: row.line,
+                line: r.index,
                 message: format!(
                     "column `{}`: `{}` appears twice for model `{}`{}",
                     column("query_id"),
                     r.query_id,
-                    r.model,
+                    model,
                     accelerator
                         .as_ref()
                         .map(|a| format!(" on `{a}`"))
@@ -166,39 +282,29 @@ pub fn import(
                 ),
             });
         }
-        by_model
-            .entry((r.model.clone(), accelerator))
-            .or_default()
-            .push(r);
     }
-    let sha = crate::dataset::hex(&Sha256::digest(&bytes));
-    let mut runs = Vec::new();
-    for ((model, accelerator), records) in by_model {
-        let name = match &accelerator {
-            Some(a) => format!("{model}@{a}"),
-            None => model.clone(),
-        };
-        let dir = out.join(sanitize(&name));
-        if RunDir::new(&dir).exists() {
-            return Err(ImportError::Exists { path: dir });
-        }
-        let run = RunDir::new(&dir);
-        let lock = run.lock().map_err(|e| io(&dir, &e))?;
-        let manifest = manifest(path, &sha, &model, accelerator.as_deref(), &records)
-            .map_err(|e| io(&dir, &e))?;
-        run.write_manifest(&lock, &manifest)
-            .map_err(|e| io(&dir, &e))?;
-        let mut w = run.create_records(&lock).map_err(|e| io(&dir, &e))?;
-        for r in &records {
-            w.append(r).map_err(|e| io(&dir, &e))?;
-        }
-        drop(w);
-        let summary = crate::analysis::summarize(&model, "imported", records.len(), &records, 0);
-        run.write_summary(&lock, &summary)
-            .map_err(|e| io(&dir, &e))?;
-        runs.push((name, dir, records.len()));
+    let manifest = manifest(path, sha, &model, accelerator.as_deref(), &records)
+        .map_err(|e| io(&staged, &e))?;
+    run.write_manifest(&lock, &manifest)
+        .map_err(|e| io(&staged, &e))?;
+    let summary = crate::analysis::summarize(&model, "imported", records.len(), &records, 0);
+    run.write_summary(&lock, &summary)
+        .map_err(|e| io(&staged, &e))?;
+    Ok((name, staged, records.len()))
+}
+
+/// A reader that hashes what passes through it: the table's sha256 without holding it.
+struct Hashing<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
     }
-    Ok(Imported { runs })
 }
 
 fn sanitize(name: &str) -> String {
@@ -213,12 +319,16 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
+/// Hand each row of a CSV to `add`, in order.
 fn read_csv(
     path: &Path,
-    bytes: &[u8],
+    reader: impl std::io::Read,
     column: &dyn Fn(&str) -> String,
-) -> Result<Vec<RawRow>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+    add: &mut dyn FnMut(RawRow) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(reader);
     let header = reader.headers().map_err(|e| ImportError::Columns {
         path: path.into(),
         message: format!("no CSV header: {e}"),
@@ -236,43 +346,45 @@ fn read_csv(
         column,
         &header.iter().collect::<Vec<_>>().join(", "),
     )?;
-    let mut rows = Vec::new();
-    for (k, rec) in reader.records().enumerate() {
-        let line = rec
-            .as_ref()
-            .ok()
-            .and_then(|r| r.position())
-            .map(|p| p.line() as usize)
-            .unwrap_or(k + 2);
-        let rec = rec.map_err(|e| ImportError::Row {
+    let mut rec = csv::StringRecord::new();
+    let mut k = 0;
+    loop {
+        let more = reader.read_record(&mut rec).map_err(|e| ImportError::Row {
             path: path.into(),
             line: e.position().map(|p| p.line() as usize).unwrap_or(k + 2),
             message: e.to_string(),
         })?;
+        if !more {
+            return Ok(());
+        }
+        let line = rec.position().map(|p| p.line() as usize).unwrap_or(k + 2);
+        k += 1;
         let fields = index
             .iter()
             .filter_map(|&(f, i)| rec.get(i).map(|v| (f, v.to_string())))
             .collect();
-        rows.push(RawRow { line, fields });
+        add(RawRow { line, fields })?;
     }
-    Ok(rows)
 }
 
+/// Hand each object of a JSONL file to `add`, in order.
 fn read_jsonl(
     path: &Path,
-    bytes: &[u8],
+    reader: impl std::io::Read,
     column: &dyn Fn(&str) -> String,
-) -> Result<Vec<RawRow>, ImportError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| ImportError::Io {
-        path: path.into(),
-        message: format!("not UTF-8: {e}"),
-    })?;
-    let mut rows = Vec::new();
-    for (k, l) in text.lines().enumerate() {
+    add: &mut dyn FnMut(RawRow) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    use std::io::BufRead;
+    let mut first = true;
+    for (k, l) in std::io::BufReader::new(reader).lines().enumerate() {
+        let l = l.map_err(|e| ImportError::Io {
+            path: path.into(),
+            message: format!("line {}: {e}", k + 1),
+        })?;
         if l.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| ImportError::Row {
+        let v: serde_json::Value = serde_json::from_str(&l).map_err(|e| ImportError::Row {
             path: path.into(),
             line: k + 1,
             message: format!("not JSON: {e}"),
@@ -282,7 +394,7 @@ fn read_jsonl(
             line: k + 1,
             message: "not a JSON object".into(),
         })?;
-        let fields = FIELDS
+        let fields: BTreeMap<&'static str, String> = FIELDS
             .iter()
             .filter_map(|&f| {
                 let v = obj.get(&column(f))?;
@@ -296,17 +408,19 @@ fn read_jsonl(
                 ))
             })
             .collect();
-        rows.push(RawRow {
+        if first {
+            // The first object says which fields the table has.
+            let index: Vec<(&'static str, usize)> = fields.keys().map(|&f| (f, 0)).collect();
+            let present: Vec<String> = fields.keys().map(|f| column(f)).collect();
+            require(path, &index, column, &present.join(", "))?;
+            first = false;
+        }
+        add(RawRow {
             line: k + 1,
             fields,
-        });
+        })?;
     }
-    if let Some(first) = rows.first() {
-        let index: Vec<(&'static str, usize)> = first.fields.keys().map(|&f| (f, 0)).collect();
-        let present: Vec<String> = first.fields.keys().map(|f| column(f)).collect();
-        require(path, &index, column, &present.join(", "))?;
-    }
-    Ok(rows)
+    Ok(())
 }
 
 fn require(

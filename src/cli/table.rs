@@ -155,4 +155,14 @@ pub fn print_quality(q: &ipw_core::analysis::QualitySummary) {
             d.scored
         );
     }
+    // Labelled by `[classification]` or `ipw classify`: the per-domain figures summary.json
+    // holds.
+    for (name, d) in &q.by_domain {
+        println!(
+            "      domain {name:<10} accuracy {}  APJ {}  ({} scored)",
+            est(&d.accuracy, 3),
+            est(&d.apj, 5),
+            d.scored
+        );
+    }
 }
