@@ -150,7 +150,15 @@ fn bench_analyze_times_compare_and_coverage_on_imported_records() {
         let (min, median) = (after(line, "min"), after(line, "median"));
         sane(min, what);
         assert!(min <= median, "{line}");
+        assert!(line.contains("records/s/core"), "{line}");
+        // Linux says each stage's own peak.
+        assert!(after(line, "resident") > 0.0, "{line}");
     }
+    let import = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("import"))
+        .unwrap_or_else(|| panic!("no import line in\n{out}"));
+    sane(after(import, "import"), "import");
     // compare: one row per model and group (all, gsm8k, mmlu); paired against the baseline.
     assert!(out.contains("(6 rows, 3 paired)"), "{out}");
 }

@@ -242,7 +242,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 /// Generate `models` x `queries` records (as a table `ipw import` reads: scores, energy,
 /// latency, tokens, subjects), import them, and time the study commands on them.
 fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    use std::fmt::Write as _;
+    use std::io::Write as _;
     anyhow::ensure!(
         models >= 2,
         "--models: coverage needs a reference and another model"
@@ -254,9 +254,11 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
     std::fs::create_dir_all(&root)?;
     let table = root.join("generated.csv");
     let started = Instant::now();
-    let mut csv = String::from(
-        "query_id,model,accelerator,dataset,subject,score,energy_j,net_energy_j,latency_s,input_tokens,output_tokens\n",
-    );
+    // Written as generated: the table of a 20M-record bench does not fit in memory.
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&table)?);
+    csv.write_all(
+        b"query_id,model,accelerator,dataset,subject,score,energy_j,net_energy_j,latency_s,input_tokens,output_tokens\n",
+    )?;
     let mut rng = ipw_core::rng::SplitMix64::new(7);
     let mut unit = move || rng.next_u64() as f64 / 2f64.powi(64);
     for m in 0..models {
@@ -266,7 +268,7 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
             let score = u8::from(unit() < skill);
             let out_tokens = 20 + (unit() * 300.0) as u32;
             let joules = (1.0 + m as f64) * out_tokens as f64 * (0.05 + 0.02 * unit());
-            let _ = writeln!(
+            writeln!(
                 csv,
                 "gsm/{q},model-{m},acc-{a},{d},s{s},{score},{g:.4},{joules:.4},{l:.4},{i},{out_tokens}",
                 a = m % 2,
@@ -275,15 +277,18 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
                 g = joules * 1.3,
                 l = out_tokens as f64 / 40.0,
                 i = 50 + q % 400,
-            );
+            )?;
         }
     }
-    std::fs::write(&table, csv)?;
+    csv.flush()?;
+    drop(csv);
     let generated = started.elapsed().as_secs_f64();
     let runs = root.join("runs");
+    reset_peak_rss();
     let t = Instant::now();
     let imported = ipw_core::import::import(&table, &runs, &Default::default())?;
     let import_s = t.elapsed().as_secs_f64();
+    let import_peak = peak_rss_gib();
     let records: usize = imported.runs.iter().map(|r| r.2).sum();
     // The import's writes reach the disk before anything is timed, so writeback does not
     // run inside the figures.
@@ -297,10 +302,14 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
     let mut compare_s = Vec::new();
     let mut coverage_s = Vec::new();
     let (mut c, mut v) = (None, None);
+    let (mut compare_peak, mut coverage_peak) = (None, None);
     for _ in 0..3 {
+        reset_peak_rss();
         let t = Instant::now();
         c = Some(ipw_core::study::compare(&dirs, by, None, 0)?);
         compare_s.push(t.elapsed().as_secs_f64());
+        compare_peak = max_of(compare_peak, peak_rss_gib());
+        reset_peak_rss();
         let t = Instant::now();
         v = Some(ipw_core::study::coverage(
             &dirs,
@@ -311,6 +320,7 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
             0,
         )?);
         coverage_s.push(t.elapsed().as_secs_f64());
+        coverage_peak = max_of(coverage_peak, peak_rss_gib());
     }
     let (c, v) = (c.expect("ran"), v.expect("ran"));
     let min_median = |v: &mut Vec<f64>| {
@@ -319,16 +329,31 @@ fn analyze(queries: usize, models: usize, keep: Option<PathBuf>) -> anyhow::Resu
     };
     let (compare_min, compare_median) = min_median(&mut compare_s);
     let (coverage_min, coverage_median) = min_median(&mut coverage_s);
-    println!("{records} records ({models} models x {queries} queries), generated in {generated:.1} s, imported in {import_s:.1} s");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let per_core = |s: f64| records as f64 / s / cores;
+    let gib = |g: Option<f64>| g.map_or("-".to_string(), |g| format!("{g:.2} GiB"));
     println!(
-        "  compare   min {compare_min:>6.2} s  median {compare_median:>6.2} s  ({} rows, {} paired)",
+        "{records} records ({models} models x {queries} queries), generated in {generated:.1} s"
+    );
+    println!(
+        "  import    {import_s:>6.2} s  {:>9.0} records/s/core  peak resident {}",
+        per_core(import_s),
+        gib(import_peak)
+    );
+    println!(
+        "  compare   min {compare_min:>6.2} s  median {compare_median:>6.2} s  {:>9.0} records/s/core  peak resident {}  ({} rows, {} paired)",
+        per_core(compare_min),
+        gib(compare_peak),
         c.rows.len(),
         c.paired.len()
     );
     println!(
-        "  coverage  min {coverage_min:>6.2} s  median {coverage_median:>6.2} s  ({} rows)",
+        "  coverage  min {coverage_min:>6.2} s  median {coverage_median:>6.2} s  {:>9.0} records/s/core  peak resident {}  ({} rows)",
+        per_core(coverage_min),
+        gib(coverage_peak),
         v.rows.len()
     );
+    println!("  (peak resident: the process's high-water mark over the stage, reset before it; {cores} cores)");
     println!("  target: each under 5 s on a 2-core machine for 1M records");
     if scratch {
         std::fs::remove_dir_all(&root)?;
@@ -495,4 +520,33 @@ fn print_sampler_row(label: &str, r: &SamplerRow) {
         "{:<14} {:>8.0} {:>10} {:>10.1} {:>12.4} {:>10.3}",
         label, r.rate_hz, r.reads, r.reads_per_s, r.ms_per_read, r.percent
     );
+}
+
+/// The process's peak resident memory since the last [`reset_peak_rss`], in GiB (Linux's
+/// `VmHWM`); `None` where /proc does not say.
+fn peak_rss_gib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / (1024.0 * 1024.0))
+}
+
+/// Start a new high-water mark at the current resident memory (Linux: `5` to `clear_refs`), so
+/// each stage's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The larger of two optional figures.
+fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
