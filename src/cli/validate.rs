@@ -60,11 +60,8 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     if let Some(c) = &exp.classification {
         // Loaded as profile loads it, without connecting a judge: a broken component or
         // taxonomy is found here.
-        let taxonomy = match &c.taxonomy {
-            Some(t) => ipw_core::classify::Taxonomy::load(t),
-            None => Ok(ipw_core::classify::Taxonomy::default_taxonomy()),
-        }
-        .with_context(|| format!("{}: classification.taxonomy", file.display()))?;
+        let taxonomy = ipw_core::classify::Taxonomy::load_or_default(c.taxonomy.as_deref())
+            .with_context(|| format!("{}: classification.taxonomy", file.display()))?;
         let host = ipw_core::sandbox::Host::new(ipw_core::sandbox::Host::default_cache_dir())?;
         let classifier = ipw_core::classify::apply::load_classifier(
             &host,

@@ -126,6 +126,12 @@ impl Taxonomy {
         Self::load(DEFAULT_TAXONOMY).expect("the shipped taxonomy is valid")
     }
 
+    /// [`Self::load`] `spec`, or the shipped default when none is given (`[classification]`'s
+    /// `taxonomy`).
+    pub fn load_or_default(spec: Option<&str>) -> Result<Self, TaxonomyError> {
+        spec.map_or_else(|| Ok(Self::default_taxonomy()), Self::load)
+    }
+
     /// Parse TOML: optional `name` and `source`, then `[[label]]` tables of `code`, `title`
     /// and `description`.
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, TaxonomyError> {

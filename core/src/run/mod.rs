@@ -415,11 +415,8 @@ async fn load_classifying(
     let Some(c) = &exp.classification else {
         return Ok(None);
     };
-    let taxonomy = match &c.taxonomy {
-        Some(t) => crate::classify::Taxonomy::load(t),
-        None => Ok(crate::classify::Taxonomy::default_taxonomy()),
-    }
-    .map_err(ClassifyError::from)?;
+    let taxonomy = crate::classify::Taxonomy::load_or_default(c.taxonomy.as_deref())
+        .map_err(ClassifyError::from)?;
     let spec = ClassifySpec {
         classifier: c.classifier.clone(),
         params: c.params.clone(),

@@ -753,6 +753,17 @@ export_classifier!(Keywords);
 mod tests {
     use super::*;
 
+    /// The shipped table's codes as a taxonomy (titles and descriptions do not matter here).
+    pub(super) fn soc_labels() -> Vec<Label> {
+        parse_shipped(SOC_2018)
+            .map(|(c, _)| Label {
+                code: c.to_string(),
+                title: String::new(),
+                description: String::new(),
+            })
+            .collect()
+    }
+
     #[test]
     fn the_shipped_table_names_every_soc_group_once() {
         let codes: Vec<&str> = parse_shipped(SOC_2018).map(|(c, _)| c).collect();
@@ -1033,13 +1044,7 @@ mod tests {
     /// Setup from params builds the same table as before (shipped, replaced, added labels).
     #[test]
     fn setup_equals_the_old_setup() {
-        let taxonomy: Vec<Label> = parse_shipped(SOC_2018)
-            .map(|(c, _)| Label {
-                code: c.to_string(),
-                title: String::new(),
-                description: String::new(),
-            })
-            .collect();
+        let taxonomy = soc_labels();
         let params = [
             serde_json::json!({}),
             serde_json::json!({"keywords": {"15-0000": ["ab*", "résumé", "board of direct*"], "23-0000": []}}),
@@ -1110,8 +1115,8 @@ mod tests {
 #[cfg(test)]
 mod speed {
     use super::{
-        find_words, normalise_bytes, parse_shipped, reference, Classifier, Keywords, Label, Table,
-        SOC_2018,
+        find_words, normalise_bytes, parse_shipped, reference, tests::soc_labels, Classifier,
+        Keywords, Table, SOC_2018,
     };
     use std::hint::black_box;
     use std::time::Instant;
@@ -1220,13 +1225,7 @@ mod speed {
                 black_box(t);
             }
         });
-        let taxonomy: Vec<Label> = parse_shipped(SOC_2018)
-            .map(|(c, _)| Label {
-                code: c.to_string(),
-                title: String::new(),
-                description: String::new(),
-            })
-            .collect();
+        let taxonomy = soc_labels();
         let setup_old = best(100, || {
             (0..100).for_each(|_| drop(black_box(reference::setup(&taxonomy, Default::default()))))
         });
