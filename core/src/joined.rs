@@ -150,26 +150,59 @@ pub struct Table {
 impl Table {
     /// The column of a model name (exact, or the one column whose name starts `name@`).
     pub fn column(&self, name: &str) -> Result<usize, TableError> {
-        if let Some(i) = self.columns.iter().position(|c| c.name == name) {
-            return Ok(i);
-        }
-        let prefix = format!("{name}@");
-        let hits: Vec<usize> = (0..self.columns.len())
-            .filter(|&i| self.columns[i].name.starts_with(&prefix))
-            .collect();
-        match hits[..] {
-            [i] => Ok(i),
-            _ => Err(TableError::UnknownModel {
-                name: name.into(),
-                known: self
-                    .columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        find_column(&names, name)
+    }
+}
+
+/// The index of a model name among column names: exact, or the one name that starts `name@`.
+pub(crate) fn find_column(names: &[&str], name: &str) -> Result<usize, TableError> {
+    if let Some(i) = names.iter().position(|c| *c == name) {
+        return Ok(i);
+    }
+    let prefix = format!("{name}@");
+    let hits: Vec<usize> = (0..names.len())
+        .filter(|&i| names[i].starts_with(&prefix))
+        .collect();
+    match hits[..] {
+        [i] => Ok(i),
+        _ => Err(TableError::UnknownModel {
+            name: name.into(),
+            known: names.join(", "),
+        }),
+    }
+}
+
+/// Column names for runs given as (model, accelerator, run directory): the model, or
+/// `model@accelerator` when one model ran on several accelerators; two runs with the same
+/// name are refused.
+pub(crate) fn column_names(runs: &[(&str, &str, &Path)]) -> Result<Vec<String>, TableError> {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for (name, _, _) in runs {
+        *count.entry(name).or_default() += 1;
+    }
+    let names: Vec<String> = runs
+        .iter()
+        .map(|(name, accelerator, _)| {
+            if count[name] > 1 {
+                format!("{name}@{accelerator}")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    for i in 0..names.len() {
+        for j in 0..i {
+            if names[i] == names[j] {
+                return Err(TableError::Duplicate {
+                    name: names[i].clone(),
+                    first: runs[j].2.to_path_buf(),
+                    second: runs[i].2.to_path_buf(),
+                });
+            }
         }
     }
+    Ok(names)
 }
 
 /// Run directories under `paths`: each path is a run (it has a manifest.json) or a folder of
@@ -315,32 +348,11 @@ pub fn build_with(
     if loaded.is_empty() {
         return Err(TableError::NoRuns("the paths given".into()));
     }
-    // One model on several accelerators: name the columns model@accelerator.
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for l in &loaded {
-        *count.entry(l.name.as_str()).or_default() += 1;
-    }
-    let names: Vec<String> = loaded
+    let heads: Vec<(&str, &str, &Path)> = loaded
         .iter()
-        .map(|l| {
-            if count[l.name.as_str()] > 1 {
-                format!("{}@{}", l.name, l.accelerator)
-            } else {
-                l.name.clone()
-            }
-        })
+        .map(|l| (l.name.as_str(), l.accelerator.as_str(), l.run.as_path()))
         .collect();
-    for i in 0..names.len() {
-        for j in 0..i {
-            if names[i] == names[j] {
-                return Err(TableError::Duplicate {
-                    name: names[i].clone(),
-                    first: loaded[j].run.clone(),
-                    second: loaded[i].run.clone(),
-                });
-            }
-        }
-    }
+    let names = column_names(&heads)?;
     // Query order: the first run's, then ids only later runs have.
     let mut ids: Vec<&String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -443,12 +455,7 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
         .energy
         .as_ref()
         .and_then(|e| if net { e.net_j } else { e.gross_j });
-    let declared = meta.energy_model.and_then(|m| {
-        Some(
-            m.j_per_input_token * r.input_tokens? as f64
-                + m.j_per_output_token * r.output_tokens? as f64,
-        )
-    });
+    let declared = declared_j(r, meta);
     let tokens = r.input_tokens.zip(r.output_tokens);
     Outcome {
         score: score.unwrap_or(0.0),
@@ -473,6 +480,17 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
                 .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6)
         }),
     }
+}
+
+/// A record's joules by its model's declared energy model (J per token), if it has one and the
+/// record its token counts.
+pub(crate) fn declared_j(r: &Record, meta: &ModelMeta) -> Option<f64> {
+    meta.energy_model.and_then(|m| {
+        Some(
+            m.j_per_input_token * r.input_tokens? as f64
+                + m.j_per_output_token * r.output_tokens? as f64,
+        )
+    })
 }
 
 fn aggregates(rows: &[Row], col: usize) -> Aggregates {

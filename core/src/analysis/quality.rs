@@ -366,27 +366,38 @@ fn domain_key(r: &Record) -> String {
 /// Quality per group, gathered one record at a time and kept compact (a window, a row and a
 /// group index per record), so a run of millions of records streamed in batches can be
 /// summarised per group without holding its records: what `ipw classify` refreshes
-/// `summary.json`'s `by_domain` with. Gives exactly what [`quality_summary`] gives for the
-/// same grouping.
+/// `summary.json`'s `by_domain` with, and what `ipw compare` reads each run with. Gives
+/// exactly what [`quality_summary`] (and [`quality_grouped`]) give for the same grouping.
 #[derive(Default)]
 pub struct GroupedQuality {
     keys: Vec<String>,
     index: BTreeMap<String, u32>,
     windows: Vec<(f64, f64)>,
-    rows: Vec<Option<(Row, u32)>>,
+    rows: Vec<Option<(Row, Option<u32>)>>,
 }
 
 impl GroupedQuality {
     /// Add one record (every record of the run, in any order: busy time is shared over all).
     pub fn push(&mut self, r: &Record, key: &str) {
+        self.push_in(r, Some(key));
+    }
+
+    /// Add one record to group `key`, or (`None`) to the overall figure only.
+    pub fn push_in(&mut self, r: &Record, key: Option<&str>) {
         self.windows.push((r.window.start_s, r.window.end_s));
-        let next = self.keys.len() as u32;
-        let k = *self.index.entry(key.to_string()).or_insert_with(|| {
-            self.keys.push(key.to_string());
-            next
-        });
+        let k = key.map(|key| self.key_index(key));
         // The busy share is set when every window is known.
         self.rows.push(row(r, 0.0).map(|row| (row, k)));
+    }
+
+    fn key_index(&mut self, key: &str) -> u32 {
+        if let Some(&k) = self.index.get(key) {
+            return k;
+        }
+        let k = self.keys.len() as u32;
+        self.keys.push(key.to_string());
+        self.index.insert(key.to_string(), k);
+        k
     }
 
     /// Add a record by its domain label (`unlabelled` without one).
@@ -395,24 +406,42 @@ impl GroupedQuality {
     }
 
     /// Quality per group; empty when nothing was graded.
-    pub fn finish(mut self, seed: u64) -> BTreeMap<String, Quality> {
+    pub fn finish(self, seed: u64) -> BTreeMap<String, Quality> {
+        self.finish_with_overall(seed)
+            .map(|(_, groups)| groups)
+            .unwrap_or_default()
+    }
+
+    /// Quality over every record and per group, as [`quality_grouped`] gives it; `None` when
+    /// nothing was graded.
+    pub fn finish_with_overall(
+        mut self,
+        seed: u64,
+    ) -> Option<(Quality, BTreeMap<String, Quality>)> {
         let busy = super::stats::busy_shares(&self.windows);
+        drop(std::mem::take(&mut self.windows));
         for (row, b) in self.rows.iter_mut().zip(busy) {
             if let Some((row, _)) = row {
                 row.busy_s = b;
             }
         }
         if self.rows.iter().flatten().all(|(r, _)| r.failed) {
-            return BTreeMap::new();
+            return None;
         }
+        let all: Vec<&Row> = self.rows.iter().flatten().map(|(r, _)| r).collect();
+        let overall = quality(&all, seed);
+        drop(all);
         let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
         for (row, k) in self.rows.iter().flatten() {
-            groups.entry(&self.keys[*k as usize]).or_default().push(row);
+            if let Some(k) = k {
+                groups.entry(&self.keys[*k as usize]).or_default().push(row);
+            }
         }
-        groups
+        let groups = groups
             .into_iter()
             .map(|(k, v)| (k.to_string(), quality(&v, seed)))
-            .collect()
+            .collect();
+        Some((overall, groups))
     }
 }
 

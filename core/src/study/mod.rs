@@ -15,13 +15,17 @@
 //!   release dates: at each date, best-of-local over the models released by then.
 
 pub mod pairwise;
+#[cfg(test)]
+mod reference;
+mod scan;
 pub mod trend;
 
 use crate::analysis::bootstrap::{bootstrap, complete};
 use crate::analysis::quality::mean;
-use crate::analysis::{quality_grouped, Estimate, Quality};
-use crate::joined::{self, Table};
-use crate::records::{Detail, Record};
+use crate::analysis::{Estimate, GroupedQuality, Quality};
+use crate::joined;
+use crate::records::Record;
+use scan::{Cell, Scan};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -218,20 +222,79 @@ pub(crate) fn query_energies(records: &[&Record]) -> Vec<f64> {
         .collect()
 }
 
-fn row_of(
+/// The figures of one run over every record, gathered as its records stream past (a compact
+/// row per record) and finished before the run after next is read.
+#[derive(Default)]
+struct RunFigures {
+    quality: GroupedQuality,
+    keys: BTreeMap<String, u32>,
+    records: Vec<RecordFigures>,
+}
+
+/// What a compare row needs of one record beyond its quality row.
+struct RecordFigures {
+    group: Option<u32>,
+    /// Latency, when the query did not fail and its latency was measured.
+    latency_s: Option<f64>,
+    /// (net, gross) joules, when the record has energy.
+    energy: Option<(Option<f64>, Option<f64>)>,
+    flagged: bool,
+}
+
+impl RunFigures {
+    fn push(&mut self, r: &Record, key: Option<String>) {
+        self.quality.push_in(r, key.as_deref());
+        let next = self.keys.len() as u32;
+        let group = key.map(|k| *self.keys.entry(k).or_insert(next));
+        self.records.push(RecordFigures {
+            group,
+            latency_s: r.error.is_none().then(|| r.measured_latency_s()).flatten(),
+            energy: r.energy.as_ref().map(|e| (e.net_j, e.gross_j)),
+            flagged: r.energy.as_ref().is_some_and(|e| !e.flags.is_empty()),
+        });
+    }
+
+    /// The run's compare rows: `all`, then each group.
+    fn finish(self, model: &str, accelerator: &str, seed: u64) -> Vec<CompareRow> {
+        let RunFigures {
+            quality,
+            keys,
+            records,
+        } = self;
+        let Some((overall, groups)) = quality.finish_with_overall(seed) else {
+            return Vec::new();
+        };
+        let mut rows = vec![row_of(model, accelerator, "all", &overall, records.iter())];
+        for (g, q) in &groups {
+            let k = keys.get(g).copied();
+            let members = records.iter().filter(|r| r.group.is_some() && r.group == k);
+            rows.push(row_of(model, accelerator, g, q, members));
+        }
+        rows
+    }
+}
+
+fn row_of<'a>(
     model: &str,
     accelerator: &str,
     group: &str,
     q: &Quality,
-    records: &[&Record],
+    records: impl Iterator<Item = &'a RecordFigures> + Clone,
 ) -> CompareRow {
-    let mut latency: Vec<f64> = records
-        .iter()
-        .filter(|r| r.error.is_none())
-        .filter_map(|r| r.measured_latency_s())
-        .collect();
+    let mut latency: Vec<f64> = records.clone().filter_map(|r| r.latency_s).collect();
     latency.sort_by(f64::total_cmp);
-    let energies = query_energies(records);
+    // J/query as a run's summary counts it: net when every record with energy has net, else
+    // gross (see `query_energies`).
+    let net_all = records
+        .clone()
+        .all(|r| r.energy.is_none_or(|(net, _)| net.is_some()));
+    let (mut sum, mut n) = (0.0, 0usize);
+    for (net, gross) in records.clone().filter_map(|r| r.energy) {
+        if let Some(j) = if net_all { net } else { gross } {
+            sum += j;
+            n += 1;
+        }
+    }
     CompareRow {
         model: model.into(),
         accelerator: accelerator.into(),
@@ -240,40 +303,17 @@ fn row_of(
         accuracy: q.accuracy,
         apj: q.apj,
         apw: q.apw,
-        j_per_query: (!energies.is_empty())
-            .then(|| energies.iter().sum::<f64>() / energies.len() as f64),
+        j_per_query: (n > 0).then(|| sum / n as f64),
         latency_p50_s: (!latency.is_empty())
             .then(|| crate::analysis::stats::percentile(&latency, 0.5)),
         energy_estimated: q.energy_estimated,
-        flagged: records
-            .iter()
-            .filter(|r| r.energy.as_ref().is_some_and(|e| !e.flags.is_empty()))
-            .count(),
+        flagged: records.filter(|r| r.flagged).count(),
     }
-}
-
-/// One run's compare rows: `all`, then each group.
-fn run_rows(col: &joined::Column, records: &[Record], by: GroupBy, seed: u64) -> Vec<CompareRow> {
-    let key = |r: &Record| group_key(by, r);
-    let Some((overall, groups)) = quality_grouped(records, seed, key) else {
-        return Vec::new();
-    };
-    let all: Vec<&Record> = records.iter().collect();
-    let mut rows = vec![row_of(&col.name, &col.accelerator, "all", &overall, &all)];
-    let mut members: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
-    for r in records {
-        if let Some(k) = key(r) {
-            members.entry(k).or_default().push(r);
-        }
-    }
-    for (g, quality) in &groups {
-        let of_group = members.get(g).map_or(&[][..], Vec::as_slice);
-        rows.push(row_of(&col.name, &col.accelerator, g, quality, of_group));
-    }
-    rows
 }
 
 /// Compare runs: per run and group, and paired against `baseline` (default: the first run).
+/// The runs are read one at a time (see [`scan`]): memory grows with the queries, not with
+/// the records.
 pub fn compare(
     runs: &[PathBuf],
     by: GroupBy,
@@ -281,60 +321,71 @@ pub fn compare(
     seed: u64,
 ) -> Result<CompareReport, StudyError> {
     let runs = joined::find_runs(runs)?;
-    let (t, per_run) = joined::build_with(&runs, &BTreeMap::new(), Detail::Figures)?;
-    // One run's rows on each thread (the runs are independent; their order is kept).
-    let rows: Vec<CompareRow> = std::thread::scope(|scope| {
-        let per_column: Vec<_> = t
-            .columns
-            .iter()
-            .zip(&per_run)
-            .map(|(col, records)| scope.spawn(move || run_rows(col, records, by, seed)))
-            .collect();
-        per_column
-            .into_iter()
-            .flat_map(|h| h.join().expect("a run's figures do not panic"))
-            .collect()
-    });
+    let mut scan = Scan::open(&runs, &BTreeMap::new())?;
+    // A wrong baseline is refused before a record is read.
     let base = match baseline {
-        Some(name) => t.column(name)?,
+        Some(name) => scan.column(name)?,
         None => 0,
     };
-    let mut paired = Vec::new();
-    for c in (0..t.columns.len()).filter(|&c| c != base) {
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, r) in t.rows.iter().enumerate() {
-            groups.entry("all".into()).or_default().push(i);
-            if let Some(k) = group_key(by, r) {
-                groups.entry(k).or_default().push(i);
+    // One run's figures are finished on another thread while the next run is read.
+    let rows = std::thread::scope(|scope| -> Result<Vec<CompareRow>, StudyError> {
+        let mut rows = Vec::new();
+        let mut finishing: Option<std::thread::ScopedJoinHandle<Vec<CompareRow>>> = None;
+        for k in 0..scan.columns.len() {
+            let mut figures = RunFigures::default();
+            scan.read_next(|r| figures.push(r, group_key(by, r)))?;
+            if let Some(done) = finishing.take() {
+                rows.extend(done.join().expect("a run's figures do not panic"));
             }
+            let (model, accelerator) = (
+                scan.columns[k].name.clone(),
+                scan.columns[k].accelerator.clone(),
+            );
+            finishing = Some(scope.spawn(move || figures.finish(&model, &accelerator, seed)));
         }
-        for (g, idx) in groups {
-            paired.push(paired_diff(&t, c, base, &g, &idx, seed));
+        if let Some(done) = finishing {
+            rows.extend(done.join().expect("a run's figures do not panic"));
+        }
+        Ok(rows)
+    })?;
+    let joined = scan.join(by);
+    let base_cells = scan.cells(base, &joined)?;
+    let mut paired = Vec::new();
+    for c in (0..scan.columns.len()).filter(|&c| c != base) {
+        let cells = scan.cells(c, &joined)?;
+        for (g, idx) in &joined.groups {
+            paired.push(PairedDiff {
+                model: scan.columns[c].name.clone(),
+                baseline: scan.columns[base].name.clone(),
+                group: g.clone(),
+                shared: idx.len(),
+                ..paired_figures(&cells, &base_cells, joined.net, idx, seed)
+            });
         }
     }
     Ok(CompareReport {
         group_by: by,
-        energy_basis: t.energy_basis,
+        energy_basis: joined.energy_basis(),
         rows,
-        baseline: t.columns[base].name.clone(),
+        baseline: scan.columns[base].name.clone(),
         paired,
-        incomplete: t.incomplete.len(),
+        incomplete: joined.incomplete,
     })
 }
 
-fn paired_diff(
-    t: &Table,
-    c: usize,
-    base: usize,
-    group: &str,
-    idx: &[usize],
-    seed: u64,
-) -> PairedDiff {
-    let pick = |col: usize, f: &dyn Fn(&joined::Outcome) -> Option<f64>| -> Vec<Option<f64>> {
-        idx.iter().map(|&i| f(&t.rows[i].outcomes[col])).collect()
+/// A run against the baseline on the rows `idx` (names left empty).
+fn paired_figures(run: &[Cell], base: &[Cell], net: bool, idx: &[usize], seed: u64) -> PairedDiff {
+    let pick = |cells: &[Cell], f: &dyn Fn(&Cell) -> Option<f64>| -> Vec<Option<f64>> {
+        idx.iter().map(|&i| f(&cells[i])).collect()
     };
-    let (sa, sb) = (pick(c, &|o| Some(o.score)), pick(base, &|o| Some(o.score)));
-    let (ea, eb) = (pick(c, &|o| o.energy_j), pick(base, &|o| o.energy_j));
+    let (sa, sb) = (
+        pick(run, &|c| Some(c.score)),
+        pick(base, &|c| Some(c.score)),
+    );
+    let (ea, eb) = (
+        pick(run, &|c| c.energy_j(net)),
+        pick(base, &|c| c.energy_j(net)),
+    );
     // A figure needs every value it sums: one query without energy leaves the energy figures
     // out (as on all queries), the accuracy one stands.
     let boot = |salt: u64, cols: &[&Vec<Option<f64>>], stat: fn(&[f64], f64) -> Option<f64>| {
@@ -343,9 +394,9 @@ fn paired_diff(
         bootstrap(&refs, seed ^ salt, stat)
     };
     PairedDiff {
-        model: t.columns[c].name.clone(),
-        baseline: t.columns[base].name.clone(),
-        group: group.into(),
+        model: String::new(),
+        baseline: String::new(),
+        group: String::new(),
         shared: idx.len(),
         accuracy_delta: boot(0x41, &[&sa, &sb], |t, n| Some((t[0] - t[1]) / n)),
         energy_ratio: boot(0x42, &[&ea, &eb], |t, _| (t[1] > 0.0).then(|| t[0] / t[1])),
@@ -399,7 +450,8 @@ pub struct CoverageReport {
     pub over_time: Vec<CoverageAtDate>,
 }
 
-/// Coverage of every model against `reference`.
+/// Coverage of every model against `reference`. The runs are read one at a time (see
+/// [`scan`]); what is held is a covered bit per model and query.
 pub fn coverage(
     runs: &[PathBuf],
     reference: &str,
@@ -409,29 +461,48 @@ pub fn coverage(
     seed: u64,
 ) -> Result<CoverageReport, StudyError> {
     let runs = joined::find_runs(runs)?;
-    let (t, records) = joined::build_with(&runs, meta, Detail::Figures)?;
-    let reference = t.column(reference)?;
-    let covered = |i: usize, c: usize| {
-        let r = &t.rows[i];
-        pairwise::covered(&r.outcomes[c], &r.outcomes[reference], tolerance)
-    };
-    let locals: Vec<usize> = (0..t.columns.len()).filter(|&c| c != reference).collect();
-    pairwise::check_reference(&t, &records, reference, &locals)?;
-    drop(records);
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, r) in t.rows.iter().enumerate() {
-        groups.entry("all".into()).or_default().push(i);
-        if let Some(k) = group_key(by, r) {
-            groups.entry(k).or_default().push(i);
+    let mut scan = Scan::open(&runs, meta)?;
+    let reference = scan.column(reference)?;
+    while scan.unread() > 0 {
+        scan.read_next(|_| {})?;
+    }
+    let joined = scan.join(by);
+    let rows = joined.rows.len();
+    let ref_cells = scan.cells(reference, &joined)?;
+    let locals: Vec<usize> = (0..scan.columns.len())
+        .filter(|&c| c != reference)
+        .collect();
+    // Per local model (in `locals` order): which rows it covers.
+    let mut covered: Vec<Vec<bool>> = Vec::with_capacity(locals.len());
+    let mut judged = Vec::new();
+    let mut pairwise_datasets = std::collections::BTreeSet::new();
+    for &c in &locals {
+        let cells = scan.cells(c, &joined)?;
+        covered.push(
+            cells
+                .iter()
+                .zip(&ref_cells)
+                .map(|(m, r)| pairwise::covers(m.score, m.pairwise, r.score, tolerance))
+                .collect(),
+        );
+        let mut any = false;
+        for (i, _) in cells.iter().enumerate().filter(|(_, c)| c.pairwise) {
+            any = true;
+            pairwise_datasets.insert(joined.datasets[i]);
+        }
+        if any {
+            judged.push(c);
         }
     }
+    pairwise::check_reference(&scan, reference, &judged)?;
+    let local_pos = |c: usize| locals.iter().position(|&l| l == c).expect("a local");
     let share = |hits: Vec<f64>, salt: u64| bootstrap(&[&hits], seed ^ salt, mean);
-    let mut rows = Vec::new();
-    for (g, idx) in &groups {
-        for &c in &locals {
-            let hits = idx.iter().map(|&i| covered(i, c) as u8 as f64).collect();
-            rows.push(CoverageRow {
-                model: t.columns[c].name.clone(),
+    let mut out_rows = Vec::new();
+    for (g, idx) in &joined.groups {
+        for (l, &c) in locals.iter().enumerate() {
+            let hits = idx.iter().map(|&i| covered[l][i] as u8 as f64).collect();
+            out_rows.push(CoverageRow {
+                model: scan.columns[c].name.clone(),
                 group: g.clone(),
                 queries: idx.len(),
                 coverage: share(hits, c as u64),
@@ -439,9 +510,9 @@ pub fn coverage(
         }
         let hits = idx
             .iter()
-            .map(|&i| locals.iter().any(|&c| covered(i, c)) as u8 as f64)
+            .map(|&i| covered.iter().any(|v| v[i]) as u8 as f64)
             .collect();
-        rows.push(CoverageRow {
+        out_rows.push(CoverageRow {
             model: "best-of-local".into(),
             group: g.clone(),
             queries: idx.len(),
@@ -450,7 +521,7 @@ pub fn coverage(
     }
     let mut dated: Vec<(String, usize)> = locals
         .iter()
-        .filter_map(|&c| Some((t.columns[c].meta.release_date.clone()?, c)))
+        .filter_map(|&c| Some((scan.columns[c].meta.release_date.clone()?, c)))
         .collect();
     dated.sort();
     let mut over_time = Vec::new();
@@ -459,26 +530,31 @@ pub fn coverage(
             continue; // the last model of a date speaks for all released that day
         }
         let available: Vec<usize> = dated[..=k].iter().map(|(_, c)| *c).collect();
-        let n = t.rows.len().max(1) as f64;
-        let hits = (0..t.rows.len())
-            .filter(|&i| available.iter().any(|&c| covered(i, c)))
-            .count() as f64;
+        let bits: Vec<&Vec<bool>> = available.iter().map(|&c| &covered[local_pos(c)]).collect();
+        let n = rows.max(1) as f64;
+        let hits = (0..rows).filter(|&i| bits.iter().any(|v| v[i])).count() as f64;
         over_time.push(CoverageAtDate {
             date: date.clone(),
             models: available
                 .iter()
-                .map(|&c| t.columns[c].name.clone())
+                .map(|&c| scan.columns[c].name.clone())
                 .collect(),
             coverage: hits / n,
         });
     }
     Ok(CoverageReport {
-        reference: t.columns[reference].name.clone(),
+        reference: scan.columns[reference].name.clone(),
         tolerance,
-        queries: t.rows.len(),
-        incomplete: t.incomplete.len(),
-        pairwise_datasets: pairwise::datasets(&t, &locals),
-        rows,
+        queries: rows,
+        incomplete: joined.incomplete,
+        // Sorted by name, as the table way gave them.
+        pairwise_datasets: pairwise_datasets
+            .into_iter()
+            .map(|d| scan.dataset(d).to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        rows: out_rows,
         over_time,
     })
 }
