@@ -15,7 +15,7 @@
 //! group each), so a run of any size needs memory for one batch only.
 
 use super::{
-    ChannelEnergy, DomainRecord, Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy,
+    ChannelEnergy, Detail, DomainRecord, Flag, GradeRecord, HarnessCpu, PhaseEnergy, QueryEnergy,
     QueryError, Record, TokenSource, Window, RECORD_SCHEMA,
 };
 use arrow_array::builder::{ListBuilder, StringBuilder};
@@ -489,8 +489,53 @@ pub fn batch_records(
     batch: &RecordBatch,
     channels: &BTreeSet<String>,
 ) -> Result<Vec<Record>, ReadError> {
+    batch_records_with(batch, channels, Detail::Full)
+}
+
+/// The columns [`Detail::Figures`] leaves unread (each record's texts and hashes; the
+/// per-channel columns go too).
+const NOT_FIGURES: [&str; 11] = [
+    "prompt",
+    "prompt_hash",
+    "answers",
+    "choices",
+    "response",
+    "finish_reason",
+    "grade_wasm_sha256",
+    "grade_extracted",
+    "grade_explanation",
+    "grade_history",
+    "domain_history",
+];
+
+/// [`batch_records`] at a level of `detail`: with [`Detail::Figures`] the batch may lack the
+/// [`NOT_FIGURES`] and channel columns (they are not read), and the records have what
+/// [`Detail::Figures`] says.
+fn batch_records_with(
+    batch: &RecordBatch,
+    channels: &BTreeSet<String>,
+    detail: Detail,
+) -> Result<Vec<Record>, ReadError> {
+    let figures = detail == Detail::Figures;
+    let no_channels = BTreeSet::new();
+    let channels = if figures { &no_channels } else { channels };
     let b = BatchReader { batch };
     let n = batch.num_rows();
+    // A column figures do not need: all null when only figures are read.
+    let text = |name: &str| {
+        if figures {
+            Ok(vec![None; n])
+        } else {
+            b.strs(name)
+        }
+    };
+    let list = |name: &str| {
+        if figures {
+            Ok(vec![None; n])
+        } else {
+            b.lists(name)
+        }
+    };
     let schema = b.u32s("schema")?;
     let query_id = b.strs("query_id")?;
     let index = b.u64s("index")?;
@@ -498,13 +543,13 @@ pub fn batch_records(
     let dataset = b.strs("dataset")?;
     let subject = b.strs("subject")?;
     let category = b.strs("category")?;
-    let prompt_hash = b.strs("prompt_hash")?;
-    let prompt = b.strs("prompt")?;
-    let answers = b.lists("answers")?;
-    let choices = b.lists("choices")?;
+    let prompt_hash = text("prompt_hash")?;
+    let prompt = text("prompt")?;
+    let answers = list("answers")?;
+    let choices = list("choices")?;
     let model = b.strs("model")?;
     let backend = b.strs("backend")?;
-    let response = b.strs("response")?;
+    let response = text("response")?;
     let input_tokens = b.u64s("input_tokens")?;
     let output_tokens = b.u64s("output_tokens")?;
     let tokens_estimated = b.bools("tokens_estimated")?;
@@ -514,7 +559,7 @@ pub fn batch_records(
     let ttft_s = b.f64s("ttft_s")?;
     let latency_s = b.f64s("latency_s")?;
     let decode_tps = b.f64s("decode_tps")?;
-    let finish_reason = b.strs("finish_reason")?;
+    let finish_reason = text("finish_reason")?;
     let attempts = b.u32s("attempts")?;
     let started_at = b.times("started_at")?;
     let window_start = b.f64s("window_start_s")?;
@@ -522,21 +567,25 @@ pub fn batch_records(
     let error_kind = b.strs("error_kind")?;
     let error_message = b.strs("error_message")?;
     let grader = b.strs("grade_grader")?;
-    let wasm = b.strs("grade_wasm_sha256")?;
+    let wasm = text("grade_wasm_sha256")?;
     let score = b.f64s("grade_score")?;
     let parsed = b.bools("grade_parsed")?;
-    let extracted = b.strs("grade_extracted")?;
-    let explanation = b.strs("grade_explanation")?;
+    let extracted = text("grade_extracted")?;
+    let explanation = text("grade_explanation")?;
     let grade_error = b.strs("grade_error")?;
     let params = b.strs("grade_params")?;
-    let history = b.strs("grade_history")?;
+    let history = text("grade_history")?;
     // Absent in files exported before classifiers.
     let optional_strs = |name: &str| match b.batch.column_by_name(name) {
         Some(_) => b.strs(name),
-        None => Ok(vec![None; history.len()]),
+        None => Ok(vec![None; n]),
     };
     let domain = optional_strs("domain")?;
-    let domain_history = optional_strs("domain_history")?;
+    let domain_history = if figures {
+        vec![None; n]
+    } else {
+        optional_strs("domain_history")?
+    };
     let gross = b.f64s("energy_gross_j")?;
     let net = b.f64s("energy_net_j")?;
     let gross_low = b.f64s("energy_gross_low_j")?;
@@ -689,8 +738,16 @@ pub fn batch_records(
             dataset: need(dataset[i].clone(), "dataset", i)?,
             subject: subject[i].clone(),
             category: category[i].clone(),
-            prompt_hash: need(prompt_hash[i].clone(), "prompt_hash", i)?,
-            prompt: need(prompt[i].clone(), "prompt", i)?,
+            prompt_hash: if figures {
+                String::new()
+            } else {
+                need(prompt_hash[i].clone(), "prompt_hash", i)?
+            },
+            prompt: if figures {
+                String::new()
+            } else {
+                need(prompt[i].clone(), "prompt", i)?
+            },
             answers: answers[i].clone().unwrap_or_default(),
             choices: choices[i].clone().unwrap_or_default(),
             model: need(model[i].clone(), "model", i)?,
@@ -743,6 +800,16 @@ pub fn batch_records(
 /// time (at most [`BATCH_ROWS`] records in memory).
 pub fn read_records_file(
     path: &Path,
+    each: impl FnMut(Vec<Record>) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    read_records_file_with(path, Detail::Full, each)
+}
+
+/// [`read_records_file`] at a level of `detail`: with [`Detail::Figures`] the columns figures
+/// do not need are not even decoded.
+pub fn read_records_file_with(
+    path: &Path,
+    detail: Detail,
     mut each: impl FnMut(Vec<Record>) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -779,13 +846,40 @@ pub fn read_records_file(
             })
             .collect(),
     };
+    let builder = if detail == Detail::Figures {
+        // Exact names: a channel called `net` must not take `energy_net_j` with it.
+        let per_channel: BTreeSet<String> = channels
+            .iter()
+            .flat_map(|c| {
+                CHANNEL_F64
+                    .iter()
+                    .chain(&["flags", "domain"])
+                    .map(move |suffix| format!("energy_{c}_{suffix}"))
+            })
+            .collect();
+        let wanted: Vec<usize> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                let name = f.name().as_str();
+                !NOT_FIGURES.contains(&name) && !per_channel.contains(name)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+        builder.with_projection(mask)
+    } else {
+        builder
+    };
     let reader = builder
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| e.to_string())?;
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
-        each(batch_records(&batch, &channels)?)?;
+        each(batch_records_with(&batch, &channels, detail)?)?;
     }
     Ok(())
 }

@@ -279,7 +279,8 @@ impl RunDir {
         self.for_each_record_with(batch, Detail::Full, each)
     }
 
-    /// [`RunDir::for_each_record`] at a level of `detail` (a Parquet file is read in full).
+    /// [`RunDir::for_each_record`] at a level of `detail` (from a Parquet file, only the columns
+    /// that level needs are read).
     pub fn for_each_record_with(
         &self,
         batch: usize,
@@ -288,7 +289,7 @@ impl RunDir {
     ) -> Result<Vec<RejectedLine>, StoreError> {
         let path = self.records_source();
         if path.extension().is_some_and(|e| e == "parquet") {
-            super::parquet::read_records_file(&path, |records| {
+            super::parquet::read_records_file_with(&path, detail, |records| {
                 for chunk in chunks(records, batch) {
                     each(chunk);
                 }

@@ -422,6 +422,27 @@ mod tests {
                     );
                 }
             }
+            // The same runs exported to Parquet and read from there (only the columns figures
+            // need are decoded): the same figures.
+            let pq = dir.path().join("parquet");
+            crate::export::parquet::export(
+                &root,
+                &crate::export::parquet::Destination::Under(pq.clone()),
+            )
+            .unwrap();
+            let pq = vec![pq];
+            for by in [GroupBy::Domain, GroupBy::Category] {
+                same(
+                    crate::study::compare(&root, by, None, 11).unwrap(),
+                    crate::study::compare(&pq, by, None, 11).unwrap(),
+                    &format!("compare by {by:?}, JSONL and Parquet"),
+                );
+                same(
+                    crate::study::coverage(&root, "ref", 0.0, by, &BTreeMap::new(), 5).unwrap(),
+                    crate::study::coverage(&pq, "ref", 0.0, by, &BTreeMap::new(), 5).unwrap(),
+                    &format!("coverage by {by:?}, JSONL and Parquet"),
+                );
+            }
             // Pairwise grades judged against another model than the reference: the same
             // refusal both ways.
             let by = GroupBy::Dataset;
