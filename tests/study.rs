@@ -360,3 +360,83 @@ fn trend_splits_a_known_change_into_its_model_and_hardware_factors() {
     assert!(close(value(&c["model_factor"]), 2.0), "{c}");
     assert!(close(value(&c["hardware_factor"]), 2.0), "{c}");
 }
+
+#[test]
+fn compare_and_coverage_of_runs_larger_than_their_memory_cap_complete() {
+    // 4 models x 60,000 queries (212 MB of records). Held whole, as compare and coverage did
+    // until the runs were read one at a time, they peaked at 607 and 542 MiB here; read run by
+    // run (a run's compact figures, a few dozen bytes per query for the join) at 120 and 84 MiB.
+    // The cap sits between, far from both.
+    const CAP_MIB: f64 = 250.0;
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("big.csv");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&table).unwrap());
+        writeln!(
+            w,
+            "query_id,model,dataset,subject,score,energy_j,net_energy_j,latency_s"
+        )
+        .unwrap();
+        for m in 0..4u32 {
+            for q in 0..60_000u32 {
+                let j = (1 + m) as f64 * (1.0 + (q * 7919 % 1000) as f64 / 1000.0);
+                let dataset = if q % 3 == 0 { "facts" } else { "math" };
+                let score = u8::from((q * 31 + m * 17) % 10 < 4 + m);
+                writeln!(
+                    w,
+                    "q{q},m{m},{dataset},s{},{score},{:.4},{j:.4},{:.4}",
+                    q % 20,
+                    j * 1.3,
+                    0.1 + (q % 100) as f64 / 100.0
+                )
+                .unwrap();
+            }
+        }
+    }
+    let runs = dir.path().join("runs");
+    let o = run_ipw(
+        &[
+            "import",
+            table.to_str().unwrap(),
+            "--out",
+            runs.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("out");
+    let (o, peak) = peak_rss_mib(
+        &[
+            "compare",
+            runs.to_str().unwrap(),
+            "--by",
+            "subject",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(peak < CAP_MIB, "compare peaked at {peak:.0} MiB");
+    let c = json(&out.join("compare.json"));
+    // Per run: all and 20 subjects; paired: 3 runs x (all and 20 subjects).
+    assert_eq!(c["rows"].as_array().unwrap().len(), 4 * 21, "{c}");
+    assert_eq!(c["paired"].as_array().unwrap().len(), 3 * 21);
+    assert_eq!(c["paired"][0]["shared"], 60_000);
+    let (o, peak) = peak_rss_mib(
+        &[
+            "coverage",
+            runs.to_str().unwrap(),
+            "--reference",
+            "m3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(peak < CAP_MIB, "coverage peaked at {peak:.0} MiB");
+    let v = json(&out.join("coverage.json"));
+    assert_eq!(v["queries"], 60_000, "{v}");
+}

@@ -330,3 +330,26 @@ pub fn import_table(dir: &Path, csv: &str) -> PathBuf {
     assert!(o.status.success(), "{}", text(&o));
     out
 }
+
+/// Peak resident memory (MiB) of `ipw ARGS` run from `cwd`, as the kernel counted it for the
+/// child of a fresh python3 (so no other child of this test process counts).
+pub fn peak_rss_mib(args: &[&str], cwd: &std::path::Path) -> (std::process::Output, f64) {
+    let script = "import resource, subprocess, sys\n\
+                  p = subprocess.run(sys.argv[1:])\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+                  sys.exit(p.returncode)";
+    let ipw = ipw().get_program().to_owned();
+    let mut all: Vec<&std::ffi::OsStr> = vec!["-c".as_ref(), script.as_ref(), ipw.as_os_str()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let o = std::process::Command::new("python3")
+        .args(all)
+        .current_dir(cwd)
+        .output()
+        .expect("python3 runs");
+    let kib: f64 = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak figure: {}", text(&o)));
+    (o, kib / 1024.0)
+}
