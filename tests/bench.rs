@@ -142,7 +142,13 @@ fn bench_analyze_times_compare_and_coverage_on_imported_records() {
         out.contains("600 records (2 models x 300 queries)"),
         "{out}"
     );
-    for what in ["compare", "coverage"] {
+    // Each from the imported JSONL and from the same runs exported to Parquet.
+    for what in [
+        "compare  jsonl",
+        "coverage jsonl",
+        "compare  parquet",
+        "coverage parquet",
+    ] {
         let line = out
             .lines()
             .find(|l| l.trim_start().starts_with(what))
@@ -154,13 +160,16 @@ fn bench_analyze_times_compare_and_coverage_on_imported_records() {
         // Linux says each stage's own peak.
         assert!(after(line, "resident") > 0.0, "{line}");
     }
-    let import = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("import"))
-        .unwrap_or_else(|| panic!("no import line in\n{out}"));
-    sane(after(import, "import"), "import");
+    for what in ["import", "export parquet"] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} line in\n{out}"));
+        sane(after(line, what), what);
+        assert!(after(line, "resident") > 0.0, "{line}");
+    }
     // compare: one row per model and group (all, gsm8k, mmlu); paired against the baseline.
-    assert!(out.contains("(6 rows, 3 paired)"), "{out}");
+    assert_eq!(out.matches("(6 rows, 3 paired)").count(), 2, "{out}");
 }
 
 #[test]
