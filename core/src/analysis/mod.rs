@@ -8,7 +8,8 @@ mod summary;
 
 pub use bootstrap::Estimate;
 pub use quality::{
-    quality_grouped, quality_summary, EnergyRows, GroupedQuality, Quality, QualitySummary,
+    quality_grouped, quality_summary, EnergyRows, EnergyRowsBuilder, GroupedQuality, Quality,
+    QualitySummary,
 };
 
 pub use stats::Distribution;

@@ -192,24 +192,11 @@ pub struct EnergyRows {
 impl EnergyRows {
     /// The rows of a run's records.
     pub fn of(records: &[Record]) -> Self {
-        let windows: Vec<(f64, f64)> = records
-            .iter()
-            .map(|r| (r.window.start_s, r.window.end_s))
-            .collect();
-        let busy = super::stats::busy_shares(&windows);
-        let rows: Vec<Row> = records
-            .iter()
-            .zip(busy)
-            .filter_map(|(r, b)| row(r, b))
-            .filter(|r| !r.failed)
-            .collect();
-        let refs: Vec<&Row> = rows.iter().collect();
-        let (net, with_energy, rows) = joule_rows(&refs);
-        EnergyRows {
-            rows,
-            net,
-            estimated: with_energy.iter().any(|(_, e, _)| e.estimated),
+        let mut rows = EnergyRowsBuilder::default();
+        for r in records {
+            rows.push(r);
         }
+        rows.finish()
     }
 
     /// The rows as columns: scores, joules, busy seconds (what [`apw`] and [`apj`] take).
@@ -219,6 +206,42 @@ impl EnergyRows {
             self.rows.iter().map(|r| r.1).collect(),
             self.rows.iter().map(|r| r.2).collect(),
         ]
+    }
+}
+
+/// [`EnergyRows`] gathered one record at a time (a window and a compact row per record), so a
+/// run read in batches is never held whole.
+#[derive(Default)]
+pub struct EnergyRowsBuilder {
+    windows: Vec<(f64, f64)>,
+    rows: Vec<Option<Row>>,
+}
+
+impl EnergyRowsBuilder {
+    /// Add one record (every record of the run: busy time is shared over all of them).
+    pub fn push(&mut self, r: &Record) {
+        self.windows.push((r.window.start_s, r.window.end_s));
+        // The busy share is set when every window is known.
+        self.rows.push(row(r, 0.0));
+    }
+
+    /// The rows, as [`EnergyRows::of`] gives them for the same records.
+    pub fn finish(self) -> EnergyRows {
+        let busy = super::stats::busy_shares(&self.windows);
+        let rows: Vec<Row> = self
+            .rows
+            .into_iter()
+            .zip(busy)
+            .filter_map(|(r, b)| r.map(|r| Row { busy_s: b, ..r }))
+            .filter(|r| !r.failed)
+            .collect();
+        let refs: Vec<&Row> = rows.iter().collect();
+        let (net, with_energy, rows) = joule_rows(&refs);
+        EnergyRows {
+            rows,
+            net,
+            estimated: with_energy.iter().any(|(_, e, _)| e.estimated),
+        }
     }
 }
 

@@ -22,12 +22,15 @@
 
 use super::StudyError;
 use crate::analysis::bootstrap::{self, RESAMPLES};
-use crate::analysis::{EnergyRows, Estimate};
+use crate::analysis::{EnergyRowsBuilder, Estimate};
 use crate::config::{AcceleratorClass, ModelMeta};
-use crate::records::RunDir;
+use crate::records::{Detail, RunDir};
 use chrono::Datelike;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// Records handed over at a time while a run is read.
+const RECORD_BATCH: usize = 8192;
 
 /// Which figure the trend follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -222,8 +225,15 @@ pub fn trend(
         let am = accelerators.get(&accelerator).cloned().unwrap_or_default();
         let accelerator_release = am.release_date.or(meta.accelerator_release_date.clone());
         let class = am.class.or(meta.accelerator_class);
-        let records = run.read_records().map_err(|e| err(e.to_string()))?.records;
-        let rows = EnergyRows::of(&records);
+        // The run streams past: what stays is a window and a compact row per record.
+        let mut rows = EnergyRowsBuilder::default();
+        run.for_each_record_with(RECORD_BATCH, Detail::Figures, |batch| {
+            for r in &batch {
+                rows.push(r);
+            }
+        })
+        .map_err(|e| err(e.to_string()))?;
+        let rows = rows.finish();
         let n = rows.rows.len();
         let columns = rows.columns();
         let columns: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
