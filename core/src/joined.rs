@@ -485,10 +485,19 @@ fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
 /// A record's joules by its model's declared energy model (J per token), if it has one and the
 /// record its token counts.
 pub(crate) fn declared_j(r: &Record, meta: &ModelMeta) -> Option<f64> {
+    declared_tokens_j(meta, r.input_tokens, r.output_tokens)
+}
+
+/// [`declared_j`] from the token counts alone.
+pub(crate) fn declared_tokens_j(
+    meta: &ModelMeta,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+) -> Option<f64> {
     meta.energy_model.and_then(|m| {
         Some(
-            m.j_per_input_token * r.input_tokens? as f64
-                + m.j_per_output_token * r.output_tokens? as f64,
+            m.j_per_input_token * input_tokens? as f64
+                + m.j_per_output_token * output_tokens? as f64,
         )
     })
 }

@@ -197,6 +197,22 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Summarise runs into study parts, one Parquet file per run (`<run>.part.parquet`): the
+    /// run's own figures per grouping and one row per query id. `ipw compare` and `ipw
+    /// coverage` given the parts (files or their folder) give what they give on the runs; the
+    /// heavy reading happens here, once per run, wherever the run lies (a Slurm array task per
+    /// run: examples/slurm/ipw-partial.sbatch).
+    Partial {
+        /// Run directories or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The folder the parts go to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Seed for the intervals (compare must be given the same).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Print a JSON Schema of the experiment file (for editors: Taplo / Even Better TOML read
     /// it from a `#:schema ./ipw.schema.json` line at the top of the file).
     Schema,
@@ -454,6 +470,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             out,
         } => study::compare(&runs, &by, baseline.as_deref(), seed, out),
+        Command::Partial { runs, out, seed } => study::partial(&runs, &out, seed),
         Command::Schema => {
             use std::io::Write;
             let text = serde_json::to_string_pretty(&ipw_core::config::experiment_schema())?;

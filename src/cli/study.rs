@@ -11,7 +11,7 @@ use std::process::ExitCode;
 fn out_dir(runs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
     let dir = match out {
         Some(d) => d,
-        None => ipw_core::joined::find_runs(runs)?[0].join("analysis"),
+        None => study::analysis_dir(runs)?,
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -36,6 +36,39 @@ fn est(e: &Option<Estimate>, digits: usize) -> String {
             )
         })
         .unwrap_or_else(|| "-".into())
+}
+
+/// `ipw partial`: one part per run, named after the run's directory.
+pub fn partial(runs: &[PathBuf], out: &Path, seed: u64) -> Result<ExitCode> {
+    let dirs = ipw_core::joined::find_runs(runs)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut names = std::collections::BTreeMap::new();
+    for run in &dirs {
+        let name = run
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .with_context(|| format!("{}: a run directory without a name", run.display()))?;
+        if let Some(first) = names.insert(name.clone(), run) {
+            anyhow::bail!(
+                "{} and {} would both be {name}.part.parquet: give them separately with different --out",
+                first.display(),
+                run.display()
+            );
+        }
+    }
+    for run in &dirs {
+        let name = run.file_name().expect("named above").to_string_lossy();
+        let path = out.join(format!("{name}.part.parquet"));
+        let part = study::part::write_part(run, &path, seed)?;
+        println!(
+            "{}: {} records, {} queries -> {}",
+            run.display(),
+            part.records,
+            part.queries,
+            part.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn compare(

@@ -392,6 +392,11 @@ pub struct BatchReader<'a> {
 pub type ReadError = String;
 
 impl<'a> BatchReader<'a> {
+    /// A reader of `batch`'s columns by name.
+    pub(crate) fn new(batch: &'a RecordBatch) -> Self {
+        Self { batch }
+    }
+
     fn column(&self, name: &str) -> Result<&'a ArrayRef, ReadError> {
         self.batch
             .column_by_name(name)
@@ -405,7 +410,7 @@ impl<'a> BatchReader<'a> {
             .ok_or_else(|| format!("column `{name}` is {}, not {want}", c.data_type()))
     }
 
-    fn f64s(&self, name: &str) -> Result<Vec<Option<f64>>, ReadError> {
+    pub(crate) fn f64s(&self, name: &str) -> Result<Vec<Option<f64>>, ReadError> {
         let a = self.column(name)?;
         let a = a
             .as_primitive_opt::<Float64Type>()
@@ -413,7 +418,7 @@ impl<'a> BatchReader<'a> {
         Ok(a.iter().collect())
     }
 
-    fn u64s(&self, name: &str) -> Result<Vec<Option<u64>>, ReadError> {
+    pub(crate) fn u64s(&self, name: &str) -> Result<Vec<Option<u64>>, ReadError> {
         let a = self.column(name)?;
         let a = a
             .as_primitive_opt::<UInt64Type>()
@@ -429,11 +434,16 @@ impl<'a> BatchReader<'a> {
         Ok(a.iter().collect())
     }
 
-    fn bools(&self, name: &str) -> Result<Vec<Option<bool>>, ReadError> {
+    pub(crate) fn bools(&self, name: &str) -> Result<Vec<Option<bool>>, ReadError> {
         Ok(self
             .typed::<BooleanArray>(name, "Boolean")?
             .iter()
             .collect())
+    }
+
+    /// A Utf8 column's values, borrowed.
+    pub(crate) fn str_refs(&self, name: &str) -> Result<Vec<Option<&'a str>>, ReadError> {
+        Ok(self.typed::<StringArray>(name, "Utf8")?.iter().collect())
     }
 
     fn strs(&self, name: &str) -> Result<Vec<Option<String>>, ReadError> {

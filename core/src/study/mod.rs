@@ -15,6 +15,7 @@
 //!   release dates: at each date, best-of-local over the models released by then.
 
 pub mod pairwise;
+pub mod part;
 #[cfg(test)]
 mod reference;
 mod scan;
@@ -25,7 +26,7 @@ use crate::analysis::quality::mean;
 use crate::analysis::{Estimate, GroupedQuality, Quality};
 use crate::joined;
 use crate::records::Record;
-use scan::{Cell, Scan};
+use scan::{Cell, Scan, Source};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -45,6 +46,14 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    /// Every grouping, in the order parts keep them.
+    pub const ALL: [GroupBy; 4] = [
+        GroupBy::Dataset,
+        GroupBy::Subject,
+        GroupBy::Category,
+        GroupBy::Domain,
+    ];
+
     /// Parse `dataset`, `subject`, `category` or `domain`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
@@ -68,7 +77,7 @@ impl GroupBy {
 }
 
 /// One run (model x accelerator) on one group.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CompareRow {
     /// The column name (model, with @accelerator when needed).
     pub model: String,
@@ -264,11 +273,17 @@ impl RunFigures {
         let Some((overall, groups)) = quality.finish_with_overall(seed) else {
             return Vec::new();
         };
+        // Each group's records, bucketed once (not filtered once per group).
+        let mut members: Vec<Vec<&RecordFigures>> = vec![Vec::new(); keys.len()];
+        for r in &records {
+            if let Some(g) = r.group {
+                members[g as usize].push(r);
+            }
+        }
         let mut rows = vec![row_of(model, accelerator, "all", &overall, records.iter())];
         for (g, q) in &groups {
-            let k = keys.get(g).copied();
-            let members = records.iter().filter(|r| r.group.is_some() && r.group == k);
-            rows.push(row_of(model, accelerator, g, q, members));
+            let own = keys.get(g).map_or(&[][..], |&k| &members[k as usize][..]);
+            rows.push(row_of(model, accelerator, g, q, own.iter().copied()));
         }
         rows
     }
@@ -311,6 +326,19 @@ fn row_of<'a>(
     }
 }
 
+/// Where a study command's files go by default: the first run's `analysis/` (for a part, the
+/// `analysis/` beside it).
+pub fn analysis_dir(paths: &[PathBuf]) -> Result<PathBuf, StudyError> {
+    Ok(match part::inputs(paths)?.into_iter().next() {
+        Some(scan::Input::Run(run)) => run.join("analysis"),
+        Some(scan::Input::Part(file, _)) => file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("analysis"),
+        None => return Err(joined::TableError::NoRuns("the paths given".into()).into()),
+    })
+}
+
 /// Compare runs: per run and group, and paired against `baseline` (default: the first run).
 /// The runs are read one at a time (see [`scan`]): memory grows with the queries, not with
 /// the records.
@@ -320,13 +348,24 @@ pub fn compare(
     baseline: Option<&str>,
     seed: u64,
 ) -> Result<CompareReport, StudyError> {
-    let runs = joined::find_runs(runs)?;
-    let mut scan = Scan::open(&runs, &BTreeMap::new())?;
-    // A wrong baseline is refused before a record is read.
+    let mut scan = Scan::open(part::inputs(runs)?, &BTreeMap::new())?;
+    // A wrong baseline, or a part made with another seed, is refused before a record is read.
     let base = match baseline {
         Some(name) => scan.column(name)?,
         None => 0,
     };
+    for c in &scan.columns {
+        if let Source::Part(h) = &c.source {
+            if h.seed != seed {
+                return Err(StudyError::Input(format!(
+                    "{}: this part's intervals were drawn with seed {}, not {seed}: give --seed {} or make the part again with --seed {seed}",
+                    c.run.display(),
+                    h.seed,
+                    h.seed
+                )));
+            }
+        }
+    }
     // One run's figures are finished on another thread while the next run is read.
     let rows = std::thread::scope(|scope| -> Result<Vec<CompareRow>, StudyError> {
         let mut rows = Vec::new();
@@ -337,10 +376,21 @@ pub fn compare(
             if let Some(done) = finishing.take() {
                 rows.extend(done.join().expect("a run's figures do not panic"));
             }
-            let (model, accelerator) = (
-                scan.columns[k].name.clone(),
-                scan.columns[k].accelerator.clone(),
-            );
+            let col = &scan.columns[k];
+            let (model, accelerator) = (col.name.clone(), col.accelerator.clone());
+            if let Source::Part(h) = &col.source {
+                // Finished where the run lies: only the column's names are the study's.
+                let own = h.rows.get(by.name()).ok_or_else(|| StudyError::Run {
+                    path: col.run.clone(),
+                    message: format!("the part has no figures by {}", by.name()),
+                })?;
+                rows.extend(own.iter().cloned().map(|r| CompareRow {
+                    model: model.clone(),
+                    accelerator: accelerator.clone(),
+                    ..r
+                }));
+                continue;
+            }
             finishing = Some(scope.spawn(move || figures.finish(&model, &accelerator, seed)));
         }
         if let Some(done) = finishing {
@@ -460,8 +510,7 @@ pub fn coverage(
     meta: &BTreeMap<String, crate::config::ModelMeta>,
     seed: u64,
 ) -> Result<CoverageReport, StudyError> {
-    let runs = joined::find_runs(runs)?;
-    let mut scan = Scan::open(&runs, meta)?;
+    let mut scan = Scan::open(part::inputs(runs)?, meta)?;
     let reference = scan.column(reference)?;
     while scan.unread() > 0 {
         scan.read_next(|_| {})?;
@@ -488,7 +537,7 @@ pub fn coverage(
         let mut any = false;
         for (i, _) in cells.iter().enumerate().filter(|(_, c)| c.pairwise) {
             any = true;
-            pairwise_datasets.insert(joined.datasets[i]);
+            pairwise_datasets.insert(scan.dataset(joined.datasets[i]));
         }
         if any {
             judged.push(c);
@@ -548,12 +597,7 @@ pub fn coverage(
         queries: rows,
         incomplete: joined.incomplete,
         // Sorted by name, as the table way gave them.
-        pairwise_datasets: pairwise_datasets
-            .into_iter()
-            .map(|d| scan.dataset(d).to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        pairwise_datasets: pairwise_datasets.into_iter().map(String::from).collect(),
         rows: out_rows,
         over_time,
     })

@@ -453,4 +453,98 @@ mod tests {
             assert_eq!(old.to_string(), new.to_string());
         }
     }
+
+    /// The run directories under `root` whose manifest names `model`.
+    fn runs_of(root: &Path, model: &str) -> Vec<PathBuf> {
+        crate::records::run_dirs(root)
+            .unwrap()
+            .into_iter()
+            .filter(|d| {
+                crate::records::RunDir::new(d)
+                    .read_manifest()
+                    .unwrap()
+                    .model
+                    .name
+                    == model
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_made_run_by_run_and_combined_give_what_the_runs_give() {
+        for gross_only in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = runs(dir.path(), gross_only);
+            // Declared energy where none was measured: applied when the parts are combined,
+            // from the token counts a part keeps.
+            let small = runs_of(&root, "small").remove(0);
+            let manifest = small.join("manifest.json");
+            let mut m: Value =
+                serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+            m["model"]["meta"]["energy_model"] =
+                json!({"j_per_input_token": 0.013, "j_per_output_token": 0.29});
+            std::fs::write(&manifest, m.to_string()).unwrap();
+            edit(&small, |rs| {
+                for r in rs.iter_mut().filter(|r| q(r) % 19 == 0) {
+                    r["energy"] = Value::Null;
+                }
+            });
+            let parts = dir.path().join("parts");
+            std::fs::create_dir(&parts).unwrap();
+            let dirs = crate::records::run_dirs(&root).unwrap();
+            for (k, run) in dirs.iter().enumerate() {
+                let out = parts.join(format!("{k}.part.parquet"));
+                let made = crate::study::part::write_part(run, &out, 11).unwrap();
+                assert!(
+                    made.queries > 1000 && made.records >= made.queries,
+                    "{made:?}"
+                );
+            }
+            let (runs, parts) = (vec![root.clone()], vec![parts]);
+            let mut mixed = vec![dirs[0].clone()];
+            mixed.extend((1..dirs.len()).map(|k| parts[0].join(format!("{k}.part.parquet"))));
+            for by in GroupBy::ALL {
+                for baseline in [None, Some("small"), Some("mid@b")] {
+                    let whole = crate::study::compare(&runs, by, baseline, 11).unwrap();
+                    assert!(
+                        baseline == Some("small")
+                            || whole
+                                .paired
+                                .iter()
+                                .any(|p| p.model == "small" && p.energy_ratio.is_some()),
+                        "declared energy fills the gaps: {whole:?}"
+                    );
+                    for (inputs, what) in [(&parts, "parts"), (&mixed, "a run and parts")] {
+                        same(
+                            &whole,
+                            &crate::study::compare(inputs, by, baseline, 11).unwrap(),
+                            &format!("compare by {by:?} against {baseline:?} from {what}"),
+                        );
+                    }
+                }
+                let mut meta: BTreeMap<String, crate::config::ModelMeta> = BTreeMap::new();
+                for (model, date) in [("small", "2025-01-01"), ("mid", "2025-06-01")] {
+                    meta.entry(model.into()).or_default().release_date = Some(date.into());
+                }
+                for (reference, tolerance) in [("ref", 0.25), ("mid@a", 0.0)] {
+                    same(
+                        crate::study::coverage(&runs, reference, tolerance, by, &meta, 5).unwrap(),
+                        crate::study::coverage(&parts, reference, tolerance, by, &meta, 5).unwrap(),
+                        &format!("coverage by {by:?} of {reference} from parts"),
+                    );
+                }
+            }
+            // Intervals drawn with another seed than the parts' are refused, naming the part.
+            let e = crate::study::compare(&parts, GroupBy::Dataset, None, 12).unwrap_err();
+            assert!(
+                matches!(e, StudyError::Input(_)) && e.to_string().contains("seed 11"),
+                "{e}"
+            );
+            // A Parquet file that is not a part is named as such.
+            let not = dir.path().join("not.parquet");
+            std::fs::write(&not, b"PAR1 nothing").unwrap();
+            let e = crate::study::compare(&[not], GroupBy::Dataset, None, 11).unwrap_err();
+            assert!(e.to_string().contains("not.parquet"), "{e}");
+        }
+    }
 }
