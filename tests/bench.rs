@@ -170,6 +170,19 @@ fn bench_analyze_times_compare_and_coverage_on_imported_records() {
     }
     // compare: one row per model and group (all, gsm8k, mmlu); paired against the baseline.
     assert_eq!(out.matches("(6 rows, 3 paired)").count(), 2, "{out}");
+    // A part per run, and the figures from the parts checked against the runs'.
+    let partial = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("partial  parquet"))
+        .unwrap_or_else(|| panic!("no partial line in\n{out}"));
+    sane(after(partial, "parquet"), "partial");
+    assert!(partial.contains("for 2 parts"), "{partial}");
+    let parts = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("compare  parts"))
+        .unwrap_or_else(|| panic!("no parts line in\n{out}"));
+    sane(after(parts, "parts"), "compare from parts");
+    assert!(parts.ends_with("equal to one machine's: yes"), "{parts}");
 }
 
 #[test]

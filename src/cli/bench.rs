@@ -332,6 +332,7 @@ fn analyze(
         per_core(export_s),
         gib(export_peak)
     );
+    let mut from_parquet = None;
     for (source, dir) in [("jsonl", &runs), ("parquet", &parquet)] {
         let dirs = [dir.clone()];
         // `repeat` times each: min and median, since one run on a shared machine can be slow.
@@ -378,6 +379,50 @@ fn analyze(
             gib(coverage_peak),
             v.rows.len()
         );
+        from_parquet = Some((c, v));
+    }
+    // Beyond one machine: a part per run (each a task of its own on a cluster; here one
+    // after the other), then compare and coverage from the parts, checked against the above.
+    let parts = root.join("parts");
+    std::fs::create_dir_all(&parts)?;
+    reset_peak_rss();
+    let t = Instant::now();
+    let mut slowest = 0.0f64;
+    for run in ipw_core::joined::find_runs(std::slice::from_ref(&parquet))? {
+        let one = Instant::now();
+        let name = run.file_name().expect("a run dir").to_string_lossy();
+        ipw_core::study::part::write_part(&run, &parts.join(format!("{name}.part.parquet")), 0)?;
+        slowest = slowest.max(one.elapsed().as_secs_f64());
+    }
+    let partial_s = t.elapsed().as_secs_f64();
+    let partial_peak = peak_rss_gib();
+    let dirs = [parts.clone()];
+    reset_peak_rss();
+    let t = Instant::now();
+    let c = ipw_core::study::compare(&dirs, by, None, 0)?;
+    let combine_compare_s = t.elapsed().as_secs_f64();
+    let combine_compare_peak = peak_rss_gib();
+    reset_peak_rss();
+    let t = Instant::now();
+    let v = ipw_core::study::coverage(&dirs, &reference, 0.0, by, &Default::default(), 0)?;
+    let combine_coverage_s = t.elapsed().as_secs_f64();
+    let combine_coverage_peak = peak_rss_gib();
+    let (pc, pv) = from_parquet.expect("ran");
+    let same = serde_json::to_string(&c)? == serde_json::to_string(&pc)?
+        && serde_json::to_string(&v)? == serde_json::to_string(&pv)?;
+    println!(
+        "  partial  parquet {partial_s:>7.2} s for {models} parts (slowest {slowest:.2} s: a cluster's wall time)  {:>9.0} records/s/core  peak resident {}",
+        per_core(partial_s),
+        gib(partial_peak)
+    );
+    println!(
+        "  compare  parts   {combine_compare_s:>7.2} s  peak resident {}; coverage parts {combine_coverage_s:.2} s  peak resident {}; equal to one machine's: {}",
+        gib(combine_compare_peak),
+        gib(combine_coverage_peak),
+        if same { "yes" } else { "NO" }
+    );
+    if !same {
+        anyhow::bail!("compare or coverage from the parts differs from the runs'");
     }
     println!("  (peak resident: the process's high-water mark over the stage, reset before it; {cores} cores)");
     println!("  targets on a 2-core machine: 1M records, each under 5 s; 20M, each under 60 s from parquet and every stage under 4 GiB");
