@@ -609,8 +609,19 @@ fn peak_rss_gib() -> Option<f64> {
 }
 
 /// Start a new high-water mark at the current resident memory (Linux: `5` to `clear_refs`), so
-/// each stage's peak is its own.
+/// each stage's peak is its own. What earlier stages freed is handed back to the kernel first
+/// (glibc keeps freed heap resident), or a stage would be charged with its predecessor's.
 fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; no precondition.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

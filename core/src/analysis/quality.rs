@@ -393,10 +393,12 @@ fn domain_key(r: &Record) -> String {
 /// exactly what [`quality_summary`] (and [`quality_grouped`]) give for the same grouping.
 #[derive(Default)]
 pub struct GroupedQuality {
-    keys: Vec<String>,
-    index: BTreeMap<String, u32>,
+    /// Per grouping: its group names, and each name's index.
+    groupings: Vec<(Vec<String>, BTreeMap<String, u32>)>,
     windows: Vec<(f64, f64)>,
-    rows: Vec<Option<(Row, Option<u32>)>>,
+    rows: Vec<Option<Row>>,
+    /// Per record, one group per grouping (`groupings.len()` entries a record).
+    groups: Vec<Option<u32>>,
 }
 
 impl GroupedQuality {
@@ -407,19 +409,34 @@ impl GroupedQuality {
 
     /// Add one record to group `key`, or (`None`) to the overall figure only.
     pub fn push_in(&mut self, r: &Record, key: Option<&str>) {
-        self.windows.push((r.window.start_s, r.window.end_s));
-        let k = key.map(|key| self.key_index(key));
-        // The busy share is set when every window is known.
-        self.rows.push(row(r, 0.0).map(|row| (row, k)));
+        self.push_keys(r, &[key]);
     }
 
-    fn key_index(&mut self, key: &str) -> u32 {
-        if let Some(&k) = self.index.get(key) {
+    /// Add one record with its group under each of several groupings (`None`: in no group of
+    /// that grouping). The record's row is kept once, whatever the number of groupings; every
+    /// record must name the same number of groupings.
+    pub fn push_keys(&mut self, r: &Record, keys: &[Option<&str>]) {
+        if self.groupings.is_empty() {
+            self.groupings = vec![Default::default(); keys.len()];
+        }
+        debug_assert_eq!(self.groupings.len(), keys.len(), "one key per grouping");
+        self.windows.push((r.window.start_s, r.window.end_s));
+        for (g, key) in keys.iter().enumerate() {
+            let k = key.map(|key| self.key_index(g, key));
+            self.groups.push(k);
+        }
+        // The busy share is set when every window is known.
+        self.rows.push(row(r, 0.0));
+    }
+
+    fn key_index(&mut self, grouping: usize, key: &str) -> u32 {
+        let (names, index) = &mut self.groupings[grouping];
+        if let Some(&k) = index.get(key) {
             return k;
         }
-        let k = self.keys.len() as u32;
-        self.keys.push(key.to_string());
-        self.index.insert(key.to_string(), k);
+        let k = names.len() as u32;
+        names.push(key.to_string());
+        index.insert(key.to_string(), k);
         k
     }
 
@@ -437,34 +454,44 @@ impl GroupedQuality {
 
     /// Quality over every record and per group, as [`quality_grouped`] gives it; `None` when
     /// nothing was graded.
-    pub fn finish_with_overall(
-        mut self,
-        seed: u64,
-    ) -> Option<(Quality, BTreeMap<String, Quality>)> {
+    pub fn finish_with_overall(self, seed: u64) -> Option<(Quality, BTreeMap<String, Quality>)> {
+        let (overall, mut groupings) = self.finish_all(seed)?;
+        Some((overall, groupings.pop().unwrap_or_default()))
+    }
+
+    /// Quality over every record, and per group under each grouping (in the order the keys
+    /// were given); `None` when nothing was graded.
+    pub fn finish_all(mut self, seed: u64) -> Option<(Quality, Vec<BTreeMap<String, Quality>>)> {
         let busy = super::stats::busy_shares(&self.windows);
         drop(std::mem::take(&mut self.windows));
         for (row, b) in self.rows.iter_mut().zip(busy) {
-            if let Some((row, _)) = row {
+            if let Some(row) = row {
                 row.busy_s = b;
             }
         }
-        if self.rows.iter().flatten().all(|(r, _)| r.failed) {
+        if self.rows.iter().flatten().all(|r| r.failed) {
             return None;
         }
-        let all: Vec<&Row> = self.rows.iter().flatten().map(|(r, _)| r).collect();
+        let all: Vec<&Row> = self.rows.iter().flatten().collect();
         let overall = quality(&all, seed);
         drop(all);
-        let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
-        for (row, k) in self.rows.iter().flatten() {
-            if let Some(k) = k {
-                groups.entry(&self.keys[*k as usize]).or_default().push(row);
+        let n = self.groupings.len();
+        let mut out = Vec::with_capacity(n);
+        for (g, (names, _)) in self.groupings.iter().enumerate() {
+            let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+            for (i, row) in self.rows.iter().enumerate() {
+                if let (Some(row), Some(k)) = (row, self.groups[i * n + g]) {
+                    groups.entry(&names[k as usize]).or_default().push(row);
+                }
             }
+            out.push(
+                groups
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), quality(&v, seed)))
+                    .collect(),
+            );
         }
-        let groups = groups
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), quality(&v, seed)))
-            .collect();
-        Some((overall, groups))
+        Some((overall, out))
     }
 }
 

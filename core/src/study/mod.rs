@@ -231,18 +231,21 @@ pub(crate) fn query_energies(records: &[&Record]) -> Vec<f64> {
         .collect()
 }
 
-/// The figures of one run over every record, gathered as its records stream past (a compact
-/// row per record) and finished before the run after next is read.
-#[derive(Default)]
+/// The figures of one run over every record, under one or more groupings, gathered as its
+/// records stream past (a compact row per record, kept once whatever the groupings) and
+/// finished before the run after next is read.
 struct RunFigures {
+    by: Vec<GroupBy>,
     quality: GroupedQuality,
-    keys: BTreeMap<String, u32>,
+    /// Per grouping: each group name's index.
+    keys: Vec<BTreeMap<String, u32>>,
     records: Vec<RecordFigures>,
+    /// Per record, its group under each grouping (`by.len()` entries a record).
+    groups: Vec<Option<u32>>,
 }
 
 /// What a compare row needs of one record beyond its quality row.
 struct RecordFigures {
-    group: Option<u32>,
     /// Latency, when the query did not fail and its latency was measured.
     latency_s: Option<f64>,
     /// (net, gross) joules, when the record has energy.
@@ -251,41 +254,68 @@ struct RecordFigures {
 }
 
 impl RunFigures {
-    fn push(&mut self, r: &Record, key: Option<String>) {
-        self.quality.push_in(r, key.as_deref());
-        let next = self.keys.len() as u32;
-        let group = key.map(|k| *self.keys.entry(k).or_insert(next));
+    fn new(by: &[GroupBy]) -> Self {
+        RunFigures {
+            by: by.to_vec(),
+            quality: GroupedQuality::default(),
+            keys: vec![BTreeMap::new(); by.len()],
+            records: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, r: &Record) {
+        let keys: Vec<Option<String>> = self.by.iter().map(|&by| group_key(by, r)).collect();
+        let refs: Vec<Option<&str>> = keys.iter().map(|k| k.as_deref()).collect();
+        self.quality.push_keys(r, &refs);
+        for (key, index) in keys.into_iter().zip(&mut self.keys) {
+            let next = index.len() as u32;
+            self.groups
+                .push(key.map(|k| *index.entry(k).or_insert(next)));
+        }
         self.records.push(RecordFigures {
-            group,
             latency_s: r.error.is_none().then(|| r.measured_latency_s()).flatten(),
             energy: r.energy.as_ref().map(|e| (e.net_j, e.gross_j)),
             flagged: r.energy.as_ref().is_some_and(|e| !e.flags.is_empty()),
         });
     }
 
-    /// The run's compare rows: `all`, then each group.
-    fn finish(self, model: &str, accelerator: &str, seed: u64) -> Vec<CompareRow> {
+    /// The run's compare rows per grouping (in the order given): `all`, then each group.
+    fn finish(self, model: &str, accelerator: &str, seed: u64) -> Vec<Vec<CompareRow>> {
         let RunFigures {
+            by,
             quality,
             keys,
             records,
+            groups,
         } = self;
-        let Some((overall, groups)) = quality.finish_with_overall(seed) else {
-            return Vec::new();
+        let Some((overall, per_grouping)) = quality.finish_all(seed) else {
+            return vec![Vec::new(); by.len()];
         };
-        // Each group's records, bucketed once (not filtered once per group).
-        let mut members: Vec<Vec<&RecordFigures>> = vec![Vec::new(); keys.len()];
-        for r in &records {
-            if let Some(g) = r.group {
-                members[g as usize].push(r);
-            }
-        }
-        let mut rows = vec![row_of(model, accelerator, "all", &overall, records.iter())];
-        for (g, q) in &groups {
-            let own = keys.get(g).map_or(&[][..], |&k| &members[k as usize][..]);
-            rows.push(row_of(model, accelerator, g, q, own.iter().copied()));
-        }
-        rows
+        let all = row_of(model, accelerator, "all", &overall, records.iter());
+        let n = by.len();
+        per_grouping
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(g, (qualities, keys))| {
+                // Each group's records, bucketed once (not filtered once per group).
+                let mut members: Vec<Vec<&RecordFigures>> = vec![Vec::new(); keys.len()];
+                for (i, r) in records.iter().enumerate() {
+                    if let Some(k) = groups[i * n + g] {
+                        members[k as usize].push(r);
+                    }
+                }
+                let mut rows = vec![all.clone()];
+                for (name, q) in qualities {
+                    let own = keys
+                        .get(name)
+                        .map_or(&[][..], |&k| &members[k as usize][..]);
+                    rows.push(row_of(model, accelerator, name, q, own.iter().copied()));
+                }
+                rows
+            })
+            .collect()
     }
 }
 
@@ -371,8 +401,8 @@ pub fn compare(
         let mut rows = Vec::new();
         let mut finishing: Option<std::thread::ScopedJoinHandle<Vec<CompareRow>>> = None;
         for k in 0..scan.columns.len() {
-            let mut figures = RunFigures::default();
-            scan.read_next(|r| figures.push(r, group_key(by, r)))?;
+            let mut figures = RunFigures::new(&[by]);
+            scan.read_next(|r| figures.push(r))?;
             if let Some(done) = finishing.take() {
                 rows.extend(done.join().expect("a run's figures do not panic"));
             }
@@ -391,7 +421,10 @@ pub fn compare(
                 }));
                 continue;
             }
-            finishing = Some(scope.spawn(move || figures.finish(&model, &accelerator, seed)));
+            finishing = Some(scope.spawn(move || {
+                let mut rows = figures.finish(&model, &accelerator, seed);
+                rows.pop().expect("one grouping")
+            }));
         }
         if let Some(done) = finishing {
             rows.extend(done.join().expect("a run's figures do not panic"));

@@ -20,7 +20,7 @@
 //! manifest, record count, the pairwise references and the figures per grouping.
 
 use super::scan::{Fields, Input, RawCell, Scan};
-use super::{group_key, CompareRow, GroupBy, RunFigures, StudyError};
+use super::{CompareRow, GroupBy, RunFigures, StudyError};
 use crate::joined::{self, TableError};
 use crate::records::parquet::{BatchReader, ParquetFile, BATCH_ROWS};
 use crate::records::RunDir;
@@ -166,30 +166,17 @@ pub fn write_part(run: &Path, out: &Path, seed: u64) -> Result<PartSummary, Stud
     let manifest = std::fs::read_to_string(RunDir::new(run).manifest_path())
         .map_err(|e| run_err(run, format!("manifest.json: {e}")))?;
     let mut scan = Scan::open(vec![Input::Run(run.to_path_buf())], &BTreeMap::new())?;
-    let mut figures: Vec<RunFigures> = GroupBy::ALL.iter().map(|_| RunFigures::default()).collect();
+    let mut figures = RunFigures::new(&GroupBy::ALL);
     let mut records = 0u64;
     scan.read_next(|r| {
         records += 1;
-        for (f, &by) in figures.iter_mut().zip(&GroupBy::ALL) {
-            f.push(r, group_key(by, r));
-        }
+        figures.push(r);
     })?;
-    // The groupings finish side by side.
-    let rows: BTreeMap<String, Vec<CompareRow>> = std::thread::scope(|scope| {
-        let done: Vec<_> = GroupBy::ALL
-            .iter()
-            .zip(figures)
-            .map(|(by, f)| (by.name(), scope.spawn(move || f.finish("", "", seed))))
-            .collect();
-        done.into_iter()
-            .map(|(name, h)| {
-                (
-                    name.to_string(),
-                    h.join().expect("a run's figures do not panic"),
-                )
-            })
-            .collect()
-    });
+    let rows: BTreeMap<String, Vec<CompareRow>> = GroupBy::ALL
+        .iter()
+        .map(|by| by.name().to_string())
+        .zip(figures.finish("", "", seed))
+        .collect();
     // The header goes in the schema, written before the rows: count them first.
     let mut queries = 0u64;
     scan.each_query(0, |_, _, _| {
