@@ -13,4 +13,4 @@ pub use quality::{
 };
 
 pub use stats::Distribution;
-pub use summary::{summarize, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};
+pub use summary::{summarize, ChannelSums, DatasetSummary, EnergySummary, Summary, SUMMARY_SCHEMA};

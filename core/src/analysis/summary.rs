@@ -258,6 +258,42 @@ fn energy_summary(records: &[Record], ok: &[&Record], seed: u64) -> Option<Energ
     })
 }
 
+/// The per-channel gross joules a summary reports, gathered as records stream past: a caller
+/// that must hold a run's records to [`summarize`] them can then drop each record's channels
+/// (a map of its own per record, most of a record's memory) and put the sums back with
+/// [`ChannelSums::into_summary`], giving exactly what `summarize` gives on the whole records.
+#[derive(Debug, Default)]
+pub struct ChannelSums(BTreeMap<String, f64>);
+
+impl ChannelSums {
+    /// Count `r`'s channels as [`summarize`] does (answered records only, in order).
+    pub fn add(&mut self, r: &Record) {
+        let Some(e) = r.energy.as_ref().filter(|_| r.error.is_none()) else {
+            return;
+        };
+        for (name, c) in &e.channels {
+            *self.0.entry(name.clone()).or_insert(0.0) += c.gross_j.unwrap_or(0.0);
+        }
+    }
+
+    /// Drop `r`'s channels when nothing else in a summary reads them (the harness figures
+    /// read its `cpu-package` channels), after [`ChannelSums::add`] has counted them.
+    pub fn strip(r: &mut Record) {
+        if r.harness.is_none() {
+            if let Some(e) = r.energy.as_mut() {
+                e.channels = BTreeMap::new();
+            }
+        }
+    }
+
+    /// The sums into a summary made from stripped records.
+    pub fn into_summary(self, summary: &mut Summary) {
+        if let Some(e) = summary.energy.as_mut() {
+            e.channels = self.0;
+        }
+    }
+}
+
 /// Per-dataset part of a summary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatasetSummary {
@@ -390,6 +426,63 @@ mod tests {
                         "engine_cpu_s": null, "machine_cpu_s": machine_s}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn channel_sums_of_stripped_records_give_the_summary_of_the_whole_records() {
+        // Answered and failed records, records with and without harness figures, a channel
+        // only some records have, one without gross joules.
+        let mut records: Vec<Record> = (0..40)
+            .map(|i| record(i, 1.0 + i as f64 / 7.0, 3.0 * i as f64 + 0.1, 0.01, 0.5))
+            .collect();
+        for (i, r) in records.iter_mut().enumerate() {
+            if i % 3 == 0 {
+                r.harness = None;
+            }
+            if i % 5 == 0 {
+                r.error = Some(
+                    serde_json::from_value(
+                        serde_json::json!({"kind": "timeout", "message": "slow"}),
+                    )
+                    .unwrap(),
+                );
+            }
+            let e = r.energy.as_mut().unwrap();
+            if i % 4 == 0 {
+                let mut extra = e.channels["nvml/gpu0"].clone();
+                extra.gross_j = if i % 8 == 0 {
+                    None
+                } else {
+                    Some(0.25 * i as f64)
+                };
+                e.channels.insert("wall/meter".into(), extra);
+            }
+        }
+        let whole = summarize("m", "openai", 40, &records, 3);
+        let mut sums = ChannelSums::default();
+        let stripped: Vec<Record> = records
+            .into_iter()
+            .map(|mut r| {
+                sums.add(&r);
+                ChannelSums::strip(&mut r);
+                r
+            })
+            .collect();
+        assert!(stripped
+            .iter()
+            .any(|r| r.energy.as_ref().unwrap().channels.is_empty()));
+        let mut summary = summarize("m", "openai", 40, &stripped, 3);
+        assert_ne!(
+            serde_json::to_value(&summary).unwrap(),
+            serde_json::to_value(&whole).unwrap(),
+            "stripping must show without the sums"
+        );
+        sums.into_summary(&mut summary);
+        assert_eq!(
+            serde_json::to_value(&summary).unwrap(),
+            serde_json::to_value(&whole).unwrap()
+        );
+        assert_eq!(whole.energy.unwrap().channels.len(), 3);
     }
 
     #[test]
