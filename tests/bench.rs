@@ -35,6 +35,13 @@ fn after(text: &str, label: &str) -> f64 {
         .unwrap_or_else(|| panic!("no number after `{label}` in\n{text}"))
 }
 
+/// The line of `out` that starts (after its indent) with `what`.
+fn line_of<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.trim_start().starts_with(what))
+        .unwrap_or_else(|| panic!("no `{what}` line in\n{out}"))
+}
+
 fn sane(v: f64, what: &str) {
     assert!(v.is_finite() && v > 0.0, "{what}: {v}");
 }
@@ -76,10 +83,7 @@ fn bench_sampler_measures_the_plugin_and_the_floor_at_the_rate_asked() {
             "a read costs less than its period: {line}"
         );
     }
-    let above = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("above floor"))
-        .unwrap_or_else(|| panic!("no `above floor` row in\n{out}"));
+    let above = line_of(&out, "above floor");
     let v = numbers(above);
     assert_eq!(v.len(), 2, "{above}");
     assert!(v[1].is_finite(), "{above}");
@@ -149,10 +153,7 @@ fn bench_analyze_times_compare_and_coverage_on_imported_records() {
         "compare  parquet",
         "coverage parquet",
     ] {
-        let line = out
-            .lines()
-            .find(|l| l.trim_start().starts_with(what))
-            .unwrap_or_else(|| panic!("no {what} line in\n{out}"));
+        let line = line_of(&out, what);
         let (min, median) = (after(line, "min"), after(line, "median"));
         sane(min, what);
         assert!(min <= median, "{line}");
@@ -161,26 +162,17 @@ fn bench_analyze_times_compare_and_coverage_on_imported_records() {
         assert!(after(line, "resident") > 0.0, "{line}");
     }
     for what in ["import", "export parquet"] {
-        let line = out
-            .lines()
-            .find(|l| l.trim_start().starts_with(what))
-            .unwrap_or_else(|| panic!("no {what} line in\n{out}"));
+        let line = line_of(&out, what);
         sane(after(line, what), what);
         assert!(after(line, "resident") > 0.0, "{line}");
     }
     // compare: one row per model and group (all, gsm8k, mmlu); paired against the baseline.
     assert_eq!(out.matches("(6 rows, 3 paired)").count(), 2, "{out}");
     // A part per run, and the figures from the parts checked against the runs'.
-    let partial = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("partial  parquet"))
-        .unwrap_or_else(|| panic!("no partial line in\n{out}"));
+    let partial = line_of(&out, "partial  parquet");
     sane(after(partial, "parquet"), "partial");
     assert!(partial.contains("for 2 parts"), "{partial}");
-    let parts = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("compare  parts"))
-        .unwrap_or_else(|| panic!("no parts line in\n{out}"));
+    let parts = line_of(&out, "compare  parts");
     sane(after(parts, "parts"), "compare from parts");
     assert!(parts.ends_with("equal to one machine's: yes"), "{parts}");
 }
