@@ -398,3 +398,80 @@ fn a_table_larger_than_the_memory_it_may_use_imports_one_model_at_a_time() {
     let s = json(&out.join("m7/summary.json"));
     assert_eq!(s["recorded"], 2500);
 }
+
+#[test]
+fn a_table_imported_straight_to_parquet_is_what_import_then_export_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.csv");
+    std::fs::write(&table, CSV).unwrap();
+    let import = |out: &str, extra: &[&str]| {
+        let mut args = vec!["import", table.to_str().unwrap(), "--out", out];
+        args.extend(MAP);
+        args.extend(extra);
+        let o = run_ipw(&args, dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    import("lines", &[]);
+    let o = run_ipw(
+        &[
+            "export", "lines", "--format", "parquet", "--out", "exported",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    import("straight", &["--parquet"]);
+    for model in ["small", "big"] {
+        let (exported, straight) = (
+            dir.path().join("exported").join(model),
+            dir.path().join("straight").join(model),
+        );
+        assert!(!straight.join("records.jsonl").exists());
+        assert_eq!(
+            std::fs::read(straight.join("records.parquet")).unwrap(),
+            std::fs::read(exported.join("records.parquet")).unwrap(),
+            "{model}: records.parquet"
+        );
+        assert_eq!(
+            json(&straight.join("summary.json")),
+            json(&dir.path().join("lines").join(model).join("summary.json")),
+            "{model}: summary"
+        );
+    }
+    // Analysis reads them as it reads the runs.
+    let compare = |runs: &str| {
+        let out = dir.path().join(format!("compare-{runs}"));
+        let o = run_ipw(
+            &["compare", runs, "--out", out.to_str().unwrap()],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        json(&out.join("compare.json"))
+    };
+    assert_eq!(compare("straight"), compare("lines"));
+
+    // A row with energy after a model's first row group had none: refused by line.
+    let late = dir.path().join("late.csv");
+    let mut csv = String::from("query_id,model,score,energy_j\n");
+    for i in 0..8192 {
+        csv.push_str(&format!("q{i},m,1,\n"));
+    }
+    csv.push_str("q8192,m,1,2.5\n");
+    std::fs::write(&late, csv).unwrap();
+    let o = run_ipw(
+        &[
+            "import",
+            late.to_str().unwrap(),
+            "--out",
+            "late",
+            "--parquet",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("late.csv:8194:") && t.contains("imported/table"),
+        "{t}"
+    );
+    assert!(!dir.path().join("late/m").exists(), "nothing left behind");
+}

@@ -817,3 +817,69 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn merge_of_shards_larger_than_its_memory_cap_completes() {
+    // Two real shard runs of the embedded model (one query each), then grown to a plan of
+    // 40,000 queries with 4 KB responses (165 MB of records), as a study's shards of long
+    // answers would be. Held whole, as merge did until it indexed the shards and read their
+    // records back in plan order, it peaked at 944 MiB here; indexed, at 122 MiB. The cap
+    // sits between, far from both.
+    const CAP_MIB: f64 = 400.0;
+    const N: usize = 40_000;
+    use sha2::Digest;
+    let work = tempfile::tempdir().unwrap();
+    let exp = write_experiment(work.path(), "exp.toml", &experiment("m", 1, 4));
+    let out = work.path().join("runs");
+    for spec in ["0/2", "1/2"] {
+        let o = shard(&exp, &out, spec);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let mut plan = String::new();
+    for i in 0..N {
+        plan.push_str(&format!("big/{i}\t{i:064x}\n"));
+    }
+    std::fs::write(out.join("plan.tsv"), &plan).unwrap();
+    let sha: String = sha2::Sha256::digest(plan.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for (k, dir) in shard_dirs(&out).iter().enumerate() {
+        let run = dir.join("smol");
+        let template = records(&run).remove(0);
+        let mut lines = String::new();
+        for i in (k..N).step_by(2) {
+            let mut r = template.clone();
+            r["query_id"] = format!("big/{i}").into();
+            r["prompt_hash"] = format!("{i:064x}").into();
+            r["response"] = format!("{i} {}", "words ".repeat(680)).into();
+            lines.push_str(&serde_json::to_string(&r).unwrap());
+            lines.push('\n');
+        }
+        std::fs::write(run.join("records.jsonl"), lines).unwrap();
+        let mut m = json(&run.join("manifest.json"));
+        m["shard"]["plan_sha256"] = sha.clone().into();
+        std::fs::write(run.join("manifest.json"), m.to_string()).unwrap();
+    }
+    let (o, peak) = peak_rss_mib(&["merge", out.to_str().unwrap()], work.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(peak < CAP_MIB, "merge peaked at {peak:.0} MiB");
+    let merged = out.join("smol");
+    let m = json(&merged.join("manifest.json"));
+    assert_eq!(m["status"], "completed", "{m}");
+    assert_eq!(json(&merged.join("summary.json"))["recorded"], N);
+    // In plan order, each record its plan position and its own response.
+    let text = std::fs::read_to_string(merged.join("records.jsonl")).unwrap();
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["query_id"], format!("big/{i}"));
+        assert_eq!(r["index"], i);
+        assert!(r["response"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{i} ")));
+        n += 1;
+    }
+    assert_eq!(n, N);
+}

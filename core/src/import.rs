@@ -24,6 +24,10 @@
 //! Imported records say so: backend `imported`, token source unknown, energy (when given) in one
 //! channel `imported/table` with no readings behind it and no bound. Windows are laid end to end
 //! in table order (each as long as its latency), so busy time is the sum of latencies.
+//!
+//! With `--parquet` ([`Stored::Parquet`]) each run's records go straight into
+//! `records.parquet`, the study's columnar store, as `ipw export --format parquet` would write
+//! them, and no `records.jsonl` is written: for tables too large to keep twice on disk.
 
 use crate::records::{
     GradeRecord, Manifest, QueryEnergy, QueryError, Record, RunDir, Window, RECORD_SCHEMA,
@@ -90,6 +94,18 @@ pub const FIELDS: [&str; 16] = [
     "error",
 ];
 
+/// How an import stores each run's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stored {
+    /// `records.jsonl`, as a measured run keeps them.
+    #[default]
+    Jsonl,
+    /// `records.parquet` only, as `ipw export --format parquet` writes it: a run's channel
+    /// columns are fixed by its first rows, so a row with energy after a model's first
+    /// [`crate::records::parquet::BATCH_ROWS`] rows had none is refused, naming its line.
+    Parquet,
+}
+
 /// What was written.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -116,6 +132,16 @@ pub fn import(
     out: &Path,
     map: &BTreeMap<String, String>,
 ) -> Result<Imported, ImportError> {
+    import_as(path, out, map, Stored::Jsonl)
+}
+
+/// [`import`], storing each run's records as `stored` says.
+pub fn import_as(
+    path: &Path,
+    out: &Path,
+    map: &BTreeMap<String, String>,
+    stored: Stored,
+) -> Result<Imported, ImportError> {
     for field in map.keys() {
         if !FIELDS.contains(&field.as_str()) {
             return Err(ImportError::Columns {
@@ -132,7 +158,7 @@ pub fn import(
     let staging = out.join(format!(".ipw-import-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging).map_err(|e| io(&staging, &e))?;
-    let result = import_via(path, out, &staging, &column);
+    let result = import_via(path, out, &staging, &column, stored);
     let _ = std::fs::remove_dir_all(&staging);
     result
 }
@@ -152,9 +178,87 @@ struct Sink {
     name: String,
     staged: PathBuf,
     lock: crate::records::RunLock,
-    writer: crate::records::RecordsWriter,
+    writer: Writer,
     /// Records written.
     rows: usize,
+}
+
+/// Where a model's records go as its rows stream in.
+enum Writer {
+    /// `records.jsonl`.
+    Jsonl(crate::records::RecordsWriter),
+    /// `records.parquet`, a row group at a time.
+    Parquet(Box<ParquetWriter>),
+}
+
+/// A run's `records.parquet` being written: the file starts with the first row group, whose
+/// records fix the channel columns.
+struct ParquetWriter {
+    path: PathBuf,
+    columns: crate::records::parquet::RunColumns,
+    file: Option<(
+        crate::records::parquet::ParquetFile,
+        arrow_schema::SchemaRef,
+        std::collections::BTreeSet<String>,
+    )>,
+    pending: Vec<Record>,
+}
+
+impl ParquetWriter {
+    /// Take a record read from `line` of the table.
+    fn push(&mut self, table: &Path, line: usize, r: Record) -> Result<(), ImportError> {
+        if let Some((_, _, channels)) = &self.file {
+            let new = r
+                .energy
+                .iter()
+                .flat_map(|e| e.channels.keys())
+                .find(|c| !channels.contains(*c));
+            if let Some(c) = new {
+                return Err(ImportError::Row {
+                    path: table.into(),
+                    line,
+                    message: format!(
+                        "energy (channel `{c}`) for model `{}`, whose first {} rows had none: \
+                         with --parquet a run's columns are fixed by its first rows; import \
+                         without --parquet, or put a row with energy first",
+                        r.model,
+                        crate::records::parquet::BATCH_ROWS
+                    ),
+                });
+            }
+        }
+        self.pending.push(r);
+        if self.pending.len() >= crate::records::parquet::BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ImportError> {
+        use crate::records::parquet::{channels_of, records_batch, records_schema, ParquetFile};
+        let at = |e: String| io(&self.path, &e);
+        if self.file.is_none() {
+            let channels = channels_of(&self.pending);
+            let schema = records_schema(&channels).map_err(at)?;
+            let file = ParquetFile::create(&self.path, schema.clone()).map_err(at)?;
+            self.file = Some((file, schema, channels));
+        }
+        let (file, schema, channels) = self.file.as_mut().expect("just created");
+        if !self.pending.is_empty() {
+            let batch = records_batch(schema, &self.pending, &self.columns, channels)
+                .map_err(|e| io(&self.path, &e))?;
+            file.write(&batch).map_err(|e| io(&self.path, &e))?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Write what is pending and put the file in place.
+    fn finish(mut self) -> Result<(), ImportError> {
+        self.flush()?;
+        let (file, _, _) = self.file.take().expect("flushed");
+        file.finish().map_err(|e| io(&self.path, &e))
+    }
 }
 
 fn import_via(
@@ -162,6 +266,7 @@ fn import_via(
     out: &Path,
     staging: &Path,
     column: &dyn Fn(&str) -> String,
+    stored: Stored,
 ) -> Result<Imported, ImportError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, &e))?;
     let mut reader = Hashing {
@@ -186,12 +291,15 @@ fn import_via(
         let r = record(path, &row, &stem, &accelerator, &mut clock)?;
         let key = (r.model.clone(), accelerator);
         if !sinks.contains_key(&key) {
-            let sink = open_sink(out, staging, &key.0, key.1.clone())?;
+            let sink = open_sink(path, out, staging, &key.0, key.1.clone(), stored)?;
             sinks.insert(key.clone(), sink);
         }
         let sink = sinks.get_mut(&key).expect("just opened");
         sink.rows += 1;
-        sink.writer.append(&r).map_err(|e| io(&sink.staged, &e))
+        match &mut sink.writer {
+            Writer::Jsonl(w) => w.append(&r).map_err(|e| io(&sink.staged, &e)),
+            Writer::Parquet(w) => w.push(path, row.line, r),
+        }
     };
     if jsonl {
         read_jsonl(path, &mut reader, column, &mut add)?;
@@ -218,10 +326,12 @@ fn import_via(
 
 /// A staged run for a model's first row; refused at once when its run directory exists.
 fn open_sink(
+    table: &Path,
     out: &Path,
     staging: &Path,
     model: &str,
     accelerator: Option<String>,
+    stored: Stored,
 ) -> Result<Sink, ImportError> {
     let name = match &accelerator {
         Some(a) => format!("{model}@{a}"),
@@ -235,7 +345,26 @@ fn open_sink(
     std::fs::create_dir_all(&staged).map_err(|e| io(&staged, &e))?;
     let run = RunDir::new(&staged);
     let lock = run.lock().map_err(|e| io(&staged, &e))?;
-    let writer = run.create_records(&lock).map_err(|e| io(&staged, &e))?;
+    let writer = match stored {
+        Stored::Jsonl => Writer::Jsonl(run.create_records(&lock).map_err(|e| io(&staged, &e))?),
+        Stored::Parquet => {
+            // The columns every row of the run shares, as an export of the run gives them:
+            // its directory's name and its accelerator label.
+            let bare = manifest(table, "", model, accelerator.as_deref(), &[])
+                .map_err(|e| io(&staged, &e))?;
+            let (_, label) =
+                crate::joined::run_meta(&bare, &BTreeMap::new()).map_err(|e| io(&staged, &e))?;
+            Writer::Parquet(Box::new(ParquetWriter {
+                path: run.records_parquet_path(),
+                columns: crate::records::parquet::RunColumns {
+                    run: sanitize(&name),
+                    accelerator: label,
+                },
+                file: None,
+                pending: Vec::new(),
+            }))
+        }
+    };
     Ok(Sink {
         model: model.to_string(),
         accelerator,
@@ -261,21 +390,23 @@ fn finish_sink(
         name,
         staged,
         lock,
-        mut writer,
+        writer,
         rows,
     } = sink;
-    writer.sync().map_err(|e| io(&staged, &e))?;
-    drop(writer);
+    match writer {
+        Writer::Jsonl(mut w) => w.sync().map_err(|e| io(&staged, &e))?,
+        Writer::Parquet(w) => w.finish()?,
+    }
     let run = RunDir::new(&staged);
     // Each record's channel map (a tree node of its own, about 2.5 KB of a record's 3.9) is
-    // summed as the records stream past and dropped: a model's million records take 1.4 GB,
-    // not 3.9, and the summary is the same.
+    // summed as the records stream past and dropped with the texts no summary reads: a
+    // model's million records take 1.4 GB, not 3.9, and the summary is the same.
     let mut records = Vec::with_capacity(rows);
     let mut channels = crate::analysis::ChannelSums::default();
     run.for_each_record(crate::records::parquet::BATCH_ROWS, |batch| {
         for mut r in batch {
             channels.add(&r);
-            crate::analysis::ChannelSums::strip(&mut r);
+            crate::analysis::ChannelSums::lighten(&mut r);
             records.push(r);
         }
     })

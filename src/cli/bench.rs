@@ -58,6 +58,11 @@ pub enum BenchCommand {
         /// Times each of compare and coverage runs per source (min and median are printed).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Import each model's rows straight into `records.parquet` (`ipw import --parquet`),
+        /// one model's table at a time, and time compare and coverage from Parquet only: the
+        /// JSONL stages need about 1 GB of disk per million records, this about 40 MB.
+        #[arg(long)]
+        straight_to_parquet: bool,
     },
     /// The embedded backend against llama-server on the same GGUF, threads and context:
     /// decode tokens/s and TTFT side by side, alternating query by query, in one run.
@@ -111,7 +116,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             models,
             keep,
             repeat,
-        } => analyze(queries, models, keep, repeat.max(1)),
+            straight_to_parquet,
+        } => analyze(queries, models, keep, repeat.max(1), straight_to_parquet),
         BenchCommand::Sampler {
             plugin,
             config,
@@ -250,6 +256,7 @@ fn analyze(
     models: usize,
     keep: Option<PathBuf>,
     repeat: usize,
+    straight: bool,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     anyhow::ensure!(
@@ -261,16 +268,12 @@ fn analyze(
         std::env::temp_dir().join(format!("ipw-bench-analyze-{}", std::process::id()))
     });
     std::fs::create_dir_all(&root)?;
-    let table = root.join("generated.csv");
     let started = Instant::now();
-    // Written as generated: the table of a 20M-record bench does not fit in memory.
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(&table)?);
-    csv.write_all(
-        b"query_id,model,accelerator,dataset,subject,score,energy_j,net_energy_j,latency_s,input_tokens,output_tokens\n",
-    )?;
     let mut rng = ipw_core::rng::SplitMix64::new(7);
     let mut unit = move || rng.next_u64() as f64 / 2f64.powi(64);
-    for m in 0..models {
+    // One model's rows, written as generated: the table of a 20M-record bench does not fit
+    // in memory.
+    let mut rows = |csv: &mut dyn std::io::Write, m: usize| -> std::io::Result<()> {
         // Bigger models: more accurate, more energy per query.
         let skill = 0.4 + 0.5 * m as f64 / (models - 1) as f64;
         for q in 0..queries {
@@ -288,53 +291,95 @@ fn analyze(
                 i = 50 + q % 400,
             )?;
         }
-    }
-    csv.flush()?;
-    drop(csv);
-    let generated = started.elapsed().as_secs_f64();
+        Ok(())
+    };
+    let header = b"query_id,model,accelerator,dataset,subject,score,energy_j,net_energy_j,latency_s,input_tokens,output_tokens\n";
     let runs = root.join("runs");
-    reset_peak_rss();
-    let t = Instant::now();
-    let imported = ipw_core::import::import(&table, &runs, &Default::default())?;
-    let import_s = t.elapsed().as_secs_f64();
-    let import_peak = peak_rss_gib();
-    let records: usize = imported.runs.iter().map(|r| r.2).sum();
-    // The import's writes reach the disk before anything is timed, so writeback does not
-    // run inside the figures.
-    for (_, dir, _) in &imported.runs {
-        std::fs::File::open(dir.join("records.jsonl"))?.sync_all()?;
-    }
-    // The same runs as the study's columnar store: records.parquet per run.
     let parquet = root.join("parquet");
-    reset_peak_rss();
-    let t = Instant::now();
-    ipw_core::export::parquet::export(
-        std::slice::from_ref(&runs),
-        &ipw_core::export::parquet::Destination::Under(parquet.clone()),
-    )?;
-    let export_s = t.elapsed().as_secs_f64();
-    let export_peak = peak_rss_gib();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let gib = |g: Option<f64>| g.map_or("-".to_string(), |g| format!("{g:.2} GiB"));
+    let records = models * queries;
+    let per_core = |s: f64| records as f64 / s / cores;
+    if straight {
+        // A table per model, imported into Parquet and removed: disk holds one model's table.
+        let (mut generated, mut import_s, mut import_peak) = (0.0, 0.0, None);
+        for m in 0..models {
+            let t = Instant::now();
+            let table = root.join(format!("model-{m}.csv"));
+            let mut csv = std::io::BufWriter::new(std::fs::File::create(&table)?);
+            csv.write_all(header)?;
+            rows(&mut csv, m)?;
+            csv.into_inner()?.sync_all()?;
+            generated += t.elapsed().as_secs_f64();
+            reset_peak_rss();
+            let t = Instant::now();
+            ipw_core::import::import_as(
+                &table,
+                &parquet,
+                &Default::default(),
+                ipw_core::import::Stored::Parquet,
+            )?;
+            import_s += t.elapsed().as_secs_f64();
+            import_peak = max_of(import_peak, peak_rss_gib());
+            std::fs::remove_file(&table)?;
+        }
+        println!(
+            "{records} records ({models} models x {queries} queries), generated in {generated:.1} s, a table per model"
+        );
+        println!(
+            "  import --parquet  {import_s:>7.2} s  {:>9.0} records/s/core  peak resident {}",
+            per_core(import_s),
+            gib(import_peak)
+        );
+    } else {
+        let table = root.join("generated.csv");
+        let mut csv = std::io::BufWriter::new(std::fs::File::create(&table)?);
+        csv.write_all(header)?;
+        for m in 0..models {
+            rows(&mut csv, m)?;
+        }
+        csv.flush()?;
+        drop(csv);
+        let generated = started.elapsed().as_secs_f64();
+        reset_peak_rss();
+        let t = Instant::now();
+        let imported = ipw_core::import::import(&table, &runs, &Default::default())?;
+        let import_s = t.elapsed().as_secs_f64();
+        let import_peak = peak_rss_gib();
+        // The import's writes reach the disk before anything is timed, so writeback does not
+        // run inside the figures.
+        for (_, dir, _) in &imported.runs {
+            std::fs::File::open(dir.join("records.jsonl"))?.sync_all()?;
+        }
+        // The same runs as the study's columnar store: records.parquet per run.
+        reset_peak_rss();
+        let t = Instant::now();
+        ipw_core::export::parquet::export(
+            std::slice::from_ref(&runs),
+            &ipw_core::export::parquet::Destination::Under(parquet.clone()),
+        )?;
+        let export_s = t.elapsed().as_secs_f64();
+        let export_peak = peak_rss_gib();
+        println!(
+            "{records} records ({models} models x {queries} queries), generated in {generated:.1} s"
+        );
+        println!(
+            "  import            {import_s:>7.2} s  {:>9.0} records/s/core  peak resident {}",
+            per_core(import_s),
+            gib(import_peak)
+        );
+        println!(
+            "  export parquet    {export_s:>7.2} s  {:>9.0} records/s/core  peak resident {}",
+            per_core(export_s),
+            gib(export_peak)
+        );
+    }
     let reference = format!("model-{}", models - 1);
     let by = ipw_core::study::GroupBy::Dataset;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let per_core = |s: f64| records as f64 / s / cores;
-    let gib = |g: Option<f64>| g.map_or("-".to_string(), |g| format!("{g:.2} GiB"));
-    println!(
-        "{records} records ({models} models x {queries} queries), generated in {generated:.1} s"
-    );
-    println!(
-        "  import            {import_s:>7.2} s  {:>9.0} records/s/core  peak resident {}",
-        per_core(import_s),
-        gib(import_peak)
-    );
-    println!(
-        "  export parquet    {export_s:>7.2} s  {:>9.0} records/s/core  peak resident {}",
-        per_core(export_s),
-        gib(export_peak)
-    );
     let mut from_parquet = None;
-    for (source, dir) in [("jsonl", &runs), ("parquet", &parquet)] {
-        let dirs = [dir.clone()];
+    let sources = [("jsonl", &runs), ("parquet", &parquet)];
+    for (source, dir) in &sources[usize::from(straight)..] {
+        let dirs = [dir.to_path_buf()];
         // `repeat` times each: min and median, since one run on a shared machine can be slow.
         let mut compare_s = Vec::new();
         let mut coverage_s = Vec::new();

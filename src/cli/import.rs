@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(table: &Path, out: &Path, map: &[String]) -> Result<ExitCode> {
+pub fn run(table: &Path, out: &Path, map: &[String], parquet: bool) -> Result<ExitCode> {
     let mut mapping = BTreeMap::new();
     for m in map {
         let Some((field, column)) = m.split_once('=') else {
@@ -13,7 +13,12 @@ pub fn run(table: &Path, out: &Path, map: &[String]) -> Result<ExitCode> {
         };
         mapping.insert(field.trim().to_string(), column.trim().to_string());
     }
-    let done = ipw_core::import::import(table, out, &mapping)?;
+    let stored = if parquet {
+        ipw_core::import::Stored::Parquet
+    } else {
+        ipw_core::import::Stored::Jsonl
+    };
+    let done = ipw_core::import::import_as(table, out, &mapping, stored)?;
     for (model, dir, n) in &done.runs {
         println!("{model}: {n} records -> {}", dir.display());
     }

@@ -301,6 +301,10 @@ enum Command {
         /// Rename a field's column (repeatable), e.g. `--map query_id=id --map score=correct`.
         #[arg(long = "map", value_name = "FIELD=COLUMN")]
         map: Vec<String>,
+        /// Write each run's records straight to `records.parquet` (as `ipw export --format
+        /// parquet` would), with no `records.jsonl`: for tables too large to keep twice.
+        #[arg(long)]
+        parquet: bool,
     },
     /// Recompute every record's energy from the run's power log and manifest (after a crash,
     /// or after an ipw upgrade that fixes attribution) and refresh summary.json.
@@ -506,7 +510,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
         Command::Report(args) => report::run(args),
         Command::Export { runs, format, out } => export::run(&runs, format, out),
-        Command::Import { table, out, map } => import::run(&table, &out, &map),
+        Command::Import {
+            table,
+            out,
+            map,
+            parquet,
+        } => import::run(&table, &out, &map, parquet),
         Command::Init { path, name } => init::init(&path, name),
         Command::Completions { shell } => init::completions(shell),
         Command::Validate { experiment } => validate::run(&experiment),

@@ -100,29 +100,11 @@ fn harness_summary(records: &[Record]) -> Option<HarnessSummary> {
     }
     let cpu_s: f64 = with.iter().map(|(_, h)| h.cpu_s).sum();
     let machine_cpu_s: Option<f64> = with.iter().map(|(_, h)| h.machine_cpu_s).sum();
-    let (mut harness_j, mut cpu_j, mut any) = (0.0, 0.0, false);
-    for (r, h) in &with {
-        let Some(e) = &r.energy else { continue };
-        let mut package = e
-            .channels
-            .values()
-            .filter(|c| c.domain == Some(ipw_sampler_sdk::Domain::CpuPackage))
-            .peekable();
-        if package.peek().is_none() {
-            continue;
-        }
-        let (Some(j), Some(machine)) = (
-            package.map(|c| c.gross_j).sum::<Option<f64>>(),
-            h.machine_cpu_s,
-        ) else {
-            continue;
-        };
-        any = true;
-        cpu_j += j;
-        if machine > 0.0 {
-            harness_j += j * (h.cpu_s / machine).min(1.0);
-        }
+    let mut package = PackageSums::default();
+    for (r, _) in &with {
+        package.add(r);
     }
+    let (cpu_energy_j, share_of_cpu_energy) = package.figures();
     Some(HarnessSummary {
         queries: with.len(),
         cpu_ms: Distribution::of(with.iter().map(|(_, h)| h.cpu_s * 1000.0)),
@@ -130,8 +112,8 @@ fn harness_summary(records: &[Record]) -> Option<HarnessSummary> {
         process_cpu_s: with.iter().map(|(_, h)| h.process_cpu_s).sum(),
         machine_cpu_s,
         share_of_machine_cpu: machine_cpu_s.filter(|&m| m > 0.0).map(|m| cpu_s / m),
-        cpu_energy_j: any.then_some(harness_j),
-        share_of_cpu_energy: (any && cpu_j > 0.0).then(|| harness_j / cpu_j),
+        cpu_energy_j,
+        share_of_cpu_energy,
     })
 }
 
@@ -258,38 +240,117 @@ fn energy_summary(records: &[Record], ok: &[&Record], seed: u64) -> Option<Energ
     })
 }
 
+/// The harness's share of the CPU package's energy, summed record by record (in order, so a
+/// sum gathered as records stream past is the same number).
+#[derive(Debug, Default, Clone, Copy)]
+struct PackageSums {
+    /// The harness's part of the package joules.
+    harness_j: f64,
+    /// Package joules of the records counted.
+    cpu_j: f64,
+    /// Any record counted.
+    any: bool,
+}
+
+impl PackageSums {
+    /// Count a record with harness figures and `cpu-package` channels that all have gross
+    /// joules, and the machine's CPU seconds in its window.
+    fn add(&mut self, r: &Record) {
+        let (Some(h), Some(e)) = (&r.harness, &r.energy) else {
+            return;
+        };
+        let mut package = e
+            .channels
+            .values()
+            .filter(|c| c.domain == Some(ipw_sampler_sdk::Domain::CpuPackage))
+            .peekable();
+        if package.peek().is_none() {
+            return;
+        }
+        let (Some(j), Some(machine)) = (
+            package.map(|c| c.gross_j).sum::<Option<f64>>(),
+            h.machine_cpu_s,
+        ) else {
+            return;
+        };
+        self.any = true;
+        self.cpu_j += j;
+        if machine > 0.0 {
+            self.harness_j += j * (h.cpu_s / machine).min(1.0);
+        }
+    }
+
+    /// The harness's package joules and their share of all package joules, where any record
+    /// was counted.
+    fn figures(&self) -> (Option<f64>, Option<f64>) {
+        (
+            self.any.then_some(self.harness_j),
+            (self.any && self.cpu_j > 0.0).then(|| self.harness_j / self.cpu_j),
+        )
+    }
+}
+
 /// The per-channel gross joules a summary reports, gathered as records stream past: a caller
 /// that must hold a run's records to [`summarize`] them can then drop each record's channels
 /// (a map of its own per record, most of a record's memory) and put the sums back with
 /// [`ChannelSums::into_summary`], giving exactly what `summarize` gives on the whole records.
 #[derive(Debug, Default)]
-pub struct ChannelSums(BTreeMap<String, f64>);
+pub struct ChannelSums {
+    channels: BTreeMap<String, f64>,
+    package: PackageSums,
+}
 
 impl ChannelSums {
-    /// Count `r`'s channels as [`summarize`] does (answered records only, in order).
+    /// Count `r`'s channels as [`summarize`] does (answered records only, in order), and its
+    /// `cpu-package` channels for the harness's share of them (every record, in order).
     pub fn add(&mut self, r: &Record) {
+        self.package.add(r);
         let Some(e) = r.energy.as_ref().filter(|_| r.error.is_none()) else {
             return;
         };
         for (name, c) in &e.channels {
-            *self.0.entry(name.clone()).or_insert(0.0) += c.gross_j.unwrap_or(0.0);
+            *self.channels.entry(name.clone()).or_insert(0.0) += c.gross_j.unwrap_or(0.0);
         }
     }
 
-    /// Drop `r`'s channels when nothing else in a summary reads them (the harness figures
-    /// read its `cpu-package` channels), after [`ChannelSums::add`] has counted them.
+    /// Drop `r`'s channels, after [`ChannelSums::add`] has counted them: nothing else in a
+    /// summary reads them.
     pub fn strip(r: &mut Record) {
-        if r.harness.is_none() {
-            if let Some(e) = r.energy.as_mut() {
-                e.channels = BTreeMap::new();
-            }
+        if let Some(e) = r.energy.as_mut() {
+            e.channels = BTreeMap::new();
+        }
+    }
+
+    /// [`ChannelSums::strip`] `r`, and drop the texts no summary reads (prompt and its hash,
+    /// response, answers, choices, a grade's extracted answer and explanation, a domain's
+    /// explanation, the histories): what a caller keeps per record to summarise a run is then
+    /// little more than its figures.
+    pub fn lighten(r: &mut Record) {
+        Self::strip(r);
+        for text in [&mut r.prompt, &mut r.prompt_hash] {
+            *text = String::new();
+        }
+        r.response = None;
+        r.answers = Vec::new();
+        r.choices = Vec::new();
+        r.grade_history = Vec::new();
+        r.domain_history = Vec::new();
+        if let Some(g) = r.grade.as_mut() {
+            g.extracted = None;
+            g.explanation = None;
+        }
+        if let Some(d) = r.domain.as_mut() {
+            d.explanation = None;
         }
     }
 
     /// The sums into a summary made from stripped records.
     pub fn into_summary(self, summary: &mut Summary) {
         if let Some(e) = summary.energy.as_mut() {
-            e.channels = self.0;
+            e.channels = self.channels;
+        }
+        if let Some(h) = summary.harness.as_mut() {
+            (h.cpu_energy_j, h.share_of_cpu_energy) = self.package.figures();
         }
     }
 }
@@ -464,7 +525,7 @@ mod tests {
             .into_iter()
             .map(|mut r| {
                 sums.add(&r);
-                ChannelSums::strip(&mut r);
+                ChannelSums::lighten(&mut r);
                 r
             })
             .collect();

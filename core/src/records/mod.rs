@@ -43,6 +43,6 @@ pub use power_log::{
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{
-    run_dirs, sanitize, write_json_atomic, RecordsRead, RecordsWriter, RejectedLine, RunDir,
-    RunLock, StoreError,
+    read_records_at, run_dirs, sanitize, write_json_atomic, LineSpan, RecordsRead, RecordsWriter,
+    RejectedLine, RunDir, RunLock, StoreError,
 };

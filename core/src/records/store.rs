@@ -97,6 +97,60 @@ pub struct RejectedLine {
     pub moved_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Where a record's line lies in `records.jsonl` (without its line break), so that the record
+/// can be read again on its own ([`read_record_at`]) instead of being held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSpan {
+    /// Byte offset of the line's start.
+    pub at: u64,
+    /// Bytes in the line.
+    pub len: usize,
+}
+
+/// The records on the lines `lines` point at, each a (file, the file's path for errors, span)
+/// of a `records.jsonl`, in the order given and parsed on every core: a caller that indexed
+/// runs with [`RunDir::for_each_record_line`] visits their records in any order, a batch at a
+/// time, without holding them all.
+pub fn read_records_at(lines: &[(&File, &Path, LineSpan)]) -> Result<Vec<Record>, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let mut text = Vec::with_capacity(lines.iter().map(|l| l.2.len + 1).sum());
+    for (file, path, span) in lines {
+        let start = text.len();
+        text.resize(start + span.len, 0);
+        file.read_exact_at(&mut text[start..], span.at)
+            .map_err(io_err(path))?;
+        text.push(b'\n');
+    }
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(lines.len());
+    let mut from = 0;
+    for (_, _, span) in lines {
+        slices.push(&text[from..from + span.len + 1]);
+        from += span.len + 1;
+    }
+    let parsed = parse_lines(&slices, Detail::Full).into_iter().flatten();
+    lines
+        .iter()
+        .zip(parsed)
+        .map(|((_, path, span), parsed)| {
+            let why = match parsed {
+                Some(Ok(r)) => return Ok(r),
+                Some(Err(LineError::Newer(found))) => {
+                    format!("record schema {found}, newer than this ipw reads")
+                }
+                Some(Err(LineError::Unreadable(why))) => why,
+                None => "a blank line".into(),
+            };
+            Err(StoreError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the line at byte {} is no longer the record it was (changed while read?): {why}",
+                    span.at
+                ),
+            })
+        })
+        .collect()
+}
+
 /// Every record of a run that reads, and the lines that do not.
 #[derive(Debug, Default)]
 pub struct RecordsRead {
@@ -304,7 +358,7 @@ impl RunDir {
         let mut pending = Vec::new();
         let (rejected, _) = scan_records_in(
             &path,
-            &mut |r| {
+            &mut |r, _| {
                 pending.push(r);
                 if pending.len() >= batch {
                     each(std::mem::take(&mut pending));
@@ -316,6 +370,30 @@ impl RunDir {
         if !pending.is_empty() {
             each(pending);
         }
+        for r in &rejected {
+            tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
+        }
+        Ok(rejected)
+    }
+
+    /// Every readable record of `records.jsonl` in file order with the span of its line (see
+    /// [`read_record_at`]); returns the lines that are not records (reported, left in place).
+    /// Only a `records.jsonl` can be read this way: a run that has only `records.parquet` is
+    /// an error naming it.
+    pub fn for_each_record_line(
+        &self,
+        mut each: impl FnMut(Record, LineSpan),
+    ) -> Result<Vec<RejectedLine>, StoreError> {
+        let path = self.records_path();
+        if !path.exists() && self.records_parquet_path().is_file() {
+            return Err(StoreError::Parse {
+                path: self.records_parquet_path(),
+                message: "this run has only its Parquet records, and this reads them line by \
+                          line from records.jsonl"
+                    .into(),
+            });
+        }
+        let (rejected, _) = scan_records_in(&path, &mut each, SCAN_PIECE, Detail::Full)?;
         for r in &rejected {
             tracing::warn!(file = %path.display(), line = r.line, "unreadable record: {}", r.reason);
         }
@@ -594,7 +672,7 @@ fn chunks(records: Vec<Record>, n: usize) -> Vec<Vec<Record>> {
 /// [`scan_records`] into memory.
 fn read_all(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
     let mut records = Vec::new();
-    let (rejected, clean_len) = scan_records(path, &mut |r| records.push(r))?;
+    let (rejected, clean_len) = scan_records(path, &mut |r, _| records.push(r))?;
     Ok((RecordsRead { records, rejected }, clean_len))
 }
 
@@ -603,7 +681,7 @@ fn read_all(path: &Path) -> Result<(RecordsRead, Option<u64>), StoreError> {
 /// kind of damage (so recovery can truncate instead of rewriting), `None` otherwise.
 fn scan_records(
     path: &Path,
-    sink: &mut dyn FnMut(Record),
+    sink: &mut dyn FnMut(Record, LineSpan),
 ) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
     scan_records_in(path, sink, SCAN_PIECE, Detail::Full)
 }
@@ -611,7 +689,7 @@ fn scan_records(
 /// [`scan_records`], reading `piece` bytes at a time.
 fn scan_records_in(
     path: &Path,
-    sink: &mut dyn FnMut(Record),
+    sink: &mut dyn FnMut(Record, LineSpan),
     piece: usize,
     detail: Detail,
 ) -> Result<(Vec<RejectedLine>, Option<u64>), StoreError> {
@@ -676,7 +754,13 @@ fn scan_records_in(
                     Some("incomplete line (cut off by a crash)".to_string())
                 }
                 Some(Ok(r)) => {
-                    sink(r);
+                    sink(
+                        r,
+                        LineSpan {
+                            at: offset,
+                            len: n - 1,
+                        },
+                    );
                     None
                 }
                 Some(Err(LineError::Newer(found))) => {
@@ -1035,7 +1119,7 @@ mod tests {
         let read = |piece: usize| {
             let mut got = Vec::new();
             let (rejected, clean) =
-                scan_records_in(&path, &mut |r| got.push(r), piece, Detail::Full).unwrap();
+                scan_records_in(&path, &mut |r, _| got.push(r), piece, Detail::Full).unwrap();
             let lines: Vec<(usize, String)> = rejected
                 .iter()
                 .map(|r| (r.line, r.reason.clone()))

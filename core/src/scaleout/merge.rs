@@ -9,20 +9,30 @@
 //! once; a gap or a doubled query is named, and refused unless `allow_partial`. Each shard run
 //! is locked while it is read, so a shard still running is reported, not half-read. Merging
 //! again gives the same bytes.
+//!
+//! The records are not held: the shards are read once to index them (each record's plan
+//! position and where its line lies), and their records are read again a batch at a time, in
+//! plan order, as they are written. What stays is the plan, the index (a few dozen bytes a
+//! record) and, for the summary, each record's figures without its texts or channels
+//! ([`ChannelSums::lighten`]).
 
 use super::directory::{parse_shard_dir_name, plan_file_sha256, SplitRecord};
 use super::directory::{PLAN_FILE, SHARDS_DIR, SPLIT_FILE};
-use crate::analysis::summarize;
+use crate::analysis::{summarize, ChannelSums};
 use crate::identity::{differences, plan_hash, recorded_settings};
 use crate::records::{
-    run_dirs, sanitize, write_atomic, write_json_atomic, Manifest, MergedPowerLog, MergedShard,
-    Record, RunDir, RunLock, StoreError,
+    read_records_at, run_dirs, sanitize, write_json_atomic, AtomicFile, LineSpan, Manifest,
+    MergedPowerLog, MergedShard, Record, RunDir, RunLock, StoreError,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Missing or doubled queries listed in a message at most this many at a time.
 const SHOWN: usize = 8;
+
+/// Records read back and written at a time (parsed on every core).
+const BATCH: usize = 1024;
 
 /// Why shards could not be merged.
 #[derive(Debug, thiserror::Error)]
@@ -115,15 +125,34 @@ pub struct MergeReport {
     pub problems: Vec<String>,
 }
 
-/// One shard's run of one model, read and locked.
+/// One shard's run of one model, indexed and locked.
 struct ShardRun {
     shard: String,
     index: usize,
     host: String,
     dir: PathBuf,
     manifest: Manifest,
-    records: Vec<Record>,
+    /// Its records (the last of each query), in file order, as merging needs them.
+    lines: Vec<Line>,
     _lock: RunLock,
+}
+
+/// A record of a shard run as merging needs it before writing: which planned query it answers
+/// and where its line lies. The record itself is read again when it is written, not held.
+struct Line {
+    place: Place,
+    /// The record's prompt hash is the plan's for its query.
+    same_prompt: bool,
+    span: LineSpan,
+}
+
+/// Where a record's query is in the plan.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Place {
+    /// At this position.
+    Plan(usize),
+    /// Not in it (an error when found): the query id.
+    Stray(String),
 }
 
 /// Merge the shards under `top` (an experiment directory given to `ipw profile --shard --out`).
@@ -152,7 +181,7 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
     })?;
     let count = split.count;
 
-    let (shards, runs) = read_shards(top, count, &plan_sha256)?;
+    let (shards, runs) = read_shards(top, count, &plan_sha256, &plan, &position)?;
     let mut by_model: BTreeMap<String, Vec<ShardRun>> = BTreeMap::new();
     for r in runs {
         by_model
@@ -180,7 +209,7 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
     let mut chosen: BTreeMap<String, Vec<Vec<usize>>> = BTreeMap::new();
     for (model, runs) in &by_model {
         check_same_experiment(runs)?;
-        let (keep, model_problems) = cover(model, runs, &plan, &position)?;
+        let (keep, model_problems) = cover(model, runs, &plan)?;
         problems.extend(model_problems);
         chosen.insert(model.clone(), keep);
     }
@@ -214,7 +243,7 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
                 .iter()
                 .map(|&i| (&runs[i], keep[i].as_slice()))
                 .collect();
-            merged.push(write_merged(&out, &group, &plan, &position, accelerator)?);
+            merged.push(write_merged(&out, &group, &plan, accelerator)?);
         }
     }
     Ok(MergeReport {
@@ -227,11 +256,13 @@ pub fn merge(top: &Path, allow_partial: bool) -> Result<MergeReport, MergeError>
 }
 
 /// Every shard directory under `top/shards`, checked against the plan and count, with its runs
-/// read and locked (in directory-name order: index, then host).
+/// indexed and locked (in directory-name order: index, then host).
 fn read_shards(
     top: &Path,
     count: usize,
     plan_sha256: &str,
+    plan: &[(&str, &str)],
+    position: &HashMap<&str, usize>,
 ) -> Result<(Vec<ShardSeen>, Vec<ShardRun>), MergeError> {
     let shards_dir = top.join(SHARDS_DIR);
     let mut names: Vec<String> = match std::fs::read_dir(&shards_dir) {
@@ -297,28 +328,36 @@ fn read_shards(
                     info.index, info.count
                 )));
             }
-            let read = run.read_records()?;
-            if !read.rejected.is_empty() {
+            // The last record of a query wins inside one run (a retried failure comes later).
+            let mut last: HashMap<Place, usize> = HashMap::new();
+            let mut lines: Vec<Line> = Vec::new();
+            let rejected = run.for_each_record_line(|r, span| {
+                let place = match position.get(r.query_id.as_str()) {
+                    Some(&p) => Place::Plan(p),
+                    None => Place::Stray(r.query_id),
+                };
+                let line = Line {
+                    same_prompt: matches!(place, Place::Plan(p) if plan[p].1 == r.prompt_hash),
+                    place,
+                    span,
+                };
+                match last.get(&line.place) {
+                    Some(&i) => lines[i] = line,
+                    None => {
+                        last.insert(line.place.clone(), lines.len());
+                        lines.push(line);
+                    }
+                }
+            })?;
+            if !rejected.is_empty() {
                 tracing::warn!(
                     "{}: {} unreadable record lines are not merged (resume the shard to measure them again)",
                     run_dir.display(),
-                    read.rejected.len()
+                    rejected.len()
                 );
             }
-            // The last record of a query wins inside one run (a retried failure comes later).
-            let mut last: HashMap<String, usize> = HashMap::new();
-            let mut records: Vec<Record> = Vec::new();
-            for r in read.records {
-                match last.get(&r.query_id) {
-                    Some(&i) => records[i] = r,
-                    None => {
-                        last.insert(r.query_id.clone(), records.len());
-                        records.push(r);
-                    }
-                }
-            }
             shard.runs += 1;
-            shard.records += records.len();
+            shard.records += lines.len();
             shard
                 .statuses
                 .push(format!("{}: {}", manifest.model.name, manifest.status));
@@ -328,7 +367,7 @@ fn read_shards(
                 host: host.clone(),
                 dir: run_dir,
                 manifest,
-                records,
+                lines,
                 _lock: lock,
             });
         }
@@ -381,28 +420,29 @@ fn cover(
     model: &str,
     runs: &[ShardRun],
     plan: &[(&str, &str)],
-    position: &HashMap<&str, usize>,
 ) -> Result<(Vec<Vec<usize>>, Vec<String>), MergeError> {
     let mut owner: Vec<Option<usize>> = vec![None; plan.len()];
     let mut doubled: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     let mut keep = vec![Vec::new(); runs.len()];
     for (ri, run) in runs.iter().enumerate() {
-        for (i, r) in run.records.iter().enumerate() {
-            let Some(&p) = position.get(r.query_id.as_str()) else {
-                return Err(MergeError::Mismatch {
-                    dir: run.dir.clone(),
-                    message: format!(
-                        "has a record of `{}`, which is not in the experiment's plan",
-                        r.query_id
-                    ),
-                });
+        for (i, line) in run.lines.iter().enumerate() {
+            let p = match &line.place {
+                Place::Plan(p) => *p,
+                Place::Stray(id) => {
+                    return Err(MergeError::Mismatch {
+                        dir: run.dir.clone(),
+                        message: format!(
+                            "has a record of `{id}`, which is not in the experiment's plan"
+                        ),
+                    })
+                }
             };
-            if r.prompt_hash != plan[p].1 {
+            if !line.same_prompt {
                 return Err(MergeError::Mismatch {
                     dir: run.dir.clone(),
                     message: format!(
                         "`{}` was asked with another prompt than the plan's",
-                        r.query_id
+                        plan[p].0
                     ),
                 });
             }
@@ -469,7 +509,6 @@ fn write_merged(
     out: &Path,
     group: &[(&ShardRun, &[usize])],
     plan: &[(&str, &str)],
-    position: &HashMap<&str, usize>,
     accelerator: String,
 ) -> Result<MergedRun, MergeError> {
     let run = RunDir::new(out);
@@ -486,20 +525,25 @@ fn write_merged(
     manifest.merged_from = Vec::new();
     manifest.shard = None;
     manifest.error = None;
-    let mut records: Vec<Record> = Vec::new();
+    // Every kept record as (plan position, member of the group, its line), and each member's
+    // first session in the merged run.
+    let mut order: Vec<(usize, usize, LineSpan)> = Vec::new();
+    let mut first_session = Vec::with_capacity(group.len());
     let kept_dir = out.join(SHARDS_DIR);
     std::fs::create_dir_all(&kept_dir).map_err(io_err(&kept_dir))?;
     let mut power = MergedPowerLog::create(&run.power_log_path())?;
     let top = out.parent().unwrap_or(Path::new("."));
-    for (shard_run, keep) in group {
+    for (member, (shard_run, keep)) in group.iter().enumerate() {
         let m = &shard_run.manifest;
         let offset = manifest.sessions.len();
+        first_session.push(offset);
         manifest.sessions.extend(m.sessions.iter().cloned());
         for &i in *keep {
-            let mut r = shard_run.records[i].clone();
-            r.session += offset;
-            r.index = position[r.query_id.as_str()];
-            records.push(r);
+            let line = &shard_run.lines[i];
+            let Place::Plan(p) = line.place else {
+                unreachable!("cover keeps planned queries only")
+            };
+            order.push((p, member, line.span));
         }
         power
             .append_renumbered(&RunDir::new(&shard_run.dir).power_log_path(), offset)
@@ -526,27 +570,21 @@ fn write_merged(
         write_json_atomic(&copy, m).map_err(io_err(&copy))?;
     }
     power.finish()?;
-    records.sort_by_key(|r| r.index);
+    order.sort_unstable_by_key(|&(p, _, _)| p);
     manifest.planned = plan.len();
     manifest.plan_sha256 = plan_hash(plan.iter().copied());
     let complete =
-        records.len() == plan.len() && group.iter().all(|(r, _)| r.manifest.status == "completed");
+        order.len() == plan.len() && group.iter().all(|(r, _)| r.manifest.status == "completed");
     manifest.status = if complete { "completed" } else { "partial" }.into();
-    // Replace the records whole: the file is new or an earlier merge's.
-    let records_path = run.records_path();
-    let mut text = Vec::new();
-    for r in &records {
-        serde_json::to_writer(&mut text, r).map_err(|e| io_err(&records_path)(e.into()))?;
-        text.push(b'\n');
-    }
-    write_atomic(&records_path, &text).map_err(io_err(&records_path))?;
-    let summary = summarize(
+    let (records, sums) = write_records(&run, group, &order, &first_session)?;
+    let mut summary = summarize(
         &manifest.model.name,
         &manifest.model.backend,
         manifest.planned,
         &records,
         manifest.seed(),
     );
+    sums.into_summary(&mut summary);
     run.write_summary(&lock, &summary)?;
     run.write_manifest(&lock, &manifest)?;
     Ok(MergedRun {
@@ -558,4 +596,51 @@ fn write_merged(
         status: manifest.status.clone(),
         shards: group.len(),
     })
+}
+
+/// Write the merged `records.jsonl` (replacing it whole: the file is new or an earlier
+/// merge's) from the kept records in `order`, renumbered: each record's plan position and its
+/// sessions counted from its member's `first_session`. Hands back the records lightened for
+/// the summary ([`ChannelSums::lighten`]) and their channel sums.
+fn write_records(
+    run: &RunDir,
+    group: &[(&ShardRun, &[usize])],
+    order: &[(usize, usize, LineSpan)],
+    first_session: &[usize],
+) -> Result<(Vec<Record>, ChannelSums), MergeError> {
+    let paths: Vec<PathBuf> = group
+        .iter()
+        .map(|(r, _)| RunDir::new(&r.dir).records_path())
+        .collect();
+    let files = paths
+        .iter()
+        .map(|p| std::fs::File::open(p).map_err(io_err(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path = run.records_path();
+    let mut out = std::io::BufWriter::with_capacity(
+        1 << 20,
+        AtomicFile::create(&path).map_err(io_err(&path))?,
+    );
+    let mut light = Vec::with_capacity(order.len());
+    let mut sums = ChannelSums::default();
+    for batch in order.chunks(BATCH) {
+        let lines: Vec<_> = batch
+            .iter()
+            .map(|&(_, m, span)| (&files[m], paths[m].as_path(), span))
+            .collect();
+        for (mut r, &(p, m, _)) in read_records_at(&lines)?.into_iter().zip(batch) {
+            r.session += first_session[m];
+            r.index = p;
+            serde_json::to_writer(&mut out, &r).map_err(|e| io_err(&path)(e.into()))?;
+            out.write_all(b"\n").map_err(io_err(&path))?;
+            sums.add(&r);
+            ChannelSums::lighten(&mut r);
+            light.push(r);
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err(&path)(e.into_error()))?;
+    file.commit().map_err(io_err(&path))?;
+    Ok((light, sums))
 }

@@ -389,6 +389,38 @@ mod tests {
     }
 
     #[test]
+    fn the_table_built_run_by_run_is_the_table_built_whole() {
+        for gross_only in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let runs = crate::joined::find_runs(&[runs(dir.path(), gross_only)]).unwrap();
+            // Every run asks its own way: the first run's prompts must be the rows'.
+            for (k, run) in runs.iter().enumerate() {
+                edit(run, |rs| {
+                    for r in rs.iter_mut() {
+                        r["prompt"] = format!("{k}: {}", r["query_id"]).into();
+                    }
+                });
+            }
+            // Declared energy, prices and parameters: cells completed by the metadata.
+            let meta: BTreeMap<String, crate::config::ModelMeta> = serde_json::from_value(json!({
+                "ref": {"energy_model": {"j_per_input_token": 0.01, "j_per_output_token": 0.1}},
+                "small": {"params_b": 1.5, "price_in_per_mtok": 0.2, "price_out_per_mtok": 0.6}
+            }))
+            .unwrap();
+            let streamed = crate::joined::build(&runs, &meta).unwrap();
+            let (whole, _) =
+                crate::joined::build_with(&runs, &meta, crate::records::Detail::Full).unwrap();
+            assert_eq!(format!("{streamed:#?}"), format!("{whole:#?}"));
+            assert!(streamed.rows.len() > 1000 && !streamed.incomplete.is_empty());
+            assert!(streamed.rows[7].prompt.starts_with("0: "));
+            assert_eq!(
+                streamed.energy_basis,
+                if gross_only { "gross" } else { "net" }
+            );
+        }
+    }
+
+    #[test]
     fn compare_and_coverage_run_by_run_equal_the_table_built_whole() {
         for gross_only in [false, true] {
             let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,8 @@
 //! cell what that model did on that query (score, energy, latency, tokens, FLOPs, cost).
 //! Built from run directories only, so anything measured (or imported) can be read again.
 
+mod streamed;
+
 use crate::config::ModelMeta;
 use crate::records::{Detail, Record, RunDir};
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +55,20 @@ pub enum EnergySource {
     Declared,
     /// Neither: energy figures that need this model are unavailable.
     None,
+}
+
+impl EnergySource {
+    /// A column's source: measured when any of its rows' records has gross energy, else its
+    /// model's declared energy model, if any.
+    fn of(measured: bool, meta: &ModelMeta) -> EnergySource {
+        if measured {
+            EnergySource::Measured
+        } else if meta.energy_model.is_some() {
+            EnergySource::Declared
+        } else {
+            EnergySource::None
+        }
+    }
 }
 
 /// One model (a run), a column of the table.
@@ -263,18 +279,48 @@ pub(crate) fn run_meta(
     Ok((meta, accelerator))
 }
 
+/// A run about to be read: its directory, manifest, metadata (with `overrides`) and
+/// accelerator label.
+struct Opened {
+    dir: RunDir,
+    manifest: crate::records::Manifest,
+    meta: ModelMeta,
+    accelerator: String,
+}
+
+/// An error about the run at `run`.
+fn run_error(run: &Path) -> impl Fn(String) -> TableError + '_ {
+    move |message| TableError::Run {
+        path: run.to_path_buf(),
+        message,
+    }
+}
+
+fn open(run: &Path, overrides: &BTreeMap<String, ModelMeta>) -> Result<Opened, TableError> {
+    let dir = RunDir::new(run);
+    let err = run_error(run);
+    let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
+    let (meta, accelerator) = run_meta(&manifest, overrides).map_err(&err)?;
+    Ok(Opened {
+        dir,
+        manifest,
+        meta,
+        accelerator,
+    })
+}
+
 fn load(
     run: &Path,
     overrides: &BTreeMap<String, ModelMeta>,
     detail: Detail,
 ) -> Result<Loaded, TableError> {
-    let dir = RunDir::new(run);
-    let err = |message: String| TableError::Run {
-        path: run.to_path_buf(),
-        message,
-    };
-    let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
-    let (meta, accelerator) = run_meta(&manifest, overrides).map_err(err)?;
+    let Opened {
+        dir,
+        manifest,
+        meta,
+        accelerator,
+    } = open(run, overrides)?;
+    let err = run_error(run);
     let all = dir
         .read_records_with(detail)
         .map_err(|e| err(e.to_string()))?
@@ -316,18 +362,21 @@ fn merge_meta(meta: &mut ModelMeta, over: &ModelMeta) {
     );
 }
 
-/// Build the table from run directories; `overrides` replace metadata per model name.
+/// Build the table from run directories; `overrides` replace metadata per model name. The runs
+/// stream past one at a time, so memory is the table (a cell per query and run, the first
+/// run's prompts), not the runs' records.
 pub fn build(
     runs: &[PathBuf],
     overrides: &BTreeMap<String, ModelMeta>,
 ) -> Result<Table, TableError> {
-    build_with(runs, overrides, Detail::Full).map(|(table, _)| table)
+    streamed::build(runs, overrides)
 }
 
-/// [`build`] reading as much of each record as `detail` says (with [`Detail::Figures`] the
-/// rows have no prompt text: enough for the study's figures, not for a router), and handing
-/// back every run's records as read (one list per column, in file order, retried queries
-/// included), for analyses that need more than the table without reading the runs twice.
+/// The table as [`build`] gives it, built with every run's records held (read as `detail`
+/// says: with [`Detail::Figures`] the rows have no prompt text), and those records handed back
+/// (one list per column, in file order, retried queries included). The way the table was
+/// built before it streamed: the reference the streamed table and the study's figures are
+/// checked against.
 pub fn build_with(
     runs: &[PathBuf],
     overrides: &BTreeMap<String, ModelMeta>,
@@ -421,20 +470,13 @@ pub fn build_with(
                 .as_ref()
                 .is_some_and(|e| e.gross_j.is_some())
         });
-        let energy = if measured {
-            EnergySource::Measured
-        } else if l.meta.energy_model.is_some() {
-            EnergySource::Declared
-        } else {
-            EnergySource::None
-        };
         columns.push(Column {
             aggregates: aggregates(&rows, i),
             name,
+            energy: EnergySource::of(measured, &l.meta),
             meta: l.meta,
             accelerator: l.accelerator,
             run: l.run,
-            energy,
         });
         records.push(l.all);
     }
@@ -450,45 +492,76 @@ pub fn build_with(
 }
 
 fn outcome(r: &Record, meta: &ModelMeta, net: bool) -> Outcome {
-    let score = r.grade.as_ref().and_then(|g| g.score);
-    let measured = r
-        .energy
-        .as_ref()
-        .and_then(|e| if net { e.net_j } else { e.gross_j });
-    let declared = declared_j(r, meta);
-    let tokens = r.input_tokens.zip(r.output_tokens);
-    Outcome {
-        score: score.unwrap_or(0.0),
-        failed: r.error.is_some(),
-        unscored: r.error.is_none() && score.is_none(),
-        pairwise: r
-            .grade
-            .as_ref()
-            .is_some_and(|g| g.grader == crate::records::PAIRWISE_GRADER),
-        energy_j: measured.or(declared),
-        latency_s: r.measured_latency_s(),
-        input_tokens: r.input_tokens,
-        output_tokens: r.output_tokens,
-        flops: meta
-            .active_params_b()
-            .zip(tokens)
-            .map(|(p, (i, o))| 2.0 * p * 1e9 * (i + o) as f64),
-        cost_usd: r.cost_usd.or_else(|| {
-            meta.price_in_per_mtok
-                .zip(meta.price_out_per_mtok)
+    Cell::of(r).outcome(meta, net)
+}
+
+/// What a cell of the table takes from its record before the model's metadata and the
+/// table's energy basis are known.
+#[derive(Debug, Clone)]
+struct Cell {
+    score: Option<f64>,
+    failed: bool,
+    pairwise: bool,
+    gross_j: Option<f64>,
+    net_j: Option<f64>,
+    latency_s: Option<f64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_usd: Option<f64>,
+}
+
+impl Cell {
+    fn of(r: &Record) -> Cell {
+        Cell {
+            score: r.grade.as_ref().and_then(|g| g.score),
+            failed: r.error.is_some(),
+            pairwise: r
+                .grade
+                .as_ref()
+                .is_some_and(|g| g.grader == crate::records::PAIRWISE_GRADER),
+            gross_j: r.energy.as_ref().and_then(|e| e.gross_j),
+            net_j: r.energy.as_ref().and_then(|e| e.net_j),
+            latency_s: r.measured_latency_s(),
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost_usd,
+        }
+    }
+
+    /// Gross energy measured without net: the table's basis is then gross.
+    fn gross_without_net(&self) -> bool {
+        self.gross_j.is_some() && self.net_j.is_none()
+    }
+
+    fn outcome(&self, meta: &ModelMeta, net: bool) -> Outcome {
+        let measured = if net { self.net_j } else { self.gross_j };
+        let declared = declared_tokens_j(meta, self.input_tokens, self.output_tokens);
+        let tokens = self.input_tokens.zip(self.output_tokens);
+        Outcome {
+            score: self.score.unwrap_or(0.0),
+            failed: self.failed,
+            unscored: !self.failed && self.score.is_none(),
+            pairwise: self.pairwise,
+            energy_j: measured.or(declared),
+            latency_s: self.latency_s,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            flops: meta
+                .active_params_b()
                 .zip(tokens)
-                .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6)
-        }),
+                .map(|(p, (i, o))| 2.0 * p * 1e9 * (i + o) as f64),
+            cost_usd: self.cost_usd.or_else(|| {
+                meta.price_in_per_mtok
+                    .zip(meta.price_out_per_mtok)
+                    .zip(tokens)
+                    .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6)
+            }),
+        }
     }
 }
 
-/// A record's joules by its model's declared energy model (J per token), if it has one and the
-/// record its token counts.
-pub(crate) fn declared_j(r: &Record, meta: &ModelMeta) -> Option<f64> {
-    declared_tokens_j(meta, r.input_tokens, r.output_tokens)
-}
-
-/// [`declared_j`] from the token counts alone.
+/// A query's joules by its model's declared energy model (J per token) from its token counts,
+/// if the model has one and the query its counts.
 pub(crate) fn declared_tokens_j(
     meta: &ModelMeta,
     input_tokens: Option<u64>,
