@@ -98,7 +98,7 @@ pub struct RejectedLine {
 }
 
 /// Where a record's line lies in `records.jsonl` (without its line break), so that the record
-/// can be read again on its own ([`read_record_at`]) instead of being held.
+/// can be read again on its own ([`read_records_at`]) instead of being held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineSpan {
     /// Byte offset of the line's start.
@@ -377,7 +377,7 @@ impl RunDir {
     }
 
     /// Every readable record of `records.jsonl` in file order with the span of its line (see
-    /// [`read_record_at`]); returns the lines that are not records (reported, left in place).
+    /// [`read_records_at`]); returns the lines that are not records (reported, left in place).
     /// Only a `records.jsonl` can be read this way: a run that has only `records.parquet` is
     /// an error naming it.
     pub fn for_each_record_line(
