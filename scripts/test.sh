@@ -12,7 +12,9 @@ cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 # ureq in place of the direct HTTP client exists only to rerun the README's comparison; lint it
 # so that the comparison stays runnable.
-cargo clippy --release --locked -p ipw-core --features ureq-transport -- -D warnings
+# Linted over the whole workspace with its tests, as above, so that every other crate resolves
+# to the features it had there and is not checked a second time.
+cargo clippy --release --locked --workspace --all-targets --features ipw-core/ureq-transport -- -D warnings
 # The embedded backend on a GPU is tested on Mesa's software Vulkan device with a second ipw
 # built with the Vulkan backend (tests/gpu_offload.rs). Built first: the default build below
 # then puts the default binary back in place.
