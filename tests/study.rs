@@ -439,4 +439,33 @@ fn compare_and_coverage_of_runs_larger_than_their_memory_cap_complete() {
     assert!(peak < CAP_MIB, "coverage peaked at {peak:.0} MiB");
     let v = json(&out.join("coverage.json"));
     assert_eq!(v["queries"], 60_000, "{v}");
+    // The report draws the same runs plus a histogram of every record's joules: with the
+    // records held it peaked at 1,056 MiB here; digested as they stream past, at 201 MiB (most
+    // of it the query x run table whose columns it labels, which `ipw route` builds too). Its
+    // cap sits between those, far from both.
+    const REPORT_CAP_MIB: f64 = 450.0;
+    let page = out.join("report.html");
+    let (o, peak) = peak_rss_mib(
+        &[
+            "report",
+            runs.to_str().unwrap(),
+            "--reference",
+            "m3",
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(peak < REPORT_CAP_MIB, "report peaked at {peak:.0} MiB");
+    let r = json(&out.join("report.json"));
+    let hists = r["energy"]["data"].as_array().unwrap();
+    assert_eq!(hists.len(), 4, "{r}");
+    for (m, h) in hists.iter().enumerate() {
+        assert_eq!(h["n"], 60_000, "{h}");
+        assert_eq!(r["runs"][m]["records"], 60_000);
+        // Net joules per query of model m average (1 + m) x 1.4995 by construction.
+        let mean = h["mean"].as_f64().unwrap();
+        assert!((mean - (1 + m) as f64 * 1.4995).abs() < 1e-3, "{h}");
+    }
 }

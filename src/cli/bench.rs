@@ -426,6 +426,57 @@ fn analyze(
         );
         from_parquet = Some((c, v));
     }
+    // The other study commands over the columnar store, once each: the report (every figure
+    // but the page's drawing) and the routing simulation with its default routers.
+    let dirs = [parquet.clone()];
+    reset_peak_rss();
+    let t = Instant::now();
+    let r = ipw_core::report::build(&ipw_core::report::ReportRequest {
+        runs: dirs.to_vec(),
+        reference: Some(reference.clone()),
+        tolerance: 0.0,
+        by,
+        trace_run: None,
+        route: None,
+        seed: 0,
+        command: Vec::new(),
+    })?;
+    let report_s = t.elapsed().as_secs_f64();
+    let report_peak = peak_rss_gib();
+    println!(
+        "  report   parquet {report_s:>7.2} s  {:>9.0} records/s/core  peak resident {}  ({} runs, {} histogram bins)",
+        per_core(report_s),
+        gib(report_peak),
+        r.runs.len(),
+        r.energy.data.iter().flatten().map(|h| h.bins.len()).sum::<usize>()
+    );
+    drop(r);
+    reset_peak_rss();
+    let t = Instant::now();
+    let r = ipw_core::routing::route(&ipw_core::routing::RouteRequest {
+        runs: dirs.to_vec(),
+        reference: reference.clone(),
+        routers: vec![
+            "oracle".into(),
+            "p-accurate:0.8".into(),
+            "random:0.5".into(),
+        ],
+        objective: None,
+        seed: 0,
+        meta: Default::default(),
+        weak: None,
+        workload: None,
+        by: None,
+    })?;
+    let route_s = t.elapsed().as_secs_f64();
+    let route_peak = peak_rss_gib();
+    println!(
+        "  route    parquet {route_s:>7.2} s  {:>9.0} records/s/core  peak resident {}  ({} queries in every run)",
+        per_core(route_s),
+        gib(route_peak),
+        r.queries
+    );
+    drop(r);
     // Beyond one machine: a part per run (each a task of its own on a cluster; here one
     // after the other), then compare and coverage from the parts, checked against the above.
     let parts = root.join("parts");

@@ -18,14 +18,16 @@
 //! - the distribution of J/query per run (histograms);
 //! - routing results, when `ipw route` left a `route.json` in the first run's `analysis/`.
 
+mod digest;
 pub mod html;
 mod svg;
 pub mod trace;
 
 use crate::analysis::Estimate;
 use crate::joined::{self, EnergySource};
-use crate::records::{Record, RunDir};
+use crate::records::RunDir;
 use crate::study::{self, CompareRow, CoverageReport, GroupBy, StudyError};
+use digest::RunDigest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -393,17 +395,11 @@ pub fn histogram(values: &[f64]) -> Vec<Bin> {
 }
 
 /// How a run's energy should be labelled, from its records and the table's view of it.
-fn energy_kind(records: &[Record], source: EnergySource) -> EnergyKind {
-    let with: Vec<_> = records.iter().filter_map(|r| r.energy.as_ref()).collect();
-    if with.iter().any(|e| e.estimated) {
+fn energy_kind(run: &RunDigest, source: EnergySource) -> EnergyKind {
+    if run.any_estimated {
         return EnergyKind::Estimated;
     }
-    // `ipw import` puts a table's joules in one channel with no readings behind it.
-    if !with.is_empty()
-        && with
-            .iter()
-            .all(|e| e.channels.keys().all(|c| c == "imported/table"))
-    {
+    if run.imported_only {
         return EnergyKind::Imported;
     }
     match source {
@@ -416,20 +412,23 @@ fn energy_kind(records: &[Record], source: EnergySource) -> EnergyKind {
 /// Gather every figure's numbers.
 pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
     let dirs = joined::find_runs(&req.runs)?;
-    let t = joined::build(&dirs, &BTreeMap::new())?;
-    let all_names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+    // Only the table's columns (each run's name, accelerator and energy source) are drawn:
+    // its rows go before the runs are read again.
+    let columns = joined::build(&dirs, &BTreeMap::new())?.columns;
+    let all_names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let everyone = || Provenance {
         runs: all_names.clone(),
         file: None,
     };
 
     let mut runs = Vec::new();
-    let mut records: Vec<Vec<Record>> = Vec::new();
-    for col in &t.columns {
+    // Each run is read once, as it streams past; what the page needs of it is kept.
+    let mut digests: Vec<RunDigest> = Vec::new();
+    for col in &columns {
         let dir = RunDir::new(&col.run);
         let err = run_err(&col.run);
         let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
-        let recs = dir.read_records().map_err(|e| err(e.to_string()))?.records;
+        let run = digest::digest(&dir).map_err(|e| err(e.to_string()))?;
         runs.push(RunInfo {
             name: col.name.clone(),
             accelerator: col.accelerator.clone(),
@@ -437,10 +436,10 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
             ipw_version: manifest.ipw_version.clone(),
             git_commit: manifest.git_commit.clone(),
             status: manifest.status.clone(),
-            records: recs.len(),
-            energy: energy_kind(&recs, col.energy),
+            records: run.records,
+            energy: energy_kind(&run, col.energy),
         });
-        records.push(recs);
+        digests.push(run);
     }
 
     let compare = study::compare(&dirs, GroupBy::Dataset, None, req.seed)?;
@@ -489,20 +488,19 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
         provenance: everyone(),
     };
 
-    let coverage = coverage_figure(req, &dirs, &rows, &all_names, &records)?;
-    let trace = trace_figure(req, &t, &runs, &records)?;
+    let coverage = coverage_figure(req, &dirs, &rows, &all_names, &digests)?;
+    let trace = trace_figure(req, &all_names, &runs)?;
 
     let hists: Vec<Histogram> = runs
         .iter()
-        .zip(&records)
-        .filter_map(|(run, recs)| {
-            let refs: Vec<&Record> = recs.iter().collect();
-            let v = study::query_energies(&refs);
+        .zip(&digests)
+        .filter_map(|(run, digest)| {
+            let v = &digest.energies;
             (!v.is_empty()).then(|| Histogram {
                 run: run.name.clone(),
                 n: v.len(),
                 mean: v.iter().sum::<f64>() / v.len() as f64,
-                bins: histogram(&v),
+                bins: histogram(v),
             })
         })
         .collect();
@@ -542,7 +540,7 @@ fn coverage_figure(
     dirs: &[PathBuf],
     rows: &[CompareRow],
     names: &[String],
-    records: &[Vec<Record>],
+    digests: &[RunDigest],
 ) -> Result<Figure<Coverage>, ReportError> {
     let provenance = Provenance {
         runs: names.to_vec(),
@@ -601,12 +599,12 @@ fn coverage_figure(
             reference_chosen: chosen,
             report,
             labelled_by: if req.by == GroupBy::Domain {
-                labelled_by(records)
+                digest::labelled_by(digests)
             } else {
                 Vec::new()
             },
             domain_titles: if req.by == GroupBy::Domain {
-                domain_titles(records)
+                digest::domain_titles(digests)
             } else {
                 BTreeMap::new()
             },
@@ -615,68 +613,18 @@ fn coverage_figure(
     })
 }
 
-/// Which classifiers labelled `records`, into which taxonomies, one line each.
-fn labelled_by(records: &[Vec<Record>]) -> Vec<String> {
-    let mut seen: Vec<String> = Vec::new();
-    let short = |h: &str| h.chars().take(12).collect::<String>();
-    for d in records.iter().flatten().filter_map(|r| r.domain.as_ref()) {
-        let line = if d.wasm_sha256.is_empty() {
-            format!(
-                "{} into {} (sha256 {})",
-                d.classifier,
-                d.taxonomy,
-                short(&d.taxonomy_sha256)
-            )
-        } else {
-            format!(
-                "{} (sha256 {}) into {} (sha256 {})",
-                d.classifier,
-                short(&d.wasm_sha256),
-                d.taxonomy,
-                short(&d.taxonomy_sha256)
-            )
-        };
-        if !seen.contains(&line) {
-            seen.push(line);
-        }
-    }
-    seen
-}
-
-/// Titles of the label codes, from the shipped taxonomy the records name (same labels: same
-/// hash); a taxonomy from a file leaves its codes untitled.
-fn domain_titles(records: &[Vec<Record>]) -> BTreeMap<String, String> {
-    let mut titles = BTreeMap::new();
-    let mut done: Vec<String> = Vec::new();
-    for d in records.iter().flatten().filter_map(|r| r.domain.as_ref()) {
-        if done.contains(&d.taxonomy_sha256) {
-            continue;
-        }
-        done.push(d.taxonomy_sha256.clone());
-        if let Ok(t) = crate::classify::Taxonomy::load(&d.taxonomy) {
-            if t.sha256 == d.taxonomy_sha256 {
-                for l in t.labels {
-                    titles.insert(l.code, l.title);
-                }
-            }
-        }
-    }
-    titles
-}
-
 fn trace_figure(
     req: &ReportRequest,
-    t: &joined::Table,
+    names: &[String],
     runs: &[RunInfo],
-    records: &[Vec<Record>],
 ) -> Result<Figure<Trace>, ReportError> {
     let candidates: Vec<usize> = match &req.trace_run {
         Some(name) => {
             let by_dir = |i: &usize| {
                 runs[*i].path.file_name().and_then(|f| f.to_str()) == Some(name.as_str())
             };
-            let i = t
-                .column(name)
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let i = joined::find_column(&names, name)
                 .ok()
                 .or_else(|| (0..runs.len()).find(by_dir))
                 .ok_or_else(|| ReportError::UnknownTraceRun {
@@ -697,8 +645,19 @@ fn trace_figure(
             .read_manifest()
             .map_err(|e| run_err(&runs[i].path)(e.to_string()))?;
         let path = dir.power_log_path();
-        let found = trace::trace(&manifest, &path, &records[i], &runs[i].name)
-            .map_err(|e| run_err(&path)(e.to_string()))?;
+        // The records are read again only for the session the trace draws.
+        let mut unread = None;
+        let found = trace::trace(&manifest, &path, &runs[i].name, |session| {
+            digest::session_windows(&dir, session).map_err(|e| {
+                let message = e.to_string();
+                unread = Some(run_err(&runs[i].path)(message.clone()));
+                std::io::Error::other(message)
+            })
+        });
+        if let Some(e) = unread {
+            return Err(e);
+        }
+        let found = found.map_err(|e| run_err(&path)(e.to_string()))?;
         if let Some(tr) = found {
             return Ok(Figure {
                 note: format!(

@@ -11,7 +11,7 @@
 
 use crate::power::attribution::idle_power;
 use crate::power::curve::EnergyCurve;
-use crate::records::{read_power_log, Manifest, Record};
+use crate::records::{read_power_log, Manifest};
 use ipw_sampler_sdk::{ChannelKind, Domain};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -116,11 +116,13 @@ fn merge_windows(mut w: Vec<[f64; 2]>, span: f64) -> (Vec<[f64; 2]>, bool) {
 
 /// The trace of the first session of `manifest`'s run whose log has readings of an energy
 /// channel its samplers describe; `None` when there is none (no log, no samplers).
+/// `windows(session)` gives that session's query windows (`[start, end]` on the run's clock),
+/// asked for the drawn session only.
 pub fn trace(
     manifest: &Manifest,
     power_log: &Path,
-    records: &[Record],
     run: &str,
+    windows: impl FnOnce(usize) -> std::io::Result<Vec<[f64; 2]>>,
 ) -> std::io::Result<Option<Trace>> {
     let log = read_power_log(power_log)?;
     let mut readings: HashMap<(usize, &str), Vec<(f64, f64)>> = HashMap::new();
@@ -182,15 +184,12 @@ pub fn trace(
             .map(|(_, c)| c.to_string())
             .collect();
         undescribed.sort();
-        let in_session: Vec<&Record> = records.iter().filter(|r| r.session == s).collect();
+        let in_session = windows(s)?;
+        let queries = in_session.len();
         let (lo, hi) = channels
             .iter()
             .flat_map(|c| c.points.iter().map(|p| p[0]))
-            .chain(
-                in_session
-                    .iter()
-                    .flat_map(|r| [r.window.start_s, r.window.end_s]),
-            )
+            .chain(in_session.iter().flatten().copied())
             .chain(
                 session
                     .baseline
@@ -200,13 +199,7 @@ pub fn trace(
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
                 (a.min(x), b.max(x))
             });
-        let (windows, windows_coarsened) = merge_windows(
-            in_session
-                .iter()
-                .map(|r| [r.window.start_s, r.window.end_s])
-                .collect(),
-            hi - lo,
-        );
+        let (windows, windows_coarsened) = merge_windows(in_session, hi - lo);
         return Ok(Some(Trace {
             run: run.to_string(),
             session: s,
@@ -216,7 +209,7 @@ pub fn trace(
             channels,
             baseline: session.baseline.map(|b| [b.from_s, b.to_s]),
             windows,
-            queries: in_session.len(),
+            queries,
             windows_coarsened,
             undescribed,
         }));

@@ -217,18 +217,60 @@ pub(crate) fn group_key(by: GroupBy, q: &impl Groupable) -> Option<String> {
 /// Joules per query as a run's J/query counts them: net when every record with energy has net,
 /// else gross, over every record with energy (failed ones too: their energy was spent). The
 /// report's histogram uses the same figures, so its mean is the summary's J/query.
+#[cfg(test)]
 pub(crate) fn query_energies(records: &[&Record]) -> Vec<f64> {
-    let net_all = records
-        .iter()
-        .all(|r| r.energy.as_ref().is_none_or(|e| e.net_j.is_some()));
-    records
-        .iter()
-        .filter_map(|r| {
-            r.energy
-                .as_ref()
-                .and_then(|e| if net_all { e.net_j } else { e.gross_j })
-        })
-        .collect()
+    let mut e = QueryEnergies::default();
+    for r in records {
+        e.add(r);
+    }
+    e.finish()
+}
+
+/// [`query_energies`] gathered as records stream past: both figures are kept until a record
+/// with energy but no net one rules net out (at most two numbers a record).
+#[derive(Debug)]
+pub(crate) struct QueryEnergies {
+    net: Vec<f64>,
+    gross: Vec<f64>,
+    net_all: bool,
+}
+
+impl Default for QueryEnergies {
+    fn default() -> Self {
+        Self {
+            net: Vec::new(),
+            gross: Vec::new(),
+            net_all: true,
+        }
+    }
+}
+
+impl QueryEnergies {
+    /// Counts `r`.
+    pub(crate) fn add(&mut self, r: &Record) {
+        let Some(e) = &r.energy else { return };
+        if self.net_all {
+            match e.net_j {
+                Some(net) => self.net.push(net),
+                None => {
+                    self.net_all = false;
+                    self.net = Vec::new();
+                }
+            }
+        }
+        if let Some(gross) = e.gross_j {
+            self.gross.push(gross);
+        }
+    }
+
+    /// The joules of every record counted, in the order counted.
+    pub(crate) fn finish(self) -> Vec<f64> {
+        if self.net_all {
+            self.net
+        } else {
+            self.gross
+        }
+    }
 }
 
 /// The figures of one run over every record, under one or more groupings, gathered as its
