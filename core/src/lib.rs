@@ -21,6 +21,7 @@ pub mod classify;
 pub mod config;
 pub mod dataset;
 pub mod export;
+pub mod footprint;
 pub mod grade;
 pub mod host;
 pub mod identity;
@@ -39,6 +40,7 @@ pub mod scaleout;
 pub mod selfcpu;
 pub mod server;
 pub mod study;
+pub mod watch;
 
 /// The version of ipw that produced a run, stamped into every manifest.
 pub const IPW_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -20,6 +20,7 @@ mod sampler;
 mod study;
 mod table;
 mod validate;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -196,6 +197,11 @@ enum Command {
         /// Where compare.json and compare.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// A footprint file (TOML: region or grid intensity, PUE, electricity price, hardware
+        /// amortisation): adds g CO2e, litres of water and cost per query to compare.json
+        /// (`footprint`, with every input named) and writes footprint.csv.
+        #[arg(long, value_name = "FILE")]
+        footprint: Option<PathBuf>,
     },
     /// Summarise runs into study parts, one Parquet file per run (`<run>.part.parquet`): the
     /// run's own figures per grouping and one row per query id. `ipw compare` and `ipw
@@ -273,6 +279,10 @@ enum Command {
     /// the Pareto frontier, APJ/APW, coverage, a power trace, the energy distribution and
     /// routing results, each figure with its provenance; JSON and CSV with the numbers beside it.
     Report(report::Args),
+    /// Watch a run as it happens: queries/s, running accuracy and APJ with intervals, power per
+    /// channel as a sparkline, the last errors. Reads the run directory only (never its lock),
+    /// so it also watches a run elsewhere through a shared file system.
+    Watch(watch::Args),
     /// Export runs as Parquet: per run, `records.parquet` (one flat row per record, a column
     /// per field and per energy channel) and `power.parquet` (the raw power log). See
     /// "Exporting to Parquet" in the README for the columns. Analysis commands read an exported
@@ -473,7 +483,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             baseline,
             seed,
             out,
-        } => study::compare(&runs, &by, baseline.as_deref(), seed, out),
+            footprint,
+        } => study::compare(
+            &runs,
+            &by,
+            baseline.as_deref(),
+            seed,
+            out,
+            footprint.as_deref(),
+        ),
         Command::Partial { runs, out, seed } => study::partial(&runs, &out, seed),
         Command::Schema => {
             use std::io::Write;
@@ -509,6 +527,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
         Command::Report(args) => report::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Export { runs, format, out } => export::run(&runs, format, out),
         Command::Import {
             table,

@@ -77,8 +77,13 @@ pub fn compare(
     baseline: Option<&str>,
     seed: u64,
     out: Option<PathBuf>,
+    footprint: Option<&Path>,
 ) -> Result<ExitCode> {
     let by = GroupBy::parse(by).map_err(|e| anyhow::anyhow!("--by {e}"))?;
+    // A wrong footprint file is refused before any run is read.
+    let footprint = footprint
+        .map(ipw_core::footprint::Footprint::load)
+        .transpose()?;
     let r = study::compare(runs, by, baseline, seed)?;
     println!(
         "energy: {}; * = energy estimated, ! = records with energy flags",
@@ -126,13 +131,45 @@ pub fn compare(
             r.incomplete
         );
     }
-    write(
-        &out_dir(runs, out)?,
-        "compare",
-        serde_json::to_value(&r)?,
-        tables::compare(&r),
-    )?;
+    let dir = out_dir(runs, out)?;
+    let mut json = serde_json::to_value(&r)?;
+    if let Some(f) = &footprint {
+        let figures = ipw_core::footprint::figures(runs, by, f)?;
+        print_footprint(&figures);
+        let csv = dir.join("footprint.csv");
+        std::fs::write(&csv, figures.to_csv())
+            .with_context(|| format!("writing {}", csv.display()))?;
+        json["footprint"] = serde_json::to_value(&figures)?;
+    }
+    write(&dir, "compare", json, tables::compare(&r))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_footprint(f: &ipw_core::footprint::FootprintFigures) {
+    let i = &f.inputs;
+    println!("footprint per query (PUE {}):", i.pue);
+    for (what, input) in [
+        ("carbon", &i.carbon),
+        ("water", &i.water),
+        ("hardware", &i.hardware),
+    ] {
+        if let Some(input) = input {
+            println!("  {what}: {input}");
+        }
+    }
+    let currency = i.currency.as_deref().unwrap_or("");
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
+    for r in &f.rows {
+        println!(
+            "  {:<22} {:<14} kWh {}  g CO2e {}  water L {}  cost {} {currency}",
+            r.model,
+            r.group,
+            num(r.kwh_per_query),
+            num(r.g_co2e_per_query),
+            num(r.water_l_per_query),
+            num(r.cost_per_query),
+        );
+    }
 }
 
 pub fn coverage(

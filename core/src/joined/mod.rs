@@ -60,7 +60,7 @@ pub enum EnergySource {
 impl EnergySource {
     /// A column's source: measured when any of its rows' records has gross energy, else its
     /// model's declared energy model, if any.
-    fn of(measured: bool, meta: &ModelMeta) -> EnergySource {
+    pub(crate) fn of(measured: bool, meta: &ModelMeta) -> EnergySource {
         if measured {
             EnergySource::Measured
         } else if meta.energy_model.is_some() {
@@ -219,6 +219,59 @@ pub(crate) fn column_names(runs: &[(&str, &str, &Path)]) -> Result<Vec<String>, 
         }
     }
     Ok(names)
+}
+
+/// A run found under the paths given, with what names it among the others.
+#[derive(Debug)]
+pub(crate) struct NamedRun {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: crate::records::Manifest,
+    /// Its model's metadata (no overrides).
+    pub meta: ModelMeta,
+    /// Its accelerator label.
+    pub accelerator: String,
+    /// Its column name: the model, `@accelerator` when one model ran on several.
+    pub name: String,
+}
+
+/// The runs under `paths` (see [`find_runs`]) with their manifests and column names, read
+/// without a record.
+pub(crate) fn named_runs(paths: &[PathBuf]) -> Result<Vec<NamedRun>, TableError> {
+    let mut runs = Vec::new();
+    for dir in find_runs(paths)? {
+        let (manifest, meta, accelerator) = {
+            let err = run_error(&dir);
+            let manifest = crate::records::RunDir::new(&dir)
+                .read_manifest()
+                .map_err(|e| err(e.to_string()))?;
+            let (meta, accelerator) = run_meta(&manifest, &BTreeMap::new()).map_err(&err)?;
+            (manifest, meta, accelerator)
+        };
+        runs.push(NamedRun {
+            manifest,
+            meta,
+            accelerator,
+            name: String::new(),
+            dir,
+        });
+    }
+    let heads: Vec<(&str, &str, &Path)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.manifest.model.name.as_str(),
+                r.accelerator.as_str(),
+                r.dir.as_path(),
+            )
+        })
+        .collect();
+    let names = column_names(&heads)?;
+    for (r, name) in runs.iter_mut().zip(names) {
+        r.name = name;
+    }
+    Ok(runs)
 }
 
 /// Run directories under `paths`: each path is a run (it has a manifest.json) or a folder of

@@ -14,6 +14,9 @@ const BATCH: usize = 8192;
 pub(super) struct RunDigest {
     /// Records read.
     pub records: usize,
+    /// Some record has measured (gross) energy. (The query x run table asks this of each
+    /// query's last record among the queries every run has; a run's label asks it of the run.)
+    pub measured: bool,
     /// Some record's energy is modelled, not measured.
     pub any_estimated: bool,
     /// Some record has energy, and every record's energy comes only from an imported table.
@@ -49,6 +52,7 @@ pub(super) fn digest(dir: &RunDir) -> Result<RunDigest, StoreError> {
 struct Digesting {
     records: usize,
     any_energy: bool,
+    measured: bool,
     any_estimated: bool,
     all_imported: bool,
     energies: QueryEnergies,
@@ -60,6 +64,7 @@ impl Default for Digesting {
         Self {
             records: 0,
             any_energy: false,
+            measured: false,
             any_estimated: false,
             all_imported: true,
             energies: QueryEnergies::default(),
@@ -74,6 +79,7 @@ impl Digesting {
         self.energies.add(r);
         if let Some(e) = &r.energy {
             self.any_energy = true;
+            self.measured |= e.gross_j.is_some();
             self.any_estimated |= e.estimated;
             // `ipw import` puts a table's joules in one channel with no readings behind it.
             self.all_imported &= e.channels.keys().all(|c| c == "imported/table");
@@ -99,6 +105,7 @@ impl Digesting {
     fn finish(self) -> RunDigest {
         RunDigest {
             records: self.records,
+            measured: self.measured,
             any_estimated: self.any_estimated,
             imported_only: self.any_energy && self.all_imported,
             energies: self.energies.finish(),

@@ -411,33 +411,31 @@ fn energy_kind(run: &RunDigest, source: EnergySource) -> EnergyKind {
 
 /// Gather every figure's numbers.
 pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
-    let dirs = joined::find_runs(&req.runs)?;
-    // Only the table's columns (each run's name, accelerator and energy source) are drawn:
-    // its rows go before the runs are read again.
-    let columns = joined::build(&dirs, &BTreeMap::new())?.columns;
-    let all_names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    // The runs' names, accelerators and manifests; their records are read once each below,
+    // as they stream past, and what the page needs of them kept.
+    let named = joined::named_runs(&req.runs)?;
+    let dirs: Vec<PathBuf> = named.iter().map(|r| r.dir.clone()).collect();
+    let all_names: Vec<String> = named.iter().map(|r| r.name.clone()).collect();
     let everyone = || Provenance {
         runs: all_names.clone(),
         file: None,
     };
 
     let mut runs = Vec::new();
-    // Each run is read once, as it streams past; what the page needs of it is kept.
     let mut digests: Vec<RunDigest> = Vec::new();
-    for col in &columns {
-        let dir = RunDir::new(&col.run);
-        let err = run_err(&col.run);
-        let manifest = dir.read_manifest().map_err(|e| err(e.to_string()))?;
-        let run = digest::digest(&dir).map_err(|e| err(e.to_string()))?;
+    for col in &named {
+        let dir = RunDir::new(&col.dir);
+        let run = digest::digest(&dir).map_err(|e| run_err(&col.dir)(e.to_string()))?;
+        let manifest = &col.manifest;
         runs.push(RunInfo {
             name: col.name.clone(),
             accelerator: col.accelerator.clone(),
-            path: col.run.clone(),
+            path: col.dir.clone(),
             ipw_version: manifest.ipw_version.clone(),
             git_commit: manifest.git_commit.clone(),
             status: manifest.status.clone(),
             records: run.records,
-            energy: energy_kind(&run, col.energy),
+            energy: energy_kind(&run, EnergySource::of(run.measured, &col.meta)),
         });
         digests.push(run);
     }

@@ -1,0 +1,346 @@
+//! What a query costs beyond joules: grams of CO2e, litres of water and money.
+//!
+//! A footprint file (TOML, given to `ipw compare --footprint`) says where and how the energy
+//! was drawn: grid carbon and water intensity (a region from the shipped table, a constant, or
+//! a time series joined to each query's window), the facility's PUE, the electricity price and
+//! the hardware's amortisation. Every figure is labelled with the inputs it came from
+//! ([`FootprintInputs`]).
+//!
+//! ```toml
+//! region = "DEU"              # core/data/footprint/regions.csv: carbon and water per kWh
+//! # carbon_g_per_kwh = 380    # or a constant of your own
+//! # intensity_csv = "grid.csv"  # or a time series: time, g_co2e_per_kwh[, water_l_per_kwh]
+//! pue = 1.2                   # facility energy / IT energy (default 1: no facility overhead)
+//! price_per_kwh = 0.30
+//! currency = "EUR"
+//! [hardware]                  # amortisation over the machine's busy time
+//! price = 2500.0
+//! lifetime_years = 4
+//! share = 1.0                 # the share of the machine the run had
+//! ```
+
+mod figures;
+pub mod series;
+
+pub use figures::{figures, FootprintFigures, FootprintRow};
+pub use series::Series;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The shipped grid table (see `scripts/footprint-regions.py` for its sources).
+const REGIONS: &str = include_str!("../../data/footprint/regions.csv");
+
+/// Joules in a kilowatt-hour.
+const J_PER_KWH: f64 = 3.6e6;
+
+/// Seconds in a year (365.25 days).
+const S_PER_YEAR: f64 = 365.25 * 86_400.0;
+
+/// Why a footprint could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum FootprintError {
+    /// The footprint file is unreadable or wrong.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The footprint file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A line of the intensity time series is wrong.
+    #[error("{}:{line}: {message}", path.display())]
+    Series {
+        /// The CSV.
+        path: PathBuf,
+        /// Its line (1: the header).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A run cannot be read, or lacks what the footprint needs.
+    #[error("{}: {message}", path.display())]
+    Run {
+        /// The run directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The runs could not be found or named.
+    #[error(transparent)]
+    Table(#[from] crate::joined::TableError),
+}
+
+/// The footprint file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FootprintConfig {
+    /// A region of the shipped table (ISO 3166 alpha-3 code or country name): its carbon and
+    /// water intensity, for what the other fields leave out.
+    pub region: Option<String>,
+    /// Grid carbon intensity, g CO2e per kWh.
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Grid water intensity, litres per kWh.
+    pub water_l_per_kwh: Option<f64>,
+    /// Intensity over time (relative paths: from the footprint file's folder).
+    pub intensity_csv: Option<PathBuf>,
+    /// Power usage effectiveness of the facility (>= 1).
+    pub pue: Option<f64>,
+    /// Electricity price per kWh.
+    pub price_per_kwh: Option<f64>,
+    /// Currency of the prices (a label).
+    pub currency: Option<String>,
+    /// The hardware's purchase price, amortised over its life.
+    pub hardware: Option<HardwareConfig>,
+}
+
+/// Hardware amortisation as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareConfig {
+    /// Purchase price.
+    pub price: f64,
+    /// Years of service it is written off over.
+    pub lifetime_years: f64,
+    /// The share of the machine the runs had (1: all of it).
+    #[serde(default = "one")]
+    pub share: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// What every footprint figure was computed from, in words and numbers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FootprintInputs {
+    /// Where the carbon intensity comes from.
+    pub carbon: Option<String>,
+    /// Where the water intensity comes from.
+    pub water: Option<String>,
+    /// The facility's PUE (every joule is multiplied by it before the grid sees it).
+    pub pue: f64,
+    /// The electricity price per kWh.
+    pub price_per_kwh: Option<f64>,
+    /// The hardware's cost per second of busy time, and how it was derived.
+    pub hardware: Option<String>,
+    /// The currency label of every cost.
+    pub currency: Option<String>,
+    /// How a run's machine time is split among its queries.
+    pub busy_time: &'static str,
+}
+
+/// Carbon or water intensity: one value, or the time series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Intensity {
+    Constant(f64),
+    Series,
+}
+
+/// A footprint file, resolved: the intensities, factors and their labels.
+#[derive(Debug, Clone)]
+pub struct Footprint {
+    /// The inputs, labelled.
+    pub inputs: FootprintInputs,
+    carbon: Option<Intensity>,
+    water: Option<Intensity>,
+    series: Option<Series>,
+    pue: f64,
+    price_per_kwh: Option<f64>,
+    hardware_per_s: Option<f64>,
+}
+
+/// One row of the shipped grid table.
+struct Region {
+    code: String,
+    name: String,
+    year: String,
+    carbon: f64,
+    water: f64,
+    water_counted: f64,
+}
+
+fn regions() -> impl Iterator<Item = Region> {
+    REGIONS.lines().skip(1).filter_map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        Some(Region {
+            code: f.first()?.to_string(),
+            name: f.get(1)?.to_string(),
+            year: f.get(2)?.to_string(),
+            carbon: f.get(3)?.parse().ok()?,
+            water: f.get(4)?.parse().ok()?,
+            water_counted: f.get(5)?.parse().ok()?,
+        })
+    })
+}
+
+impl Footprint {
+    /// Reads and resolves a footprint file.
+    pub fn load(path: &Path) -> Result<Self, FootprintError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FootprintError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        // toml's message names the line, column and key.
+        let config: FootprintConfig =
+            toml::from_str(&text).map_err(|e: toml::de::Error| FootprintError::Config {
+                path: path.to_path_buf(),
+                message: e.to_string().trim().replace('\n', " "),
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::resolve(&config, base).map_err(|message| FootprintError::Config {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Resolves `config` (relative paths from `base`); the error names the field.
+    pub fn resolve(config: &FootprintConfig, base: &Path) -> Result<Self, String> {
+        let positive = |name: &str, v: Option<f64>| -> Result<Option<f64>, String> {
+            match v {
+                Some(x) if !(x.is_finite() && x >= 0.0) => {
+                    Err(format!("{name}: {x} is not a number >= 0"))
+                }
+                _ => Ok(v),
+            }
+        };
+        let region = match &config.region {
+            None => None,
+            Some(r) => Some(
+                regions()
+                    .find(|g| g.code.eq_ignore_ascii_case(r) || g.name.eq_ignore_ascii_case(r))
+                    .ok_or_else(|| {
+                        format!(
+                            "region: `{r}` is not in the shipped table (ISO 3166 alpha-3 codes such as DEU, FRA, USA, or country names: core/data/footprint/regions.csv); give carbon_g_per_kwh instead"
+                        )
+                    })?,
+            ),
+        };
+        let series = match &config.intensity_csv {
+            None => None,
+            Some(p) => Some(Series::read(&base.join(p)).map_err(|e| e.to_string())?),
+        };
+        let carbon_given = positive("carbon_g_per_kwh", config.carbon_g_per_kwh)?;
+        if carbon_given.is_some() && series.is_some() {
+            return Err(
+                "carbon_g_per_kwh and intensity_csv both give carbon intensity: keep one".into(),
+            );
+        }
+        let source = "Our World in Data (Ember, Energy Institute) via CodeCarbon";
+        let (carbon, carbon_label) = match (carbon_given, &series, &region) {
+            (Some(v), _, _) => (
+                Some(Intensity::Constant(v)),
+                Some(format!("{v} g CO2e/kWh, given")),
+            ),
+            (None, Some(_), _) => (
+                Some(Intensity::Series),
+                config.intensity_csv.as_ref().map(|p| {
+                    format!(
+                        "time series {} (g_co2e_per_kwh, split over each query's window)",
+                        p.display()
+                    )
+                }),
+            ),
+            (None, None, Some(g)) => (
+                Some(Intensity::Constant(g.carbon)),
+                Some(format!(
+                    "{} g CO2e/kWh: {} ({}), {}, {source}",
+                    g.carbon, g.code, g.name, g.year
+                )),
+            ),
+            (None, None, None) => (None, None),
+        };
+        let water_given = positive("water_l_per_kwh", config.water_l_per_kwh)?;
+        let (water, water_label) = match (water_given, &series, &region) {
+            (Some(v), _, _) => (Some(Intensity::Constant(v)), Some(format!("{v} L/kWh, given"))),
+            (None, Some(s), _) if s.has_water() => (
+                Some(Intensity::Series),
+                config
+                    .intensity_csv
+                    .as_ref()
+                    .map(|p| format!("time series {} (water_l_per_kwh)", p.display())),
+            ),
+            (None, _, Some(g)) => (
+                Some(Intensity::Constant(g.water)),
+                Some(format!(
+                    "{} L/kWh: {} ({}), {} generation mix x life-cycle water per source (Meldrum et al. 2013) via CodeCarbon; covers {:.0}% of generation (hydro, oil, bioenergy not counted): a lower bound",
+                    g.water,
+                    g.code,
+                    g.name,
+                    g.year,
+                    100.0 * g.water_counted
+                )),
+            ),
+            _ => (None, None),
+        };
+        let pue = config.pue.unwrap_or(1.0);
+        if !(pue.is_finite() && pue >= 1.0) {
+            return Err(format!(
+                "pue: {pue} is below 1 (facility energy over IT energy)"
+            ));
+        }
+        let price_per_kwh = positive("price_per_kwh", config.price_per_kwh)?;
+        let hardware_per_s = match &config.hardware {
+            None => None,
+            Some(h) => {
+                positive("hardware.price", Some(h.price))?;
+                if !(h.lifetime_years.is_finite() && h.lifetime_years > 0.0) {
+                    return Err(format!(
+                        "hardware.lifetime_years: {} is not a number > 0",
+                        h.lifetime_years
+                    ));
+                }
+                if !(h.share > 0.0 && h.share <= 1.0) {
+                    return Err(format!("hardware.share: {} is not in (0, 1]", h.share));
+                }
+                Some(h.price * h.share / (h.lifetime_years * S_PER_YEAR))
+            }
+        };
+        if (price_per_kwh.is_some() || hardware_per_s.is_some()) && config.currency.is_none() {
+            return Err("currency: prices are given, so name their currency (e.g. \"USD\")".into());
+        }
+        if carbon.is_none()
+            && water.is_none()
+            && price_per_kwh.is_none()
+            && hardware_per_s.is_none()
+        {
+            return Err(
+                "nothing to compute: give region, carbon_g_per_kwh, intensity_csv, water_l_per_kwh, price_per_kwh or [hardware]"
+                    .into(),
+            );
+        }
+        let currency = config.currency.clone();
+        Ok(Footprint {
+            inputs: FootprintInputs {
+                carbon: carbon_label,
+                water: water_label,
+                pue,
+                price_per_kwh,
+                hardware: config.hardware.as_ref().zip(hardware_per_s).map(|(h, per_s)| {
+                    format!(
+                        "{} {} x share {} over {} years: {:.6e} {} per busy second",
+                        h.price,
+                        currency.as_deref().unwrap_or(""),
+                        h.share,
+                        h.lifetime_years,
+                        per_s,
+                        currency.as_deref().unwrap_or("")
+                    )
+                }),
+                currency,
+                busy_time: "a run's busy time (the union of its query windows) shared among its queries in proportion to their windows' lengths",
+            },
+            carbon,
+            water,
+            series,
+            pue,
+            price_per_kwh,
+            hardware_per_s,
+        })
+    }
+
+    /// Whether a query's wall-clock window is needed (an intensity comes from the series).
+    fn needs_time(&self) -> bool {
+        self.carbon == Some(Intensity::Series) || self.water == Some(Intensity::Series)
+    }
+}
