@@ -8,7 +8,7 @@
 //! equal stretches of the last minute of the latest session (the mean over a stretch keeps its
 //! energy, as the report's trace does).
 
-use crate::analysis::{quality_summary, Estimate};
+use crate::analysis::{estimate_text, quality_summary, Estimate};
 use crate::power::curve::EnergyCurve;
 use crate::records::{read_power_log, Detail, Manifest, Record, RunDir, StoreError};
 use ipw_sampler_sdk::{ChannelKind, Domain};
@@ -229,15 +229,6 @@ pub fn sparkline(values: &[f64]) -> String {
         .collect()
 }
 
-fn estimate(e: &Option<Estimate>, digits: usize) -> String {
-    e.as_ref().map_or("-".to_string(), |e| {
-        format!(
-            "{:.digits$} [{:.digits$}, {:.digits$}]",
-            e.value, e.ci95[0], e.ci95[1]
-        )
-    })
-}
-
 impl Frame {
     /// The frame as text, one line per fact.
     pub fn render(&self) -> String {
@@ -257,8 +248,8 @@ impl Frame {
         let _ = writeln!(
             s,
             "accuracy {}  APJ {} (95% intervals)",
-            estimate(&self.accuracy, 3),
-            estimate(&self.apj, 4)
+            estimate_text(self.accuracy.as_ref(), 3),
+            estimate_text(self.apj.as_ref(), 4)
         );
         if self.power.is_empty() {
             let _ = writeln!(s, "power: no readings in this session");

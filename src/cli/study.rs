@@ -28,14 +28,7 @@ fn write(dir: &Path, name: &str, json: serde_json::Value, csv: String) -> Result
 }
 
 fn est(e: &Option<Estimate>, digits: usize) -> String {
-    e.as_ref()
-        .map(|e| {
-            format!(
-                "{:.digits$} [{:.digits$}, {:.digits$}]",
-                e.value, e.ci95[0], e.ci95[1]
-            )
-        })
-        .unwrap_or_else(|| "-".into())
+    ipw_core::analysis::estimate_text(e.as_ref(), digits)
 }
 
 /// `ipw partial`: one part per run, named after the run's directory.

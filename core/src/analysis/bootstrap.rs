@@ -116,6 +116,17 @@ pub(crate) fn bootstrap(columns: &[&[f64]], seed: u64, stat: impl SumStat) -> Op
     Some(estimate(value, draws))
 }
 
+/// `value [low, high]` with `digits` decimals, or `-` for no estimate: how the CLI and the
+/// watch view print a figure with its interval.
+pub fn estimate_text(e: Option<&Estimate>, digits: usize) -> String {
+    e.map_or("-".to_string(), |e| {
+        format!(
+            "{:.digits$} [{:.digits$}, {:.digits$}]",
+            e.value, e.ci95[0], e.ci95[1]
+        )
+    })
+}
+
 /// An estimate from its value and its draws (non-finite draws are counted as dropped).
 pub(crate) fn estimate(value: f64, draws: Vec<f64>) -> Estimate {
     let total = draws.len();

@@ -6,7 +6,7 @@ pub(crate) mod quality;
 pub(crate) mod stats;
 mod summary;
 
-pub use bootstrap::Estimate;
+pub use bootstrap::{estimate_text, Estimate};
 pub use quality::{
     quality_grouped, quality_summary, EnergyRows, EnergyRowsBuilder, GroupedQuality, Quality,
     QualitySummary,
