@@ -475,9 +475,11 @@ fn nvml_plugin_reads_energy_through_a_test_nvml_library() {
             let w = &r["window"];
             let latency = w["end_s"].as_f64().unwrap() - w["start_s"].as_f64().unwrap();
             let gross = e["gross_j"].as_f64().unwrap();
-            // Counter resolution is 1 mJ at each edge; power is constant, so that is the error.
+            // Counter resolution is 1 mJ at each edge, and each edge's read lands a scheduling
+            // delay after its timestamp (3 mJ at 150 W was seen on a busy CI machine): up to
+            // 100 us an edge is allowed, far below a wrong window or a missed channel.
             assert!(
-                (gross - watts * latency).abs() <= 0.002 + 1e-9,
+                (gross - watts * latency).abs() <= 0.002 + 2.0 * 100e-6 * watts + 1e-9,
                 "{gross} J vs {} J",
                 watts * latency
             );
