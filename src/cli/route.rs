@@ -82,16 +82,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
 }
 
 fn est(e: &Option<Estimate>, scale: f64, digits: usize) -> String {
-    e.as_ref()
-        .map(|e| {
-            format!(
-                "{:.digits$} [{:.digits$}, {:.digits$}]",
-                e.value * scale,
-                e.ci95[0] * scale,
-                e.ci95[1] * scale
-            )
-        })
-        .unwrap_or_else(|| "-".into())
+    ipw_core::analysis::estimate_text(e.as_ref().map(|e| e.scaled(scale)).as_ref(), digits)
 }
 
 fn print(r: &routing::RouteReport) {

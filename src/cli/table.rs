@@ -106,15 +106,11 @@ pub fn print_energy(e: &ipw_core::analysis::EnergySummary) {
 /// `value [95% CI]`, and for energy figures the instruments' bound and both together.
 fn est(e: &Option<ipw_core::analysis::Estimate>, digits: usize) -> String {
     let range = |r: [f64; 2]| format!("[{:.digits$}, {:.digits$}]", r[0], r[1]);
-    e.as_ref()
-        .map(|e| {
-            let mut s = format!("{:.digits$} {}", e.value, range(e.ci95));
-            if let (Some(m), Some(c)) = (e.measurement, e.combined) {
-                s += &format!(" (sampling; instruments {}, both {})", range(m), range(c));
-            }
-            s
-        })
-        .unwrap_or_else(|| "-".into())
+    let mut s = ipw_core::analysis::estimate_text(e.as_ref(), digits);
+    if let Some((m, c)) = e.as_ref().and_then(|e| e.measurement.zip(e.combined)) {
+        s += &format!(" (sampling; instruments {}, both {})", range(m), range(c));
+    }
+    s
 }
 
 pub fn print_quality(q: &ipw_core::analysis::QualitySummary) {

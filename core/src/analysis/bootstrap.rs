@@ -127,6 +127,20 @@ pub fn estimate_text(e: Option<&Estimate>, digits: usize) -> String {
     })
 }
 
+impl Estimate {
+    /// The same figure in other units (`factor` x every number in it), e.g. a fraction as %.
+    pub fn scaled(&self, factor: f64) -> Estimate {
+        let by = |r: [f64; 2]| [r[0] * factor, r[1] * factor];
+        Estimate {
+            value: self.value * factor,
+            ci95: by(self.ci95),
+            dropped_draws: self.dropped_draws,
+            measurement: self.measurement.map(by),
+            combined: self.combined.map(by),
+        }
+    }
+}
+
 /// An estimate from its value and its draws (non-finite draws are counted as dropped).
 pub(crate) fn estimate(value: f64, draws: Vec<f64>) -> Estimate {
     let total = draws.len();

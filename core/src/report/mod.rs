@@ -487,7 +487,7 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
     };
 
     let coverage = coverage_figure(req, &dirs, &rows, &all_names, &digests)?;
-    let trace = trace_figure(req, &all_names, &runs)?;
+    let trace = trace_figure(req, &named, &runs)?;
 
     let hists: Vec<Histogram> = runs
         .iter()
@@ -613,7 +613,7 @@ fn coverage_figure(
 
 fn trace_figure(
     req: &ReportRequest,
-    names: &[String],
+    named: &[joined::NamedRun],
     runs: &[RunInfo],
 ) -> Result<Figure<Trace>, ReportError> {
     let candidates: Vec<usize> = match &req.trace_run {
@@ -621,7 +621,7 @@ fn trace_figure(
             let by_dir = |i: &usize| {
                 runs[*i].path.file_name().and_then(|f| f.to_str()) == Some(name.as_str())
             };
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let names: Vec<&str> = named.iter().map(|r| r.name.as_str()).collect();
             let i = joined::find_column(&names, name)
                 .ok()
                 .or_else(|| (0..runs.len()).find(by_dir))
@@ -639,13 +639,10 @@ fn trace_figure(
     };
     for i in candidates {
         let dir = RunDir::new(&runs[i].path);
-        let manifest = dir
-            .read_manifest()
-            .map_err(|e| run_err(&runs[i].path)(e.to_string()))?;
         let path = dir.power_log_path();
         // The records are read again only for the session the trace draws.
         let mut unread = None;
-        let found = trace::trace(&manifest, &path, &runs[i].name, |session| {
+        let found = trace::trace(&named[i].manifest, &path, &runs[i].name, |session| {
             digest::session_windows(&dir, session).map_err(|e| {
                 let message = e.to_string();
                 unread = Some(run_err(&runs[i].path)(message.clone()));
