@@ -26,9 +26,11 @@ if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}"
 fi
-if [ "${1:-}" = "--tests" ] && ! "$IPW_CACHE/venv/bin/python3" -c "import pyarrow" 2>/dev/null; then
-  python3 -m venv "$IPW_CACHE/venv"
-  "$IPW_CACHE/venv/bin/pip" install -q --disable-pip-version-check pyarrow
+# The live /metrics endpoint is scraped and parsed with Prometheus's own client library
+# (tests/metrics.rs).
+if [ "${1:-}" = "--tests" ] && ! "$IPW_CACHE/venv/bin/python3" -c "import pyarrow, prometheus_client" 2>/dev/null; then
+  [ -x "$IPW_CACHE/venv/bin/pip" ] || python3 -m venv "$IPW_CACHE/venv"
+  "$IPW_CACHE/venv/bin/pip" install -q --disable-pip-version-check pyarrow prometheus-client
 fi
 # The graders are WASM components built for wasm32-wasip2 by ipw-core's build script.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then

@@ -16,28 +16,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The Python with pyarrow: `IPW_PYTHON`, else the venv `scripts/install-deps.sh --tests` makes.
+/// The Python with pyarrow.
 fn python() -> PathBuf {
-    let py = std::env::var_os("IPW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("IPW_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ipw")
-                });
-            cache.join("venv/bin/python3")
-        });
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "pyarrow is not importable by {}: run scripts/install-deps.sh --tests",
-        py.display()
-    );
-    py
+    python_with("pyarrow")
 }
 
 /// Run a Python script; its stdout is one JSON value.

@@ -20,6 +20,7 @@ mod hf_datasets;
 mod import;
 mod init;
 mod managed_server;
+mod metrics;
 mod pairwise_coverage;
 mod pairwise_e2e;
 mod power_e2e;

@@ -27,6 +27,7 @@ pub mod host;
 pub mod identity;
 pub mod import;
 pub mod joined;
+pub mod live;
 pub mod load;
 pub mod plugins;
 pub mod power;

@@ -26,6 +26,15 @@ pub fn process_cpu_s() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
+/// CPU seconds the calling thread has used (user + system), nanosecond resolution: what a
+/// helper thread of the harness (a sampler, the metrics server) costs.
+pub fn thread_cpu_s() -> f64 {
+    // SAFETY: clock_gettime writes only into `ts`.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// CPU seconds used so far by this process's threads whose name starts with `prefix`, from
 /// `/proc/self/task/<tid>/{comm,schedstat}` (nanoseconds on CPU). `None` where there is no
 /// such file system (not Linux) or no thread matched.

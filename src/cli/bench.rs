@@ -667,7 +667,7 @@ fn sampler_row(
         rate_hz: Some(rate),
         config: config.clone(),
     };
-    let session = PowerSession::start(&[cfg], plugin_dirs, dir, 0)?;
+    let session = PowerSession::start(&[cfg], plugin_dirs, dir, 0, None)?;
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let infos = session.stop();

@@ -68,6 +68,19 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Serve live metrics (Prometheus text format) on http://ADDR/metrics while the run
+        /// lasts, e.g. 127.0.0.1:9464 (port 0 picks a free one; the address is printed).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+        /// With --metrics: keep serving the final values this many seconds after the run, so
+        /// the last scrape sees them.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 0.0,
+            requires = "metrics"
+        )]
+        metrics_linger: f64,
     },
     /// Join the shards of a split experiment (`ipw profile --shard`) into one run per model and
     /// accelerator: checks they belong to one experiment and plan, and that every planned query
@@ -413,6 +426,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             require_idle,
             shard,
             quiet,
+            metrics,
+            metrics_linger,
         } => profile::run(
             &experiment,
             profile::Options {
@@ -422,6 +437,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 require_idle,
                 shard,
                 quiet,
+                metrics,
+                metrics_linger,
             },
         ),
         Command::Merge { dir, allow_partial } => merge::run(&dir, allow_partial),

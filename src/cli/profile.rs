@@ -15,6 +15,8 @@ pub struct Options {
     pub require_idle: bool,
     pub shard: Option<ShardArg>,
     pub quiet: bool,
+    pub metrics: Option<String>,
+    pub metrics_linger: f64,
 }
 
 pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
@@ -25,7 +27,12 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         require_idle,
         shard,
         quiet,
+        metrics,
+        metrics_linger,
     } = opts;
+    if !(metrics_linger.is_finite() && metrics_linger >= 0.0) {
+        anyhow::bail!("--metrics-linger must be a number of seconds >= 0");
+    }
     if retry_failed && resume.is_none() && shard.is_none() {
         anyhow::bail!("--retry-failed needs --resume (or --shard, to retry in an existing shard)");
     }
@@ -43,6 +50,20 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let cancel = Cancel::default();
     let progress = Progress::new(quiet);
+    let live = ipw_core::live::LiveMetrics::default();
+    let server = match &metrics {
+        Some(addr) => {
+            let server = ipw_core::live::MetricsServer::start(addr, live.clone())?;
+            eprintln!("metrics: http://{}/metrics", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let mut observers: Vec<&dyn ipw_core::run::RunObserver> = vec![&progress];
+    if server.is_some() {
+        observers.push(&live);
+    }
+    let observer = ipw_core::run::Observers(observers);
     let options = ProfileOptions {
         out_dir: out,
         resume,
@@ -50,16 +71,30 @@ pub fn run(file: &Path, opts: Options) -> anyhow::Result<ExitCode> {
         require_idle,
         shard,
     };
-    let (dir, outcomes) = runtime.block_on(async {
+    let (ran, interrupted) = runtime.block_on(async {
         // Registered before any work starts (not when the watcher is first polled), so a stop
         // signal at any moment of the run is a clean stop, never the default kill.
         let signals = stop_signals();
         tokio::spawn(watch_stop_signals(signals, cancel.clone()));
-        ipw_core::run::profile(&loaded, &options, &progress, &cancel).await
-    })?;
+        let ran = ipw_core::run::profile(&loaded, &options, &observer, &cancel).await;
+        // A stop signal while lingering ends the linger, not the (finished) run.
+        let interrupted = cancel.is_cancelled();
+        if server.is_some() && metrics_linger > 0.0 && !interrupted {
+            eprintln!(
+                "metrics: the run is over; /metrics keeps its final values for {metrics_linger} s"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs_f64(metrics_linger)) => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+        (ran, interrupted)
+    });
+    drop(server);
+    let (dir, outcomes) = ran?;
     table::print(&outcomes);
     println!("results: {}", dir.display());
-    if cancel.is_cancelled() {
+    if interrupted {
         // The signal's conventional status (128 + its number): 130 for SIGINT, 143 for SIGTERM.
         let code = SIGNALLED
             .get()

@@ -353,3 +353,21 @@ pub fn peak_rss_mib(args: &[&str], cwd: &std::path::Path) -> (std::process::Outp
         .unwrap_or_else(|| panic!("no peak figure: {}", text(&o)));
     (o, kib / 1024.0)
 }
+
+/// A Python that imports `module`: `IPW_PYTHON`, else the venv `scripts/install-deps.sh --tests`
+/// makes under the cache.
+pub fn python_with(module: &str) -> PathBuf {
+    let py = std::env::var_os("IPW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("venv/bin/python3"));
+    let ok = std::process::Command::new(&py)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{module} is not importable by {}: run scripts/install-deps.sh --tests",
+        py.display()
+    );
+    py
+}

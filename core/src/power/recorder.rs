@@ -6,6 +6,7 @@
 use super::loader::SamplerHandle;
 pub use crate::records::RecorderStats;
 use crate::records::{PowerLineRef, PowerLog};
+use crate::selfcpu::thread_cpu_s;
 use ipw_sampler_sdk::abi::RawReading;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -57,13 +58,6 @@ pub struct Recorder {
     thread: Option<JoinHandle<RecorderStats>>,
     /// Whether this sampler is read at window edges.
     pub edge_reads: bool,
-}
-
-fn thread_cpu_s() -> f64 {
-    // SAFETY: clock_gettime writes only into `ts`.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 impl Recorder {

@@ -60,16 +60,17 @@ pub fn open_sampler(
 }
 
 impl PowerSession {
-    /// Open every sampler and start recording into `<dir>/power.jsonl`. A sampler that cannot
+    /// Open every sampler and start recording into `<dir>/power.jsonl` (shown to `tap` too). A sampler that cannot
     /// be opened fails the start (a run without the energy it asked for is not the run asked for).
     pub fn start(
         samplers: &[SamplerConfig],
         plugin_dirs: &[PathBuf],
         dir: &Path,
         session: usize,
+        tap: Option<std::sync::Arc<dyn crate::records::ReadingTap>>,
     ) -> Result<Self, SamplerError> {
         let path = RunDir::new(dir).power_log_path();
-        let log = PowerLog::open(&path).map_err(|e| SamplerError::Library {
+        let log = PowerLog::open_tapped(&path, tap).map_err(|e| SamplerError::Library {
             path: path.clone(),
             message: e.to_string(),
         })?;

@@ -39,7 +39,7 @@ pub use manifest::{
 };
 pub use power_log::{
     read_power_log, read_power_log_tail, MergedPowerLog, PowerLine, PowerLineRef, PowerLog,
-    PowerLogLines, PowerLogRead, POWER_LOG_FLUSH, POWER_LOG_SYNC,
+    PowerLogLines, PowerLogRead, ReadingTap, POWER_LOG_FLUSH, POWER_LOG_SYNC,
 };
 pub use record::{decode_tps, HarnessCpu, QueryError, Record, TokenSource, Window, RECORD_SCHEMA};
 pub use store::{

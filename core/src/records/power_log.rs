@@ -80,6 +80,15 @@ pub const POWER_LOG_FLUSH: Duration = Duration::from_millis(250);
 /// or of the last quarter second outside any window.
 pub struct PowerLog {
     inner: Mutex<LogInner>,
+    tap: Option<Arc<dyn ReadingTap>>,
+}
+
+/// Something that sees every reading as the log takes it, beside the file (live metrics). It
+/// is called on the sampling thread after the reading's timestamp was taken, so it must be
+/// cheap and must not block for long: it delays the log's write, never a timestamp.
+pub trait ReadingTap: Send + Sync {
+    /// One reading (or failed read) was taken.
+    fn reading(&self, line: &PowerLineRef<'_>);
 }
 
 struct LogInner {
@@ -96,6 +105,14 @@ impl PowerLog {
     /// is ended with a newline first, so it stays one unreadable line (skipped on reading)
     /// instead of merging with this session's first reading.
     pub fn open(path: &Path) -> std::io::Result<Arc<Self>> {
+        Self::open_tapped(path, None)
+    }
+
+    /// [`PowerLog::open`], showing every reading to `tap` as well.
+    pub fn open_tapped(
+        path: &Path,
+        tap: Option<Arc<dyn ReadingTap>>,
+    ) -> std::io::Result<Arc<Self>> {
         use std::io::{Read, Seek, SeekFrom};
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -124,6 +141,7 @@ impl PowerLog {
                 last_sync: Instant::now(),
                 failed: false,
             }),
+            tap,
         }))
     }
 
@@ -138,6 +156,9 @@ impl PowerLog {
     pub fn take<'a>(&self, lines: impl Iterator<Item = PowerLineRef<'a>>, now: bool) {
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for l in lines {
+            if let Some(tap) = &self.tap {
+                tap.reading(&l);
+            }
             serde_json::to_writer(&mut w.pending, &l).expect("a power line serialises");
             w.pending.push(b'\n');
         }

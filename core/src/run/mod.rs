@@ -130,6 +130,13 @@ pub trait RunObserver: Send + Sync {
     fn phase(&self, _model: &str, _what: &str) {}
     /// A record was written.
     fn recorded(&self, _record: &Record) {}
+    /// A session's samplers are about to start: what to show their readings to as they are
+    /// taken (live metrics), if anything.
+    fn reading_tap(&self) -> Option<std::sync::Arc<dyn crate::records::ReadingTap>> {
+        None
+    }
+    /// A session's samplers started; they are described.
+    fn sampling(&self, _model: &str, _samplers: &[crate::records::SamplerInfo]) {}
     /// A model's run ended.
     fn run_finished(&self, _outcome: &RunOutcome) {}
 }
@@ -137,6 +144,32 @@ pub trait RunObserver: Send + Sync {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl RunObserver for Quiet {}
+
+/// Several observers, each told everything in turn (the first tap offered is used).
+pub struct Observers<'a>(pub Vec<&'a dyn RunObserver>);
+
+impl RunObserver for Observers<'_> {
+    fn run_started(&self, model: &str, dir: &Path, total: usize, done: usize) {
+        self.0
+            .iter()
+            .for_each(|o| o.run_started(model, dir, total, done));
+    }
+    fn phase(&self, model: &str, what: &str) {
+        self.0.iter().for_each(|o| o.phase(model, what));
+    }
+    fn recorded(&self, record: &Record) {
+        self.0.iter().for_each(|o| o.recorded(record));
+    }
+    fn reading_tap(&self) -> Option<std::sync::Arc<dyn crate::records::ReadingTap>> {
+        self.0.iter().find_map(|o| o.reading_tap())
+    }
+    fn sampling(&self, model: &str, samplers: &[crate::records::SamplerInfo]) {
+        self.0.iter().for_each(|o| o.sampling(model, samplers));
+    }
+    fn run_finished(&self, outcome: &RunOutcome) {
+        self.0.iter().for_each(|o| o.run_finished(outcome));
+    }
+}
 
 /// The result of one model's run.
 #[derive(Debug, Clone)]

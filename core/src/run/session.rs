@@ -156,7 +156,14 @@ impl SessionCtx<'_> {
             None
         } else {
             self.phase("starting samplers");
-            let p = PowerSession::start(&samplers, &exp.plugin_dirs, self.run.path(), session_idx)?;
+            let p = PowerSession::start(
+                &samplers,
+                &exp.plugin_dirs,
+                self.run.path(),
+                session_idx,
+                self.observer.reading_tap(),
+            )?;
+            self.observer.sampling(&model.name, &p.describe());
             let overlaps = p.overlapping_domains();
             if !overlaps.is_empty() && exp.energy.overlap == crate::config::OverlapPolicy::Warn {
                 tracing::warn!(
