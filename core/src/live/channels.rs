@@ -86,7 +86,7 @@ impl Channel {
     /// is a new run's or a new boot's).
     fn switch(&mut self, generation: u64) {
         if generation != self.generation {
-            self.fold();
+            self.flush();
             self.generation = generation;
             self.kind = None;
             self.telemetry = false;
@@ -128,8 +128,17 @@ impl Channel {
         self.domain = domain;
     }
 
-    /// Fold the waiting readings into energy and power.
+    /// Fold the waiting readings into energy and power (a counter's last drop waits).
     pub(super) fn fold(&mut self) {
+        self.fold_with(true);
+    }
+
+    /// Fold every waiting reading: its samplers have stopped, no later reading will come.
+    pub(super) fn flush(&mut self) {
+        self.fold_with(false);
+    }
+
+    fn fold_with(&mut self, hold_back: bool) {
         let Some(kind) = &self.kind else { return };
         if self.pending.is_empty() {
             return;
@@ -152,7 +161,9 @@ impl Channel {
             self.pending.last(),
             before(&self.pending, &self.recent),
         ) {
-            (ChannelKind::EnergyCounter { .. }, Some(last), Some(prev)) if last.1 < prev.1 => {
+            (ChannelKind::EnergyCounter { .. }, Some(last), Some(prev))
+                if hold_back && last.1 < prev.1 =>
+            {
                 self.pending.pop()
             }
             _ => None,
@@ -180,9 +191,15 @@ impl Channel {
         if b > power_from {
             self.watts = curve.between(power_from, b).map(|e| e / (b - power_from));
         }
-        let last_t = pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-        pts.retain(|p| p.0 >= last_t - POWER_SPAN_S);
+        // Keep from the last reading at least a second before the newest, so the next
+        // power figure spans a whole second whenever the readings do.
         pts.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let last_t = pts.last().map_or(f64::NEG_INFINITY, |p| p.0);
+        let keep_from = pts
+            .iter()
+            .rposition(|p| p.0 <= last_t - POWER_SPAN_S)
+            .unwrap_or(0);
+        pts.drain(..keep_from);
         self.recent = pts;
     }
 }
@@ -300,6 +317,24 @@ mod tests {
         }
         assert_eq!(c.energy_j, whole.between(0.0, 0.4).unwrap());
         assert!((c.energy_j - 4.0).abs() < 1e-12, "{}", c.energy_j);
+    }
+
+    /// A wrap at the very last reading is counted once the samplers have stopped, as the whole
+    /// curve counts it.
+    #[test]
+    fn a_wrap_at_the_last_reading_counts_once_flushed() {
+        let readings = [(0.0, 17.0), (0.1, 18.0), (0.2, 19.5), (0.3, 0.5)];
+        let whole = EnergyCurve::build(&counter(), &readings);
+        let mut c = Channel::new(1);
+        c.describe(1, counter(), "gpu".into());
+        for &(t, v) in &readings {
+            c.add(1, t, Some(v));
+        }
+        c.fold();
+        assert!((c.energy_j - 2.5).abs() < 1e-12, "held: {}", c.energy_j);
+        c.flush();
+        assert_eq!(c.energy_j, whole.between(0.0, 0.3).unwrap());
+        assert!((c.energy_j - 3.5).abs() < 1e-12, "{}", c.energy_j);
     }
 
     #[test]

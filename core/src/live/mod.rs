@@ -386,6 +386,11 @@ impl RunObserver for LiveMetrics {
     fn run_finished(&self, outcome: &RunOutcome) {
         let summary = &outcome.summary;
         let mut s = self.lock();
+        // Its samplers have stopped: what a counter held back waiting for a next reading is
+        // counted now.
+        for c in s.channels.values_mut() {
+            c.flush();
+        }
         let m = s.models.entry(summary.model.clone()).or_default();
         if let Some(energy) = &summary.energy {
             m.attributed = Some(Attributed {
