@@ -42,11 +42,13 @@ fi
 # FindVulkan looks in $VULKAN_SDK/include; find_package(SPIRV-Headers) in CMAKE_PREFIX_PATH.
 export VULKAN_SDK="$vulkan_sdk" CMAKE_PREFIX_PATH="$vulkan_sdk"
 cargo build --release --locked -p ipw --features vulkan
+# Copied at once: any later cargo build in this target dir rewrites release/ipw without Vulkan
+# (a CPU-only ipw-vulkan failed the gpu_offload tests once).
+mkdir -p "$(dirname "$IPW_VULKAN_BIN")"
+cp "$CARGO_TARGET_DIR/release/ipw" "$IPW_VULKAN_BIN.tmp"
+mv "$IPW_VULKAN_BIN.tmp" "$IPW_VULKAN_BIN"
 # The code only this build compiles (the Vulkan loader queries) is linted here, over the whole
 # workspace with its tests so that every crate but llama.cpp's and ipw's reuses the main lint's
 # checks.
 cargo clippy --release --locked --workspace --all-targets --features ipw-core/vulkan -- -D warnings
-mkdir -p "$(dirname "$IPW_VULKAN_BIN")"
-cp "$CARGO_TARGET_DIR/release/ipw" "$IPW_VULKAN_BIN.tmp"
-mv "$IPW_VULKAN_BIN.tmp" "$IPW_VULKAN_BIN"
 echo "ipw with Vulkan: $IPW_VULKAN_BIN"
