@@ -117,13 +117,7 @@ impl Channel {
     pub(super) fn describe(&mut self, generation: u64, kind: ChannelKind, domain: String) {
         self.switch(generation);
         self.telemetry = false;
-        self.estimated = matches!(
-            kind,
-            ChannelKind::PowerGauge {
-                estimated: true,
-                ..
-            }
-        );
+        self.estimated = kind.is_estimated();
         self.kind = Some(kind);
         self.domain = domain;
     }
@@ -150,17 +144,8 @@ impl Channel {
         // arrives: the curve reads a drop that the next reading undoes as one bogus value, a
         // drop that stays as a wrap or a restart, and only the next reading tells which.
         self.pending.sort_by(|x, y| x.0.total_cmp(&y.0));
-        let before = |p: &[(f64, f64)], r: &[(f64, f64)]| {
-            p.len()
-                .checked_sub(2)
-                .map(|i| p[i])
-                .or_else(|| r.last().copied())
-        };
-        let held = match (
-            kind,
-            self.pending.last(),
-            before(&self.pending, &self.recent),
-        ) {
+        let prev = self.pending.iter().rev().nth(1).or(self.recent.last());
+        let held = match (kind, self.pending.last(), prev) {
             (ChannelKind::EnergyCounter { .. }, Some(last), Some(prev))
                 if hold_back && last.1 < prev.1 =>
             {

@@ -82,10 +82,14 @@ impl ReadingTap for SessionTap {
     fn reading(&self, line: &PowerLineRef<'_>) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let described = s.described == self.generation;
-        let c = s
-            .channels
-            .entry(line.channel.to_string())
-            .or_insert_with(|| Channel::new(self.generation));
+        // No `String` per reading: the channel's entry is made once.
+        if !s.channels.contains_key(line.channel) {
+            let c = Channel::new(self.generation);
+            s.channels.insert(line.channel.to_string(), c);
+        }
+        let Some(c) = s.channels.get_mut(line.channel) else {
+            return;
+        };
         // A line of a channel no sampler describes (the host's own readings of other load)
         // is not energy.
         if described && !c.is_described(self.generation) {
@@ -369,11 +373,7 @@ impl RunObserver for LiveMetrics {
                     channel.telemetry(generation);
                     continue;
                 }
-                let domain = serde_json::to_value(ch.domain)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                channel.describe(generation, ch.kind.clone(), domain);
+                channel.describe(generation, ch.kind.clone(), ch.domain.name().to_string());
             }
         }
         for c in s.channels.values_mut() {

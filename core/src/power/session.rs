@@ -303,13 +303,7 @@ pub fn attribute_records(
                         readings_of(&readings, s, &format!("{}/{power}", info.name)),
                     ));
                 }
-                let estimated = matches!(
-                    ch.kind,
-                    ChannelKind::PowerGauge {
-                        estimated: true,
-                        ..
-                    }
-                );
+                let estimated = ch.kind.is_estimated();
                 // The device's declared ceiling: the highest value a power-limit channel of the
                 // same sampler and device reported in this session.
                 let ceiling = info

@@ -35,10 +35,7 @@ impl Watched {
                     ChannelKind::PowerGauge { .. } => false,
                     ChannelKind::Telemetry { .. } => continue,
                 };
-                let named = serde_json::to_value(c.domain)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .is_some_and(|d| cfg.domains.contains(&d));
+                let named = cfg.domains.iter().any(|d| d == c.domain.name());
                 let wanted =
                     matches!(c.domain, Domain::Gpu | Domain::GpuMemory | Domain::Soc) || named;
                 if wanted {

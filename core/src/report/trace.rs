@@ -155,17 +155,8 @@ pub fn trace(
                     continue;
                 }
                 channels.push(TraceChannel {
-                    domain: serde_json::to_value(ch.domain)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    estimated: matches!(
-                        ch.kind,
-                        ChannelKind::PowerGauge {
-                            estimated: true,
-                            ..
-                        }
-                    ),
+                    domain: ch.domain.name().to_string(),
+                    estimated: ch.kind.is_estimated(),
                     readings: r.len(),
                     idle_w: session
                         .baseline

@@ -23,6 +23,21 @@ pub enum Domain {
     Telemetry,
 }
 
+impl Domain {
+    /// Its name as manifests and records spell it (`gpu`, `cpu-package`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Gpu => "gpu",
+            Domain::GpuMemory => "gpu-memory",
+            Domain::CpuPackage => "cpu-package",
+            Domain::Dram => "dram",
+            Domain::Soc => "soc",
+            Domain::System => "system",
+            Domain::Telemetry => "telemetry",
+        }
+    }
+}
+
 /// How a power gauge's values relate to time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "timing", rename_all = "kebab-case")]
@@ -62,6 +77,19 @@ pub enum ChannelKind {
         /// Unit, e.g. `celsius`, `MHz`, `bytes`, `W`.
         unit: String,
     },
+}
+
+impl ChannelKind {
+    /// Its values are modelled, not measured (a power gauge that says so).
+    pub fn is_estimated(&self) -> bool {
+        matches!(
+            self,
+            ChannelKind::PowerGauge {
+                estimated: true,
+                ..
+            }
+        )
+    }
 }
 
 /// One channel of a sampler.
@@ -112,6 +140,26 @@ impl Accuracy {
         Accuracy {
             relative,
             absolute_w: 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod domain_names {
+    use super::Domain;
+
+    #[test]
+    fn a_domain_name_is_its_serialised_name() {
+        for d in [
+            Domain::Gpu,
+            Domain::GpuMemory,
+            Domain::CpuPackage,
+            Domain::Dram,
+            Domain::Soc,
+            Domain::System,
+            Domain::Telemetry,
+        ] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.name());
         }
     }
 }
