@@ -261,3 +261,184 @@ fn a_wrong_footprint_file_is_refused_by_field_before_any_run_is_read() {
         "nothing written on a refused footprint"
     );
 }
+
+/// m0 and m1 of [`runs`], m0 on the accelerator `smoky` and m1 on `hydro`, with m0's session
+/// given a wall clock (run-clock 0 is Unix 1.7e9) so that an intensity series can be joined.
+fn runs_on_two_grids(dir: &Path) -> PathBuf {
+    let runs = runs(dir);
+    let mut table = std::fs::read_to_string(dir.join("study.csv")).unwrap();
+    table = table.replacen("latency_s\n", "latency_s,accelerator\n", 1);
+    let table: String = table
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => format!("{l}\n"),
+            _ if l.contains(",m0,") => format!("{l},smoky\n"),
+            _ => format!("{l},hydro\n"),
+        })
+        .collect();
+    std::fs::remove_dir_all(&runs).unwrap();
+    let runs = import_table(dir, &table);
+    let m0 = run_dirs(&runs)
+        .into_iter()
+        .find(|r| json(&r.join("manifest.json"))["model"]["name"] == "m0")
+        .expect("m0's run");
+    let manifest = m0.join("manifest.json");
+    let mut m = json(&manifest);
+    m["sessions"][0]["clock"] = serde_json::json!({"monotonic_s": 0.0, "unix_s": 1.7e9});
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    runs
+}
+
+fn route(runs: &Path, extra: &[&str], out: &Path) -> std::process::Output {
+    let mut args = vec![
+        "route",
+        runs.to_str().unwrap(),
+        "--reference",
+        "m1",
+        "--router",
+        "oracle:energy",
+        "--router",
+        "oracle:carbon",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_ipw(&args, runs.parent().unwrap())
+}
+
+#[test]
+fn route_minimises_carbon_across_grids_and_reports_its_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs_on_two_grids(dir.path());
+    // m0 (half m1's joules) is on a grid at 10 g/kWh until 2 s into its run, then 3000;
+    // m1 is on hydro at 20 g/kWh in a facility of PUE 1.5 (30 g per IT kWh).
+    std::fs::write(
+        dir.path().join("smoky.csv"),
+        "time,g_co2e_per_kwh\n1700000000,10\n1700000002,3000\n1700000012,3000\n",
+    )
+    .unwrap();
+    let fp = dir.path().join("grids.toml");
+    std::fs::write(
+        &fp,
+        "[accelerators.smoky]\nintensity_csv = \"smoky.csv\"\n\
+         [accelerators.hydro]\ncarbon_g_per_kwh = 20.0\npue = 1.5\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = route(&runs, &["--footprint", fp.to_str().unwrap()], &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = json(&out.join("route.json"));
+    let router = |name: &str| {
+        r["routers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["router"] == name)
+            .unwrap_or_else(|| panic!("no router {name} in {r}"))
+            .clone()
+    };
+    // Grams x 3.6e6 per query. m1: 72, 144, 216, 288 J x 30. m0: 36 J x 10 (q1, window 0-1 s),
+    // 72 J x (10 + 3000) / 2 (q2, 1-3 s: half in each row), 108 and 144 J x 3000.
+    let m1 = [2160.0, 4320.0, 6480.0, 8640.0];
+    let m0 = [360.0, 108_360.0, 324_000.0, 432_000.0];
+    let sum = |v: &[f64]| v.iter().sum::<f64>();
+    // Every answer is right, so the carbon oracle takes the lower carbon of each query: m0 on
+    // q1 only.
+    let carbon = router("oracle:carbon");
+    let chosen = m0[0] + sum(&m1[1..]);
+    assert!(
+        close(&carbon["g_co2e"]["value"], chosen / 3.6e6 / 4.0),
+        "{carbon}"
+    );
+    assert!(
+        close(
+            &carbon["savings"]["carbon"]["value"],
+            1.0 - chosen / sum(&m1)
+        ),
+        "{carbon}"
+    );
+    assert!(close(&carbon["answered_by"]["m0"], 0.25), "{carbon}");
+    // The energy oracle takes m0 (half the joules) every time, and emits far more.
+    let energy = router("oracle:energy");
+    assert!(close(&energy["answered_by"]["m0"], 1.0), "{energy}");
+    assert!(
+        close(
+            &energy["savings"]["carbon"]["value"],
+            1.0 - sum(&m0) / sum(&m1)
+        ),
+        "{energy}"
+    );
+    assert!(
+        close(&energy["savings"]["energy"]["value"], 0.5),
+        "{energy}"
+    );
+    // route.csv carries the carbon figures.
+    let csv = std::fs::read_to_string(out.join("route.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "carbon_saving").unwrap();
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("oracle:carbon,"))
+        .unwrap();
+    let saving: f64 = line.split(',').nth(at).unwrap().parse().unwrap();
+    assert!((saving - (1.0 - chosen / sum(&m1))).abs() < 1e-12, "{csv}");
+    assert!(text(&o).contains("g CO2e/query"), "{}", text(&o));
+
+    // compare names each section's inputs beside the rows they priced.
+    let o = compare(&runs, &fp, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = &json(&out.join("compare.json"))["footprint"];
+    assert!(f["inputs"].is_null(), "no run priced by the top level: {f}");
+    assert_eq!(f["accelerators"]["hydro"]["pue"], 1.5, "{f}");
+    assert!(
+        close(
+            &row(f, "m1", "all")["g_co2e_per_query"],
+            sum(&m1) / 3.6e6 / 4.0
+        ),
+        "{f}"
+    );
+}
+
+#[test]
+fn carbon_routing_without_a_footprint_or_with_a_wrong_section_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs_on_two_grids(dir.path());
+    let out = dir.path().join("out");
+    // No footprint: nothing has carbon, and the error says where carbon comes from.
+    let o = route(&runs, &[], &out);
+    assert!(!o.status.success());
+    let e = text(&o);
+    assert!(
+        e.contains("no run has carbon figures") && e.contains("--footprint"),
+        "{e}"
+    );
+    let fp = dir.path().join("typo.toml");
+    for (body, says) in [
+        // A section for an accelerator no run is on (a typo) would price nothing.
+        (
+            "carbon_g_per_kwh = 100.0\n[accelerators.hydr0]\ncarbon_g_per_kwh = 20.0\n",
+            "[accelerators.\"hydr0\"] names no run's accelerator (the runs are on: hydro, smoky)",
+        ),
+        // Sections only, and a run on an accelerator none of them names.
+        (
+            "[accelerators.hydro]\ncarbon_g_per_kwh = 20.0\n",
+            "no [accelerators.\"smoky\"] section and no top-level footprint",
+        ),
+        // A section's field is named with its section.
+        (
+            "carbon_g_per_kwh = 100.0\n[accelerators.hydro]\npue = 0.5\n",
+            "[accelerators.\"hydro\"] pue: 0.5 is below 1",
+        ),
+        (
+            "price_per_kwh = 0.2\ncurrency = \"EUR\"\n[accelerators.hydro]\ncurrency = \"USD\"\n",
+            "[accelerators.\"hydro\"] currency: `USD` differs from the top level's `EUR`",
+        ),
+    ] {
+        std::fs::write(&fp, body).unwrap();
+        let o = route(&runs, &["--footprint", fp.to_str().unwrap()], &out);
+        assert!(!o.status.success(), "{body}");
+        let e = text(&o);
+        assert!(e.contains("typo.toml") && e.contains(says), "{body}: {e}");
+    }
+}

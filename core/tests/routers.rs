@@ -25,6 +25,7 @@ fn table(queries: usize) -> Table {
         output_tokens: Some(10),
         flops: None,
         cost_usd: None,
+        g_co2e: None,
     };
     let column = |name: &str| Column {
         name: name.into(),

@@ -467,6 +467,7 @@ fn analyze(
         weak: None,
         workload: None,
         by: None,
+        footprint: None,
     })?;
     let route_s = t.elapsed().as_secs_f64();
     let route_peak = peak_rss_gib();

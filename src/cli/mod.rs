@@ -162,9 +162,9 @@ enum Command {
         /// cascade:<model>[:<min score>]. Default: oracle, p-accurate:0.8, random:0.5.
         #[arg(long = "router", value_name = "SPEC")]
         routers: Vec<String>,
-        /// What oracle-based routers minimise unless their spec says: energy, compute or cost.
-        /// Default: energy, or where no run has energy the first of compute and cost that has
-        /// figures. An objective no run has figures for is refused.
+        /// What oracle-based routers minimise unless their spec says: energy, compute, cost or
+        /// carbon (with --footprint). Default: energy, or where no run has energy the first of
+        /// compute and cost that has figures. An objective no run has figures for is refused.
         #[arg(long)]
         objective: Option<String>,
         /// Every router's figures also per dataset, subject, category or domain (the label
@@ -187,6 +187,11 @@ enum Command {
         /// replay through every router: the reference's load taken off, per hour and at peak.
         #[arg(long, value_name = "FILE")]
         workload: Option<PathBuf>,
+        /// A footprint file (as for `compare --footprint`; `[accelerators.NAME]` sections give
+        /// runs on each accelerator their own grid): every router's grams CO2e per query and
+        /// its carbon saving, and `--objective carbon`.
+        #[arg(long, value_name = "FILE")]
+        footprint: Option<PathBuf>,
         /// Where route.json and route.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -481,6 +486,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             meta,
             seed,
             workload,
+            footprint,
             out,
         } => route::run(route::Args {
             runs,
@@ -492,6 +498,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             meta,
             seed,
             workload,
+            footprint,
             out,
         }),
         Command::Compare {

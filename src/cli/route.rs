@@ -20,6 +20,7 @@ pub struct Args {
     pub meta: Option<PathBuf>,
     pub seed: u64,
     pub workload: Option<PathBuf>,
+    pub footprint: Option<PathBuf>,
     pub out: Option<PathBuf>,
 }
 
@@ -46,6 +47,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             (Err(e), _) => anyhow::bail!("--by {e}"),
         }
     }
+    // A wrong footprint file is refused before any run is read.
+    let footprint = a
+        .footprint
+        .as_deref()
+        .map(ipw_core::footprint::Footprints::load)
+        .transpose()?;
     let req = RouteRequest {
         runs: a.runs.clone(),
         reference: a.reference.clone(),
@@ -60,6 +67,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         weak: a.weak.clone(),
         workload: a.workload.clone(),
         by,
+        footprint,
     };
     let report = routing::route(&req)?;
     let out = match &a.out {
@@ -140,6 +148,13 @@ fn print(r: &routing::RouteReport) {
             est(&x.figures.cost_usd, 1e6, 1),
             est(&x.figures.latency_s, 1.0, 2)
         );
+        if x.figures.g_co2e.is_some() {
+            println!(
+                "    carbon: {} g CO2e/query, saving {}% vs reference",
+                est(&x.figures.g_co2e, 1.0, 4),
+                est(&x.figures.savings.carbon, 100.0, 1)
+            );
+        }
         println!(
             "    savings vs reference: energy {}%  compute {}%  cost {}%",
             est(&x.figures.savings.energy, 100.0, 1),

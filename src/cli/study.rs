@@ -75,7 +75,7 @@ pub fn compare(
     let by = GroupBy::parse(by).map_err(|e| anyhow::anyhow!("--by {e}"))?;
     // A wrong footprint file is refused before any run is read.
     let footprint = footprint
-        .map(ipw_core::footprint::Footprint::load)
+        .map(ipw_core::footprint::Footprints::load)
         .transpose()?;
     let r = study::compare(runs, by, baseline, seed)?;
     println!(
@@ -139,18 +139,30 @@ pub fn compare(
 }
 
 fn print_footprint(f: &ipw_core::footprint::FootprintFigures) {
-    let i = &f.inputs;
-    println!("footprint per query (PUE {}):", i.pue);
-    for (what, input) in [
-        ("carbon", &i.carbon),
-        ("water", &i.water),
-        ("hardware", &i.hardware),
-    ] {
-        if let Some(input) = input {
-            println!("  {what}: {input}");
+    let sections = f
+        .inputs
+        .iter()
+        .map(|i| ("runs without a section".to_string(), i))
+        .chain(
+            f.accelerators
+                .iter()
+                .map(|(k, i)| (format!("runs on {k}"), i)),
+        );
+    let mut currency = "";
+    println!("footprint per query:");
+    for (whose, i) in sections {
+        println!("  {whose}: PUE {}", i.pue);
+        for (what, input) in [
+            ("carbon", &i.carbon),
+            ("water", &i.water),
+            ("hardware", &i.hardware),
+        ] {
+            if let Some(input) = input {
+                println!("    {what}: {input}");
+            }
         }
+        currency = i.currency.as_deref().unwrap_or(currency);
     }
-    let currency = i.currency.as_deref().unwrap_or("");
     let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
     for r in &f.rows {
         println!(

@@ -87,6 +87,10 @@ pub fn route(report: &RouteReport) -> String {
         "cost_saving_lo",
         "cost_saving_hi",
         "energy_estimated",
+        "g_co2e",
+        "carbon_saving",
+        "carbon_saving_lo",
+        "carbon_saving_hi",
     ]);
     let line = |router: &str, group: &str, counts: [usize; 2], x: &Figures, estimated: bool| {
         let v = |e: &Option<Estimate>| num(e.map(|e| e.value));
@@ -107,6 +111,8 @@ pub fn route(report: &RouteReport) -> String {
         f.extend(est(&x.savings.compute));
         f.extend(est(&x.savings.cost));
         f.push(estimated.to_string());
+        f.push(v(&x.g_co2e));
+        f.extend(est(&x.savings.carbon));
         f
     };
     for r in &report.routers {

@@ -1,10 +1,10 @@
 //! Footprint figures per run and group, gathered as each run's records stream past.
 
-use super::{Footprint, FootprintError, FootprintInputs, Intensity, J_PER_KWH};
+use super::{Footprint, FootprintError, FootprintInputs, Footprints, Intensity, J_PER_KWH};
 use crate::records::{Detail, Record, RunDir};
 use crate::study::{group_key, GroupBy};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Records per batch as a run streams past.
@@ -13,8 +13,12 @@ const BATCH: usize = 8192;
 /// Carbon, water and cost per query for every run and group, with their inputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct FootprintFigures {
-    /// What the figures were computed from.
-    pub inputs: FootprintInputs,
+    /// What the figures of runs on accelerators without a section were computed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<FootprintInputs>,
+    /// What the figures of runs on each accelerator with a section were computed from.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub accelerators: BTreeMap<String, FootprintInputs>,
     /// One row per run and group (`all` first).
     pub rows: Vec<FootprintRow>,
 }
@@ -96,10 +100,23 @@ impl Default for Sums {
 pub fn figures(
     runs: &[PathBuf],
     by: GroupBy,
-    footprint: &Footprint,
+    footprints: &Footprints,
 ) -> Result<FootprintFigures, FootprintError> {
     let mut rows = Vec::new();
-    for run in crate::joined::named_runs(runs)? {
+    let runs = crate::joined::named_runs(runs)?;
+    let config = |message: String| FootprintError::Config {
+        path: footprints.path.clone(),
+        message,
+    };
+    footprints
+        .check_accelerators(runs.iter().map(|r| r.accelerator.as_str()))
+        .map_err(config)?;
+    let mut uses_default = false;
+    for run in runs {
+        let footprint = footprints
+            .for_accelerator(&run.accelerator)
+            .map_err(config)?;
+        uses_default |= !footprints.accelerators.contains_key(&run.accelerator);
         let clocks: Vec<_> = run.manifest.sessions.iter().map(|s| s.clock).collect();
         let RunSums {
             groups,
@@ -125,9 +142,80 @@ pub fn figures(
         }
     }
     Ok(FootprintFigures {
-        inputs: footprint.inputs.clone(),
+        inputs: footprints
+            .default
+            .as_ref()
+            .filter(|_| uses_default)
+            .map(|f| f.inputs.clone()),
+        accelerators: footprints
+            .accelerators
+            .iter()
+            .map(|(k, f)| (k.clone(), f.inputs.clone()))
+            .collect(),
         rows,
     })
+}
+
+/// Grams CO2e per joule of a run's IT energy: the facility's PUE times the grid's intensity
+/// over each query's window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CarbonPerJoule {
+    /// The same for every query (a constant intensity).
+    Constant(f64),
+    /// Per query id (an intensity time series): the query's last record's window.
+    PerQuery(HashMap<String, f64>),
+}
+
+impl CarbonPerJoule {
+    /// The figure for `query_id`.
+    pub fn of(&self, query_id: &str) -> Option<f64> {
+        match self {
+            CarbonPerJoule::Constant(v) => Some(*v),
+            CarbonPerJoule::PerQuery(m) => m.get(query_id).copied(),
+        }
+    }
+}
+
+/// The run at `run`'s grams CO2e per joule under `footprint`; `None` when the footprint has no
+/// carbon intensity. A time series is joined to each query's window (read from the records);
+/// a constant needs no record.
+pub fn carbon_per_joule(
+    run: &Path,
+    footprint: &Footprint,
+) -> Result<Option<CarbonPerJoule>, FootprintError> {
+    let factor = footprint.pue / J_PER_KWH;
+    match footprint.carbon {
+        None => Ok(None),
+        Some(Intensity::Constant(v)) => Ok(Some(CarbonPerJoule::Constant(v * factor))),
+        Some(Intensity::Series) => {
+            let dir = RunDir::new(run);
+            let manifest = dir
+                .read_manifest()
+                .map_err(|e| run_err(run, e.to_string()))?;
+            let clocks: Vec<_> = manifest.sessions.iter().map(|s| s.clock).collect();
+            let mut per = HashMap::new();
+            let mut failed: Option<String> = None;
+            dir.for_each_record_with(BATCH, Detail::Figures, |batch| {
+                for r in batch {
+                    if failed.is_some() {
+                        return;
+                    }
+                    match intensities(footprint, &r, &clocks) {
+                        // The last record of a query wins, as in the routing table.
+                        Ok((carbon, _)) => {
+                            per.insert(r.query_id, carbon * factor);
+                        }
+                        Err(m) => failed = Some(m),
+                    }
+                }
+            })
+            .map_err(|e| run_err(run, e.to_string()))?;
+            match failed {
+                Some(m) => Err(run_err(run, m)),
+                None => Ok(Some(CarbonPerJoule::PerQuery(per))),
+            }
+        }
+    }
 }
 
 impl FootprintFigures {

@@ -17,15 +17,25 @@
 //! price = 2500.0
 //! lifetime_years = 4
 //! share = 1.0                 # the share of the machine the run had
+//!
+//! [accelerators."H100 (eu-north)"]  # runs on this accelerator: their own grid, PUE, prices
+//! region = "SWE"              # naming any grid field replaces the whole grid of the top level
+//! pue = 1.1                   # the other fields replace the top level's one by one
 //! ```
+//!
+//! Runs on different machines draw from different grids, so a file may give an
+//! `[accelerators.NAME]` section per accelerator (as the runs' manifests name it); what a
+//! routing objective of carbon trades between is then real. A section naming no run's
+//! accelerator is refused (a typo would otherwise price runs on the wrong grid).
 
 mod figures;
 pub mod series;
 
-pub use figures::{figures, FootprintFigures, FootprintRow};
+pub use figures::{carbon_per_joule, figures, CarbonPerJoule, FootprintFigures, FootprintRow};
 pub use series::Series;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The shipped grid table (see `scripts/footprint-regions.py` for its sources).
@@ -92,6 +102,59 @@ pub struct FootprintConfig {
     pub currency: Option<String>,
     /// The hardware's purchase price, amortised over its life.
     pub hardware: Option<HardwareConfig>,
+    /// The footprint of runs on named accelerators, over the fields above.
+    #[serde(default)]
+    pub accelerators: BTreeMap<String, FootprintConfig>,
+}
+
+impl FootprintConfig {
+    /// Whether any field of the grid (where the intensities come from) is given.
+    fn names_grid(&self) -> bool {
+        self.region.is_some()
+            || self.carbon_g_per_kwh.is_some()
+            || self.water_l_per_kwh.is_some()
+            || self.intensity_csv.is_some()
+    }
+
+    /// Whether anything a figure comes from is given.
+    fn names_anything(&self) -> bool {
+        self.names_grid()
+            || self.price_per_kwh.is_some()
+            || self.hardware.is_some()
+            || self.pue.is_some()
+    }
+
+    /// This (top-level) configuration with the section `over` laid on it: a section that names
+    /// any grid field names the whole grid; the other fields replace one by one. The error
+    /// names the field.
+    fn overlaid(&self, over: &FootprintConfig) -> Result<FootprintConfig, String> {
+        if !over.accelerators.is_empty() {
+            return Err("accelerators: a section cannot have sections of its own".into());
+        }
+        let mut c = self.clone();
+        c.accelerators.clear();
+        if over.names_grid() {
+            c.region.clone_from(&over.region);
+            c.carbon_g_per_kwh = over.carbon_g_per_kwh;
+            c.water_l_per_kwh = over.water_l_per_kwh;
+            c.intensity_csv.clone_from(&over.intensity_csv);
+        }
+        c.pue = over.pue.or(self.pue);
+        c.price_per_kwh = over.price_per_kwh.or(self.price_per_kwh);
+        if over.hardware.is_some() {
+            c.hardware.clone_from(&over.hardware);
+        }
+        match (&self.currency, &over.currency) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "currency: `{b}` differs from the top level's `{a}`; costs of one file are in one currency"
+                ))
+            }
+            (None, Some(b)) => c.currency = Some(b.clone()),
+            _ => {}
+        }
+        Ok(c)
+    }
 }
 
 /// Hardware amortisation as written.
@@ -174,26 +237,122 @@ fn regions() -> impl Iterator<Item = Region> {
     })
 }
 
-impl Footprint {
-    /// Reads and resolves a footprint file.
+/// A footprint file, resolved: the footprint of every run, and of runs on named accelerators.
+#[derive(Debug, Clone)]
+pub struct Footprints {
+    /// The file (named in errors).
+    pub path: PathBuf,
+    /// The top level's footprint; `None` when the file gives sections only.
+    pub default: Option<Footprint>,
+    /// Per accelerator name, the top level with its section laid on it.
+    pub accelerators: BTreeMap<String, Footprint>,
+}
+
+impl Footprints {
+    /// Reads and resolves a footprint file; the error names the file and the field.
     pub fn load(path: &Path) -> Result<Self, FootprintError> {
-        let text = std::fs::read_to_string(path).map_err(|e| FootprintError::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        // toml's message names the line, column and key.
-        let config: FootprintConfig =
-            toml::from_str(&text).map_err(|e: toml::de::Error| FootprintError::Config {
-                path: path.to_path_buf(),
-                message: e.to_string().trim().replace('\n', " "),
-            })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::resolve(&config, base).map_err(|message| FootprintError::Config {
+        let err = |message: String| FootprintError::Config {
             path: path.to_path_buf(),
             message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        // toml's message names the line, column and key.
+        let config: FootprintConfig = toml::from_str(&text)
+            .map_err(|e: toml::de::Error| err(e.to_string().trim().replace('\n', " ")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::resolve(&config, base).map_err(err).map(|mut f| {
+            f.path = path.to_path_buf();
+            f
         })
     }
 
+    /// Resolves `config` (relative paths from `base`); the error names the field, and the
+    /// section it is in.
+    pub fn resolve(config: &FootprintConfig, base: &Path) -> Result<Self, String> {
+        let default = if config.accelerators.is_empty() || config.names_anything() {
+            Some(Footprint::resolve(config, base)?)
+        } else {
+            None
+        };
+        let mut accelerators = BTreeMap::new();
+        for (name, section) in &config.accelerators {
+            let laid = config
+                .overlaid(section)
+                .and_then(|c| Footprint::resolve(&c, base))
+                .map_err(|m| format!("[accelerators.\"{name}\"] {m}"))?;
+            accelerators.insert(name.clone(), laid);
+        }
+        Ok(Footprints {
+            path: PathBuf::new(),
+            default,
+            accelerators,
+        })
+    }
+
+    /// The footprint of runs on `accelerator`: its section's, else the top level's.
+    pub fn for_accelerator(&self, accelerator: &str) -> Result<&Footprint, String> {
+        self.accelerators
+            .get(accelerator)
+            .or(self.default.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "{}: no [accelerators.\"{accelerator}\"] section and no top-level footprint for runs on it (sections: {})",
+                    self.path.display(),
+                    self.accelerators.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
+    }
+
+    /// Refuses a section that names none of `present` (the runs' accelerators).
+    pub fn check_accelerators<'a>(
+        &self,
+        present: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        let present: std::collections::BTreeSet<&str> = present.into_iter().collect();
+        match self
+            .accelerators
+            .keys()
+            .find(|k| !present.contains(k.as_str()))
+        {
+            None => Ok(()),
+            Some(k) => Err(format!(
+                "{}: [accelerators.\"{k}\"] names no run's accelerator (the runs are on: {})",
+                self.path.display(),
+                present.into_iter().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// Gives every cell of `table` its grams CO2e: each column's run under its accelerator's
+    /// footprint (a time series joined to each query's window). Columns whose footprint has no
+    /// carbon intensity are left without.
+    pub fn apply_carbon(&self, table: &mut crate::joined::Table) -> Result<(), FootprintError> {
+        let config = |message: String| FootprintError::Config {
+            path: self.path.clone(),
+            message,
+        };
+        self.check_accelerators(table.columns.iter().map(|c| c.accelerator.as_str()))
+            .map_err(config)?;
+        for c in 0..table.columns.len() {
+            let column = &table.columns[c];
+            let footprint = self.for_accelerator(&column.accelerator).map_err(config)?;
+            if let Some(per) = carbon_per_joule(&column.run, footprint)? {
+                table.apply_carbon(c, |q| per.of(q));
+            }
+        }
+        Ok(())
+    }
+
+    /// The currency of every cost (one per file).
+    pub fn currency(&self) -> Option<&str> {
+        self.default
+            .iter()
+            .chain(self.accelerators.values())
+            .find_map(|f| f.inputs.currency.as_deref())
+    }
+}
+
+impl Footprint {
     /// Resolves `config` (relative paths from `base`); the error names the field.
     pub fn resolve(config: &FootprintConfig, base: &Path) -> Result<Self, String> {
         let positive = |name: &str, v: Option<f64>| -> Result<Option<f64>, String> {

@@ -126,6 +126,8 @@ pub struct Outcome {
     pub flops: Option<f64>,
     /// Prompt and generated tokens at the model's prices, US dollars.
     pub cost_usd: Option<f64>,
+    /// Grams CO2e of the energy: set from a footprint file ([`Table::apply_carbon`]).
+    pub g_co2e: Option<f64>,
 }
 
 /// One query: what it is and what every model did on it.
@@ -164,6 +166,16 @@ pub struct Table {
 }
 
 impl Table {
+    /// Sets column `col`'s grams CO2e per query: its energy times `g_per_j` of the query id
+    /// (a footprint's PUE and grid intensity over the query's window). A query without energy
+    /// or without a figure has none.
+    pub fn apply_carbon(&mut self, col: usize, g_per_j: impl Fn(&str) -> Option<f64>) {
+        for row in &mut self.rows {
+            let o = &mut row.outcomes[col];
+            o.g_co2e = o.energy_j.zip(g_per_j(&row.query_id)).map(|(j, g)| j * g);
+        }
+    }
+
     /// The column of a model name (exact, or the one column whose name starts `name@`).
     pub fn column(&self, name: &str) -> Result<usize, TableError> {
         let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
@@ -609,6 +621,7 @@ impl Cell {
                     .zip(tokens)
                     .map(|((pi, po), (i, o))| (pi * i as f64 + po * o as f64) / 1e6)
             }),
+            g_co2e: None,
         }
     }
 }

@@ -69,6 +69,7 @@ pub fn synthetic_table(queries: usize, models: usize, seed: u64) -> Table {
                             output_tokens: Some(100),
                             flops: Some(2.0 * 0.5e9 * (k + 1) as f64 * (tokens + 100) as f64),
                             cost_usd: Some(1e-6 * (k + 1) as f64),
+                            g_co2e: None,
                         }
                     })
                     .collect(),

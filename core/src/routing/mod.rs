@@ -45,6 +45,9 @@ pub struct RouteRequest {
     pub workload: Option<PathBuf>,
     /// Every router's figures also per group (`--by domain`, dataset, subject, category).
     pub by: Option<GroupBy>,
+    /// Where each run's energy was drawn: gives every query its grams CO2e, so routers report
+    /// carbon and the oracle can minimise it (`--objective carbon`).
+    pub footprint: Option<crate::footprint::Footprints>,
 }
 
 /// Everything `ipw route` reports (written as `route.json`).
@@ -136,6 +139,9 @@ pub enum RouteError {
     /// The arrival trace could not be read.
     #[error(transparent)]
     Trace(#[from] workload::TraceError),
+    /// The footprint could not be applied to a run.
+    #[error(transparent)]
+    Footprint(#[from] crate::footprint::FootprintError),
     /// Nothing to route.
     #[error("no query is in every run; {0} queries are in some runs only")]
     NoCommonQueries(usize),
@@ -144,7 +150,10 @@ pub enum RouteError {
 /// Build the table and route it with every router.
 pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
     let runs = joined::find_runs(&req.runs)?;
-    let table = joined::build(&runs, &req.meta)?;
+    let mut table = joined::build(&runs, &req.meta)?;
+    if let Some(f) = &req.footprint {
+        f.apply_carbon(&mut table)?;
+    }
     if table.rows.is_empty() {
         return Err(RouteError::NoCommonQueries(table.incomplete.len()));
     }

@@ -6,10 +6,10 @@
 //! - `always:<model>`: every query to one model;
 //! - `random` (uniform over the models) or `random:<share>` (the reference with probability
 //!   `share`, else uniform over the others), seeded per query;
-//! - `oracle` / `oracle:energy|compute|cost`: the cheapest model (by the objective, default
+//! - `oracle` / `oracle:energy|compute|cost|carbon`: the cheapest model (by the objective, default
 //!   `--by`) whose score is at least the reference's; the upper bound of any router;
 //! - `p-accurate:<p>` / `p-accurate:<p>:random`, optionally followed by
-//!   `:energy|compute|cost`: the oracle's choice (by that objective, default `--by`) with
+//!   `:energy|compute|cost|carbon`: the oracle's choice (by that objective, default `--by`) with
 //!   probability `p`, else the reference (as in the study) or a uniformly random model;
 //! - `threshold:prompt_tokens:<n>:<model>` (or `prompt_chars`): `model` for prompts up to `n`,
 //!   the reference above; `threshold:subject:<a>|<b>|...:<model>`: `model` for queries of
@@ -53,6 +53,8 @@ pub enum Objective {
     Compute,
     /// US dollars per query.
     Cost,
+    /// Grams CO2e per query (from a footprint file: `ipw route --footprint`).
+    Carbon,
 }
 
 impl Objective {
@@ -62,12 +64,18 @@ impl Objective {
             "energy" => Ok(Objective::Energy),
             "compute" => Ok(Objective::Compute),
             "cost" => Ok(Objective::Cost),
-            other => Err(format!("`{other}`: use energy, compute or cost")),
+            "carbon" => Ok(Objective::Carbon),
+            other => Err(format!("`{other}`: use energy, compute, cost or carbon")),
         }
     }
 
     /// Every objective, in the order a default is chosen from (see [`Objective::default_for`]).
-    pub const ALL: [Objective; 3] = [Objective::Energy, Objective::Compute, Objective::Cost];
+    pub const ALL: [Objective; 4] = [
+        Objective::Energy,
+        Objective::Compute,
+        Objective::Cost,
+        Objective::Carbon,
+    ];
 
     /// Its name, as `--by` and router specs spell it.
     pub fn name(self) -> &'static str {
@@ -75,6 +83,7 @@ impl Objective {
             Objective::Energy => "energy",
             Objective::Compute => "compute",
             Objective::Cost => "cost",
+            Objective::Carbon => "carbon",
         }
     }
 
@@ -108,9 +117,14 @@ impl Objective {
             .map(Objective::name)
             .collect();
         Err(format!(
-            "no run has {} figures, so an oracle cannot minimise it; objectives with figures: {} \
+            "no run has {} figures, so an oracle cannot minimise it{}; objectives with figures: {} \
              (choose one with --objective, or in the spec, e.g. `oracle:<objective>`)",
             self.name(),
+            if self == Objective::Carbon {
+                " (carbon comes from a footprint file: --footprint)"
+            } else {
+                ""
+            },
             if have.is_empty() {
                 "none".to_string()
             } else {
@@ -125,6 +139,7 @@ impl Objective {
             Objective::Energy => o.energy_j,
             Objective::Compute => o.flops,
             Objective::Cost => o.cost_usd,
+            Objective::Carbon => o.g_co2e,
         }
     }
 }

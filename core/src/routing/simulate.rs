@@ -41,6 +41,9 @@ pub struct Savings {
     pub compute: Option<Estimate>,
     /// Cost saved.
     pub cost: Option<Estimate>,
+    /// Carbon (g CO2e) saved, with a footprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carbon: Option<Estimate>,
 }
 
 /// One router's results over the table.
@@ -72,6 +75,7 @@ struct Paid {
     energy: Option<f64>,
     flops: Option<f64>,
     cost: Option<f64>,
+    carbon: Option<f64>,
     latency: Option<f64>,
 }
 
@@ -83,6 +87,7 @@ fn paid(table: &Table, row: usize, d: &Decision) -> Paid {
         energy: sum(&|c| r.outcomes[c].energy_j),
         flops: sum(&|c| r.outcomes[c].flops),
         cost: sum(&|c| r.outcomes[c].cost_usd),
+        carbon: sum(&|c| r.outcomes[c].g_co2e),
         latency: sum(&|c| r.outcomes[c].latency_s),
     }
 }
@@ -158,6 +163,9 @@ pub struct Figures {
     pub compute_flops: Option<Estimate>,
     /// Mean US dollars per query.
     pub cost_usd: Option<Estimate>,
+    /// Mean grams CO2e per query, with a footprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub g_co2e: Option<Estimate>,
     /// Mean seconds per query (summed over attempts).
     pub latency_s: Option<Estimate>,
     /// Against the all-reference baseline.
@@ -212,11 +220,13 @@ fn figures(
         energy_j: mean(|p| p.energy, 3),
         compute_flops: mean(|p| p.flops, 4),
         cost_usd: mean(|p| p.cost, 5),
+        g_co2e: mean(|p| p.carbon, 10),
         latency_s: mean(|p| p.latency, 6),
         savings: Savings {
             energy: saving(|p| p.energy, 7),
             compute: saving(|p| p.flops, 8),
             cost: saving(|p| p.cost, 9),
+            carbon: saving(|p| p.carbon, 11),
         },
         answered_by,
         escalated: rows
@@ -302,6 +312,9 @@ pub struct CurvePoint {
     pub cost_usd: Option<f64>,
     /// Mean FLOPs per query, if known.
     pub compute_flops: Option<f64>,
+    /// Mean grams CO2e per query, with a footprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub g_co2e: Option<f64>,
     /// Share of queries the reference answered.
     pub reference_share: f64,
 }
@@ -311,7 +324,8 @@ pub struct CurvePoint {
 pub fn point(router: &mut dyn Router, table: &Table, reference: usize, param: f64) -> CurvePoint {
     let n = table.rows.len();
     let (mut score, mut to_reference) = (0.0, 0usize);
-    let (mut energy, mut cost, mut flops) = (Some(0.0), Some(0.0), Some(0.0));
+    let (mut energy, mut cost, mut flops, mut carbon) =
+        (Some(0.0), Some(0.0), Some(0.0), Some(0.0));
     let add = |acc: &mut Option<f64>, v: Option<f64>| {
         *acc = acc.zip(v).map(|(a, b)| a + b);
     };
@@ -333,6 +347,7 @@ pub fn point(router: &mut dyn Router, table: &Table, reference: usize, param: f6
             add(&mut energy, o.energy_j);
             add(&mut cost, o.cost_usd);
             add(&mut flops, o.flops);
+            add(&mut carbon, o.g_co2e);
         }
     }
     let per = |v: Option<f64>| v.filter(|_| n > 0).map(|v| v / n as f64);
@@ -342,6 +357,7 @@ pub fn point(router: &mut dyn Router, table: &Table, reference: usize, param: f6
         energy_j: per(energy),
         cost_usd: per(cost),
         compute_flops: per(flops),
+        g_co2e: per(carbon),
         reference_share: to_reference as f64 / n.max(1) as f64,
     }
 }

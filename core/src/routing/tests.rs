@@ -17,6 +17,7 @@ fn outcome(score: f64, energy: f64) -> Outcome {
         output_tokens: Some(20),
         flops: Some(energy * 1e9),
         cost_usd: Some(energy * 1e-6),
+        g_co2e: None,
     }
 }
 
@@ -310,7 +311,7 @@ fn bad_specs_are_refused_by_name() {
         ("always:huge", "no model `huge`"),
         ("p-accurate:1.5", "not in [0, 1]"),
         ("random:x", "not a number"),
-        ("oracle:speed", "use energy, compute or cost"),
+        ("oracle:speed", "use energy, compute, cost or carbon"),
         ("magic", "unknown router"),
     ] {
         let e = routers::builtin(spec, &t, ctx()).err().unwrap().to_string();
