@@ -483,14 +483,35 @@ fn report_renders_in_headless_chromium_offline_with_every_chart_drawn() {
     let browser = chromium();
     let dir = tempfile::tempdir().unwrap();
     let (runs, _) = runs(dir.path());
+    // With a footprint, routing has a carbon chart and the page a footprint table.
+    let fp = dir.path().join("footprint.toml");
+    std::fs::write(
+        &fp,
+        "region = \"FRA\"\npue = 1.2\nprice_per_kwh = 0.25\ncurrency = \"EUR\"\n",
+    )
+    .unwrap();
+    let fp = fp.to_str().unwrap();
     let o = run_ipw(
-        &["route", runs.to_str().unwrap(), "--reference", "big"],
+        &[
+            "route",
+            runs.to_str().unwrap(),
+            "--reference",
+            "big",
+            "--footprint",
+            fp,
+        ],
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
     let page = dir.path().join("out/report.html");
-    let (html, _) = report(&runs, &page, &[]);
+    let (html, r) = report(&runs, &page, &["--footprint", fp]);
     let charts = figures(&html).len();
+    assert!(html.contains(r#"id="route-savings-carbon""#), "no carbon chart");
+    let footprint = r["footprint"]["data"]["rows"].as_array().unwrap();
+    assert_eq!(footprint.len(), r["runs"].as_array().unwrap().len());
+    assert!(footprint.iter().all(|row| row["g_co2e_per_query"].is_f64()));
+    assert!(html.contains(r#"id="fig-footprint""#) && html.contains("FRA (France)"));
+    assert!(page.with_extension("footprint.csv").exists());
     let profile = dir.path().join("chromium-profile");
 
     let (dom, err) = headless(&page, &profile, &["--dump-dom"]);

@@ -439,6 +439,7 @@ fn analyze(
         trace_run: None,
         route: None,
         seed: 0,
+        footprint: None,
         command: Vec::new(),
     })?;
     let report_s = t.elapsed().as_secs_f64();

@@ -37,6 +37,10 @@ pub struct Args {
     /// Seed for the intervals.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A footprint file (as for `ipw compare --footprint`): a section of carbon, water and
+    /// cost per query per run, with every input named.
+    #[arg(long, value_name = "FILE")]
+    pub footprint: Option<PathBuf>,
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -51,6 +55,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .join("analysis")
             .join("report.html"),
     };
+    // A wrong footprint file is refused before any run is read.
+    let footprint = a
+        .footprint
+        .as_deref()
+        .map(ipw_core::footprint::Footprints::load)
+        .transpose()?;
     let req = ReportRequest {
         runs: a.runs,
         reference: a.reference,
@@ -59,6 +69,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         trace_run: a.trace_run,
         route: a.route,
         seed: a.seed,
+        footprint,
         command: std::env::args().collect(),
     };
     let r = report::build(&req)?;
@@ -81,6 +92,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ("trace", &r.trace.note),
         ("energy", &r.energy.note),
         ("routing", &r.routing.note),
+        ("footprint", &r.footprint.note),
     ] {
         println!("  {what:<9} {note}");
     }

@@ -403,6 +403,9 @@ pub fn report(r: &Report) -> Vec<(&'static str, String)> {
         }
         out.push(("energy", w.text()));
     }
+    if let Some(f) = &r.footprint.data {
+        out.push(("footprint", f.to_csv()));
+    }
     if let Some(t) = &r.trace.data {
         let mut w = Lines::new();
         w.line(["run", "session", "channel", "t_s", "power_w"]);

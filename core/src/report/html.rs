@@ -412,10 +412,11 @@ impl<'a> Page<'a> {
         // One chart per figure some router saves: runs of costs only (as in the routing
         // literature) have cost savings and no energy ones. Energy keeps the chart id it had.
         type Saving = fn(&super::RouteSavings) -> Option<Estimate>;
-        let kinds: [(&str, &str, Saving); 3] = [
+        let kinds: [(&str, &str, Saving); 4] = [
             ("route-savings", "Energy", |s| s.energy),
             ("route-savings-compute", "Compute", |s| s.compute),
             ("route-savings-cost", "Cost", |s| s.cost),
+            ("route-savings-carbon", "Carbon", |s| s.carbon),
         ];
         let mut charts = 0;
         for (id, what, saving) in kinds {
@@ -486,6 +487,71 @@ impl<'a> Page<'a> {
                 body,
             );
         }
+    }
+
+    fn footprint(&mut self) {
+        let r = self.r;
+        let Some(f) = self.section(
+            "footprint",
+            "Carbon, water and cost per query",
+            &r.footprint,
+        ) else {
+            return;
+        };
+        let currency = f
+            .inputs
+            .iter()
+            .chain(f.accelerators.values())
+            .find_map(|i| i.currency.as_deref())
+            .unwrap_or("");
+        let mut s = format!(
+            r#"<figure class="table" id="fig-footprint"><div class="table-wrap"><table><thead><tr><th>Run</th><th>Accelerator</th><th>With energy</th><th>Energy</th><th>kWh/query (facility)</th><th>g CO2e/query</th><th>Water L/query</th><th>Electricity {c}/query</th><th>Hardware {c}/query</th><th>Cost {c}/query</th></tr></thead><tbody>"#,
+            c = esc(currency)
+        );
+        for row in &f.rows {
+            let _ = write!(
+                s,
+                r#"<tr><td><span class="swatch" style="background:{}"></span>{}</td><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                self.colour_of(&row.model),
+                esc(&row.model),
+                esc(&row.accelerator),
+                row.with_energy,
+                row.records,
+                row.energy_basis,
+                opt(row.kwh_per_query),
+                opt(row.g_co2e_per_query),
+                opt(row.water_l_per_query),
+                opt(row.energy_cost_per_query),
+                opt(row.hardware_cost_per_query),
+                opt(row.cost_per_query),
+            );
+        }
+        s.push_str("</tbody></table></div><ul class=\"note\">");
+        let sections = f
+            .inputs
+            .iter()
+            .map(|i| ("runs on accelerators without a section".to_string(), i))
+            .chain(f.accelerators.iter().map(|(k, i)| (format!("runs on {k}"), i)));
+        for (whose, i) in sections {
+            let mut parts = vec![format!("PUE {}", i.pue)];
+            for (what, input) in [
+                ("carbon", &i.carbon),
+                ("water", &i.water),
+                ("hardware", &i.hardware),
+            ] {
+                if let Some(input) = input {
+                    parts.push(format!("{what}: {input}"));
+                }
+            }
+            if let Some(p) = i.price_per_kwh {
+                parts.push(format!("electricity {p} {currency}/kWh"));
+            }
+            let _ = write!(s, "<li>{}: {}</li>", esc(&whose), esc(&parts.join("; ")));
+        }
+        let _ = write!(s, r#"</ul><p class="note">{}.</p>"#, esc(&r.footprint.note));
+        self.out.push_str(&s);
+        self.provenance(&r.footprint.provenance);
+        self.out.push_str("</figure>");
     }
 
     fn provenance_section(&mut self) {
@@ -1265,7 +1331,7 @@ pub fn render(r: &Report) -> String {
         esc(&title)
     );
     p.header();
-    p.out.push_str(r##"<nav class="note"><a href="#summary">Summary</a> · <a href="#pareto">Accuracy vs energy</a> · <a href="#efficiency">APJ/APW</a> · <a href="#coverage">Coverage</a> · <a href="#trace">Power trace</a> · <a href="#energy">Energy distribution</a> · <a href="#routing">Routing</a> · <a href="#provenance">Provenance</a></nav>"##);
+    p.out.push_str(r##"<nav class="note"><a href="#summary">Summary</a> · <a href="#pareto">Accuracy vs energy</a> · <a href="#efficiency">APJ/APW</a> · <a href="#coverage">Coverage</a> · <a href="#trace">Power trace</a> · <a href="#energy">Energy distribution</a> · <a href="#routing">Routing</a> · <a href="#footprint">Footprint</a> · <a href="#provenance">Provenance</a></nav>"##);
     p.summary();
     p.pareto();
     p.intervals();
@@ -1273,6 +1339,7 @@ pub fn render(r: &Report) -> String {
     p.trace();
     p.energy();
     p.routing();
+    p.footprint();
     p.provenance_section();
     let _ = writeln!(p.out, "<script>{CHECK_SCRIPT}</script></body></html>");
     p.out

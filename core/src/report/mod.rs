@@ -16,7 +16,9 @@
 //!   two runs or no energy to choose by;
 //! - one run's power trace from its `power.jsonl` ([`trace`]);
 //! - the distribution of J/query per run (histograms);
-//! - routing results, when `ipw route` left a `route.json` in the first run's `analysis/`.
+//! - routing results, when `ipw route` left a `route.json` in the first run's `analysis/`;
+//! - carbon, water and cost per query per run, with `--footprint` (as `ipw compare
+//!   --footprint`, every input named).
 
 mod digest;
 pub mod html;
@@ -59,6 +61,8 @@ pub struct ReportRequest {
     pub route: Option<PathBuf>,
     /// Seed for the bootstrap intervals.
     pub seed: u64,
+    /// A footprint file: carbon, water and cost per query per run.
+    pub footprint: Option<crate::footprint::Footprints>,
     /// The command line, for provenance.
     pub command: Vec<String>,
 }
@@ -72,6 +76,9 @@ pub enum ReportError {
     /// The runs could not be joined.
     #[error(transparent)]
     Table(#[from] joined::TableError),
+    /// The footprint could not be applied to a run.
+    #[error(transparent)]
+    Footprint(#[from] crate::footprint::FootprintError),
     /// A run's files could not be read.
     #[error("{}: {message}", path.display())]
     Run {
@@ -245,6 +252,9 @@ pub struct RouteSavings {
     /// Share of the reference's cost saved.
     #[serde(default)]
     pub cost: Option<Estimate>,
+    /// Share of the reference's carbon saved (`ipw route --footprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon: Option<Estimate>,
 }
 
 /// One point of a router's sweep.
@@ -330,6 +340,8 @@ pub struct Report {
     pub energy: Figure<Vec<Histogram>>,
     /// Routing results.
     pub routing: Figure<Routing>,
+    /// Carbon, water and cost per query per run (the `all` rows of `compare --footprint`).
+    pub footprint: Figure<crate::footprint::FootprintFigures>,
 }
 
 fn run_err(path: &Path) -> impl Fn(String) -> ReportError + '_ {
@@ -516,6 +528,34 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
     };
 
     let routing = routing_figure(req, &dirs, &runs)?;
+    let footprint = match &req.footprint {
+        None => Figure {
+            data: None,
+            note: "no footprint file given (ipw report --footprint FILE: grid region or intensity, PUE, prices)".into(),
+            provenance: everyone(),
+        },
+        Some(f) => {
+            let mut figures = crate::footprint::figures(&dirs, GroupBy::Dataset, f)?;
+            figures.rows.retain(|r| r.group == "all");
+            Figure {
+                note: format!(
+                    "per query of each run; energy x PUE is the facility's, the grid's intensity applied to it; {}",
+                    figures
+                        .inputs
+                        .iter()
+                        .chain(figures.accelerators.values())
+                        .next()
+                        .map(|i| i.busy_time)
+                        .unwrap_or_default()
+                ),
+                data: Some(figures),
+                provenance: Provenance {
+                    runs: all_names.clone(),
+                    file: Some(f.path.clone()),
+                },
+            }
+        }
+    };
 
     Ok(Report {
         schema: REPORT_SCHEMA,
@@ -530,6 +570,7 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
         trace,
         energy,
         routing,
+        footprint,
     })
 }
 
