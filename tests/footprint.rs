@@ -442,3 +442,112 @@ fn carbon_routing_without_a_footprint_or_with_a_wrong_section_is_refused_by_name
         assert!(e.contains("typo.toml") && e.contains(says), "{body}: {e}");
     }
 }
+
+#[test]
+fn the_parquet_export_carries_each_records_footprint_and_sums_to_compares_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs_on_two_grids(dir.path());
+    std::fs::write(
+        dir.path().join("smoky.csv"),
+        "time,g_co2e_per_kwh,water_l_per_kwh\n1700000000,10,1\n1700000002,3000,2\n1700000012,3000,2\n",
+    )
+    .unwrap();
+    let fp = dir.path().join("grids.toml");
+    std::fs::write(
+        &fp,
+        "carbon_g_per_kwh = 400.0\nprice_per_kwh = 0.2\ncurrency = \"EUR\"\n\
+         [hardware]\nprice = 3155.76\nlifetime_years = 1.0\n\
+         [accelerators.smoky]\nintensity_csv = \"smoky.csv\"\npue = 1.25\n",
+    )
+    .unwrap();
+    let out = dir.path().join("export");
+    let o = run_ipw(
+        &[
+            "export",
+            runs.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--footprint",
+            fp.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 footprint rows"), "{}", text(&o));
+    // Read back with pyarrow: per run, the means of the rows and the metadata.
+    let script = r#"
+import json, sys, pathlib, pyarrow.parquet as pq
+out = {}
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*/footprint.parquet")):
+    t = pq.read_table(f)
+    rows = t.to_pylist()
+    n = len(rows)
+    mean = lambda k: None if any(r[k] is None for r in rows) else sum(r[k] for r in rows) / n
+    out[rows[0]["run"]] = {
+        "records": [r["record"] for r in rows],
+        "queries": [r["query_id"] for r in rows],
+        "basis": rows[0]["energy_basis"],
+        "accelerator": rows[0]["accelerator"],
+        "kwh": mean("kwh"), "g_co2e": mean("g_co2e"), "water_l": mean("water_l"),
+        "energy_cost": mean("energy_cost"), "hardware_cost": mean("hardware_cost"),
+        "meta": json.loads(t.schema.metadata[b"ipw.footprint"]),
+    }
+print(json.dumps(out))
+"#;
+    let py = python_with("pyarrow");
+    let o = std::process::Command::new(py)
+        .args(["-c", script, out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let exported: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // compare --footprint on the same runs: the per-query means the rows must give.
+    let cmp = dir.path().join("cmp");
+    let o = compare(&runs, &fp, &cmp);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = &json(&cmp.join("compare.json"))["footprint"];
+    for model in ["m0", "m1"] {
+        let e = exported
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.starts_with(model))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no {model} in {exported}"));
+        assert_eq!(e["records"], serde_json::json!([0, 1, 2, 3]), "{e}");
+        assert_eq!(
+            e["queries"],
+            serde_json::json!(["q1", "q2", "q3", "q4"]),
+            "{e}"
+        );
+        assert_eq!(e["basis"], "net");
+        let all = row(f, model, "all");
+        for (col, figure) in [
+            ("kwh", "kwh_per_query"),
+            ("g_co2e", "g_co2e_per_query"),
+            ("water_l", "water_l_per_query"),
+            ("energy_cost", "energy_cost_per_query"),
+            ("hardware_cost", "hardware_cost_per_query"),
+        ] {
+            match all[figure].as_f64() {
+                Some(want) => assert!(close(&e[col], want), "{model} {col}: {} vs {want}", e[col]),
+                // No input for it (m1's grid gives no water): no figure in either.
+                None => assert!(e[col].is_null(), "{model} {col}: {}", e[col]),
+            }
+        }
+        // The metadata names the inputs the rows came from.
+        let section = model == "m0";
+        assert_eq!(e["meta"]["section"], section, "{e}");
+        assert_eq!(e["meta"]["inputs"]["pue"], if section { 1.25 } else { 1.0 });
+    }
+    // By hand for m0: q2's window (1 to 3 s) is half at 10 and half at 3000 g/kWh.
+    let m0 = exported
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("m0"))
+        .unwrap()
+        .1;
+    let g = 1.25 * (36.0 * 10.0 + 72.0 * 1505.0 + 108.0 * 3000.0 + 144.0 * 3000.0) / 3.6e6 / 4.0;
+    assert!(close(&m0["g_co2e"], g), "{m0} vs {g}");
+}

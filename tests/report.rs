@@ -506,7 +506,10 @@ fn report_renders_in_headless_chromium_offline_with_every_chart_drawn() {
     let page = dir.path().join("out/report.html");
     let (html, r) = report(&runs, &page, &["--footprint", fp]);
     let charts = figures(&html).len();
-    assert!(html.contains(r#"id="route-savings-carbon""#), "no carbon chart");
+    assert!(
+        html.contains(r#"id="route-savings-carbon""#),
+        "no carbon chart"
+    );
     let footprint = r["footprint"]["data"]["rows"].as_array().unwrap();
     assert_eq!(footprint.len(), r["runs"].as_array().unwrap().len());
     assert!(footprint.iter().all(|row| row["g_co2e_per_query"].is_f64()));

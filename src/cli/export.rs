@@ -1,7 +1,7 @@
 //! `ipw export`: runs as Parquet tables for pandas, polars, DuckDB, Spark.
 
 use anyhow::{Context, Result};
-use ipw_core::export::parquet::{export, Destination};
+use ipw_core::export::parquet::{export_with, Destination};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,8 +12,18 @@ pub enum Format {
     Parquet,
 }
 
-pub fn run(runs: &[PathBuf], format: Format, out: Option<PathBuf>) -> Result<ExitCode> {
+pub fn run(
+    runs: &[PathBuf],
+    format: Format,
+    out: Option<PathBuf>,
+    footprint: Option<PathBuf>,
+) -> Result<ExitCode> {
     let Format::Parquet = format;
+    // A wrong footprint file is refused before any run is read.
+    let footprint = footprint
+        .as_deref()
+        .map(ipw_core::footprint::Footprints::load)
+        .transpose()?;
     let dest = match out {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -22,11 +32,15 @@ pub fn run(runs: &[PathBuf], format: Format, out: Option<PathBuf>) -> Result<Exi
         None => Destination::InPlace,
     };
     let started = std::time::Instant::now();
-    let done = export(runs, &dest).context("exporting to Parquet")?;
+    let done = export_with(runs, &dest, footprint.as_ref()).context("exporting to Parquet")?;
     for r in &done {
         let power = match r.power_rows {
             Some(n) => format!(", {n} power readings"),
             None => String::new(),
+        };
+        let power = match r.footprint_rows {
+            Some(n) => format!("{power}, {n} footprint rows"),
+            None => power,
         };
         println!(
             "{}: {} records ({} energy channels){power} -> {}",

@@ -316,6 +316,11 @@ enum Command {
         /// experiment directory analysis reads) instead of into each run directory.
         #[arg(long, short, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// A footprint file (as for `ipw compare --footprint`): also `footprint.parquet` per
+        /// run, a row per record (in the order of records.parquet) with its grams CO2e, litres
+        /// of water and costs, the inputs in the schema's metadata (`ipw.footprint`).
+        #[arg(long, value_name = "FILE")]
+        footprint: Option<PathBuf>,
     },
     /// Import a per-query table (CSV with a header, or JSONL) as run directories, one per
     /// model, to grade, route and report like measured runs. See "Importing a table" in the
@@ -552,7 +557,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => study::coverage(&runs, &reference, tolerance, &by, meta, seed, out),
         Command::Report(args) => report::run(args),
         Command::Watch(args) => watch::run(args),
-        Command::Export { runs, format, out } => export::run(&runs, format, out),
+        Command::Export {
+            runs,
+            format,
+            out,
+            footprint,
+        } => export::run(&runs, format, out, footprint),
         Command::Import {
             table,
             out,

@@ -1,6 +1,8 @@
 //! Runs to Parquet: `records.parquet` (one flat row per record, see
 //! [`crate::records::parquet`]) and `power.parquet` (one row per line of `power.jsonl`, every
-//! raw reading and failed read as the log has it).
+//! raw reading and failed read as the log has it); with a footprint file, `footprint.parquet`
+//! (one row per record, in the order of `records.parquet`: its carbon, water and cost, the
+//! inputs they came from in the schema's metadata under `ipw.footprint`).
 //!
 //! Both are streamed: records are read from `records.jsonl` and written in batches of
 //! [`BATCH_ROWS`] (one row group each), the power log line by line, so memory does not grow
@@ -8,6 +10,7 @@
 //! channels (the columns), the second writes.
 
 use super::ExportError;
+use crate::footprint::Footprints;
 use crate::power::ChannelKind;
 use crate::records::parquet::{
     channels_of, records_batch, records_schema, ParquetFile, RunColumns, BATCH_ROWS,
@@ -46,10 +49,22 @@ pub struct ExportedRun {
     pub rejected_lines: usize,
     /// Lines of `power.jsonl` that do not read (cut off by a crash), left out.
     pub unreadable_power_lines: usize,
+    /// Rows of `footprint.parquet` (`None`: no footprint asked for).
+    pub footprint_rows: Option<usize>,
 }
 
 /// Export every run under `paths` (run directories or experiment directories).
 pub fn export(paths: &[PathBuf], dest: &Destination) -> Result<Vec<ExportedRun>, ExportError> {
+    export_with(paths, dest, None)
+}
+
+/// [`export`], and with `footprint` each run's `footprint.parquet` under its accelerator's
+/// footprint.
+pub fn export_with(
+    paths: &[PathBuf],
+    dest: &Destination,
+    footprint: Option<&Footprints>,
+) -> Result<Vec<ExportedRun>, ExportError> {
     let mut runs = Vec::new();
     for p in paths {
         let found = crate::records::run_dirs(p).map_err(|source| ExportError::Io {
@@ -99,7 +114,7 @@ pub fn export(paths: &[PathBuf], dest: &Destination) -> Result<Vec<ExportedRun>,
     }
     runs.iter()
         .zip(&names)
-        .map(|(r, name)| export_run(r, name, dest))
+        .map(|(r, name)| export_run(r, name, dest, footprint))
         .collect()
 }
 
@@ -128,14 +143,27 @@ fn pq(path: &Path) -> impl FnOnce(String) -> ExportError + '_ {
 }
 
 /// Export one run directory; `name` is its `run` column and, under a folder, its directory.
-pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<ExportedRun, ExportError> {
+pub fn export_run(
+    run: &Path,
+    name: &str,
+    dest: &Destination,
+    footprint: Option<&Footprints>,
+) -> Result<ExportedRun, ExportError> {
     let src = RunDir::new(run);
     let manifest = src.read_manifest()?;
     let (_, accelerator) =
         crate::joined::run_meta(&manifest, &BTreeMap::new()).map_err(|m| pq(run)(m))?;
+    // A footprint that cannot price this run is refused before anything is written.
+    let footprint = footprint
+        .map(|f| {
+            f.for_accelerator(&accelerator)
+                .map_err(|m| pq(run)(m))
+                .map(|one| (f, one))
+        })
+        .transpose()?;
     let ctx = RunColumns {
         run: name.to_string(),
-        accelerator,
+        accelerator: accelerator.clone(),
     };
     // In place: hold the run so nothing rewrites records.jsonl under us.
     let (dir, _lock) = match dest {
@@ -184,7 +212,12 @@ pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<Exported
     } else {
         (None, 0)
     };
+    let footprint_rows = match footprint {
+        Some((all, one)) => Some(export_footprint(run, &dir, name, &accelerator, all, one)?),
+        None => None,
+    };
     Ok(ExportedRun {
+        footprint_rows,
         run: run.to_path_buf(),
         dir: dir.path().to_path_buf(),
         records,
@@ -193,6 +226,95 @@ pub fn export_run(run: &Path, name: &str, dest: &Destination) -> Result<Exported
         rejected_lines: rejected.len(),
         unreadable_power_lines: unreadable,
     })
+}
+
+/// The schema of `footprint.parquet`; `inputs` (JSON) is its metadata under `ipw.footprint`.
+pub fn footprint_schema(inputs: String) -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    Arc::new(
+        Schema::new(vec![
+            Field::new("run", DataType::Utf8, false),
+            Field::new("accelerator", DataType::Utf8, false),
+            Field::new("record", DataType::UInt64, false),
+            Field::new("query_id", DataType::Utf8, false),
+            Field::new("energy_basis", DataType::Utf8, false),
+            f("energy_j"),
+            f("kwh"),
+            f("g_co2e"),
+            f("water_l"),
+            f("energy_cost"),
+            f("hardware_cost"),
+        ])
+        .with_metadata(HashMap::from([("ipw.footprint".to_string(), inputs)])),
+    )
+}
+
+/// Write `footprint.parquet`: one row per record, in file order.
+fn export_footprint(
+    run: &Path,
+    dir: &RunDir,
+    name: &str,
+    accelerator: &str,
+    all: &Footprints,
+    footprint: &crate::footprint::Footprint,
+) -> Result<usize, ExportError> {
+    use crate::footprint::per_record;
+    let out = dir.path().join("footprint.parquet");
+    let inputs = serde_json::json!({
+        "file": all.path,
+        "accelerator": accelerator,
+        "section": all.accelerators.contains_key(accelerator),
+        "inputs": footprint.inputs,
+    })
+    .to_string();
+    let schema = footprint_schema(inputs);
+    let mut file = ParquetFile::create(&out, schema.clone()).map_err(pq(&out))?;
+    let (mut n, mut failed) = (0, None);
+    let written = per_record::for_each_record(run, footprint, |basis, chunk| {
+        if failed.is_some() {
+            return;
+        }
+        let (m, first) = (chunk.len(), n);
+        n += m;
+        let col = |f: fn(&per_record::RecordFootprint) -> Option<f64>| -> ArrayRef {
+            Arc::new(chunk.iter().map(f).collect::<Float64Array>())
+        };
+        let text = |v: &str| -> ArrayRef {
+            Arc::new(std::iter::repeat_n(Some(v), m).collect::<StringArray>())
+        };
+        let cols: Vec<ArrayRef> = vec![
+            text(name),
+            text(accelerator),
+            Arc::new(UInt64Array::from_iter_values(
+                (first..first + m).map(|i| i as u64),
+            )),
+            Arc::new(
+                chunk
+                    .iter()
+                    .map(|r| Some(r.query_id.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            text(basis),
+            col(|r| r.energy_j),
+            col(|r| r.kwh),
+            col(|r| r.g_co2e),
+            col(|r| r.water_l),
+            col(|r| r.energy_cost),
+            col(|r| r.hardware_cost),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| e.to_string())
+            .and_then(|b| file.write(&b));
+        if let Err(e) = batch {
+            failed = Some(e);
+        }
+    });
+    written.map_err(|e| pq(run)(e.to_string()))?;
+    if let Some(e) = failed {
+        return Err(pq(&out)(e));
+    }
+    file.finish().map_err(pq(&out))?;
+    Ok(n)
 }
 
 /// The schema of `power.parquet`.

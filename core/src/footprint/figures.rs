@@ -334,7 +334,7 @@ fn add(s: &mut Sums, r: &Record, carbon: f64, water: f64) {
 
 /// The carbon (g/kWh) and water (L/kWh) intensity `r`'s energy was drawn at (0 for one the
 /// footprint does not have).
-fn intensities(
+pub(super) fn intensities(
     footprint: &Footprint,
     r: &Record,
     clocks: &[Option<crate::records::clock::ClockOrigin>],
@@ -374,7 +374,7 @@ fn intensities(
 }
 
 /// Total length covered by `windows`.
-fn union_length(mut windows: Vec<[f64; 2]>) -> f64 {
+pub(super) fn union_length(mut windows: Vec<[f64; 2]>) -> f64 {
     windows.sort_by(|a, b| a[0].total_cmp(&b[0]));
     let mut total = 0.0;
     let mut current: Option<[f64; 2]> = None;

@@ -29,6 +29,7 @@
 //! accelerator is refused (a typo would otherwise price runs on the wrong grid).
 
 mod figures;
+pub mod per_record;
 pub mod series;
 
 pub use figures::{carbon_per_joule, figures, CarbonPerJoule, FootprintFigures, FootprintRow};

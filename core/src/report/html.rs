@@ -531,7 +531,11 @@ impl<'a> Page<'a> {
             .inputs
             .iter()
             .map(|i| ("runs on accelerators without a section".to_string(), i))
-            .chain(f.accelerators.iter().map(|(k, i)| (format!("runs on {k}"), i)));
+            .chain(
+                f.accelerators
+                    .iter()
+                    .map(|(k, i)| (format!("runs on {k}"), i)),
+            );
         for (whose, i) in sections {
             let mut parts = vec![format!("PUE {}", i.pue)];
             for (what, input) in [
