@@ -551,3 +551,153 @@ print(json.dumps(out))
     let g = 1.25 * (36.0 * 10.0 + 72.0 * 1505.0 + 108.0 * 3000.0 + 144.0 * 3000.0) / 3.6e6 / 4.0;
     assert!(close(&m0["g_co2e"], g), "{m0} vs {g}");
 }
+
+/// A replayed meter whose power climbs from 20 W by 20 W a second, so that every query's net
+/// energy is above the baseline's (the first second), whenever it runs.
+fn climbing_meter(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let trace = dir.join("meter.csv");
+    let mut f = std::fs::File::create(&trace).unwrap();
+    writeln!(f, "t,value").unwrap();
+    for i in 0..=12_000 {
+        let t = i as f64 * 0.01;
+        writeln!(f, "{t:.2},{:.4}", 20.0 * t + 10.0 * t * t).unwrap();
+    }
+    trace
+}
+
+/// The fault server's paced model with the replayed meter, and `footprint` as the
+/// experiment's `[footprint]`.
+fn experiment_with_footprint(
+    server: &crate::support::fault_server::FaultServer,
+    meter: &Path,
+    footprint: &str,
+) -> String {
+    format!(
+        "name = \"fp\"\n[run]\nwarmup_queries = 0\n[energy]\nbaseline_s = 1\n\
+         [[models]]\nname = \"slow\"\nbackend = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"slow\"\n\
+         [[samplers]]\npath = {}\nconfig = {{ file = {}, kind = \"energy\" }}\n\
+         [[datasets]]\nbuiltin = \"gsm8k\"\nmax_queries = 3\n\
+         [footprint]\n{footprint}",
+        server.url,
+        q(&plugin_lib("ipw_sampler_replay")),
+        q(meter)
+    )
+}
+
+#[test]
+fn an_experiments_footprint_travels_with_its_runs_into_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let meter = climbing_meter(dir.path());
+    let server = crate::support::fault_server::FaultServer::start();
+    // 250 g/kWh over the hours around now, in a series beside the experiment.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let grid = dir.path().join("grid.csv");
+    std::fs::write(
+        &grid,
+        format!(
+            "time,g_co2e_per_kwh\n{},250\n{},250\n",
+            now - 3600,
+            now + 3600
+        ),
+    )
+    .unwrap();
+    let toml = experiment_with_footprint(
+        &server,
+        &meter,
+        "intensity_csv = \"grid.csv\"\npue = 1.4\nprice_per_kwh = 0.3\ncurrency = \"EUR\"\n",
+    );
+    let (o, out) = profile(dir.path(), "fp", &toml);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = out.join("slow");
+    // The manifest carries the footprint with the series' full path, and the run a copy of it.
+    let m = json(&run.join("manifest.json"));
+    assert_eq!(
+        m["experiment"]["footprint"]["pue"], 1.4,
+        "{}",
+        m["experiment"]
+    );
+    assert_eq!(
+        m["experiment"]["footprint"]["intensity_csv"],
+        grid.to_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::read(run.join("grid.csv")).unwrap(),
+        std::fs::read(&grid).unwrap()
+    );
+    // Read elsewhere: the original series is gone, the run's copy is used.
+    std::fs::remove_file(&grid).unwrap();
+    let cmp = dir.path().join("cmp");
+    let o = run_ipw(
+        &[
+            "compare",
+            out.to_str().unwrap(),
+            "--out",
+            cmp.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("g CO2e"), "{}", text(&o));
+    let f = &json(&cmp.join("compare.json"))["footprint"];
+    assert_eq!(f["runs"]["slow"]["pue"], 1.4, "{f}");
+    // Against the records: mean net joules x PUE x 250 g/kWh.
+    let nets: Vec<f64> = records(&run)
+        .iter()
+        .map(|r| r["energy"]["net_j"].as_f64().expect("net energy"))
+        .collect();
+    assert_eq!(nets.len(), 3);
+    assert!(nets.iter().all(|&j| j > 0.0), "{nets:?}");
+    let kwh = nets.iter().sum::<f64>() / 3.0 * 1.4 / 3.6e6;
+    let all = row(f, "slow", "all");
+    assert!(close(&all["kwh_per_query"], kwh), "{all} vs {kwh}");
+    assert!(close(&all["g_co2e_per_query"], kwh * 250.0), "{all}");
+    assert!(close(&all["energy_cost_per_query"], kwh * 0.3), "{all}");
+    // A file given on the command line wins over the runs' own.
+    let fp = dir.path().join("other.toml");
+    std::fs::write(&fp, "carbon_g_per_kwh = 100.0\n").unwrap();
+    let o = compare(&out, &fp, &cmp);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = &json(&cmp.join("compare.json"))["footprint"];
+    assert!(f["runs"].is_null(), "{f}");
+    assert!(close(
+        &row(f, "slow", "all")["g_co2e_per_query"],
+        kwh / 1.4 * 100.0
+    ));
+}
+
+#[test]
+fn a_wrong_experiment_footprint_is_refused_before_anything_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let meter = climbing_meter(dir.path());
+    let server = crate::support::fault_server::FaultServer::start();
+    for (name, footprint, says) in [
+        (
+            "pue",
+            "region = \"FRA\"\npue = 0.5\n",
+            "[footprint] pue: 0.5 is below 1",
+        ),
+        (
+            "series",
+            "intensity_csv = \"nowhere.csv\"\n",
+            "footprint.intensity_csv",
+        ),
+        ("key", "carbon = 3\n", "unknown field `carbon`"),
+    ] {
+        let toml = experiment_with_footprint(&server, &meter, footprint);
+        let (o, out) = profile(dir.path(), name, &toml);
+        assert!(!o.status.success(), "{name}");
+        let e = text(&o);
+        assert!(
+            e.contains(&format!("{name}.toml")) && e.contains(says),
+            "{name}: {e}"
+        );
+        assert!(
+            !out.join("slow/records.jsonl").exists(),
+            "{name}: nothing measured"
+        );
+    }
+}

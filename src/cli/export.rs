@@ -20,10 +20,8 @@ pub fn run(
 ) -> Result<ExitCode> {
     let Format::Parquet = format;
     // A wrong footprint file is refused before any run is read.
-    let footprint = footprint
-        .as_deref()
-        .map(ipw_core::footprint::Footprints::load)
-        .transpose()?;
+    let footprint =
+        ipw_core::footprint::Footprints::given_or_from_runs(footprint.as_deref(), runs)?;
     let dest = match out {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

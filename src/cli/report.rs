@@ -56,11 +56,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .join("report.html"),
     };
     // A wrong footprint file is refused before any run is read.
-    let footprint = a
-        .footprint
-        .as_deref()
-        .map(ipw_core::footprint::Footprints::load)
-        .transpose()?;
+    let footprint =
+        ipw_core::footprint::Footprints::given_or_from_runs(a.footprint.as_deref(), &a.runs)?;
     let req = ReportRequest {
         runs: a.runs,
         reference: a.reference,

@@ -48,11 +48,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     // A wrong footprint file is refused before any run is read.
-    let footprint = a
-        .footprint
-        .as_deref()
-        .map(ipw_core::footprint::Footprints::load)
-        .transpose()?;
+    let footprint =
+        ipw_core::footprint::Footprints::given_or_from_runs(a.footprint.as_deref(), &a.runs)?;
     let req = RouteRequest {
         runs: a.runs.clone(),
         reference: a.reference.clone(),

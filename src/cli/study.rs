@@ -74,9 +74,7 @@ pub fn compare(
 ) -> Result<ExitCode> {
     let by = GroupBy::parse(by).map_err(|e| anyhow::anyhow!("--by {e}"))?;
     // A wrong footprint file is refused before any run is read.
-    let footprint = footprint
-        .map(ipw_core::footprint::Footprints::load)
-        .transpose()?;
+    let footprint = ipw_core::footprint::Footprints::given_or_from_runs(footprint, runs)?;
     let r = study::compare(runs, by, baseline, seed)?;
     println!(
         "energy: {}; * = energy estimated, ! = records with energy flags",
@@ -139,18 +137,9 @@ pub fn compare(
 }
 
 fn print_footprint(f: &ipw_core::footprint::FootprintFigures) {
-    let sections = f
-        .inputs
-        .iter()
-        .map(|i| ("runs without a section".to_string(), i))
-        .chain(
-            f.accelerators
-                .iter()
-                .map(|(k, i)| (format!("runs on {k}"), i)),
-        );
-    let mut currency = "";
+    let currency = f.currency().unwrap_or("");
     println!("footprint per query:");
-    for (whose, i) in sections {
+    for (whose, i) in f.labelled_inputs() {
         println!("  {whose}: PUE {}", i.pue);
         for (what, input) in [
             ("carbon", &i.carbon),
@@ -161,7 +150,6 @@ fn print_footprint(f: &ipw_core::footprint::FootprintFigures) {
                 println!("    {what}: {input}");
             }
         }
-        currency = i.currency.as_deref().unwrap_or(currency);
     }
     let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4e}"));
     for r in &f.rows {

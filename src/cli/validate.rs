@@ -78,6 +78,18 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             taxonomy.labels.len()
         );
     }
+    if let Some(f) = &exp.footprint {
+        let resolved = ipw_core::footprint::Footprints::resolve(f, loaded.base_dir())
+            .map_err(|m| anyhow::anyhow!("{}: [footprint] {m}", file.display()))?;
+        if let Some(d) = &resolved.default {
+            let i = &d.inputs;
+            println!(
+                "  footprint   PUE {}; carbon: {}",
+                i.pue,
+                i.carbon.as_deref().unwrap_or("-")
+            );
+        }
+    }
     println!(
         "  plan        {} queries x {} models, concurrency {}, {} warm-up",
         queries.len(),

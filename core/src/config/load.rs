@@ -248,9 +248,15 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
         None => None,
     };
 
+    let footprint = match &exp.footprint {
+        Some(f) => Some(check_footprint(loaded, f)?),
+        None => None,
+    };
+
     let exp = &mut loaded.experiment;
     exp.grading.judge = judge;
     exp.classification = classification;
+    exp.footprint = footprint;
     for (slot, sampler) in exp.samplers.iter_mut().zip(resolved_samplers) {
         *slot.get_mut() = sampler;
     }
@@ -262,6 +268,35 @@ fn validate(loaded: &mut LoadedExperiment) -> Result<(), ConfigError> {
     }
     exp.plugin_dirs = exp.plugin_dirs.iter().map(|p| resolve(&base, p)).collect();
     Ok(())
+}
+
+/// Resolve the intensity series `[footprint]` (and its sections) name against the experiment's
+/// directory, so each run's manifest names the file wherever the run is read. Whether the rest
+/// of the footprint resolves (a region in the table, PUE >= 1, ...) is checked before the first
+/// query by `crate::footprint`, which names the field.
+fn check_footprint(
+    loaded: &LoadedExperiment,
+    f: &super::FootprintConfig,
+) -> Result<super::FootprintConfig, ConfigError> {
+    let mut f = f.clone();
+    let at = |field: String, msg: String| {
+        loaded.error_at(span_of_table(&loaded.source, "footprint"), &field, msg)
+    };
+    if let Some(p) = &f.intensity_csv {
+        let file = loaded
+            .existing_file(p, "intensity series")
+            .map_err(|m| at("footprint.intensity_csv".into(), m))?;
+        f.intensity_csv = Some(file);
+    }
+    for (name, section) in f.accelerators.iter_mut() {
+        if let Some(p) = &section.intensity_csv {
+            let file = loaded
+                .existing_file(p, "intensity series")
+                .map_err(|m| at(format!("footprint.accelerators.{name}.intensity_csv"), m))?;
+            section.intensity_csv = Some(file);
+        }
+    }
+    Ok(f)
 }
 
 /// Check `[classification]` and resolve the files it names against the experiment's directory

@@ -64,6 +64,56 @@ pub struct Experiment {
     /// classify` does afterwards), outside every measured window.
     #[serde(default)]
     pub classification: Option<ClassificationConfig>,
+    /// Where the energy is drawn: grid intensity, PUE, prices. Each run's manifest carries it,
+    /// so `compare`, `route`, `report` and `export` give carbon, water and cost per query
+    /// without a `--footprint` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<FootprintConfig>,
+}
+
+/// A footprint as written: `ipw compare --footprint FILE` (see `crate::footprint`), or an
+/// experiment's `[footprint]`, which each run's manifest then carries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FootprintConfig {
+    /// A region of the shipped table (ISO 3166 alpha-3 code or country name): its carbon and
+    /// water intensity, for what the other fields leave out.
+    pub region: Option<String>,
+    /// Grid carbon intensity, g CO2e per kWh.
+    pub carbon_g_per_kwh: Option<f64>,
+    /// Grid water intensity, litres per kWh.
+    pub water_l_per_kwh: Option<f64>,
+    /// Intensity over time (relative paths: from the footprint file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intensity_csv: Option<PathBuf>,
+    /// Power usage effectiveness of the facility (>= 1).
+    pub pue: Option<f64>,
+    /// Electricity price per kWh.
+    pub price_per_kwh: Option<f64>,
+    /// Currency of the prices (a label).
+    pub currency: Option<String>,
+    /// The hardware's purchase price, amortised over its life.
+    pub hardware: Option<HardwareConfig>,
+    /// The footprint of runs on named accelerators, over the fields above.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accelerators: BTreeMap<String, FootprintConfig>,
+}
+
+/// Hardware amortisation as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareConfig {
+    /// Purchase price.
+    pub price: f64,
+    /// Years of service it is written off over.
+    pub lifetime_years: f64,
+    /// The share of the machine the runs had (1: all of it).
+    #[serde(default = "whole_machine")]
+    pub share: f64,
+}
+
+fn whole_machine() -> f64 {
+    1.0
 }
 
 /// `[classification]`: the classifier that labels each query with a domain at profile time.

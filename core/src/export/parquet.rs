@@ -156,7 +156,7 @@ pub fn export_run(
     // A footprint that cannot price this run is refused before anything is written.
     let footprint = footprint
         .map(|f| {
-            f.for_accelerator(&accelerator)
+            f.for_run(run, &manifest, &accelerator)
                 .map_err(|m| pq(run)(m))
                 .map(|one| (f, one))
         })
@@ -213,7 +213,7 @@ pub fn export_run(
         (None, 0)
     };
     let footprint_rows = match footprint {
-        Some((all, one)) => Some(export_footprint(run, &dir, name, &accelerator, all, one)?),
+        Some((all, one)) => Some(export_footprint(run, &dir, name, &accelerator, all, &one)?),
         None => None,
     };
     Ok(ExportedRun {

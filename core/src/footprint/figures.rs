@@ -19,6 +19,10 @@ pub struct FootprintFigures {
     /// What the figures of runs on each accelerator with a section were computed from.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub accelerators: BTreeMap<String, FootprintInputs>,
+    /// Without a footprint file: what each run's own (its experiment's `[footprint]`) figures
+    /// were computed from, by run (column) name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<String, FootprintInputs>,
     /// One row per run and group (`all` first).
     pub rows: Vec<FootprintRow>,
 }
@@ -112,10 +116,15 @@ pub fn figures(
         .check_accelerators(runs.iter().map(|r| r.accelerator.as_str()))
         .map_err(config)?;
     let mut uses_default = false;
+    let mut own = BTreeMap::new();
     for run in runs {
         let footprint = footprints
-            .for_accelerator(&run.accelerator)
+            .for_run(&run.dir, &run.manifest, &run.accelerator)
             .map_err(config)?;
+        let footprint: &Footprint = &footprint;
+        if footprints.from_runs {
+            own.insert(run.name.clone(), footprint.inputs.clone());
+        }
         uses_default |= !footprints.accelerators.contains_key(&run.accelerator);
         let clocks: Vec<_> = run.manifest.sessions.iter().map(|s| s.clock).collect();
         let RunSums {
@@ -152,6 +161,7 @@ pub fn figures(
             .iter()
             .map(|(k, f)| (k.clone(), f.inputs.clone()))
             .collect(),
+        runs: own,
         rows,
     })
 }
@@ -219,6 +229,28 @@ pub fn carbon_per_joule(
 }
 
 impl FootprintFigures {
+    /// Every set of inputs with whose figures it gave, in words: the top level's, each
+    /// accelerator section's, each run's own.
+    pub fn labelled_inputs(&self) -> Vec<(String, &FootprintInputs)> {
+        self.inputs
+            .iter()
+            .map(|i| ("runs on accelerators without a section".to_string(), i))
+            .chain(
+                self.accelerators
+                    .iter()
+                    .map(|(k, i)| (format!("runs on {k}"), i)),
+            )
+            .chain(self.runs.iter().map(|(k, i)| (format!("run {k}"), i)))
+            .collect()
+    }
+
+    /// The currency of every cost, if any is priced.
+    pub fn currency(&self) -> Option<&str> {
+        self.labelled_inputs()
+            .into_iter()
+            .find_map(|(_, i)| i.currency.as_deref())
+    }
+
     /// The rows as CSV (a header line, then a line per row; empty cells for figures the
     /// footprint has no input for).
     pub fn to_csv(&self) -> String {

@@ -32,10 +32,12 @@ mod figures;
 pub mod per_record;
 pub mod series;
 
+pub use crate::config::{FootprintConfig, HardwareConfig};
+
 pub use figures::{carbon_per_joule, figures, CarbonPerJoule, FootprintFigures, FootprintRow};
 pub use series::Series;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -80,32 +82,6 @@ pub enum FootprintError {
     /// The runs could not be found or named.
     #[error(transparent)]
     Table(#[from] crate::joined::TableError),
-}
-
-/// The footprint file as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FootprintConfig {
-    /// A region of the shipped table (ISO 3166 alpha-3 code or country name): its carbon and
-    /// water intensity, for what the other fields leave out.
-    pub region: Option<String>,
-    /// Grid carbon intensity, g CO2e per kWh.
-    pub carbon_g_per_kwh: Option<f64>,
-    /// Grid water intensity, litres per kWh.
-    pub water_l_per_kwh: Option<f64>,
-    /// Intensity over time (relative paths: from the footprint file's folder).
-    pub intensity_csv: Option<PathBuf>,
-    /// Power usage effectiveness of the facility (>= 1).
-    pub pue: Option<f64>,
-    /// Electricity price per kWh.
-    pub price_per_kwh: Option<f64>,
-    /// Currency of the prices (a label).
-    pub currency: Option<String>,
-    /// The hardware's purchase price, amortised over its life.
-    pub hardware: Option<HardwareConfig>,
-    /// The footprint of runs on named accelerators, over the fields above.
-    #[serde(default)]
-    pub accelerators: BTreeMap<String, FootprintConfig>,
 }
 
 impl FootprintConfig {
@@ -156,23 +132,6 @@ impl FootprintConfig {
         }
         Ok(c)
     }
-}
-
-/// Hardware amortisation as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HardwareConfig {
-    /// Purchase price.
-    pub price: f64,
-    /// Years of service it is written off over.
-    pub lifetime_years: f64,
-    /// The share of the machine the runs had (1: all of it).
-    #[serde(default = "one")]
-    pub share: f64,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// What every footprint figure was computed from, in words and numbers.
@@ -238,6 +197,28 @@ fn regions() -> impl Iterator<Item = Region> {
     })
 }
 
+/// Copies the intensity series `config` names into the run directory `run` (by file name,
+/// unless a copy is there: a resumed run keeps the series it started with), so the run is read
+/// with the series it was measured under on any machine ([`Footprints::from_runs`]).
+pub fn keep_series(config: &FootprintConfig, run: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    let series = config.intensity_csv.iter().chain(
+        config
+            .accelerators
+            .values()
+            .filter_map(|s| s.intensity_csv.as_ref()),
+    );
+    for from in series {
+        let Some(name) = from.file_name() else {
+            continue;
+        };
+        let to = run.join(name);
+        if !to.exists() {
+            std::fs::copy(from, &to).map_err(|e| (from.clone(), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// A footprint file, resolved: the footprint of every run, and of runs on named accelerators.
 #[derive(Debug, Clone)]
 pub struct Footprints {
@@ -247,6 +228,9 @@ pub struct Footprints {
     pub default: Option<Footprint>,
     /// Per accelerator name, the top level with its section laid on it.
     pub accelerators: BTreeMap<String, Footprint>,
+    /// No file: each run's own footprint, from its experiment's `[footprint]`
+    /// ([`Footprints::from_runs`]).
+    pub from_runs: bool,
 }
 
 impl Footprints {
@@ -287,7 +271,98 @@ impl Footprints {
             path: PathBuf::new(),
             default,
             accelerators,
+            from_runs: false,
         })
+    }
+
+    /// The footprint file `file` when given (read before any run), else what the runs under
+    /// `runs` carry ([`Footprints::from_runs`]).
+    pub fn given_or_from_runs(
+        file: Option<&Path>,
+        runs: &[PathBuf],
+    ) -> Result<Option<Self>, FootprintError> {
+        match file {
+            Some(f) => Self::load(f).map(Some),
+            None => Self::from_runs(runs),
+        }
+    }
+
+    /// The footprints the runs under `paths` carry from their experiments' `[footprint]`:
+    /// `None` when not every run has one (a warning names the runs without, when some have).
+    pub fn from_runs(paths: &[PathBuf]) -> Result<Option<Self>, FootprintError> {
+        let runs = crate::joined::find_runs(paths)?;
+        let mut without = Vec::new();
+        for dir in &runs {
+            let manifest = crate::records::RunDir::new(dir)
+                .read_manifest()
+                .map_err(|e| FootprintError::Run {
+                    path: dir.clone(),
+                    message: e.to_string(),
+                })?;
+            if manifest
+                .experiment
+                .get("footprint")
+                .is_none_or(|f| f.is_null())
+            {
+                without.push(dir.display().to_string());
+            }
+        }
+        if without.len() == runs.len() {
+            return Ok(None);
+        }
+        if !without.is_empty() {
+            tracing::warn!(
+                "no footprint: some runs' experiments have a [footprint] and these have none (give --footprint FILE for all): {}",
+                without.join(", ")
+            );
+            return Ok(None);
+        }
+        Ok(Some(Footprints {
+            path: PathBuf::from("the runs' [footprint]"),
+            default: None,
+            accelerators: BTreeMap::new(),
+            from_runs: true,
+        }))
+    }
+
+    /// The footprint of the run in `dir` (its manifest `manifest`, on `accelerator`): the
+    /// file's, or with [`Footprints::from_runs`] the run's own, its intensity series read from
+    /// the copy in the run directory where there is one.
+    pub fn for_run(
+        &self,
+        dir: &Path,
+        manifest: &crate::records::Manifest,
+        accelerator: &str,
+    ) -> Result<std::borrow::Cow<'_, Footprint>, String> {
+        if !self.from_runs {
+            return self
+                .for_accelerator(accelerator)
+                .map(std::borrow::Cow::Borrowed);
+        }
+        let raw = manifest
+            .experiment
+            .get("footprint")
+            .cloned()
+            .unwrap_or_default();
+        let mut config: FootprintConfig = serde_json::from_value(raw)
+            .map_err(|e| format!("{}: the manifest's [footprint]: {e}", dir.display()))?;
+        let kept = |p: &mut Option<PathBuf>| {
+            if let Some(copy) = p.as_ref().and_then(|p| p.file_name()).map(|n| dir.join(n)) {
+                if copy.is_file() {
+                    *p = Some(copy);
+                }
+            }
+        };
+        kept(&mut config.intensity_csv);
+        for s in config.accelerators.values_mut() {
+            kept(&mut s.intensity_csv);
+        }
+        let mut own = Footprints::resolve(&config, dir)
+            .map_err(|m| format!("{}: the experiment's [footprint] {m}", dir.display()))?;
+        own.path = dir.to_path_buf();
+        own.for_accelerator(accelerator)
+            .cloned()
+            .map(std::borrow::Cow::Owned)
     }
 
     /// The footprint of runs on `accelerator`: its section's, else the top level's.
@@ -336,8 +411,16 @@ impl Footprints {
             .map_err(config)?;
         for c in 0..table.columns.len() {
             let column = &table.columns[c];
-            let footprint = self.for_accelerator(&column.accelerator).map_err(config)?;
-            if let Some(per) = carbon_per_joule(&column.run, footprint)? {
+            let manifest = crate::records::RunDir::new(&column.run)
+                .read_manifest()
+                .map_err(|e| FootprintError::Run {
+                    path: column.run.clone(),
+                    message: e.to_string(),
+                })?;
+            let footprint = self
+                .for_run(&column.run, &manifest, &column.accelerator)
+                .map_err(config)?;
+            if let Some(per) = carbon_per_joule(&column.run, &footprint)? {
                 table.apply_carbon(c, |q| per.of(q));
             }
         }

@@ -498,12 +498,7 @@ impl<'a> Page<'a> {
         ) else {
             return;
         };
-        let currency = f
-            .inputs
-            .iter()
-            .chain(f.accelerators.values())
-            .find_map(|i| i.currency.as_deref())
-            .unwrap_or("");
+        let currency = f.currency().unwrap_or("");
         let mut s = format!(
             r#"<figure class="table" id="fig-footprint"><div class="table-wrap"><table><thead><tr><th>Run</th><th>Accelerator</th><th>With energy</th><th>Energy</th><th>kWh/query (facility)</th><th>g CO2e/query</th><th>Water L/query</th><th>Electricity {c}/query</th><th>Hardware {c}/query</th><th>Cost {c}/query</th></tr></thead><tbody>"#,
             c = esc(currency)
@@ -527,16 +522,7 @@ impl<'a> Page<'a> {
             );
         }
         s.push_str("</tbody></table></div><ul class=\"note\">");
-        let sections = f
-            .inputs
-            .iter()
-            .map(|i| ("runs on accelerators without a section".to_string(), i))
-            .chain(
-                f.accelerators
-                    .iter()
-                    .map(|(k, i)| (format!("runs on {k}"), i)),
-            );
-        for (whose, i) in sections {
+        for (whose, i) in f.labelled_inputs() {
             let mut parts = vec![format!("PUE {}", i.pue)];
             for (what, input) in [
                 ("carbon", &i.carbon),

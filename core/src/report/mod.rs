@@ -541,11 +541,9 @@ pub fn build(req: &ReportRequest) -> Result<Report, ReportError> {
                 note: format!(
                     "per query of each run; energy x PUE is the facility's, the grid's intensity applied to it; {}",
                     figures
-                        .inputs
-                        .iter()
-                        .chain(figures.accelerators.values())
-                        .next()
-                        .map(|i| i.busy_time)
+                        .labelled_inputs()
+                        .first()
+                        .map(|(_, i)| i.busy_time)
                         .unwrap_or_default()
                 ),
                 data: Some(figures),

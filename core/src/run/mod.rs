@@ -74,6 +74,14 @@ pub enum RunError {
     /// `--shard` cannot be used as given, or the directory was split another way.
     #[error(transparent)]
     Shard(#[from] ShardError),
+    /// The experiment's `[footprint]` does not resolve.
+    #[error("{}: [footprint] {message}", file.display())]
+    Footprint {
+        /// The experiment file.
+        file: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// `--require-idle` and the machine is busy.
     #[error("the machine is not idle (--require-idle): {0}")]
     Busy(String),
@@ -213,6 +221,15 @@ pub async fn profile(
 ) -> Result<(PathBuf, Vec<RunOutcome>), RunError> {
     let exp = &loaded.experiment;
     let (queries, datasets) = plan_queries(loaded)?;
+    if let Some(f) = &exp.footprint {
+        // Refused before anything is measured, rather than when the runs are analysed.
+        crate::footprint::Footprints::resolve(f, loaded.base_dir()).map_err(|message| {
+            RunError::Footprint {
+                file: loaded.file.clone(),
+                message,
+            }
+        })?;
+    }
     refuse_missing_gpus(exp).await?;
     let layout = match options.shard {
         None => unsharded_layout(loaded, options)?,
@@ -506,6 +523,10 @@ async fn run_model(
         existing,
         rejected_lines,
     } = opened;
+    if let Some(f) = &exp.footprint {
+        crate::footprint::keep_series(f, run.path())
+            .map_err(|(path, source)| RunError::Io { path, source })?;
+    }
     let elsewhere = shard.as_ref().map_or(0, |s| {
         queries
             .iter()
