@@ -701,3 +701,74 @@ fn a_wrong_experiment_footprint_is_refused_before_anything_is_measured() {
         );
     }
 }
+
+#[test]
+fn a_top_level_pue_is_shared_by_sections_that_give_the_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs_on_two_grids(dir.path());
+    let fp = dir.path().join("shared.toml");
+    std::fs::write(
+        &fp,
+        "pue = 1.5\n[accelerators.hydro]\ncarbon_g_per_kwh = 20.0\n\
+         [accelerators.smoky]\ncarbon_g_per_kwh = 800.0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = compare(&runs, &fp, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = &json(&out.join("compare.json"))["footprint"];
+    assert!(
+        f["inputs"].is_null(),
+        "every run is priced by its section: {f}"
+    );
+    // m1 (hydro): mean net 180 J; m0 (smoky): 90 J; both x PUE 1.5.
+    let g = |model: &str| row(f, model, "all")["g_co2e_per_query"].clone();
+    assert!(close(&g("m1"), 180.0 * 1.5 / 3.6e6 * 20.0), "{f}");
+    assert!(close(&g("m0"), 90.0 * 1.5 / 3.6e6 * 800.0), "{f}");
+}
+
+#[test]
+fn runs_priced_in_two_currencies_by_their_experiments_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs(dir.path());
+    let give = |currency: [&str; 2]| {
+        for (run, c) in run_dirs(&runs).iter().zip(currency) {
+            let manifest = run.join("manifest.json");
+            let mut m = json(&manifest);
+            m["experiment"]["footprint"] = serde_json::json!({
+                "carbon_g_per_kwh": 100.0, "price_per_kwh": 0.2, "currency": c
+            });
+            std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+        }
+    };
+    let out = dir.path().join("out");
+    let plain = |out: &Path| {
+        run_ipw(
+            &[
+                "compare",
+                runs.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        )
+    };
+    // One currency: the runs' own footprints are used without a file.
+    give(["EUR", "EUR"]);
+    let o = plain(&out);
+    assert!(o.status.success(), "{}", text(&o));
+    let f = &json(&out.join("compare.json"))["footprint"];
+    assert!(close(
+        &row(f, "m0", "all")["energy_cost_per_query"],
+        90.0 / 3.6e6 * 0.2
+    ));
+    // Two: refused, naming both.
+    give(["EUR", "USD"]);
+    let o = plain(&dir.path().join("out2"));
+    assert!(!o.status.success());
+    let e = text(&o);
+    assert!(
+        e.contains("different currencies") && e.contains("EUR in") && e.contains("USD in"),
+        "{e}"
+    );
+}

@@ -598,3 +598,65 @@ fn params_arg(text: Option<String>, example: &str) -> anyhow::Result<Option<serd
     }
     Ok(Some(v))
 }
+
+/// An error and its causes on one line, each cause after a colon, as `{:#}` prints them, less
+/// the causes a message already ends with: many errors name their file and quote their cause
+/// (`path: No such file or directory`), and the cause printed again says nothing new.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.is_empty() && last.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::error_text;
+
+    /// An error that quotes its cause, as the library's `{path}: {source}` errors do.
+    #[derive(Debug)]
+    struct Quoting {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_its_error_already_quotes_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Quoting {
+            path: "run/manifest.json".into(),
+            source: io,
+        })
+        .context("watching run");
+        assert_eq!(
+            error_text(&e),
+            "watching run: run/manifest.json: no such file"
+        );
+        // A cause that says something new is kept, as {:#} keeps it.
+        let e = anyhow::anyhow!("disk full").context("writing out.json");
+        assert_eq!(error_text(&e), "writing out.json: disk full");
+        assert_eq!(error_text(&e), format!("{e:#}"));
+    }
+}

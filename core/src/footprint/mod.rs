@@ -93,12 +93,10 @@ impl FootprintConfig {
             || self.intensity_csv.is_some()
     }
 
-    /// Whether anything a figure comes from is given.
-    fn names_anything(&self) -> bool {
-        self.names_grid()
-            || self.price_per_kwh.is_some()
-            || self.hardware.is_some()
-            || self.pue.is_some()
+    /// Whether anything a figure is computed from is given (PUE alone scales, it computes
+    /// nothing: at the top level of a file with sections it is what the sections share).
+    fn prices_anything(&self) -> bool {
+        self.names_grid() || self.price_per_kwh.is_some() || self.hardware.is_some()
     }
 
     /// This (top-level) configuration with the section `over` laid on it: a section that names
@@ -254,7 +252,7 @@ impl Footprints {
     /// Resolves `config` (relative paths from `base`); the error names the field, and the
     /// section it is in.
     pub fn resolve(config: &FootprintConfig, base: &Path) -> Result<Self, String> {
-        let default = if config.accelerators.is_empty() || config.names_anything() {
+        let default = if config.accelerators.is_empty() || config.prices_anything() {
             Some(Footprint::resolve(config, base)?)
         } else {
             None
@@ -289,9 +287,14 @@ impl Footprints {
 
     /// The footprints the runs under `paths` carry from their experiments' `[footprint]`:
     /// `None` when not every run has one (a warning names the runs without, when some have).
+    /// Paths without run directories (a study's parts, `*.part.parquet`) have none: the
+    /// command reading them says what they are.
     pub fn from_runs(paths: &[PathBuf]) -> Result<Option<Self>, FootprintError> {
-        let runs = crate::joined::find_runs(paths)?;
+        let Ok(runs) = crate::joined::find_runs(paths) else {
+            return Ok(None);
+        };
         let mut without = Vec::new();
+        let mut currencies = BTreeMap::new();
         for dir in &runs {
             let manifest = crate::records::RunDir::new(dir)
                 .read_manifest()
@@ -306,6 +309,12 @@ impl Footprints {
             {
                 without.push(dir.display().to_string());
             }
+            let currency = manifest.experiment["footprint"]["currency"].as_str();
+            if let Some(c) = currency {
+                currencies
+                    .entry(c.to_string())
+                    .or_insert_with(|| dir.display().to_string());
+            }
         }
         if without.len() == runs.len() {
             return Ok(None);
@@ -316,6 +325,20 @@ impl Footprints {
                 without.join(", ")
             );
             return Ok(None);
+        }
+        if currencies.len() > 1 {
+            // Costs in two currencies would be printed, averaged and compared as one.
+            return Err(FootprintError::Config {
+                path: PathBuf::from("the runs' [footprint]"),
+                message: format!(
+                    "the runs price in different currencies ({}): give --footprint FILE with one",
+                    currencies
+                        .iter()
+                        .map(|(c, run)| format!("{c} in {run}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
         Ok(Some(Footprints {
             path: PathBuf::from("the runs' [footprint]"),
@@ -425,14 +448,6 @@ impl Footprints {
             }
         }
         Ok(())
-    }
-
-    /// The currency of every cost (one per file).
-    pub fn currency(&self) -> Option<&str> {
-        self.default
-            .iter()
-            .chain(self.accelerators.values())
-            .find_map(|f| f.inputs.currency.as_deref())
     }
 }
 
