@@ -100,6 +100,8 @@ fn build_wasm_guests(root: &Path) {
         "sdk/guest/Cargo.toml",
         "plugins/graders",
         "plugins/classifiers",
+        "plugins/routers",
+        "sdk/router-model",
         "tests/fixtures/graders",
         "tests/fixtures/routers",
         "tests/fixtures/classifiers",
@@ -120,6 +122,13 @@ fn build_wasm_guests(root: &Path) {
             "BUILTIN_CLASSIFIERS",
             true,
             "ipw_classifier_",
+        ),
+        (
+            "plugins/routers/Cargo.toml",
+            "builtin_routers.rs",
+            "BUILTIN_ROUTERS",
+            true,
+            "ipw_router_",
         ),
         (
             "tests/fixtures/graders/Cargo.toml",

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod give_up;
+pub mod learn;
 pub mod routers;
 pub mod simulate;
 pub mod wasm;

@@ -107,7 +107,7 @@ impl Objective {
 
     /// This objective when the table has figures for it; else why an oracle cannot minimise
     /// it, naming the objectives that have figures.
-    fn with_data(self, table: &Table) -> Result<Self, String> {
+    pub(crate) fn with_data(self, table: &Table) -> Result<Self, String> {
         if self.has_data(table) {
             return Ok(self);
         }

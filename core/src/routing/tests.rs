@@ -5,7 +5,7 @@ use super::simulate::{gap_recovery, random_gap_recovery, simulate};
 use crate::config::ModelMeta;
 use crate::joined::{Aggregates, Column, EnergySource, Outcome, Row, Table};
 
-fn outcome(score: f64, energy: f64) -> Outcome {
+pub(super) fn outcome(score: f64, energy: f64) -> Outcome {
     Outcome {
         score,
         failed: false,
@@ -21,7 +21,7 @@ fn outcome(score: f64, energy: f64) -> Outcome {
     }
 }
 
-fn column(name: &str) -> Column {
+pub(super) fn column(name: &str) -> Column {
     Column {
         name: name.into(),
         meta: ModelMeta::default(),
