@@ -227,6 +227,8 @@ fn routing_two_real_runs_matches_the_records() {
         1.0 - sum(&|id| by_wasm(id).1) / ref_energy
     ));
 
+    trained_on_the_real_runs(dir.path(), &out_local, &out_server, &a, &b);
+
     // Unknown models and routers are refused by name.
     let o = run_ipw(
         &[
@@ -243,5 +245,75 @@ fn routing_two_real_runs_matches_the_records() {
         text(&o).contains("no model `gpt-9`") && text(&o).contains("local, server"),
         "{}",
         text(&o)
+    );
+}
+
+/// `ipw route train` on the two real runs (the cheaper in compute: the local run's 8 tokens
+/// against the server's 48): the router is written, routes exactly the queries it held out,
+/// and each of its decisions there is one of the two models' real outcomes.
+fn trained_on_the_real_runs(
+    dir: &std::path::Path,
+    local: &std::path::Path,
+    server: &std::path::Path,
+    a: &HashMap<String, (f64, f64, f64)>,
+    b: &HashMap<String, (f64, f64, f64)>,
+) {
+    let wasm = dir.join("smol-router.wasm");
+    let o = run_ipw(
+        &[
+            "route",
+            "train",
+            local.to_str().unwrap(),
+            server.to_str().unwrap(),
+            "--reference",
+            "server",
+            "--objective",
+            "compute",
+            "--holdout",
+            "0.5",
+            "-o",
+            wasm.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let report = json(&dir.join("smol-router.held-out/route.json"));
+    let learned = &report["learned"][0];
+    let held = learned["meta"]["held_out_queries"].as_u64().unwrap();
+    assert_eq!(report["queries"].as_u64().unwrap(), held);
+    assert_eq!(
+        learned["meta"]["train_queries"].as_u64().unwrap() + held,
+        12
+    );
+    assert_eq!(learned["meta"]["models"][0]["name"], "local");
+    let runs = learned["meta"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter()
+            .all(|r| r["plan_sha256"].as_str().unwrap().len() == 64),
+        "{runs:?}"
+    );
+    let r = router(&report, wasm.to_str().unwrap());
+    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r}");
+    let shares: f64 = r["answered_by"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!(close(shares, 1.0), "{r}");
+    // The held-out queries are those the split names (seed 0), and on each the router took
+    // one model's real outcome: its accuracy lies between both-right and either-right.
+    let ids: Vec<&String> = a
+        .keys()
+        .filter(|id| ipw_router_model::held_out(id, 0.5, 0))
+        .collect();
+    assert_eq!(ids.len() as u64, held);
+    let both: f64 = ids.iter().map(|id| a[*id].0.min(b[*id].0)).sum();
+    let either: f64 = ids.iter().map(|id| a[*id].0.max(b[*id].0)).sum();
+    let acc = r["accuracy"]["value"].as_f64().unwrap() * held as f64;
+    assert!(
+        both - 1e-9 <= acc && acc <= either + 1e-9,
+        "{both} <= {acc} <= {either}"
     );
 }

@@ -19,6 +19,7 @@ mod graders_e2e;
 mod hf_datasets;
 mod import;
 mod init;
+mod learned_router;
 mod managed_server;
 mod metrics;
 mod pairwise_coverage;

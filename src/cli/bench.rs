@@ -467,6 +467,7 @@ fn analyze(
         meta: Default::default(),
         weak: None,
         workload: None,
+        held_out_of: None,
         by: None,
         footprint: None,
     })?;

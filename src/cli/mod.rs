@@ -39,6 +39,51 @@ pub struct Cli {
     command: Command,
 }
 
+/// What `ipw route` does besides routing.
+#[derive(Debug, Subcommand)]
+enum RouteAction {
+    /// Learn from runs which queries a cheaper model answers as well as the reference, from
+    /// what a router may see (prompt text, dataset, subject, prompt tokens), and write the
+    /// router as one .wasm that `ipw route --router` runs in the sandbox. Queries held out of
+    /// training (by a hash of the query id) are routed after training against random, a
+    /// prompt-length threshold and the oracle.
+    Train {
+        /// Run directories (one model each) or experiment directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The model to route away from.
+        #[arg(long)]
+        reference: String,
+        /// What a cheaper model is cheaper in: energy, compute, cost or carbon (with
+        /// --footprint). Default: energy, else the first with figures.
+        #[arg(long)]
+        objective: Option<String>,
+        /// Share of queries held out of training and routed after it to test the router.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Seed of the split and the training order: the same runs and seed give the same bytes.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Hash buckets, log2 (weights per cheaper model).
+        #[arg(long, default_value_t = 14)]
+        dim_log2: u32,
+        /// Passes over the training queries.
+        #[arg(long, default_value_t = 5)]
+        epochs: u32,
+        /// Model metadata overriding the runs' own (as `ipw route --meta`).
+        #[arg(long, value_name = "FILE")]
+        meta: Option<PathBuf>,
+        /// A footprint file, for --objective carbon (as `ipw route --footprint`).
+        #[arg(long, value_name = "FILE")]
+        footprint: Option<PathBuf>,
+        /// The router to write.
+        #[arg(short, long, value_name = "ROUTER.wasm")]
+        out: PathBuf,
+    },
+}
+
+// One value per process, parsed once: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an experiment: every model answers every dataset query; writes one run directory
@@ -148,13 +193,17 @@ enum Command {
     },
     /// Route queries between models: join runs of several models on query id and report, per
     /// router, accuracy kept and energy, compute and cost saved against the reference model.
+    /// `ipw route train` learns a router from runs and writes it as one .wasm.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Route {
+        #[command(subcommand)]
+        action: Option<RouteAction>,
         /// Run directories (one model each) or experiment directories (every model in them).
         #[arg(required = true)]
         runs: Vec<PathBuf>,
         /// The model every saving is measured against (e.g. the large or cloud model).
-        #[arg(long)]
-        reference: String,
+        #[arg(long, required = true)]
+        reference: Option<String>,
         /// A router (repeatable): always:<model>, random[:<share>], oracle[:energy|compute|cost],
         /// p-accurate:<p>[:reference|random][:energy|compute|cost],
         /// threshold:prompt_tokens|prompt_chars:<n>:<model>,
@@ -192,6 +241,10 @@ enum Command {
         /// its carbon saving, and `--objective carbon`.
         #[arg(long, value_name = "FILE")]
         footprint: Option<PathBuf>,
+        /// Route only the queries a trained router (`ipw route train`) held out of its
+        /// training: the figures that test it.
+        #[arg(long, value_name = "ROUTER.wasm")]
+        held_out_of: Option<PathBuf>,
         /// Where route.json and route.csv go (default: the first run's `analysis/`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -482,6 +535,34 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             trace_config,
         } => attribute::run(&run_dir, trace, trace_config),
         Command::Route {
+            action:
+                Some(RouteAction::Train {
+                    runs,
+                    reference,
+                    objective,
+                    holdout,
+                    seed,
+                    dim_log2,
+                    epochs,
+                    meta,
+                    footprint,
+                    out,
+                }),
+            ..
+        } => route::train(route::TrainArgs {
+            runs,
+            reference,
+            objective,
+            holdout,
+            seed,
+            dim_log2,
+            epochs,
+            meta,
+            footprint,
+            out,
+        }),
+        Command::Route {
+            action: None,
             runs,
             reference,
             routers,
@@ -492,10 +573,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             workload,
             footprint,
+            held_out_of,
             out,
         } => route::run(route::Args {
             runs,
-            reference,
+            reference: reference.unwrap_or_default(),
             routers,
             objective,
             by,
@@ -504,6 +586,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             workload,
             footprint,
+            held_out_of,
             out,
         }),
         Command::Compare {

@@ -21,6 +21,7 @@ pub struct Args {
     pub seed: u64,
     pub workload: Option<PathBuf>,
     pub footprint: Option<PathBuf>,
+    pub held_out_of: Option<PathBuf>,
     pub out: Option<PathBuf>,
 }
 
@@ -65,6 +66,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         workload: a.workload.clone(),
         by,
         footprint,
+        held_out_of: a.held_out_of.clone(),
     };
     let report = routing::route(&req)?;
     let out = match &a.out {
@@ -92,12 +94,24 @@ fn est(e: &Option<Estimate>, scale: f64, digits: usize) -> String {
 
 fn print(r: &routing::RouteReport) {
     println!(
-        "{} queries routed against `{}` (energy: {}, the oracle minimises {})",
+        "{} queries routed against `{}` (energy: {}, the oracle minimises {}){}",
         r.queries,
         r.reference,
         r.energy_basis,
-        r.objective.name()
+        r.objective.name(),
+        r.held_out_of
+            .as_ref()
+            .map(|p| format!(": only those {p} held out of its training"))
+            .unwrap_or_default()
     );
+    for l in &r.learned {
+        if l.in_sample_queries > 0 {
+            println!(
+                "  NOTE {} was trained on {} of these {} queries: its figures are in-sample, not a test of it (route with --held-out-of its .wasm)",
+                l.router, l.in_sample_queries, r.queries
+            );
+        }
+    }
     if !r.incomplete.is_empty() {
         println!(
             "  {} queries are missing from some runs and were not routed (first: {} lacks it in {})",
@@ -253,4 +267,136 @@ fn print_groups(by: GroupBy, reference: &str, groups: &[routing::simulate::Group
             width = by.name().len() + 3,
         );
     }
+}
+
+/// `ipw route train`'s arguments.
+pub struct TrainArgs {
+    pub runs: Vec<PathBuf>,
+    pub reference: String,
+    pub objective: Option<String>,
+    pub holdout: f64,
+    pub seed: u64,
+    pub dim_log2: u32,
+    pub epochs: u32,
+    pub meta: Option<PathBuf>,
+    pub footprint: Option<PathBuf>,
+    pub out: PathBuf,
+}
+
+/// Train a router, write it, and route the queries it held out against random, a
+/// prompt-length threshold and the oracle.
+pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    use ipw_core::routing::learn;
+    let meta = match &a.meta {
+        Some(path) => routing::read_meta_file(path)?,
+        None => BTreeMap::new(),
+    };
+    let footprint =
+        ipw_core::footprint::Footprints::given_or_from_runs(a.footprint.as_deref(), &a.runs)?;
+    let objective = a
+        .objective
+        .as_deref()
+        .map(Objective::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--objective {e}"))?;
+    let table = routing::table(&a.runs, &meta, footprint.as_ref())?;
+    let started = std::time::Instant::now();
+    let trained = learn::train(
+        &table,
+        &learn::TrainOptions {
+            reference: a.reference.clone(),
+            objective,
+            holdout: a.holdout,
+            seed: a.seed,
+            features: ipw_router_model::FeatureSet {
+                dim_log2: a.dim_log2,
+                ..ipw_router_model::FeatureSet::DEFAULT
+            },
+            epochs: a.epochs,
+        },
+    )?;
+    let took = started.elapsed();
+    std::fs::write(&a.out, &trained.component)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    let m = &trained.meta;
+    println!(
+        "trained {} on {} queries ({} held out) in {:.2} s: {} bytes -> {}",
+        m.algorithm,
+        m.train_queries,
+        m.held_out_queries,
+        took.as_secs_f64(),
+        trained.component.len(),
+        a.out.display()
+    );
+    for model in &m.models {
+        println!(
+            "  {:<28} {} {:.4}/query  as good as {} on {:.1}% of training queries{}",
+            model.name,
+            m.objective,
+            model.mean_cost,
+            m.reference,
+            100.0 * model.as_good_share,
+            if model.name == m.reference {
+                "  (reference)"
+            } else if model.routable {
+                ""
+            } else {
+                "  (not cheaper: never chosen)"
+            }
+        );
+    }
+    if m.held_out_queries == 0 {
+        println!(
+            "nothing was held out (--holdout {}), so there are no figures: a router's figures on its own training queries are not a test of it",
+            a.holdout
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cheapest = m
+        .models
+        .iter()
+        .find(|x| x.routable)
+        .map(|x| x.name.clone())
+        .expect("training needs a cheaper model");
+    let (feature, sizes) = if table.rows.iter().all(|r| r.prompt_tokens.is_some()) {
+        let v: Vec<f64> = table
+            .rows
+            .iter()
+            .filter_map(|r| r.prompt_tokens)
+            .map(|t| t as f64)
+            .collect();
+        ("prompt_tokens", v)
+    } else {
+        let v = table
+            .rows
+            .iter()
+            .map(|r| r.prompt.chars().count() as f64)
+            .collect();
+        ("prompt_chars", v)
+    };
+    let mut sizes = sizes;
+    sizes.sort_by(f64::total_cmp);
+    // The median prompt: the threshold router sends the shorter half to the cheapest model.
+    let median = sizes[sizes.len() / 2];
+    let out = a.out.with_extension("held-out");
+    println!("routing the {} held-out queries:", m.held_out_queries);
+    run(Args {
+        runs: a.runs.clone(),
+        reference: a.reference.clone(),
+        routers: vec![
+            a.out.display().to_string(),
+            "random:0.5".into(),
+            format!("threshold:{feature}:{median}:{cheapest}"),
+            format!("oracle:{}", m.objective),
+        ],
+        objective: Some(m.objective.clone()),
+        by: None,
+        weak: Some(cheapest),
+        meta: a.meta.clone(),
+        seed: a.seed,
+        workload: None,
+        footprint: a.footprint.clone(),
+        held_out_of: Some(a.out.clone()),
+        out: Some(out),
+    })
 }

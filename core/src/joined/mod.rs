@@ -176,6 +176,15 @@ impl Table {
         }
     }
 
+    /// Keep only the rows `keep` says, with every column's aggregates taken over them (what a
+    /// router sees of the models is then what these queries show).
+    pub fn retain_rows(&mut self, keep: impl Fn(&Row) -> bool) {
+        self.rows.retain(keep);
+        for (i, c) in self.columns.iter_mut().enumerate() {
+            c.aggregates = aggregates(&self.rows, i);
+        }
+    }
+
     /// The column of a model name (exact, or the one column whose name starts `name@`).
     pub fn column(&self, name: &str) -> Result<usize, TableError> {
         let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();

@@ -49,6 +49,8 @@ pub struct RouteRequest {
     /// Where each run's energy was drawn: gives every query its grams CO2e, so routers report
     /// carbon and the oracle can minimise it (`--objective carbon`).
     pub footprint: Option<crate::footprint::Footprints>,
+    /// A trained router (`ipw route train`): route only the queries it held out of training.
+    pub held_out_of: Option<PathBuf>,
 }
 
 /// Everything `ipw route` reports (written as `route.json`).
@@ -83,6 +85,24 @@ pub struct RouteReport {
     /// With `--workload`: per router, the reference's load taken off, per hour and at peak.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workload: Vec<workload::WorkloadReport>,
+    /// With `--held-out-of`: the trained router whose held-out queries these are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out_of: Option<String>,
+    /// Per trained router among the routers: what it was trained on, and how many of the
+    /// routed queries it trained on (its figures on those are not a test of it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<LearnedNote>,
+}
+
+/// A trained router in a routing report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LearnedNote {
+    /// Its spec.
+    pub router: String,
+    /// Its training metadata.
+    pub meta: learn::LearnedMeta,
+    /// Routed queries on its training side of the split: not held out from it.
+    pub in_sample_queries: usize,
 }
 
 /// Read a `--meta` file: `[models.NAME]` tables with the fields of `[models.meta]`.
@@ -146,17 +166,79 @@ pub enum RouteError {
     /// Nothing to route.
     #[error("no query is in every run; {0} queries are in some runs only")]
     NoCommonQueries(usize),
+    /// A trained router's split could not be used.
+    #[error("{}: {message}", path.display())]
+    HeldOut {
+        /// The router.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
-/// Build the table and route it with every router.
-pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
-    let runs = joined::find_runs(&req.runs)?;
-    let mut table = joined::build(&runs, &req.meta)?;
-    if let Some(f) = &req.footprint {
+/// The trained router in the file at `path`, or why it is none.
+fn read_learned(path: &std::path::Path) -> Result<learn::LearnedRouter, RouteError> {
+    let err = |message: String| RouteError::HeldOut {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    learn::LearnedRouter::from_component(&bytes)
+        .map_err(err)?
+        .ok_or_else(|| {
+            err("not a router trained by `ipw route train`: it has no held-out queries".into())
+        })
+}
+
+/// The file of a `.wasm` router spec and its parameters (`path.wasm[:{json}]`).
+fn wasm_spec(spec: &str) -> Option<(&str, &str)> {
+    let end = spec.find(".wasm").map(|i| i + ".wasm".len())?;
+    Some(spec.split_at(end))
+}
+
+/// The query x model table of `runs` (run or experiment directories) with `meta` overriding
+/// the runs' metadata and, with a footprint, every query's grams CO2e: what routers are
+/// simulated, and trained, on. No query in every run is an error.
+pub fn table(
+    runs: &[PathBuf],
+    meta: &BTreeMap<String, ModelMeta>,
+    footprint: Option<&crate::footprint::Footprints>,
+) -> Result<Table, RouteError> {
+    let runs = joined::find_runs(runs)?;
+    let mut table = joined::build(&runs, meta)?;
+    if let Some(f) = footprint {
         f.apply_carbon(&mut table)?;
     }
     if table.rows.is_empty() {
         return Err(RouteError::NoCommonQueries(table.incomplete.len()));
+    }
+    Ok(table)
+}
+
+/// Build the table and route it with every router.
+pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
+    let mut table = table(&req.runs, &req.meta, req.footprint.as_ref())?;
+    let mut held_out_of = None;
+    if let Some(path) = &req.held_out_of {
+        let learned = read_learned(path)?;
+        let holdout = learned.meta.holdout;
+        if holdout.fraction <= 0.0 {
+            return Err(RouteError::HeldOut {
+                path: path.clone(),
+                message: "it was trained with --holdout 0: it held no query out".into(),
+            });
+        }
+        table.retain_rows(|r| holdout.holds_out(r));
+        if table.rows.is_empty() {
+            return Err(RouteError::HeldOut {
+                path: path.clone(),
+                message: format!(
+                    "none of these runs' queries is among those it held out ({} of the runs it was trained on)",
+                    learned.meta.held_out_queries
+                ),
+            });
+        }
+        held_out_of = Some(path.display().to_string());
     }
     let reference = table.column(&req.reference)?;
     let objective = req
@@ -205,6 +287,21 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
             ));
         }
     }
+    let mut learned = Vec::new();
+    for spec in &req.routers {
+        let Some((path, _)) = wasm_spec(spec) else {
+            continue;
+        };
+        let bytes = std::fs::read(path).unwrap_or_default();
+        if let Ok(Some(l)) = learn::LearnedRouter::from_component(&bytes) {
+            let in_sample = table
+                .rows
+                .iter()
+                .filter(|r| !l.meta.holdout.holds_out(r))
+                .count();
+            learned.push((spec.clone(), l, in_sample));
+        }
+    }
     let mut gap_recovery = Vec::new();
     let mut pair = None;
     if let Some(weak) = weak.filter(|&w| w != reference) {
@@ -231,6 +328,26 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
                 gap_recovery.push(l);
             }
             gap_recovery.push(o);
+            // A trained router orders queries by how unlikely the weak model is to do as
+            // well as the reference, from the same parameters and code as its component.
+            for (spec, l, _) in &learned {
+                let model = l.model();
+                let Some(j) = model
+                    .cheaper
+                    .iter()
+                    .position(|c| c.name == table.columns[weak].name)
+                else {
+                    continue;
+                };
+                let priority: Vec<f64> = table
+                    .rows
+                    .iter()
+                    .map(|r| 1.0 - f64::from(l.probabilities(r)[j]))
+                    .collect();
+                if let Some(g) = simulate::gap_recovery(&table, weak, reference, spec, &priority) {
+                    gap_recovery.push(g);
+                }
+            }
         }
     }
     Ok(RouteReport {
@@ -247,16 +364,24 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
         pair,
         gap_recovery,
         workload: loads,
+        held_out_of,
+        learned: learned
+            .into_iter()
+            .map(|(router, l, in_sample_queries)| LearnedNote {
+                router,
+                meta: l.meta,
+                in_sample_queries,
+            })
+            .collect(),
     })
 }
 
 /// A built-in router, or a WASM one: `path/to/router.wasm`, optionally followed by
 /// `:{"json": "params"}`.
 pub fn make_router(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Router>, RouteError> {
-    let Some(end) = spec.find(".wasm").map(|i| i + ".wasm".len()) else {
+    let Some((path, rest)) = wasm_spec(spec) else {
         return Ok(routers::builtin(spec, table, ctx)?);
     };
-    let (path, rest) = spec.split_at(end);
     let params = match rest.strip_prefix(':') {
         Some(p) => p,
         None if rest.is_empty() => "{}",
@@ -267,6 +392,18 @@ pub fn make_router(spec: &str, table: &Table, ctx: Context) -> Result<Box<dyn Ro
             }))
         }
     };
+    // A trained router names the models it was trained on, so a table of others is refused
+    // here, once, instead of failing every decision.
+    let bytes = std::fs::read(path).unwrap_or_default();
+    if let Ok(Some(learned)) = learn::LearnedRouter::from_component(&bytes) {
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        learned.check_models(&names).map_err(|message| {
+            RouteError::Spec(routers::SpecError {
+                spec: spec.into(),
+                message,
+            })
+        })?;
+    }
     let router = wasm::WasmRouter::load(
         spec,
         std::path::Path::new(path),
@@ -322,11 +459,21 @@ fn sweep(spec: &str, table: &Table, ctx: Context) -> Result<Option<Vec<CurvePoin
                 Box::new(move |v| format!("threshold:{feature}:{v}:{model}")),
             )
         }
-        _ => return Ok(None),
+        _ => match wasm_spec(spec) {
+            // A trained router's threshold.
+            Some((path, _)) if read_learned(std::path::Path::new(path)).is_ok() => {
+                let path = path.to_string();
+                (
+                    tenths,
+                    Box::new(move |v| format!("{path}:{{\"threshold\": {v}}}")),
+                )
+            }
+            _ => return Ok(None),
+        },
     };
     let mut points = Vec::new();
     for v in grid {
-        let mut r: Box<dyn Router> = routers::builtin(&make(v), table, ctx)?;
+        let mut r: Box<dyn Router> = make_router(&make(v), table, ctx)?;
         points.push(simulate::point(r.as_mut(), table, ctx.reference, v));
     }
     Ok(Some(points))
