@@ -42,6 +42,13 @@ pub enum BenchCommand {
         /// Seconds of WASM decisions.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Also train a learned router (`ipw route train`) on the table, with prompts, and time
+        /// its decisions in the sandbox.
+        #[arg(long)]
+        learned: bool,
+        /// Training passes for --learned (default: as `ipw route train` chooses).
+        #[arg(long)]
+        epochs: Option<u32>,
     },
     /// Study speed: `compare` and `coverage` over generated records (default 4 models x 250k
     /// queries = 1M records, imported as run directories), timed stage by stage.
@@ -164,6 +171,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             models,
             wasm,
             seconds,
+            learned,
+            epochs,
         } => {
             use ipw_core::routing::bench;
             let started = Instant::now();
@@ -199,6 +208,36 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "WASM router {}: {:.0} decisions/s on one thread ({} decisions, a fresh instance each)",
                     r.router, r.per_s, r.queries
+                );
+            }
+            if learned {
+                let mut table = table;
+                let started = Instant::now();
+                bench::add_prompts(&mut table, 2);
+                println!(
+                    "prompts (20-60 words) added in {:.2} s",
+                    started.elapsed().as_secs_f64()
+                );
+                let (took, trained) = bench::bench_train(&table, epochs)?;
+                println!(
+                    "learned router: trained on {} queries x {} models ({} cheaper than the reference), {} passes, in {:.1} s: {:.0} query-passes/s; {} KiB",
+                    trained.meta.train_queries,
+                    table.columns.len(),
+                    trained.meta.models.iter().filter(|m| m.routable).count(),
+                    trained.meta.epochs,
+                    took,
+                    trained.meta.train_queries as f64 * f64::from(trained.meta.epochs) / took,
+                    trained.component.len() / 1024
+                );
+                let path = std::env::temp_dir()
+                    .join(format!("ipw-bench-learned-{}.wasm", std::process::id()));
+                std::fs::write(&path, &trained.component)?;
+                let r = bench::bench_wasm(&path, &table, seconds);
+                let _ = std::fs::remove_file(&path);
+                let r = r?;
+                println!(
+                    "learned router in the sandbox: {:.0} decisions/s on one thread ({} decisions, a fresh instance each)",
+                    r.per_s, r.queries
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -67,9 +67,10 @@ enum RouteAction {
         /// Hash buckets, log2 (weights per cheaper model).
         #[arg(long, default_value_t = 14)]
         dim_log2: u32,
-        /// Passes over the training queries.
-        #[arg(long, default_value_t = 5)]
-        epochs: u32,
+        /// Passes over the training queries (default: enough for two million updates, one to
+        /// five).
+        #[arg(long)]
+        epochs: Option<u32>,
         /// Model metadata overriding the runs' own (as `ipw route --meta`).
         #[arg(long, value_name = "FILE")]
         meta: Option<PathBuf>,

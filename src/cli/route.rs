@@ -277,7 +277,7 @@ pub struct TrainArgs {
     pub holdout: f64,
     pub seed: u64,
     pub dim_log2: u32,
-    pub epochs: u32,
+    pub epochs: Option<u32>,
     pub meta: Option<PathBuf>,
     pub footprint: Option<PathBuf>,
     pub out: PathBuf,

@@ -168,3 +168,46 @@ pub fn bench_wasm(
         per_s: n as f64 / took,
     })
 }
+
+/// Give every row of `table` a prompt of 20 to 60 words drawn from a vocabulary of 5000, the
+/// dataset's label and (one in four) the word that says the cheapest model is as good: text
+/// for a learned router to featurize, of the length of a typical benchmark question.
+pub fn add_prompts(table: &mut Table, seed: u64) {
+    let mut rng = SplitMix64::new(seed);
+    for row in &mut table.rows {
+        let n = 20 + rng.below(41);
+        let mut prompt = String::with_capacity(n * 8);
+        for i in 0..n {
+            if i > 0 {
+                prompt.push(' ');
+            }
+            prompt.push_str(&format!("w{}", rng.below(5000)));
+        }
+        if row.outcomes[0].score >= row.outcomes[row.outcomes.len() - 1].score && rng.below(4) == 0
+        {
+            prompt.push_str(" easy");
+        }
+        row.prompt = prompt;
+    }
+}
+
+/// `ipw route train` on `table` (its last model the reference, energy the objective, 20% held
+/// out) with `epochs` passes (`None`: as `ipw route train` chooses): seconds to train and the router's bytes.
+pub fn bench_train(
+    table: &Table,
+    epochs: Option<u32>,
+) -> Result<(f64, super::learn::Trained), super::learn::LearnError> {
+    let started = Instant::now();
+    let trained = super::learn::train(
+        table,
+        &super::learn::TrainOptions {
+            reference: table.columns[table.columns.len() - 1].name.clone(),
+            objective: Some(Objective::Energy),
+            holdout: 0.2,
+            seed: 1,
+            features: ipw_router_model::FeatureSet::DEFAULT,
+            epochs,
+        },
+    )?;
+    Ok((started.elapsed().as_secs_f64(), trained))
+}

@@ -342,7 +342,7 @@ pub fn route(req: &RouteRequest) -> Result<RouteReport, RouteError> {
                 let priority: Vec<f64> = table
                     .rows
                     .iter()
-                    .map(|r| 1.0 - f64::from(l.probabilities(r)[j]))
+                    .map(|r| -f64::from(l.logits(r)[j]))
                     .collect();
                 if let Some(g) = simulate::gap_recovery(&table, weak, reference, spec, &priority) {
                     gap_recovery.push(g);

@@ -75,29 +75,14 @@ fn hashed(fs: &FeatureSet, tag: u8, parts: &[&[u8]]) -> (u32, f32) {
     (bucket, sign)
 }
 
-/// Sort by bucket and add up the values of equal buckets.
-fn merge(out: &mut Vec<Feature>) {
-    out.sort_unstable_by_key(|f| f.0);
-    let mut w = 0;
-    for r in 0..out.len() {
-        if w > 0 && out[w - 1].0 == out[r].0 {
-            out[w - 1].1 += out[r].1;
-        } else {
-            out[w] = out[r];
-            w += 1;
-        }
-    }
-    out.truncate(w);
-}
-
 /// log2 size class of a count: 0, 1, 2-3, 4-7, ...
 fn size_class(n: u64) -> u8 {
     (64 - n.leading_zeros()) as u8
 }
 
-/// The features of a query into `out` (cleared first), sorted by bucket: the prompt's words,
-/// word pairs and character n-grams (lower-cased; their block scaled to unit length, so a long
-/// prompt weighs as much as a short one), plus one feature each for its dataset, its subject,
+/// The features of a query into `out` (cleared first; a bucket may occur more than once, and
+/// its values add up): the prompt's words, word pairs and character n-grams (lower-cased,
+/// their block scaled to unit length), plus one feature each for its dataset, its subject,
 /// the size class of its length in characters and, when counted, in tokens.
 pub fn featurize(
     fs: &FeatureSet,
@@ -108,35 +93,51 @@ pub fn featurize(
     out: &mut Vec<Feature>,
 ) {
     out.clear();
-    let lower: String = prompt.chars().flat_map(char::to_lowercase).collect();
-    let words: Vec<&str> = lower
+    // Most prompts are ASCII: lower-casing and finding characters is then byte work.
+    let ascii = prompt.is_ascii();
+    let lower: String = if ascii {
+        prompt.to_ascii_lowercase()
+    } else {
+        prompt.chars().flat_map(char::to_lowercase).collect()
+    };
+    let mut previous: Option<&str> = None;
+    for w in lower
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .collect();
-    for (i, w) in words.iter().enumerate() {
+    {
         out.push(hashed(fs, b'w', &[w.as_bytes()]));
         if fs.word_n >= 2 {
-            if let Some(next) = words.get(i + 1) {
-                out.push(hashed(fs, b'p', &[w.as_bytes(), next.as_bytes()]));
+            if let Some(p) = previous {
+                out.push(hashed(fs, b'p', &[p.as_bytes(), w.as_bytes()]));
             }
         }
+        previous = Some(w);
     }
     if fs.char_n > 0 {
         let n = fs.char_n as usize;
-        let starts: Vec<usize> = lower
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(lower.len()))
-            .collect();
-        for w in starts.windows(n + 1) {
-            out.push(hashed(fs, b'c', &[&lower.as_bytes()[w[0]..w[n]]]));
+        let bytes = lower.as_bytes();
+        if ascii {
+            for w in bytes.windows(n) {
+                out.push(hashed(fs, b'c', &[w]));
+            }
+        } else {
+            let starts: Vec<usize> = lower
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(lower.len()))
+                .collect();
+            for w in starts.windows(n + 1) {
+                out.push(hashed(fs, b'c', &[&bytes[w[0]..w[n]]]));
+            }
         }
     }
-    merge(out);
-    let norm = out.iter().map(|f| f.1 * f.1).sum::<f32>().sqrt();
-    if norm > 0.0 {
+    // Scaled so the text block has unit length when no two of its features share a bucket:
+    // a long prompt weighs as much as a short one. (Not the merged vector's exact norm: that
+    // needs a sort, which cost more than everything else here together.)
+    if !out.is_empty() {
+        let scale = 1.0 / (out.len() as f32).sqrt();
         for f in out.iter_mut() {
-            f.1 /= norm;
+            f.1 *= scale;
         }
     }
     out.push(hashed(fs, b'd', &[dataset.as_bytes()]));
@@ -148,7 +149,6 @@ pub fn featurize(
     if let Some(t) = prompt_tokens {
         out.push(hashed(fs, b't', &[&[size_class(t)]]));
     }
-    merge(out);
 }
 
 #[cfg(test)]
@@ -162,11 +162,11 @@ mod tests {
         featurize(&fs, "What is 2 + 2?", "gsm8k", None, Some(7), &mut a);
         featurize(&fs, "What is 2 + 2?", "gsm8k", None, Some(7), &mut b);
         assert_eq!(a, b);
-        assert!(a.windows(2).all(|w| w[0].0 < w[1].0), "sorted, merged");
         assert!(a.iter().all(|f| (f.0 as usize) < fs.dim()));
-        // Three meta features (dataset, length in characters and in tokens; no subject) of
-        // value ±1 on top of a unit-length text block (collisions with the meta buckets aside,
-        // which this prompt does not have).
+        // 4 words, 3 pairs, 11 character 4-grams of "what is 2 + 2?": 18 features of ±1/√18,
+        // then three meta features (dataset, length in characters and in tokens; no subject)
+        // of ±1.
+        assert_eq!(a.len(), 18 + 3);
         let sq: f32 = a.iter().map(|f| f.1 * f.1).sum();
         assert!((sq - 4.0).abs() < 1e-4, "{sq}");
     }

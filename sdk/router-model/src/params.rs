@@ -180,32 +180,43 @@ impl<'a> Model<'a> {
             .collect()
     }
 
-    fn weight(&self, i: usize) -> f32 {
-        let b = &self.weights[i * 4..i * 4 + 4];
-        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
-
-    /// Per cheaper candidate (in [`Model::cheaper`]'s order), the probability that it answers a
+    /// Per cheaper candidate (in [`Model::cheaper`]'s order), the log-odds that it answers a
     /// query with features `x` as well as the reference does.
-    pub fn probabilities(&self, x: &[Feature]) -> Vec<f32> {
+    pub fn logits(&self, x: &[Feature]) -> Vec<f32> {
         let k = self.cheaper.len();
         let mut z: Vec<f32> = self.cheaper.iter().map(|c| c.bias).collect();
+        let row = 4 * k;
         for &(bucket, value) in x {
-            let base = bucket as usize * k;
-            for (j, zj) in z.iter_mut().enumerate() {
-                *zj += value * self.weight(base + j);
+            // One bounds check per feature, then plain loads: this loop is the decision.
+            let at = bucket as usize * row;
+            let weights = &self.weights[at..at + row];
+            for (zj, w) in z.iter_mut().zip(weights.chunks_exact(4)) {
+                *zj += value * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
             }
         }
-        z.into_iter().map(crate::sigmoid).collect()
+        z
     }
 
-    /// The route for probabilities `p` at `threshold`: the index of the cheapest candidate
-    /// whose probability reaches it, with that probability; `None` for the reference.
-    pub fn choose(&self, p: &[f32], threshold: f32) -> Option<(usize, f32)> {
-        p.iter()
-            .copied()
-            .enumerate()
-            .find(|&(_, pj)| pj >= threshold)
+    /// [`Model::logits`] as probabilities.
+    pub fn probabilities(&self, x: &[Feature]) -> Vec<f32> {
+        self.logits(x).into_iter().map(crate::sigmoid).collect()
+    }
+
+    /// The route for log-odds `z` at `threshold`: the index of the cheapest candidate whose
+    /// probability reaches it, with that probability; `None` for the reference. Compared as
+    /// log-odds (one logarithm, not an exponential per candidate): a threshold of 0 takes the
+    /// cheapest, 1 always the reference.
+    pub fn choose(&self, z: &[f32], threshold: f32) -> Option<(usize, f32)> {
+        let cut = if threshold <= 0.0 {
+            f32::NEG_INFINITY
+        } else if threshold >= 1.0 {
+            f32::INFINITY
+        } else {
+            (threshold / (1.0 - threshold)).ln()
+        };
+        z.iter()
+            .position(|&zj| zj >= cut)
+            .map(|j| (j, crate::sigmoid(z[j])))
     }
 }
 
@@ -241,8 +252,13 @@ mod tests {
         let p = m.probabilities(&[(2, 1.0)]);
         assert!((p[0] - crate::sigmoid(0.5 + 0.4)).abs() < 1e-7);
         assert!((p[1] - crate::sigmoid(-1.0 + 0.5)).abs() < 1e-7);
-        assert_eq!(m.choose(&p, 0.5), Some((0, p[0])));
-        assert_eq!(m.choose(&p, 0.99), None);
+        let z = m.logits(&[(2, 1.0)]);
+        assert_eq!(m.choose(&z, 0.5), Some((0, p[0])));
+        assert_eq!(m.choose(&z, 0.99), None);
+        assert_eq!(m.choose(&z, 0.0), Some((0, p[0])));
+        // mid's probability is sigmoid(-0.5) = 0.378: taken below it, not above.
+        assert_eq!(m.choose(&z[1..], 0.37).map(|c| c.0), Some(0));
+        assert_eq!(m.choose(&z[1..], 0.38), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 pub mod component;
 mod train;
 
-pub use train::{train, LearnError, TrainOptions, Trained};
+pub use train::{auto_epochs, train, LearnError, TrainOptions, Trained};
 
 use crate::joined::Row;
 use ipw_router_model::FeatureSet;
@@ -152,8 +152,9 @@ impl LearnedRouter {
         ipw_router_model::Model::decode(&self.params).expect("checked when read")
     }
 
-    /// Its probabilities for `row` (as the component computes them: the same code).
-    pub fn probabilities(&self, row: &Row) -> Vec<f32> {
+    /// Its log-odds for `row`, per cheaper model (as the component computes them: the same
+    /// code).
+    pub fn logits(&self, row: &Row) -> Vec<f32> {
         let model = self.model();
         let mut x = Vec::new();
         ipw_router_model::featurize(
@@ -164,7 +165,7 @@ impl LearnedRouter {
             row.prompt_tokens,
             &mut x,
         );
-        model.probabilities(&x)
+        model.logits(&x)
     }
 
     /// Why it cannot route a table of `columns`: the models it was trained on that the table

@@ -20,8 +20,15 @@ pub struct TrainOptions {
     pub seed: u64,
     /// The features.
     pub features: FeatureSet,
-    /// Passes over the training queries.
-    pub epochs: u32,
+    /// Passes over the training queries; `None`: enough for two million updates, at least
+    /// one and at most five ([`auto_epochs`]).
+    pub epochs: Option<u32>,
+}
+
+/// Passes for `n` training queries when none is asked: SGD converges with the number of
+/// updates, so a million queries need two passes where a thousand take five.
+pub fn auto_epochs(n: usize) -> u32 {
+    (2_000_000usize.div_ceil(n.max(1))).clamp(1, 5) as u32
 }
 
 /// A trained router.
@@ -125,7 +132,11 @@ pub fn train(table: &Table, opts: &TrainOptions) -> Result<Trained, LearnError> 
             (pos / n, saving * w_pos, w_neg)
         })
         .collect();
-    let (w, b) = fit(table, &rows, &cheaper, reference, &weights, opts);
+    let epochs = opts
+        .epochs
+        .unwrap_or_else(|| auto_epochs(rows.len()))
+        .max(1);
+    let (w, b) = fit(table, &rows, &cheaper, reference, &weights, opts, epochs);
     let names = |cs: &[usize]| -> Vec<String> {
         cs.iter().map(|&c| table.columns[c].name.clone()).collect()
     };
@@ -196,7 +207,7 @@ pub fn train(table: &Table, opts: &TrainOptions) -> Result<Trained, LearnError> 
         objective: objective.name().into(),
         models,
         features: Features::from(opts.features),
-        epochs: opts.epochs,
+        epochs,
         seed: opts.seed,
         holdout,
         train_queries: rows.len(),
@@ -219,20 +230,22 @@ fn fit(
     reference: usize,
     weights: &[(f64, f64, f64)],
     opts: &TrainOptions,
+    epochs: u32,
 ) -> (Vec<f32>, Vec<f32>) {
+    let (features, seed) = (&opts.features, opts.seed);
     let k = cheaper.len();
-    let mut w = vec![0f32; opts.features.dim() * k];
+    let mut w = vec![0f32; features.dim() * k];
     let mut b = vec![0f32; k];
     let mut order = rows.to_vec();
-    let mut rng = crate::rng::SplitMix64::new(opts.seed);
+    let mut rng = crate::rng::SplitMix64::new(seed);
     let (mut x, mut g) = (Vec::new(), vec![0f32; k]);
-    for epoch in 0..opts.epochs.max(1) {
+    for epoch in 0..epochs {
         rng.shuffle(&mut order);
         let lr = 0.5 / (1.0 + epoch as f32).sqrt();
         for &i in &order {
             let row = &table.rows[i];
             featurize(
-                &opts.features,
+                features,
                 &row.prompt,
                 &row.dataset,
                 row.subject.as_deref(),

@@ -95,14 +95,15 @@ impl Router for Learned {
             query.prompt_tokens,
             &mut x,
         );
-        let p = model.probabilities(&x);
+        let z = model.logits(&x);
         let reference = index(model.reference).expect("checked above");
-        Ok(match model.choose(&p, threshold as f32) {
+        Ok(match model.choose(&z, threshold as f32) {
             Some((j, pj)) => Choice::model(index(model.cheaper[j].name).expect("checked above"))
                 .with_confidence(f64::from(pj)),
             None => {
-                let best = p.iter().copied().fold(0.0f32, f32::max);
-                Choice::model(reference).with_confidence(f64::from(1.0 - best))
+                // How sure it is that no cheaper model will do: one minus the best chance.
+                let best = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                Choice::model(reference).with_confidence(f64::from(1.0 - ipw_router_model::sigmoid(best)))
             }
         })
     }
