@@ -475,3 +475,154 @@ fn a_table_imported_straight_to_parquet_is_what_import_then_export_give() {
     );
     assert!(!dir.path().join("late/m").exists(), "nothing left behind");
 }
+
+/// A routing table as RouteLLM and RouterBench publish them: one row per prompt, a score and a
+/// response column per model, and a column of neither.
+const WIDE: &str = "\
+prompt,gpt-4-1106-preview,mixtral-8x7b-instruct-v0.1,gpt-4-1106-preview|response,mixtral-8x7b-instruct-v0.1|response,oracle_model_to_route_to
+What is 1+1?,1,1,2,2,mixtral
+\"Name a colour, any one.\",1,0,red,\"blue, no, 7\",gpt-4
+What is 3+3?,0.5,0,six-ish,5,gpt-4
+";
+
+const WIDE_TOML: &str = r#"
+ignore = ["oracle_model_to_route_to"]
+[shared]
+prompt = "prompt"
+[models.gpt-4]
+score = "gpt-4-1106-preview"
+response = "gpt-4-1106-preview|response"
+[models.mixtral]
+score = "mixtral-8x7b-instruct-v0.1"
+response = "mixtral-8x7b-instruct-v0.1|response"
+"#;
+
+/// The same data reshaped by hand to one row per (query, model).
+const LONG: &str = "\
+query_id,model,prompt,score,response
+row-1,gpt-4,What is 1+1?,1,2
+row-1,mixtral,What is 1+1?,1,2
+row-2,gpt-4,\"Name a colour, any one.\",1,red
+row-2,mixtral,\"Name a colour, any one.\",0,\"blue, no, 7\"
+row-3,gpt-4,What is 3+3?,0.5,six-ish
+row-3,mixtral,What is 3+3?,0,5
+";
+
+fn import_args(
+    dir: &std::path::Path,
+    table: &str,
+    name: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let path = dir.join(name);
+    std::fs::write(&path, table).unwrap();
+    let out = dir.join(format!("{name}.runs"));
+    let mut all = vec![
+        "import",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    run_ipw(&all, dir)
+}
+
+#[test]
+fn a_wide_routing_table_imports_as_the_same_data_reshaped_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("wide.toml");
+    std::fs::write(&toml, WIDE_TOML).unwrap();
+    // Both tables carry the same file stem, so the dataset label (the stem) is the same.
+    let (wide_dir, long_dir) = (dir.path().join("w"), dir.path().join("l"));
+    std::fs::create_dir_all(&wide_dir).unwrap();
+    std::fs::create_dir_all(&long_dir).unwrap();
+    let o = import_args(
+        &wide_dir,
+        WIDE,
+        "table.csv",
+        &["--wide", toml.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o2 = import_args(&long_dir, LONG, "table.csv", &[]);
+    assert!(o2.status.success(), "{}", text(&o2));
+    // Equal record for record, but for `index`: the line of the table each came from.
+    let without_index = |mut v: Vec<serde_json::Value>| {
+        for r in &mut v {
+            r.as_object_mut().unwrap().remove("index");
+        }
+        v
+    };
+    for model in ["gpt-4", "mixtral"] {
+        let a = records(&wide_dir.join("table.csv.runs").join(model));
+        let b = records(&long_dir.join("table.csv.runs").join(model));
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[2]["index"], 4, "the wide table's fourth line");
+        assert_eq!(without_index(a), without_index(b), "{model}");
+    }
+    let r = records(&wide_dir.join("table.csv.runs/mixtral"));
+    assert_eq!(r[1]["response"], "blue, no, 7");
+    assert_eq!(r[1]["grade"]["score"], 0.0);
+    assert_eq!(r[2]["query_id"], "row-3");
+
+    // Flags for the simple case: each model's score column; the rest ignored by name.
+    let o = import_args(
+        dir.path(),
+        WIDE,
+        "flags.csv",
+        &[
+            "--model",
+            "gpt-4=gpt-4-1106-preview",
+            "--model",
+            "mixtral=mixtral-8x7b-instruct-v0.1",
+            "--ignore",
+            "gpt-4-1106-preview|response",
+            "--ignore",
+            "mixtral-8x7b-instruct-v0.1|response",
+            "--ignore",
+            "oracle_model_to_route_to",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = records(&dir.path().join("flags.csv.runs/gpt-4"));
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[2]["grade"]["score"], 0.5);
+}
+
+#[test]
+fn a_wide_table_with_a_column_unmapped_twice_mapped_or_missing_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |name: &str, args: &[&str], needle: &str| {
+        let o = import_args(dir.path(), WIDE, name, args);
+        assert!(!o.status.success(), "{name}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{name}: {}", text(&o));
+        assert!(!dir.path().join(format!("{name}.runs/gpt-4")).exists());
+    };
+    // The response columns and the oracle column: no model or field maps them.
+    refused(
+        "unmapped.csv",
+        &["--model", "gpt-4=gpt-4-1106-preview", "--model", "mixtral=mixtral-8x7b-instruct-v0.1"],
+        "columns no model or field maps: gpt-4-1106-preview|response, mixtral-8x7b-instruct-v0.1|response, oracle_model_to_route_to",
+    );
+    refused(
+        "twice.csv",
+        &[
+            "--model",
+            "a=gpt-4-1106-preview",
+            "--model",
+            "b=gpt-4-1106-preview",
+        ],
+        "column `gpt-4-1106-preview` is mapped twice: as score of model a and as score of model b",
+    );
+    refused(
+        "missing.csv",
+        &["--model", "gpt-5=gpt-5-preview"],
+        "no column `gpt-5-preview` (for score of model gpt-5)",
+    );
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(&toml, "[models.a]\nscore = \"x\"\nreply = \"y\"\n").unwrap();
+    refused(
+        "field.csv",
+        &["--wide", toml.to_str().unwrap()],
+        "[models.\"a\"] reply: not a model's field",
+    );
+}

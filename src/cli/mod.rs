@@ -392,6 +392,17 @@ enum Command {
         /// parquet` would), with no `records.jsonl`: for tables too large to keep twice.
         #[arg(long)]
         parquet: bool,
+        /// A wide table (one row per prompt, columns per model, as RouteLLM publishes): a TOML
+        /// mapping its columns to models and fields (`[models.NAME] score = "COLUMN"`,
+        /// `[shared] prompt = "prompt"`, `ignore = [...]`).
+        #[arg(long, value_name = "FILE", conflicts_with = "map")]
+        wide: Option<PathBuf>,
+        /// A wide table's model and its score column (repeatable): `--model gpt-4=gpt-4-1106-preview`.
+        #[arg(long = "model", value_name = "NAME=COLUMN", conflicts_with = "wide")]
+        models: Vec<String>,
+        /// A wide table's column to leave out (repeatable).
+        #[arg(long = "ignore", value_name = "COLUMN", requires = "models")]
+        ignore: Vec<String>,
     },
     /// Recompute every record's energy from the run's power log and manifest (after a crash,
     /// or after an ipw upgrade that fixes attribution) and refresh summary.json.
@@ -652,7 +663,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             map,
             parquet,
-        } => import::run(&table, &out, &map, parquet),
+            wide,
+            models,
+            ignore,
+        } => import::run(import::Args {
+            table,
+            out,
+            map,
+            parquet,
+            wide,
+            models,
+            ignore,
+        }),
         Command::Init { path, name } => init::init(&path, name),
         Command::Completions { shell } => init::completions(shell),
         Command::Validate { experiment } => validate::run(&experiment),

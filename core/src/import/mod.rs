@@ -29,6 +29,10 @@
 //! `records.parquet`, the study's columnar store, as `ipw export --format parquet` would write
 //! them, and no `records.jsonl` is written: for tables too large to keep twice on disk.
 
+pub mod wide;
+
+pub use wide::WideMapping;
+
 use crate::records::{
     GradeRecord, Manifest, QueryEnergy, QueryError, Record, RunDir, Window, RECORD_SCHEMA,
 };
@@ -154,11 +158,42 @@ pub fn import_as(
         }
     }
     let column = |field: &str| map.get(field).cloned().unwrap_or_else(|| field.to_string());
+    staged(out, |staging| {
+        import_via(path, out, staging, &column, stored, None)
+    })
+}
+
+/// A wide table (one row per prompt, columns per model: [`wide`]) imported as the long table
+/// one row per (query, model) would be.
+pub fn import_wide(
+    path: &Path,
+    out: &Path,
+    mapping: &WideMapping,
+    stored: Stored,
+) -> Result<Imported, ImportError> {
+    mapping.check(path)?;
+    let column = |field: &str| {
+        mapping
+            .shared
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| field.to_string())
+    };
+    staged(out, |staging| {
+        import_via(path, out, staging, &column, stored, Some(mapping))
+    })
+}
+
+/// Run an import through a staging directory in `out`, removed after.
+fn staged(
+    out: &Path,
+    import: impl FnOnce(&Path) -> Result<Imported, ImportError>,
+) -> Result<Imported, ImportError> {
     std::fs::create_dir_all(out).map_err(|e| io(out, &e))?;
     let staging = out.join(format!(".ipw-import-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging).map_err(|e| io(&staging, &e))?;
-    let result = import_via(path, out, &staging, &column, stored);
+    let result = import(&staging);
     let _ = std::fs::remove_dir_all(&staging);
     result
 }
@@ -267,6 +302,7 @@ fn import_via(
     staging: &Path,
     column: &dyn Fn(&str) -> String,
     stored: Stored,
+    wide: Option<&WideMapping>,
 ) -> Result<Imported, ImportError> {
     let file = std::fs::File::open(path).map_err(|e| io(path, &e))?;
     let mut reader = Hashing {
@@ -301,7 +337,15 @@ fn import_via(
             Writer::Parquet(w) => w.push(path, row.line, r),
         }
     };
-    if jsonl {
+    if let Some(mapping) = wide {
+        if jsonl {
+            return Err(ImportError::Columns {
+                path: path.into(),
+                message: "a wide table is read from CSV".into(),
+            });
+        }
+        wide::read_wide_csv(path, &mut reader, mapping, &mut add)?;
+    } else if jsonl {
         read_jsonl(path, &mut reader, column, &mut add)?;
     } else {
         read_csv(path, &mut reader, column, &mut add)?;
