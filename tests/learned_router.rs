@@ -230,6 +230,26 @@ fn training_refuses_what_it_cannot_learn_from_and_never_reports_training_figures
     let o = train(&["--reference", "big", "--holdout", "1.5"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("--holdout 1.5"), "{}", text(&o));
+    // The other family: nearest neighbours, named in the metadata and the figures.
+    let o = train(&[
+        "--reference",
+        "big",
+        "--neighbours",
+        "5",
+        "--prototypes",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("trained nearest-neighbours on"),
+        "{}",
+        text(&o)
+    );
+    let report = json(&dir.path().join("r.held-out/route.json"));
+    assert_eq!(
+        report["learned"][0]["meta"]["algorithm"],
+        "nearest-neighbours"
+    );
     let o = train(&["--reference", "big", "--holdout", "0"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("no figures"), "{}", text(&o));

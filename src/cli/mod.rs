@@ -71,6 +71,13 @@ enum RouteAction {
         /// five).
         #[arg(long)]
         epochs: Option<u32>,
+        /// Nearest neighbours instead of a logistic regression: the N training queries most
+        /// like a query (by the same features) vote on whether a cheaper model will do.
+        #[arg(long, value_name = "N")]
+        neighbours: Option<u32>,
+        /// Training queries the neighbours router keeps (a seeded sample).
+        #[arg(long, default_value_t = 4096, requires = "neighbours")]
+        prototypes: usize,
         /// Model metadata overriding the runs' own (as `ipw route --meta`).
         #[arg(long, value_name = "FILE")]
         meta: Option<PathBuf>,
@@ -556,6 +563,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed,
                     dim_log2,
                     epochs,
+                    neighbours,
+                    prototypes,
                     meta,
                     footprint,
                     out,
@@ -569,6 +578,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             dim_log2,
             epochs,
+            neighbours,
+            prototypes,
             meta,
             footprint,
             out,

@@ -278,6 +278,8 @@ pub struct TrainArgs {
     pub seed: u64,
     pub dim_log2: u32,
     pub epochs: Option<u32>,
+    pub neighbours: Option<u32>,
+    pub prototypes: usize,
     pub meta: Option<PathBuf>,
     pub footprint: Option<PathBuf>,
     pub out: PathBuf,
@@ -313,6 +315,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 ..ipw_router_model::FeatureSet::DEFAULT
             },
             epochs: a.epochs,
+            algorithm: match a.neighbours {
+                None => learn::Algorithm::Logistic,
+                Some(vote) => learn::Algorithm::Neighbours {
+                    vote,
+                    prototypes: a.prototypes,
+                },
+            },
         },
     )?;
     let took = started.elapsed();

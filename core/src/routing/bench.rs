@@ -207,6 +207,7 @@ pub fn bench_train(
             seed: 1,
             features: ipw_router_model::FeatureSet::DEFAULT,
             epochs,
+            algorithm: super::learn::Algorithm::Logistic,
         },
     )?;
     Ok((started.elapsed().as_secs_f64(), trained))

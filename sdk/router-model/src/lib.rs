@@ -2,17 +2,17 @@
 //! learned-router component (`plugins/routers/learned`, in the sandbox), so a query's features
 //! and scores are computed by the same code when the router is trained and when it decides.
 //!
-//! A model is one logistic regression per cheaper candidate over hashed features of what a
-//! router may see (the prompt's words, word pairs and character 4-grams, its dataset and
-//! subject, its length): the probability that the candidate answers the query as well as the
-//! reference does. The router sends a query to the cheapest candidate whose probability
+//! A model gives, per cheaper candidate, the probability that it answers a query as well as
+//! the reference does, from hashed features of what a router may see (the prompt's words, word
+//! pairs and character 4-grams, its dataset and subject, its length): one logistic regression
+//! per candidate, or a vote of the training queries most like it (nearest neighbours). The router sends a query to the cheapest candidate whose probability
 //! reaches a threshold, else to the reference.
 
 mod features;
 mod params;
 
 pub use features::{featurize, fnv1a, Feature, FeatureSet};
-pub use params::{Cheaper, Model, ParamsError, MAGIC};
+pub use params::{Body, BodyToWrite, Cheaper, Model, ParamsError, MAGIC};
 
 /// The logistic function.
 pub fn sigmoid(z: f32) -> f32 {

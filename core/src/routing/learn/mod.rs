@@ -6,7 +6,7 @@
 pub mod component;
 mod train;
 
-pub use train::{auto_epochs, train, LearnError, TrainOptions, Trained};
+pub use train::{auto_epochs, train, Algorithm, LearnError, TrainOptions, Trained};
 
 use crate::joined::Row;
 use ipw_router_model::FeatureSet;
@@ -33,7 +33,7 @@ pub struct LearnedMeta {
     /// The ipw that trained it, and its commit.
     pub ipw_version: String,
     pub ipw_commit: String,
-    /// `logistic-regression`.
+    /// `logistic-regression` or `nearest-neighbours`.
     pub algorithm: String,
     /// The model it routes away from.
     pub reference: String,
@@ -43,7 +43,7 @@ pub struct LearnedMeta {
     pub models: Vec<TrainedModel>,
     /// The features.
     pub features: Features,
-    /// Passes over the training queries.
+    /// Passes over the training queries (0 for nearest neighbours, which make none).
     pub epochs: u32,
     /// Seed of the training order.
     pub seed: u64,
@@ -143,7 +143,9 @@ impl LearnedRouter {
         };
         let meta = serde_json::from_str(&json)
             .map_err(|e| format!("its training metadata cannot be read: {e}"))?;
-        ipw_router_model::Model::decode(&params).map_err(|e| e.to_string())?;
+        ipw_router_model::Model::decode(&params)
+            .and_then(|m| m.validate())
+            .map_err(|e| e.to_string())?;
         Ok(Some(LearnedRouter { meta, params }))
     }
 

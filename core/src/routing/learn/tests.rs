@@ -15,11 +15,16 @@ const WORDS: [&str; 12] = [
 /// good as `big` exactly on prompts with the word `zebra` (about 40% of them), except for 5%
 /// of queries whose label is flipped (noise).
 fn planted(n: usize, seed: u64) -> Table {
+    planted_from(n, seed, &WORDS.map(String::from))
+}
+
+/// [`planted`] with prompts drawn from `vocabulary`.
+fn planted_from(n: usize, seed: u64, vocabulary: &[String]) -> Table {
     let mut rng = crate::rng::SplitMix64::new(seed);
     let rows = (0..n)
         .map(|i| {
             let mut words: Vec<&str> = (0..8 + rng.below(8))
-                .map(|_| WORDS[rng.below(12)])
+                .map(|_| vocabulary[rng.below(vocabulary.len())].as_str())
                 .collect();
             let marked = rng.below(10) < 4;
             if marked {
@@ -60,6 +65,7 @@ fn options() -> TrainOptions {
         seed: 11,
         features: ipw_router_model::FeatureSet::DEFAULT,
         epochs: Some(5),
+        algorithm: Algorithm::Logistic,
     }
 }
 
@@ -214,4 +220,56 @@ fn the_untrained_component_says_so_and_is_no_learned_router() {
     let (_dir, mut r) = load(generic_component(), "{}");
     let e = r.decide(&table.rows[0], &table).unwrap_err();
     assert!(e.contains("untrained"), "{e}");
+}
+
+#[test]
+fn nearest_neighbours_learn_which_prompts_are_alike_and_run_in_the_sandbox() {
+    // Two topics: the prompts `small` does as well on are about one (words red0..red49), the
+    // rest about the other (blue0..blue49); as in `planted`, 5% of labels are flipped. Prompts
+    // alike in words are alike in outcome: what nearest neighbours find.
+    let mut table = planted(3000, 8);
+    let mut rng = crate::rng::SplitMix64::new(3);
+    for row in &mut table.rows {
+        let topic = if row.prompt.split(' ').any(|w| w == "zebra") {
+            "red"
+        } else {
+            "blue"
+        };
+        row.prompt = (0..8 + rng.below(8))
+            .map(|_| format!("{topic}{}", rng.below(50)))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let opts = TrainOptions {
+        algorithm: Algorithm::Neighbours {
+            vote: 15,
+            prototypes: 1500,
+        },
+        ..options()
+    };
+    let trained = train(&table, &opts).unwrap();
+    assert_eq!(trained.meta.algorithm, "nearest-neighbours");
+    assert_eq!(trained.meta.epochs, 0);
+    assert!(trained.component == train(&table, &opts).unwrap().component);
+    let learned = LearnedRouter::from_component(&trained.component)
+        .unwrap()
+        .unwrap();
+    let (_dir, mut router) = load(&trained.component, "{}");
+    let (mut right, mut held) = (0, 0);
+    for row in table
+        .rows
+        .iter()
+        .filter(|r| trained.meta.holdout.holds_out(r))
+    {
+        held += 1;
+        let d = router.decide(row, &table).unwrap();
+        let host = learned
+            .model()
+            .choose(&learned.logits(row), 0.5)
+            .map_or(1, |c| c.0);
+        assert_eq!(d.tried, vec![host]);
+        let red = row.prompt.starts_with("red");
+        right += usize::from(host == if red { 0 } else { 1 });
+    }
+    assert!(right as f64 / held as f64 > 0.95, "{right} of {held}");
 }

@@ -5,7 +5,32 @@ use super::component::{self, ComponentError};
 use super::{Features, Holdout, LearnedMeta, TrainedModel, TrainedRun};
 use crate::joined::Table;
 use crate::routing::routers::Objective;
-use ipw_router_model::{featurize, FeatureSet, Model};
+use ipw_router_model::{featurize, BodyToWrite, FeatureSet, Model};
+
+/// Which model family to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// One logistic regression per cheaper model (fast, small).
+    Logistic,
+    /// The `vote` training queries most like the query vote, from at most `prototypes` kept
+    /// (a seeded sample of the training queries).
+    Neighbours {
+        /// Nearest prototypes that vote.
+        vote: u32,
+        /// Training queries kept.
+        prototypes: usize,
+    },
+}
+
+impl Algorithm {
+    /// Its name in the router's metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Logistic => "logistic-regression",
+            Algorithm::Neighbours { .. } => "nearest-neighbours",
+        }
+    }
+}
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -21,8 +46,10 @@ pub struct TrainOptions {
     /// The features.
     pub features: FeatureSet,
     /// Passes over the training queries; `None`: enough for two million updates, at least
-    /// one and at most five ([`auto_epochs`]).
+    /// one and at most five ([`auto_epochs`]). Regressions only.
     pub epochs: Option<u32>,
+    /// The model family.
+    pub algorithm: Algorithm,
 }
 
 /// Passes for `n` training queries when none is asked: SGD converges with the number of
@@ -132,11 +159,34 @@ pub fn train(table: &Table, opts: &TrainOptions) -> Result<Trained, LearnError> 
             (pos / n, saving * w_pos, w_neg)
         })
         .collect();
-    let epochs = opts
-        .epochs
-        .unwrap_or_else(|| auto_epochs(rows.len()))
-        .max(1);
-    let (w, b) = fit(table, &rows, &cheaper, reference, &weights, opts, epochs);
+    let (epochs, biases, body) = match opts.algorithm {
+        Algorithm::Logistic => {
+            let epochs = opts
+                .epochs
+                .unwrap_or_else(|| auto_epochs(rows.len()))
+                .max(1);
+            let (w, b) = fit(table, &rows, &cheaper, reference, &weights, opts, epochs);
+            (epochs, b, BodyToWrite::Linear(w))
+        }
+        Algorithm::Neighbours { vote, prototypes } => {
+            if vote == 0 || prototypes == 0 {
+                return Err(LearnError::Invalid(
+                    "--neighbours and --prototypes must be at least 1".into(),
+                ));
+            }
+            // The prior each vote is shrunk towards: the model's share of training queries
+            // where it was as good, as log-odds.
+            let biases = weights
+                .iter()
+                .map(|w| {
+                    let p = w.0.clamp(1e-6, 1.0 - 1e-6);
+                    (p / (1.0 - p)).ln() as f32
+                })
+                .collect();
+            let body = neighbours(table, &rows, &cheaper, reference, opts, vote, prototypes);
+            (0, biases, body)
+        }
+    };
     let names = |cs: &[usize]| -> Vec<String> {
         cs.iter().map(|&c| table.columns[c].name.clone()).collect()
     };
@@ -145,13 +195,13 @@ pub fn train(table: &Table, opts: &TrainOptions) -> Result<Trained, LearnError> 
         .copied()
         .filter(|c| !cheaper.contains(c))
         .collect();
-    let with_bias: Vec<(String, f32)> = names(&cheaper).into_iter().zip(b).collect();
+    let with_bias: Vec<(String, f32)> = names(&cheaper).into_iter().zip(biases).collect();
     let params = Model::encode(
         &opts.features,
         &table.columns[reference].name,
         &with_bias,
         &names(&others),
-        &w,
+        &body,
     );
     let mut models = vec![TrainedModel {
         name: table.columns[reference].name.clone(),
@@ -202,7 +252,7 @@ pub fn train(table: &Table, opts: &TrainOptions) -> Result<Trained, LearnError> 
         format: 1,
         ipw_version: crate::IPW_VERSION.into(),
         ipw_commit: crate::GIT_COMMIT.into(),
-        algorithm: "logistic-regression".into(),
+        algorithm: opts.algorithm.name().into(),
         reference: table.columns[reference].name.clone(),
         objective: objective.name().into(),
         models,
@@ -279,4 +329,63 @@ fn fit(
         }
     }
     (w, b)
+}
+
+/// The neighbours body: a seeded sample of at most `prototypes` training queries, their
+/// features as postings by bucket (buckets common to more than a quarter of them left out),
+/// and per prototype and cheaper model whether it was as good.
+fn neighbours(
+    table: &Table,
+    rows: &[usize],
+    cheaper: &[usize],
+    reference: usize,
+    opts: &TrainOptions,
+    vote: u32,
+    prototypes: usize,
+) -> BodyToWrite {
+    let mut sample = rows.to_vec();
+    crate::rng::SplitMix64::new(opts.seed).shuffle(&mut sample);
+    sample.truncate(prototypes);
+    let mut postings = vec![Vec::new(); opts.features.dim()];
+    let mut labels = Vec::with_capacity(sample.len() * cheaper.len());
+    let mut x = Vec::new();
+    for (p, &i) in sample.iter().enumerate() {
+        let row = &table.rows[i];
+        featurize(
+            &opts.features,
+            &row.prompt,
+            &row.dataset,
+            row.subject.as_deref(),
+            row.prompt_tokens,
+            &mut x,
+        );
+        // One posting per bucket: a word twice in a prompt is one feature of twice the value.
+        x.sort_unstable_by_key(|f| f.0);
+        for &(bucket, value) in &x {
+            match postings[bucket as usize].last_mut() {
+                Some((q, v)) if *q == p as u32 => *v += value,
+                _ => postings[bucket as usize].push((p as u32, value)),
+            }
+        }
+        let o = &row.outcomes;
+        labels.extend(
+            cheaper
+                .iter()
+                .map(|&c| u8::from(o[c].score >= o[reference].score)),
+        );
+    }
+    // A bucket in more than a quarter of the prototypes (the dataset, a length class, `the `)
+    // says little about which are alike and costs a visit to each of them per decision, so it
+    // is left out, as a search engine leaves out stop words.
+    let common = sample.len() / 4;
+    for p in &mut postings {
+        if sample.len() >= 8 && p.len() > common {
+            p.clear();
+        }
+    }
+    BodyToWrite::Neighbours {
+        vote,
+        postings,
+        labels,
+    }
 }
