@@ -50,15 +50,6 @@ fn planted_csv(n: usize, models: [&str; 2]) -> String {
     String::from_utf8(w.into_inner().unwrap()).unwrap()
 }
 
-fn router<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["routers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["router"] == name)
-        .unwrap_or_else(|| panic!("no router {name} in {report}"))
-}
-
 fn value(v: &Value) -> f64 {
     v["value"].as_f64().unwrap()
 }

@@ -36,15 +36,6 @@ fn outcomes(run: &std::path::Path, basis: &str) -> HashMap<String, (f64, f64, f6
         .collect()
 }
 
-fn router<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["routers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["router"] == name)
-        .unwrap_or_else(|| panic!("no router {name} in the report"))
-}
-
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }

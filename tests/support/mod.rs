@@ -371,3 +371,13 @@ pub fn python_with(module: &str) -> PathBuf {
     );
     py
 }
+
+/// Router `name`'s entry in a route.json.
+pub fn router<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["routers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["router"] == name)
+        .unwrap_or_else(|| panic!("no router {name} in {report}"))
+}

@@ -539,6 +539,23 @@ fn read_csv(
         column,
         &header.iter().collect::<Vec<_>>().join(", "),
     )?;
+    each_record(path, &mut reader, |rec, line, _| {
+        let fields = index
+            .iter()
+            .filter_map(|&(f, i)| rec.get(i).map(|v| (f, v.to_string())))
+            .collect();
+        add(RawRow { line, fields })
+    })
+}
+
+/// Each data record of a CSV, with its line in the file (1-based; the header is line 1) and
+/// its number among the records (1-based), to `each`; a record the CSV reader cannot read is
+/// an error naming its line.
+fn each_record<R: std::io::Read>(
+    path: &Path,
+    reader: &mut csv::Reader<R>,
+    mut each: impl FnMut(&csv::StringRecord, usize, usize) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
     let mut rec = csv::StringRecord::new();
     let mut k = 0;
     loop {
@@ -552,11 +569,7 @@ fn read_csv(
         }
         let line = rec.position().map(|p| p.line() as usize).unwrap_or(k + 2);
         k += 1;
-        let fields = index
-            .iter()
-            .filter_map(|&(f, i)| rec.get(i).map(|v| (f, v.to_string())))
-            .collect();
-        add(RawRow { line, fields })?;
+        each(&rec, line, k)?;
     }
 }
 

@@ -215,19 +215,7 @@ pub(super) fn read_wide_csv(
         )));
     }
     let has_id = shared.iter().any(|(f, _)| *f == "query_id");
-    let mut rec = csv::StringRecord::new();
-    let mut k = 0;
-    loop {
-        let more = reader.read_record(&mut rec).map_err(|e| ImportError::Row {
-            path: path.into(),
-            line: e.position().map(|p| p.line() as usize).unwrap_or(k + 2),
-            message: e.to_string(),
-        })?;
-        if !more {
-            return Ok(());
-        }
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(k + 2);
-        k += 1;
+    super::each_record(path, &mut reader, |rec, line, k| {
         let mut common: BTreeMap<&'static str, String> = shared
             .iter()
             .filter_map(|&(f, i)| rec.get(i).map(|v| (f, v.to_string())))
@@ -245,5 +233,6 @@ pub(super) fn read_wide_csv(
             }
             add(RawRow { line, fields })?;
         }
-    }
+        Ok(())
+    })
 }
